@@ -1,0 +1,166 @@
+#include "conv_driver.h"
+
+#include <ATen/ATen.h>
+
+#include "../common/conv_shape.h"
+
+namespace convpool {
+namespace {
+
+bool is_reduced_precision(const at::Tensor& t) {
+  return t.scalar_type() == at::kHalf || t.scalar_type() == at::kBFloat16;
+}
+
+at::Tensor to_float(const at::Tensor& t) { return t.to(at::kFloat); }
+
+c10::optional<at::Tensor> to_float(const c10::optional<at::Tensor>& t) {
+  if (!t.has_value() || !t->defined()) return t;
+  return t->to(at::kFloat);
+}
+
+// A 1x1 kernel with stride 1 and no padding reads the image as it is: its column matrix is the
+// image itself, and col2im is the identity.
+bool is_pointwise(const ConvGeometry& g) {
+  for (int d = 0; d < kSpatialDims; ++d) {
+    if (g.kernel[d] != 1 || g.stride[d] != 1 || g.pad[d] != 0 || g.grid[d] != g.image[d]) {
+      return false;
+    }
+  }
+  return true;
+}
+
+void add_bias(at::Tensor& output, const c10::optional<at::Tensor>& bias) {
+  if (!bias.has_value() || !bias->defined()) return;
+  std::vector<int64_t> shape(output.dim(), 1);
+  shape[1] = bias->size(0);
+  output.add_(bias->view(shape));
+}
+
+}  // namespace
+
+at::Tensor conv_forward(const at::Tensor& input, const at::Tensor& weight,
+                        const c10::optional<at::Tensor>& bias, at::IntArrayRef stride,
+                        at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups,
+                        const ConvBackend& backend) {
+  const char* op = "convpool::conv";
+  const auto g = conv_geometry(op, ConvRole::kConv, input.sizes(), weight.sizes(), stride, padding,
+                               dilation, groups);
+  const int64_t out_channels = conv_out_channels(ConvRole::kConv, weight.sizes(), groups);
+  check_conv_tensors(op, input, weight, bias, out_channels);
+  if (backend.upcast_reduced_precision && is_reduced_precision(input)) {
+    return conv_forward(to_float(input), to_float(weight), to_float(bias), stride, padding,
+                        dilation, groups, backend)
+        .to(input.scalar_type());
+  }
+  const int64_t batch = input.size(0);
+  auto output = at::empty(conv_output_sizes(g, ConvRole::kConv, batch, out_channels, input.dim() - 2),
+                          input.options());
+  if (output.numel() == 0) return output;
+  if (input.numel() == 0) return output.zero_(), add_bias(output, bias), output;
+
+  const auto x = input.contiguous();
+  const int64_t rows_per_group = g.channels / groups * g.kernel_numel();
+  const auto w = weight.contiguous().view({groups, out_channels / groups, rows_per_group});
+  const bool pointwise = is_pointwise(g);
+  auto col = pointwise ? at::Tensor() : at::empty({g.channels * g.kernel_numel(), g.grid_numel()}, x.options());
+  auto out = output.view({batch, groups, out_channels / groups, g.grid_numel()});
+  for (int64_t n = 0; n < batch; ++n) {
+    const auto image = x[n];
+    if (pointwise) {
+      col = image.view({g.channels, g.grid_numel()});
+    } else {
+      backend.im2col(image, col, g);
+    }
+    auto out_n = out[n];
+    at::bmm_out(out_n, w, col.view({groups, rows_per_group, g.grid_numel()}));
+  }
+  add_bias(output, bias);
+  return output;
+}
+
+at::Tensor conv_transpose_forward(const at::Tensor& input, const at::Tensor& weight,
+                                  const c10::optional<at::Tensor>& bias, at::IntArrayRef stride,
+                                  at::IntArrayRef padding, at::IntArrayRef dilation,
+                                  int64_t groups, const ConvBackend& backend) {
+  const char* op = "convpool::conv_transpose";
+  const auto g = conv_geometry(op, ConvRole::kTranspose, input.sizes(), weight.sizes(), stride,
+                               padding, dilation, groups);
+  const int64_t out_channels = conv_out_channels(ConvRole::kTranspose, weight.sizes(), groups);
+  check_conv_tensors(op, input, weight, bias, out_channels);
+  if (backend.upcast_reduced_precision && is_reduced_precision(input)) {
+    return conv_transpose_forward(to_float(input), to_float(weight), to_float(bias), stride,
+                                  padding, dilation, groups, backend)
+        .to(input.scalar_type());
+  }
+  const int64_t batch = input.size(0);
+  auto output = at::empty(
+      conv_output_sizes(g, ConvRole::kTranspose, batch, out_channels, input.dim() - 2),
+      input.options());
+  if (output.numel() == 0) return output;
+  if (input.numel() == 0) return output.zero_(), add_bias(output, bias), output;
+
+  const auto x = input.contiguous();
+  const int64_t in_per_group = input.size(1) / groups;
+  const int64_t rows_per_group = out_channels / groups * g.kernel_numel();
+  // [groups, in / groups, out / groups * K] -> its transpose, so each group's GEMM maps the
+  // input channels to the column rows of its output channels.
+  const auto w = weight.contiguous().view({groups, in_per_group, rows_per_group}).transpose(1, 2);
+  const bool pointwise = is_pointwise(g);
+  auto col = pointwise ? at::Tensor() : at::empty({g.channels * g.kernel_numel(), g.grid_numel()}, x.options());
+  for (int64_t n = 0; n < batch; ++n) {
+    auto image = output[n];
+    const auto grid = x[n].view({groups, in_per_group, g.grid_numel()});
+    if (pointwise) {
+      auto out_n = image.view({groups, rows_per_group, g.grid_numel()});
+      at::bmm_out(out_n, w, grid);
+    } else {
+      auto col_groups = col.view({groups, rows_per_group, g.grid_numel()});
+      at::bmm_out(col_groups, w, grid);
+      backend.col2im(col, image, g);
+    }
+  }
+  add_bias(output, bias);
+  return output;
+}
+
+at::Tensor conv_weight_grad(const at::Tensor& grad_output, const at::Tensor& input,
+                            at::IntArrayRef weight_size, at::IntArrayRef stride,
+                            at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups,
+                            const ConvBackend& backend) {
+  const char* op = "convpool::conv_weight_grad";
+  const auto g = conv_geometry(op, ConvRole::kConv, input.sizes(), weight_size, stride, padding,
+                               dilation, groups);
+  const int64_t out_channels = conv_out_channels(ConvRole::kConv, weight_size, groups);
+  const auto expected = conv_output_sizes(g, ConvRole::kConv, input.size(0), out_channels,
+                                          input.dim() - 2);
+  TORCH_CHECK(grad_output.sizes() == at::IntArrayRef(expected), op, ": expected grad_output of size ",
+              at::IntArrayRef(expected), " for input of size ", input.sizes(), " and weight of size ",
+              weight_size, ", but got ", grad_output.sizes());
+  check_conv_tensors(op, input, grad_output, c10::nullopt, out_channels);
+  if (backend.upcast_reduced_precision && is_reduced_precision(input)) {
+    return conv_weight_grad(to_float(grad_output), to_float(input), weight_size, stride, padding,
+                            dilation, groups, backend)
+        .to(input.scalar_type());
+  }
+  const int64_t batch = input.size(0);
+  const int64_t rows_per_group = g.channels / groups * g.kernel_numel();
+  auto grad_weight = at::zeros({groups, out_channels / groups, rows_per_group}, input.options());
+  if (grad_output.numel() == 0 || input.numel() == 0) return grad_weight.view(weight_size);
+
+  const auto x = input.contiguous();
+  const auto go = grad_output.contiguous().view({batch, groups, out_channels / groups, g.grid_numel()});
+  const bool pointwise = is_pointwise(g);
+  auto col = pointwise ? at::Tensor() : at::empty({g.channels * g.kernel_numel(), g.grid_numel()}, x.options());
+  for (int64_t n = 0; n < batch; ++n) {
+    const auto image = x[n];
+    if (pointwise) {
+      col = image.view({g.channels, g.grid_numel()});
+    } else {
+      backend.im2col(image, col, g);
+    }
+    grad_weight.baddbmm_(go[n], col.view({groups, rows_per_group, g.grid_numel()}).transpose(1, 2));
+  }
+  return grad_weight.view(weight_size);
+}
+
+}  // namespace convpool

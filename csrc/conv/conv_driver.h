@@ -1,0 +1,40 @@
+#pragma once
+// The device-independent half of the convolution family: checks, output allocation, the
+// im2col -> batched GEMM (at::bmm: MKL on CPU, cuBLAS on CUDA) -> col2im pipeline. Each backend
+// supplies only its im2col and col2im launchers.
+#include <ATen/core/Tensor.h>
+#include <c10/util/Optional.h>
+
+#include "../common/conv_geometry.h"
+
+namespace convpool {
+
+struct ConvBackend {
+  // col [C * K, G] <- image [C, image...] of one sample.
+  void (*im2col)(const at::Tensor& image, const at::Tensor& col, const ConvGeometry& g);
+  // image [C, image...] <- col [C * K, G] of one sample (gather: each image element sums the
+  // column entries that read it).
+  void (*col2im)(const at::Tensor& col, const at::Tensor& image, const ConvGeometry& g);
+  // Compute float16/bfloat16 in float32 and round once at the end (the CPU has no fast
+  // reduced-precision GEMM; CUDA's cuBLAS accumulates in float32 itself).
+  bool upcast_reduced_precision;
+};
+
+at::Tensor conv_forward(const at::Tensor& input, const at::Tensor& weight,
+                        const c10::optional<at::Tensor>& bias, at::IntArrayRef stride,
+                        at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups,
+                        const ConvBackend& backend);
+
+at::Tensor conv_transpose_forward(const at::Tensor& input, const at::Tensor& weight,
+                                  const c10::optional<at::Tensor>& bias, at::IntArrayRef stride,
+                                  at::IntArrayRef padding, at::IntArrayRef dilation,
+                                  int64_t groups, const ConvBackend& backend);
+
+// d(conv output)/d(weight) contracted with grad_output: sum over batch and grid of
+// grad_output x im2col(input). Deterministic: one GEMM accumulation per sample, in order.
+at::Tensor conv_weight_grad(const at::Tensor& grad_output, const at::Tensor& input,
+                            at::IntArrayRef weight_size, at::IntArrayRef stride,
+                            at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups,
+                            const ConvBackend& backend);
+
+}  // namespace convpool

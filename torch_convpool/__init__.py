@@ -1,0 +1,20 @@
+"""torch_convpool: convolution and pooling for PyTorch as C++/CUDA custom operators.
+
+``torch_convpool.functional`` mirrors ``torch.nn.functional`` and ``torch_convpool.nn`` mirrors
+``torch.nn`` for the convolution and pooling families; the ops themselves are
+``torch.ops.convpool.*``.
+"""
+from ._library import _C  # noqa: F401  (loads the compiled ops and their fakes)
+from . import functional, nn
+from .nn import *  # noqa: F401,F403
+from .nn import __all__ as _nn_all
+
+__version__ = "0.1.0"
+
+__all__ = ["functional", "nn", "build_info", *_nn_all]
+
+
+def build_info() -> dict:
+    """What the compiled library holds: CUDA or not, the torch/CUDA versions it was built
+    against, OpenMP and the parallel backend."""
+    return dict(_C.build_info())
