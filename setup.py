@@ -49,7 +49,7 @@ def _extension():
     with_cuda = _want_cuda()
     sources = sorted(glob.glob("csrc/**/*.cpp", recursive=True))
     define_macros = [("CONVPOOL_TORCH_VERSION", f'"{torch.__version__}"')]
-    cxx_flags = ["-O3", "-std=c++17", "-fopenmp"] if os.name != "nt" else ["/O2"]
+    cxx_flags = ["-O3", "-fopenmp"] if os.name != "nt" else ["/O2"]
     _write_build_meta(with_cuda)
     if not with_cuda:
         return CppExtension(
@@ -69,7 +69,7 @@ def _extension():
         sources,
         define_macros=define_macros,
         include_dirs=_nvidia_wheel_include(),
-        extra_compile_args={"cxx": cxx_flags, "nvcc": ["-O3", "-std=c++17"]},
+        extra_compile_args={"cxx": cxx_flags, "nvcc": ["-O3"]},
         extra_link_args=["-fopenmp"] if os.name != "nt" else [],
     )
 
