@@ -1,0 +1,18 @@
+# The two set-up commands of the README: each creates .venv, installs torch, builds, then runs.
+PY := .venv/bin/python
+
+.PHONY: setup demo test check bench
+setup:
+	bash scripts/setup_env.sh
+
+demo: setup
+	$(PY) -m torch_convpool demo
+
+test: setup
+	$(PY) -m pytest -q tests
+
+check: setup
+	$(PY) -m torch_convpool check
+
+bench: setup
+	$(PY) benchmarks/run.py

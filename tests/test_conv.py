@@ -1,0 +1,138 @@
+"""conv1d / conv2d / conv3d against torch's built-ins: values, gradients, fakes, errors."""
+import itertools
+
+import pytest
+import torch
+from torch.testing import assert_close
+
+import torch_convpool.functional as CF
+import reference
+
+CONV = {1: CF.conv1d, 2: CF.conv2d, 3: CF.conv3d}
+SPATIAL = {1: (11,), 2: (9, 10), 3: (6, 7, 5)}
+
+
+def make_case(dims, groups, kernel, device="cpu", dtype=torch.float32, batch=2, channels=4,
+              out_channels=6, requires_grad=False):
+    x = torch.randn(batch, channels, *SPATIAL[dims], device=device, dtype=dtype)
+    w = torch.randn(out_channels, channels // groups, *([kernel] * dims), device=device, dtype=dtype)
+    b = torch.randn(out_channels, device=device, dtype=dtype)
+    for t in (x, w, b):
+        t.requires_grad_(requires_grad)
+    return x, w, b
+
+
+GRID = list(itertools.product(
+    [1, 2, 3],            # dims
+    [1, 2],               # stride
+    [0, 1, "valid", "same"],
+    [1, 2],               # dilation
+    [1, 2],               # groups
+    [2, 3],               # kernel: even, odd
+))
+
+
+@pytest.mark.parametrize("dims,stride,padding,dilation,groups,kernel", GRID)
+@pytest.mark.parametrize("bias", [True, False])
+def test_forward_matches_torch(device, dims, stride, padding, dilation, groups, kernel, bias):
+    x, w, b = make_case(dims, groups, kernel, device)
+    b = b if bias else None
+    kw = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+    assert_close(CONV[dims](x, w, b, **kw), reference.conv(x, w, b, **kw), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("dims", [1, 2, 3])
+@pytest.mark.parametrize("padding", [1, "same"])
+def test_unbatched(device, dims, padding):
+    x, w, b = make_case(dims, 1, 3, device)
+    assert_close(CONV[dims](x[0], w, b, padding=padding), reference.conv(x[0], w, b, padding=padding))
+
+
+@pytest.mark.parametrize("dims", [1, 2, 3])
+def test_depthwise(device, dims):
+    x, _, b = make_case(dims, 1, 3, device)
+    w = torch.randn(8, 1, *([3] * dims), device=device)  # depth multiplier 2
+    b = torch.randn(8, device=device)
+    kw = dict(stride=2, padding=1, groups=4)
+    assert_close(CONV[dims](x, w, b, **kw), reference.conv(x, w, b, **kw), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("dims", [1, 2, 3])
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("padding", [1, "same", "valid"])
+@pytest.mark.parametrize("dilation,groups,kernel", [(1, 1, 3), (2, 2, 2), (1, 2, 1)])
+def test_gradcheck(device, dims, stride, padding, dilation, groups, kernel):
+    x, w, b = make_case(dims, groups, kernel, device, torch.float64, batch=2, channels=2,
+                        out_channels=2, requires_grad=True)
+    if dims == 3:
+        x = x[..., :4, :5, :4].detach().requires_grad_()
+    fn = lambda x, w, b: CF.__dict__[f"conv{dims}d"](x, w, b, stride, padding, dilation, groups)
+    assert torch.autograd.gradcheck(fn, (x, w, b))
+    assert torch.autograd.gradgradcheck(fn, (x, w, b))
+
+
+@pytest.mark.parametrize("dims", [1, 2, 3])
+def test_backward_matches_torch(device, dims):
+    x, w, b = make_case(dims, 2, 3, device, requires_grad=True)
+    kw = dict(stride=2, padding=1, dilation=1, groups=2)
+    grads = torch.autograd.grad(CONV[dims](x, w, b, **kw).square().sum(), (x, w, b))
+    expected = torch.autograd.grad(reference.conv(x, w, b, **kw).square().sum(), (x, w, b))
+    for g, e in zip(grads, expected):
+        assert_close(g, e, rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("dims", [1, 2, 3])
+def test_reduced_precision(device, dtype, dims):
+    x, w, b = make_case(dims, 1, 3, device, torch.float32)
+    out = CONV[dims](x.to(dtype), w.to(dtype), b.to(dtype), padding=1)
+    assert out.dtype == dtype
+    # Computed in float32 from the rounded inputs, rounded once.
+    expected = reference.conv(x.to(dtype).float(), w.to(dtype).float(), b.to(dtype).float(), padding=1)
+    assert_close(out.float(), expected, rtol=2e-2, atol=2e-2)
+
+
+def test_non_contiguous_input_and_weight(device):
+    x = torch.randn(2, 9, 10, 4, device=device).permute(0, 3, 1, 2)  # channels_last-like view
+    w = torch.randn(4, 6, 3, 3, device=device).transpose(0, 1)
+    assert not x.is_contiguous() and not w.is_contiguous()
+    assert_close(CF.conv2d(x, w, padding=1), reference.conv(x, w, padding=1), rtol=1e-4, atol=1e-4)
+
+
+def test_channels_last_input(device):
+    x = torch.randn(2, 4, 9, 10, device=device).to(memory_format=torch.channels_last)
+    w = torch.randn(6, 4, 3, 3, device=device)
+    assert_close(CF.conv2d(x, w, padding=1), reference.conv(x, w, padding=1), rtol=1e-4, atol=1e-4)
+
+
+def test_zero_batch(device):
+    x = torch.randn(0, 4, 9, 10, device=device, requires_grad=True)
+    w = torch.randn(6, 4, 3, 3, device=device, requires_grad=True)
+    out = CF.conv2d(x, w, padding=1)
+    assert out.shape == (0, 6, 9, 10)
+    out.sum().backward()
+    assert x.grad.shape == x.shape and torch.equal(w.grad, torch.zeros_like(w))
+
+
+def test_one_by_one_fast_path(device):
+    x, _, b = make_case(2, 1, 1, device)
+    w = torch.randn(6, 4, 1, 1, device=device)
+    assert_close(CF.conv2d(x, w, b), reference.conv(x, w, b), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("dims", [1, 2, 3])
+@pytest.mark.parametrize("stride", [2, 3])
+@pytest.mark.parametrize("kernel,dilation", [(3, 1), (2, 1), (3, 2), (1, 1)])
+def test_strided_same_is_tensorflow_rule(dims, stride, kernel, dilation):
+    x, w, b = make_case(dims, 1, kernel)
+    out = CONV[dims](x, w, b, stride=stride, padding="same", dilation=dilation)
+    assert list(out.shape[2:]) == [-(-n // stride) for n in SPATIAL[dims]]
+    assert_close(out, reference.conv(x, w, b, stride=stride, padding="same", dilation=dilation),
+                 rtol=1e-4, atol=1e-4)
+
+
+def test_same_padding_odd_pixel_goes_after():
+    # L=4, k=2, s=2 -> no padding; L=5, k=2, s=2 -> out 3, total 1: 0 before, 1 after.
+    x = torch.arange(5.0).view(1, 1, 5)
+    w = torch.ones(1, 1, 2)
+    assert CF.conv1d(x, w, stride=2, padding="same").flatten().tolist() == [1.0, 5.0, 4.0]

@@ -1,0 +1,62 @@
+"""Command line: ``python -m torch_convpool {check,demo,bench}``."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+__all__ = ["main"]
+
+
+def _check(args) -> int:
+    from ._selftest import run_selftests
+    import torch
+    import torch_convpool
+
+    print(f"torch_convpool {torch_convpool.__version__} with torch {torch.__version__}")
+    for key, value in sorted(torch_convpool.build_info().items()):
+        print(f"  {key:17s} {value}")
+    print(f"  cuda available    {torch.cuda.is_available()}")
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    failures = 0
+    for line, ok in run_selftests(devices):
+        print(line)
+        failures += not ok
+    print("all ops OK" if failures == 0 else f"{failures} op(s) FAILED")
+    return 1 if failures else 0
+
+
+def _demo(args) -> int:
+    from ._demo import train_demo
+
+    return train_demo(steps=args.steps)
+
+
+def _bench(args) -> int:
+    import runpy
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "run.py"
+    if not script.exists():
+        print("benchmarks/run.py is not in this installation (run from a source checkout)")
+        return 1
+    sys.argv = [str(script), *args.rest]
+    runpy.run_path(str(script), run_name="__main__")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m torch_convpool")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("check", help="show what the build holds and self-test every op").set_defaults(fn=_check)
+    demo = sub.add_parser("demo", help="train a small CNN made of our layers for a few steps")
+    demo.add_argument("--steps", type=int, default=60)
+    demo.set_defaults(fn=_demo)
+    bench = sub.add_parser("bench", help="run the benchmarks (arguments go to benchmarks/run.py)")
+    bench.add_argument("rest", nargs=argparse.REMAINDER)
+    bench.set_defaults(fn=_bench)
+    args = parser.parse_args(argv)
+    return args.fn(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
