@@ -19,6 +19,23 @@ TORCH_LIBRARY(convpool, m) {
         "SymInt[] padding, SymInt[] dilation, int groups) -> Tensor");
   m.def("conv_weight_grad(Tensor grad_output, Tensor input, SymInt[] weight_size, "
         "SymInt[] stride, SymInt[] padding, SymInt[] dilation, int groups) -> Tensor");
+
+  // Pooling family. Inputs are [N, C, *spatial]; indices are flat within each (n, c) plane, as
+  // torch's. The backward ops gather (each input element sums what its windows sent it), so they
+  // are deterministic on every device; max pooling's double backward gathers at the indices.
+  m.def("max_pool(Tensor input, int[] kernel_size, int[] stride, SymInt[] padding, "
+        "int[] dilation, bool ceil_mode) -> (Tensor, Tensor)");
+  m.def("max_pool_backward(Tensor grad_output, Tensor input, Tensor indices, int[] kernel_size, "
+        "int[] stride, SymInt[] padding, int[] dilation, bool ceil_mode) -> Tensor");
+  m.def("avg_pool(Tensor input, int[] kernel_size, int[] stride, SymInt[] padding, "
+        "bool ceil_mode, bool count_include_pad, int? divisor_override) -> Tensor");
+  m.def("avg_pool_backward(Tensor grad_output, Tensor input, int[] kernel_size, int[] stride, "
+        "SymInt[] padding, bool ceil_mode, bool count_include_pad, int? divisor_override) -> Tensor");
+  m.def("adaptive_max_pool(Tensor input, SymInt[] output_size) -> (Tensor, Tensor)");
+  m.def("adaptive_max_pool_backward(Tensor grad_output, Tensor input, Tensor indices) -> Tensor");
+  m.def("adaptive_avg_pool(Tensor input, SymInt[] output_size) -> Tensor");
+  m.def("adaptive_avg_pool_backward(Tensor grad_output, Tensor input) -> Tensor");
+  m.def("max_unpool(Tensor input, Tensor indices, SymInt[] output_size) -> Tensor");
 }
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, module) {

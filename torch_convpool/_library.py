@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 
 from . import _build_check
-from ._shapes import conv_output_shape, conv_transpose_output_shape
+from ._shapes import conv_output_shape, conv_transpose_output_shape, pool_output_shape
 
 _C = _build_check.load_compiled_module()
 
@@ -33,3 +33,63 @@ def _conv_transpose_fake(input, weight, bias, stride, padding, dilation, groups)
 @torch.library.register_fake("convpool::conv_weight_grad")
 def _conv_weight_grad_fake(grad_output, input, weight_size, stride, padding, dilation, groups):
     return input.new_empty(list(weight_size))
+
+
+def _like_input(input, shape, dtype=None):
+    # Real kernels fill a contiguous buffer, then give it the input's memory format: do the same.
+    from torch._prims_common import suggest_memory_format
+
+    out = input.new_empty(shape, dtype=dtype if dtype is not None else input.dtype)
+    return out.contiguous(memory_format=suggest_memory_format(input))
+
+
+@torch.library.register_fake("convpool::max_pool")
+def _max_pool_fake(input, kernel_size, stride, padding, dilation, ceil_mode):
+    shape = pool_output_shape(input.shape, kernel_size, stride, padding, dilation, ceil_mode)
+    return _like_input(input, shape), _like_input(input, shape, torch.long)
+
+
+@torch.library.register_fake("convpool::max_pool_backward")
+def _max_pool_backward_fake(grad_output, input, indices, kernel_size, stride, padding, dilation,
+                            ceil_mode):
+    return _like_input(input, input.shape)
+
+
+@torch.library.register_fake("convpool::avg_pool")
+def _avg_pool_fake(input, kernel_size, stride, padding, ceil_mode, count_include_pad,
+                   divisor_override):
+    shape = pool_output_shape(input.shape, kernel_size, stride, padding, [1] * len(kernel_size),
+                              ceil_mode)
+    return _like_input(input, shape)
+
+
+@torch.library.register_fake("convpool::avg_pool_backward")
+def _avg_pool_backward_fake(grad_output, input, kernel_size, stride, padding, ceil_mode,
+                            count_include_pad, divisor_override):
+    return _like_input(input, input.shape)
+
+
+@torch.library.register_fake("convpool::adaptive_max_pool")
+def _adaptive_max_pool_fake(input, output_size):
+    shape = [*input.shape[:2], *output_size]
+    return _like_input(input, shape), _like_input(input, shape, torch.long)
+
+
+@torch.library.register_fake("convpool::adaptive_max_pool_backward")
+def _adaptive_max_pool_backward_fake(grad_output, input, indices):
+    return _like_input(input, input.shape)
+
+
+@torch.library.register_fake("convpool::adaptive_avg_pool")
+def _adaptive_avg_pool_fake(input, output_size):
+    return _like_input(input, [*input.shape[:2], *output_size])
+
+
+@torch.library.register_fake("convpool::adaptive_avg_pool_backward")
+def _adaptive_avg_pool_backward_fake(grad_output, input):
+    return _like_input(input, input.shape)
+
+
+@torch.library.register_fake("convpool::max_unpool")
+def _max_unpool_fake(input, indices, output_size):
+    return _like_input(input, [*input.shape[:2], *output_size])

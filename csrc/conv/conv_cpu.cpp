@@ -64,33 +64,8 @@ void col2im_cpu(const at::Tensor& col, const at::Tensor& image, const ConvGeomet
 
 const ConvBackend kCpuBackend{im2col_cpu, col2im_cpu, /*upcast_reduced_precision=*/true};
 
-at::Tensor conv_cpu(const at::Tensor& input, const at::Tensor& weight,
-                    const c10::optional<at::Tensor>& bias, at::IntArrayRef stride,
-                    at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups) {
-  return conv_forward(input, weight, bias, stride, padding, dilation, groups, kCpuBackend);
-}
-
-at::Tensor conv_transpose_cpu(const at::Tensor& input, const at::Tensor& weight,
-                              const c10::optional<at::Tensor>& bias, at::IntArrayRef stride,
-                              at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups) {
-  return conv_transpose_forward(input, weight, bias, stride, padding, dilation, groups,
-                                kCpuBackend);
-}
-
-at::Tensor conv_weight_grad_cpu(const at::Tensor& grad_output, const at::Tensor& input,
-                                at::IntArrayRef weight_size, at::IntArrayRef stride,
-                                at::IntArrayRef padding, at::IntArrayRef dilation,
-                                int64_t groups) {
-  return conv_weight_grad(grad_output, input, weight_size, stride, padding, dilation, groups,
-                          kCpuBackend);
-}
-
 }  // namespace
 
-TORCH_LIBRARY_IMPL(convpool, CPU, m) {
-  m.impl("conv", &conv_cpu);
-  m.impl("conv_transpose", &conv_transpose_cpu);
-  m.impl("conv_weight_grad", &conv_weight_grad_cpu);
-}
+TORCH_LIBRARY_IMPL(convpool, CPU, m) { register_conv_kernels<kCpuBackend>(m); }
 
 }  // namespace convpool

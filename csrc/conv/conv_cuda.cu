@@ -2,7 +2,6 @@
 // functions, plugged into the device-independent driver (GEMMs go to cuBLAS through at::bmm).
 #include <ATen/ATen.h>
 #include <ATen/OpMathType.h>
-#include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
 
 #include "../common/cuda_launch.cuh"
@@ -50,36 +49,8 @@ void col2im_cuda(const at::Tensor& col, const at::Tensor& image, const ConvGeome
 
 const ConvBackend kCudaBackend{im2col_cuda, col2im_cuda, /*upcast_reduced_precision=*/false};
 
-at::Tensor conv_cuda(const at::Tensor& input, const at::Tensor& weight,
-                     const c10::optional<at::Tensor>& bias, at::IntArrayRef stride,
-                     at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups) {
-  const c10::cuda::CUDAGuard guard(input.device());
-  return conv_forward(input, weight, bias, stride, padding, dilation, groups, kCudaBackend);
-}
-
-at::Tensor conv_transpose_cuda(const at::Tensor& input, const at::Tensor& weight,
-                               const c10::optional<at::Tensor>& bias, at::IntArrayRef stride,
-                               at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups) {
-  const c10::cuda::CUDAGuard guard(input.device());
-  return conv_transpose_forward(input, weight, bias, stride, padding, dilation, groups,
-                                kCudaBackend);
-}
-
-at::Tensor conv_weight_grad_cuda(const at::Tensor& grad_output, const at::Tensor& input,
-                                 at::IntArrayRef weight_size, at::IntArrayRef stride,
-                                 at::IntArrayRef padding, at::IntArrayRef dilation,
-                                 int64_t groups) {
-  const c10::cuda::CUDAGuard guard(input.device());
-  return conv_weight_grad(grad_output, input, weight_size, stride, padding, dilation, groups,
-                          kCudaBackend);
-}
-
 }  // namespace
 
-TORCH_LIBRARY_IMPL(convpool, CUDA, m) {
-  m.impl("conv", &conv_cuda);
-  m.impl("conv_transpose", &conv_transpose_cuda);
-  m.impl("conv_weight_grad", &conv_weight_grad_cuda);
-}
+TORCH_LIBRARY_IMPL(convpool, CUDA, m) { register_conv_kernels<kCudaBackend>(m); }
 
 }  // namespace convpool

@@ -1,6 +1,7 @@
 #include "conv_driver.h"
 
 #include <ATen/ATen.h>
+#include <c10/core/DeviceGuard.h>
 
 #include "../common/conv_shape.h"
 
@@ -47,6 +48,7 @@ at::Tensor conv_forward(const at::Tensor& input, const at::Tensor& weight,
                                dilation, groups);
   const int64_t out_channels = conv_out_channels(ConvRole::kConv, weight.sizes(), groups);
   check_conv_tensors(op, input, weight, bias, out_channels);
+  const c10::DeviceGuard guard(input.device());
   if (backend.upcast_reduced_precision && is_reduced_precision(input)) {
     return conv_forward(to_float(input), to_float(weight), to_float(bias), stride, padding,
                         dilation, groups, backend)
@@ -87,6 +89,7 @@ at::Tensor conv_transpose_forward(const at::Tensor& input, const at::Tensor& wei
                                padding, dilation, groups);
   const int64_t out_channels = conv_out_channels(ConvRole::kTranspose, weight.sizes(), groups);
   check_conv_tensors(op, input, weight, bias, out_channels);
+  const c10::DeviceGuard guard(input.device());
   if (backend.upcast_reduced_precision && is_reduced_precision(input)) {
     return conv_transpose_forward(to_float(input), to_float(weight), to_float(bias), stride,
                                   padding, dilation, groups, backend)
@@ -137,6 +140,7 @@ at::Tensor conv_weight_grad(const at::Tensor& grad_output, const at::Tensor& inp
               at::IntArrayRef(expected), " for input of size ", input.sizes(), " and weight of size ",
               weight_size, ", but got ", grad_output.sizes());
   check_conv_tensors(op, input, grad_output, c10::nullopt, out_channels);
+  const c10::DeviceGuard guard(input.device());
   if (backend.upcast_reduced_precision && is_reduced_precision(input)) {
     return conv_weight_grad(to_float(grad_output), to_float(input), weight_size, stride, padding,
                             dilation, groups, backend)

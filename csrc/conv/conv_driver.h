@@ -4,6 +4,7 @@
 // supplies only its im2col and col2im launchers.
 #include <ATen/core/Tensor.h>
 #include <c10/util/Optional.h>
+#include <torch/library.h>
 
 #include "../common/conv_geometry.h"
 
@@ -36,5 +37,29 @@ at::Tensor conv_weight_grad(const at::Tensor& grad_output, const at::Tensor& inp
                             at::IntArrayRef weight_size, at::IntArrayRef stride,
                             at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups,
                             const ConvBackend& backend);
+
+// Registers the three conv ops for the dispatch key of the enclosing TORCH_LIBRARY_IMPL block,
+// computed by `backend`.
+template <const ConvBackend& backend>
+void register_conv_kernels(torch::Library& m) {
+  using at::IntArrayRef;
+  using at::Tensor;
+  m.impl("conv", +[](const Tensor& input, const Tensor& weight, const c10::optional<Tensor>& bias,
+                     IntArrayRef stride, IntArrayRef padding, IntArrayRef dilation, int64_t groups) {
+    return conv_forward(input, weight, bias, stride, padding, dilation, groups, backend);
+  });
+  m.impl("conv_transpose",
+         +[](const Tensor& input, const Tensor& weight, const c10::optional<Tensor>& bias,
+             IntArrayRef stride, IntArrayRef padding, IntArrayRef dilation, int64_t groups) {
+           return conv_transpose_forward(input, weight, bias, stride, padding, dilation, groups,
+                                         backend);
+         });
+  m.impl("conv_weight_grad",
+         +[](const Tensor& grad_output, const Tensor& input, IntArrayRef weight_size,
+             IntArrayRef stride, IntArrayRef padding, IntArrayRef dilation, int64_t groups) {
+           return conv_weight_grad(grad_output, input, weight_size, stride, padding, dilation,
+                                   groups, backend);
+         });
+}
 
 }  // namespace convpool

@@ -1,0 +1,84 @@
+#pragma once
+// The geometry every pooling kernel gets, and the window arithmetic shared by the CPU loops and
+// the CUDA kernels. Two kinds of windows: regular (kernel / stride / padding / dilation, torch's
+// MaxPool and AvgPool) and adaptive (torch's AdaptiveAvgPool / AdaptiveMaxPool: output o along a
+// dim of length L covers [floor(o * L / O), ceil((o + 1) * L / O))).
+#include <cstdint>
+
+#include "conv_geometry.h"  // kSpatialDims
+#include "host_device.h"
+
+namespace convpool {
+
+struct PoolGeometry {
+  int64_t planes;  // batch * channels: every plane is pooled on its own
+  int64_t input[kSpatialDims];
+  int64_t output[kSpatialDims];
+  int64_t kernel[kSpatialDims];
+  int64_t stride[kSpatialDims];
+  int64_t pad[kSpatialDims];      // padding before each dim
+  int64_t pad_end[kSpatialDims];  // input + padding after: where count_include_pad windows stop
+  int64_t dilation[kSpatialDims];
+  bool adaptive;
+  bool count_include_pad;
+  int64_t divisor_override;  // 0: none
+
+  CONVPOOL_HOST_DEVICE int64_t input_numel() const { return input[0] * input[1] * input[2]; }
+  CONVPOOL_HOST_DEVICE int64_t output_numel() const { return output[0] * output[1] * output[2]; }
+};
+
+// Positions begin, begin + step, ... < end of one window along one dim, inside the input.
+struct Span {
+  int64_t begin, end, step;
+  CONVPOOL_HOST_DEVICE int64_t count() const { return end > begin ? (end - begin + step - 1) / step : 0; }
+};
+
+CONVPOOL_HOST_DEVICE Span window_span(const PoolGeometry& g, int d, int64_t o) {
+  if (g.adaptive) {
+    return {o * g.input[d] / g.output[d], ((o + 1) * g.input[d] + g.output[d] - 1) / g.output[d], 1};
+  }
+  const int64_t start = o * g.stride[d] - g.pad[d];
+  const int64_t step = g.dilation[d];
+  // First tap inside the input, last tap + 1 clipped to it.
+  const int64_t begin = start < 0 ? start + (-start + step - 1) / step * step : start;
+  const int64_t last = start + (g.kernel[d] - 1) * step + 1;
+  return {begin, last < g.input[d] ? last : g.input[d], step};
+}
+
+// Number of elements an average divides by at output (od, oh, ow).
+CONVPOOL_HOST_DEVICE int64_t average_divisor(const PoolGeometry& g, int64_t od, int64_t oh,
+                                             int64_t ow) {
+  if (g.divisor_override != 0) return g.divisor_override;
+  const int64_t o[kSpatialDims] = {od, oh, ow};
+  int64_t count = 1;
+  for (int d = 0; d < kSpatialDims; ++d) {
+    if (!g.adaptive && g.count_include_pad) {
+      // torch's rule: the window counts its padding, but not past the end of the padding.
+      const int64_t start = o[d] * g.stride[d] - g.pad[d];
+      const int64_t end = start + g.kernel[d] < g.pad_end[d] ? start + g.kernel[d] : g.pad_end[d];
+      count *= end - start;
+    } else {
+      count *= window_span(g, d, o[d]).count();
+    }
+  }
+  return count;
+}
+
+// How many outputs along dim d can have input position i in their window (an upper bound for
+// regular windows: one per kernel tap), and the t-th of them (-1 when that tap covers nothing).
+CONVPOOL_HOST_DEVICE int64_t covering_candidates(const PoolGeometry& g, int d, int64_t i) {
+  if (g.adaptive) {
+    return ((i + 1) * g.output[d] + g.input[d] - 1) / g.input[d] - i * g.output[d] / g.input[d];
+  }
+  return g.kernel[d];
+}
+
+CONVPOOL_HOST_DEVICE int64_t covering_output(const PoolGeometry& g, int d, int64_t i, int64_t t) {
+  if (g.adaptive) return i * g.output[d] / g.input[d] + t;
+  const int64_t shifted = i + g.pad[d] - t * g.dilation[d];
+  if (shifted < 0 || shifted % g.stride[d] != 0) return -1;
+  const int64_t o = shifted / g.stride[d];
+  return o < g.output[d] ? o : -1;
+}
+
+}  // namespace convpool

@@ -1,0 +1,254 @@
+// Autograd of the pooling family, every backward made of differentiable ops:
+//   max_pool / adaptive_max_pool  -> *_backward (gather at the indices)  -> gather at the indices
+//   avg_pool / adaptive_avg_pool  -> *_backward                          -> the forward op again
+//   max_unpool                    -> gather at the indices
+// (avg pooling is linear, so its backward's derivative is the forward; max pooling's backward
+// is linear in grad_output with the indices fixed, so its derivative reads grad at the indices.)
+#include <torch/autograd.h>
+#include <torch/library.h>
+
+#include "pool_ops.h"
+
+namespace convpool {
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+using SymInts = std::vector<c10::SymInt>;
+using Ints = std::vector<int64_t>;
+
+// out[n, c, o] = values[n, c, indices[n, c, o]] per plane: the adjoint of scattering to indices.
+at::Tensor gather_at_indices(const at::Tensor& values, const at::Tensor& indices) {
+  return values.flatten(2).gather(2, indices.flatten(2)).reshape_symint(indices.sym_sizes());
+}
+
+struct RegularWindow {
+  Ints kernel, stride, dilation;
+  SymInts padding;
+  bool ceil_mode;
+};
+
+void save_window(AutogradContext* ctx, const RegularWindow& w) {
+  ctx->saved_data["kernel"] = w.kernel;
+  ctx->saved_data["stride"] = w.stride;
+  ctx->saved_data["dilation"] = w.dilation;
+  ctx->saved_data["padding"] = w.padding;
+  ctx->saved_data["ceil_mode"] = w.ceil_mode;
+}
+
+RegularWindow load_window(AutogradContext* ctx) {
+  return {ctx->saved_data["kernel"].toIntVector(), ctx->saved_data["stride"].toIntVector(),
+          ctx->saved_data["dilation"].toIntVector(), ctx->saved_data["padding"].toSymIntVector(),
+          ctx->saved_data["ceil_mode"].toBool()};
+}
+
+// The input gradient of max_pool (regular = true) or adaptive_max_pool; differentiable in
+// grad_output.
+class MaxBackwardFunction : public torch::autograd::Function<MaxBackwardFunction> {
+ public:
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& grad_output,
+                            const at::Tensor& input, const at::Tensor& indices, bool regular,
+                            const RegularWindow& w) {
+    at::AutoDispatchBelowADInplaceOrView guard;
+    ctx->save_for_backward({indices});
+    return regular ? ops::max_pool_backward(grad_output, input, indices, w.kernel, w.stride,
+                                            w.padding, w.dilation, w.ceil_mode)
+                   : ops::adaptive_max_pool_backward(grad_output, input, indices);
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const auto indices = ctx->get_saved_variables()[0];
+    return {gather_at_indices(grads[0], indices), at::Tensor(), at::Tensor(), at::Tensor(),
+            at::Tensor()};
+  }
+};
+
+class MaxPoolFunction : public torch::autograd::Function<MaxPoolFunction> {
+ public:
+  static variable_list forward(AutogradContext* ctx, const at::Tensor& input,
+                               const RegularWindow& w) {
+    at::AutoDispatchBelowADInplaceOrView guard;
+    auto [output, indices] =
+        ops::max_pool(input, w.kernel, w.stride, w.padding, w.dilation, w.ceil_mode);
+    ctx->save_for_backward({input, indices});
+    ctx->mark_non_differentiable({indices});
+    save_window(ctx, w);
+    return {output, indices};
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    return {MaxBackwardFunction::apply(grads[0], saved[0], saved[1], true, load_window(ctx)),
+            at::Tensor()};
+  }
+};
+
+class AdaptiveMaxPoolFunction : public torch::autograd::Function<AdaptiveMaxPoolFunction> {
+ public:
+  static variable_list forward(AutogradContext* ctx, const at::Tensor& input,
+                               const SymInts& output_size) {
+    at::AutoDispatchBelowADInplaceOrView guard;
+    auto [output, indices] = ops::adaptive_max_pool(input, output_size);
+    ctx->save_for_backward({input, indices});
+    ctx->mark_non_differentiable({indices});
+    return {output, indices};
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    return {MaxBackwardFunction::apply(grads[0], saved[0], saved[1], false, RegularWindow{}),
+            at::Tensor()};
+  }
+};
+
+struct AverageWindow {
+  RegularWindow window;
+  bool count_include_pad;
+  std::optional<int64_t> divisor_override;
+};
+
+at::Tensor average(const at::Tensor& input, const AverageWindow& a) {
+  const auto& w = a.window;
+  return ops::avg_pool(input, w.kernel, w.stride, w.padding, w.ceil_mode, a.count_include_pad,
+                       a.divisor_override);
+}
+
+void save_average(AutogradContext* ctx, const AverageWindow& a) {
+  save_window(ctx, a.window);
+  ctx->saved_data["count_include_pad"] = a.count_include_pad;
+  ctx->saved_data["divisor_override"] = a.divisor_override;
+}
+
+AverageWindow load_average(AutogradContext* ctx) {
+  const auto& divisor = ctx->saved_data["divisor_override"];
+  return {load_window(ctx), ctx->saved_data["count_include_pad"].toBool(),
+          divisor.isNone() ? std::nullopt : std::optional<int64_t>(divisor.toInt())};
+}
+
+class AvgPoolBackwardFunction : public torch::autograd::Function<AvgPoolBackwardFunction> {
+ public:
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& grad_output,
+                            const at::Tensor& input, const AverageWindow& a) {
+    at::AutoDispatchBelowADInplaceOrView guard;
+    save_average(ctx, a);
+    const auto& w = a.window;
+    return ops::avg_pool_backward(grad_output, input, w.kernel, w.stride, w.padding, w.ceil_mode,
+                                  a.count_include_pad, a.divisor_override);
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    return {average(grads[0], load_average(ctx)), at::Tensor(), at::Tensor()};
+  }
+};
+
+class AvgPoolFunction : public torch::autograd::Function<AvgPoolFunction> {
+ public:
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& input, const AverageWindow& a) {
+    at::AutoDispatchBelowADInplaceOrView guard;
+    ctx->save_for_backward({input});
+    save_average(ctx, a);
+    return average(input, a);
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const auto input = ctx->get_saved_variables()[0];
+    return {AvgPoolBackwardFunction::apply(grads[0], input, load_average(ctx)), at::Tensor()};
+  }
+};
+
+class AdaptiveAvgPoolBackwardFunction
+    : public torch::autograd::Function<AdaptiveAvgPoolBackwardFunction> {
+ public:
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& grad_output,
+                            const at::Tensor& input) {
+    at::AutoDispatchBelowADInplaceOrView guard;
+    ctx->saved_data["output_size"] = grad_output.sym_sizes().slice(2).vec();
+    return ops::adaptive_avg_pool_backward(grad_output, input);
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    return {ops::adaptive_avg_pool(grads[0], ctx->saved_data["output_size"].toSymIntVector()),
+            at::Tensor()};
+  }
+};
+
+class AdaptiveAvgPoolFunction : public torch::autograd::Function<AdaptiveAvgPoolFunction> {
+ public:
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& input,
+                            const SymInts& output_size) {
+    at::AutoDispatchBelowADInplaceOrView guard;
+    ctx->save_for_backward({input});
+    return ops::adaptive_avg_pool(input, output_size);
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const auto input = ctx->get_saved_variables()[0];
+    return {AdaptiveAvgPoolBackwardFunction::apply(grads[0], input), at::Tensor()};
+  }
+};
+
+class MaxUnpoolFunction : public torch::autograd::Function<MaxUnpoolFunction> {
+ public:
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& input,
+                            const at::Tensor& indices, const SymInts& output_size) {
+    at::AutoDispatchBelowADInplaceOrView guard;
+    ctx->save_for_backward({indices});
+    return ops::max_unpool(input, indices, output_size);
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const auto indices = ctx->get_saved_variables()[0];
+    return {gather_at_indices(grads[0], indices), at::Tensor(), at::Tensor()};
+  }
+};
+
+std::tuple<at::Tensor, at::Tensor> pair(const variable_list& v) { return {v[0], v[1]}; }
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(convpool, Autograd, m) {
+  using at::IntArrayRef;
+  using at::Tensor;
+  using c10::SymIntArrayRef;
+  m.impl("max_pool", +[](const Tensor& input, IntArrayRef kernel, IntArrayRef stride,
+                         SymIntArrayRef padding, IntArrayRef dilation, bool ceil_mode) {
+    return pair(MaxPoolFunction::apply(
+        input, RegularWindow{kernel.vec(), stride.vec(), dilation.vec(), padding.vec(), ceil_mode}));
+  });
+  m.impl("max_pool_backward",
+         +[](const Tensor& grad_output, const Tensor& input, const Tensor& indices,
+             IntArrayRef kernel, IntArrayRef stride, SymIntArrayRef padding, IntArrayRef dilation,
+             bool ceil_mode) {
+           return MaxBackwardFunction::apply(
+               grad_output, input, indices, true,
+               RegularWindow{kernel.vec(), stride.vec(), dilation.vec(), padding.vec(), ceil_mode});
+         });
+  m.impl("adaptive_max_pool", +[](const Tensor& input, SymIntArrayRef output_size) {
+    return pair(AdaptiveMaxPoolFunction::apply(input, output_size.vec()));
+  });
+  m.impl("adaptive_max_pool_backward",
+         +[](const Tensor& grad_output, const Tensor& input, const Tensor& indices) {
+           return MaxBackwardFunction::apply(grad_output, input, indices, false, RegularWindow{});
+         });
+  m.impl("avg_pool", +[](const Tensor& input, IntArrayRef kernel, IntArrayRef stride,
+                         SymIntArrayRef padding, bool ceil_mode, bool count_include_pad,
+                         std::optional<int64_t> divisor_override) {
+    return AvgPoolFunction::apply(
+        input, AverageWindow{RegularWindow{kernel.vec(), stride.vec(), Ints(kernel.size(), 1),
+                                           padding.vec(), ceil_mode},
+                             count_include_pad, divisor_override});
+  });
+  m.impl("avg_pool_backward",
+         +[](const Tensor& grad_output, const Tensor& input, IntArrayRef kernel,
+             IntArrayRef stride, SymIntArrayRef padding, bool ceil_mode, bool count_include_pad,
+             std::optional<int64_t> divisor_override) {
+           return AvgPoolBackwardFunction::apply(
+               grad_output, input,
+               AverageWindow{RegularWindow{kernel.vec(), stride.vec(), Ints(kernel.size(), 1),
+                                           padding.vec(), ceil_mode},
+                             count_include_pad, divisor_override});
+         });
+  m.impl("adaptive_avg_pool", +[](const Tensor& input, SymIntArrayRef output_size) {
+    return AdaptiveAvgPoolFunction::apply(input, output_size.vec());
+  });
+  m.impl("adaptive_avg_pool_backward", +[](const Tensor& grad_output, const Tensor& input) {
+    return AdaptiveAvgPoolBackwardFunction::apply(grad_output, input);
+  });
+  m.impl("max_unpool", +[](const Tensor& input, const Tensor& indices, SymIntArrayRef output_size) {
+    return MaxUnpoolFunction::apply(input, indices, output_size.vec());
+  });
+}
+
+}  // namespace convpool

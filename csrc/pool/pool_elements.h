@@ -1,0 +1,118 @@
+#pragma once
+// Per-output (forward) and per-input (backward, as a gather) element functions of every pooling
+// op, shared by the CPU loops and the CUDA kernels. They work inside one plane: `plane_in` /
+// `plane_out` point at that plane's first element; indices are flat within the plane, as torch's.
+#include <cmath>
+#include <limits>
+
+#include "../common/pool_geometry.h"
+
+namespace convpool {
+
+template <typename acc_t>
+CONVPOOL_HOST_DEVICE bool is_nan(acc_t v) { return v != v; }
+
+// Max over the window of output (od, oh, ow). Ties keep the first element in scan order; a NaN
+// wins over everything and a later NaN over an earlier one (torch's rule). An all -inf window
+// reports its first element.
+template <typename scalar_t, typename acc_t>
+CONVPOOL_HOST_DEVICE void max_window(const scalar_t* plane_in, const PoolGeometry& g, int64_t od,
+                                     int64_t oh, int64_t ow, scalar_t* value, int64_t* index) {
+  const Span sd = window_span(g, 0, od), sh = window_span(g, 1, oh), sw = window_span(g, 2, ow);
+  int64_t best_index = (sd.begin * g.input[1] + sh.begin) * g.input[2] + sw.begin;
+  acc_t best = -std::numeric_limits<acc_t>::infinity();
+  for (int64_t id = sd.begin; id < sd.end; id += sd.step) {
+    for (int64_t ih = sh.begin; ih < sh.end; ih += sh.step) {
+      const int64_t row = (id * g.input[1] + ih) * g.input[2];
+      for (int64_t iw = sw.begin; iw < sw.end; iw += sw.step) {
+        const acc_t v = static_cast<acc_t>(plane_in[row + iw]);
+        if (v > best || is_nan(v)) {
+          best = v;
+          best_index = row + iw;
+        }
+      }
+    }
+  }
+  *value = static_cast<scalar_t>(best);
+  *index = best_index;
+}
+
+template <typename scalar_t, typename acc_t>
+CONVPOOL_HOST_DEVICE scalar_t average_window(const scalar_t* plane_in, const PoolGeometry& g,
+                                             int64_t od, int64_t oh, int64_t ow) {
+  const Span sd = window_span(g, 0, od), sh = window_span(g, 1, oh), sw = window_span(g, 2, ow);
+  acc_t sum = acc_t(0);
+  for (int64_t id = sd.begin; id < sd.end; id += sd.step) {
+    for (int64_t ih = sh.begin; ih < sh.end; ih += sh.step) {
+      const scalar_t* row = plane_in + (id * g.input[1] + ih) * g.input[2];
+      for (int64_t iw = sw.begin; iw < sw.end; iw += sw.step) sum += static_cast<acc_t>(row[iw]);
+    }
+  }
+  const int64_t divisor = average_divisor(g, od, oh, ow);
+  return static_cast<scalar_t>(divisor == 0 ? acc_t(0) : sum / static_cast<acc_t>(divisor));
+}
+
+// Calls visit(o_flat, od, oh, ow) for every output whose window holds input (id, ih, iw).
+template <typename Visit>
+CONVPOOL_HOST_DEVICE void for_each_covering_output(const PoolGeometry& g, int64_t id, int64_t ih,
+                                                   int64_t iw, Visit&& visit) {
+  const int64_t nd = covering_candidates(g, 0, id);
+  const int64_t nh = covering_candidates(g, 1, ih);
+  const int64_t nw = covering_candidates(g, 2, iw);
+  for (int64_t td = 0; td < nd; ++td) {
+    const int64_t od = covering_output(g, 0, id, td);
+    if (od < 0) continue;
+    for (int64_t th = 0; th < nh; ++th) {
+      const int64_t oh = covering_output(g, 1, ih, th);
+      if (oh < 0) continue;
+      for (int64_t tw = 0; tw < nw; ++tw) {
+        const int64_t ow = covering_output(g, 2, iw, tw);
+        if (ow < 0) continue;
+        visit((od * g.output[1] + oh) * g.output[2] + ow, od, oh, ow);
+      }
+    }
+  }
+}
+
+// Max pooling's input gradient as a gather: the sum of the output gradients whose max was this
+// element. Deterministic, no atomics.
+template <typename scalar_t, typename acc_t>
+CONVPOOL_HOST_DEVICE scalar_t max_backward_element(const scalar_t* plane_grad,
+                                                   const int64_t* plane_indices,
+                                                   const PoolGeometry& g, int64_t id, int64_t ih,
+                                                   int64_t iw) {
+  const int64_t self = (id * g.input[1] + ih) * g.input[2] + iw;
+  acc_t sum = acc_t(0);
+  for_each_covering_output(g, id, ih, iw, [&](int64_t o, int64_t, int64_t, int64_t) {
+    if (plane_indices[o] == self) sum += static_cast<acc_t>(plane_grad[o]);
+  });
+  return static_cast<scalar_t>(sum);
+}
+
+// Average pooling's input gradient: every covering output's gradient over its divisor.
+template <typename scalar_t, typename acc_t>
+CONVPOOL_HOST_DEVICE scalar_t average_backward_element(const scalar_t* plane_grad,
+                                                       const PoolGeometry& g, int64_t id,
+                                                       int64_t ih, int64_t iw) {
+  acc_t sum = acc_t(0);
+  for_each_covering_output(g, id, ih, iw, [&](int64_t o, int64_t od, int64_t oh, int64_t ow) {
+    sum += static_cast<acc_t>(plane_grad[o]) / static_cast<acc_t>(average_divisor(g, od, oh, ow));
+  });
+  return static_cast<scalar_t>(sum);
+}
+
+// Splits a flat index over [planes, d, h, w] (sizes from `dims`).
+struct PlaneIndex {
+  int64_t plane, d, h, w;
+};
+
+CONVPOOL_HOST_DEVICE PlaneIndex split_plane_index(int64_t flat, const int64_t* dims) {
+  PlaneIndex r;
+  r.w = flat % dims[2]; flat /= dims[2];
+  r.h = flat % dims[1]; flat /= dims[1];
+  r.d = flat % dims[0];
+  r.plane = flat / dims[0];
+  return r;
+}
+
+}  // namespace convpool
