@@ -21,7 +21,12 @@ if [ -z "${FORCE_CUDA:-}" ]; then
   [ -z "$NVCC" ] && [ -x /usr/local/cuda/bin/nvcc ] && NVCC=/usr/local/cuda/bin/nvcc
   if [ -n "$NVCC" ] && "$PY" -c 'import sys, torch; sys.exit(torch.version.cuda is None)'; then
     export FORCE_CUDA=1
-    export CUDA_HOME=${CUDA_HOME:-$(dirname "$(dirname "$(readlink -f "$NVCC")")")}
+    # The toolkit root holds lib64/libcudart; a bare nvcc on PATH may live elsewhere.
+    if [ -z "${CUDA_HOME:-}" ]; then
+      if [ -d /usr/local/cuda/lib64 ]; then CUDA_HOME=/usr/local/cuda
+      else CUDA_HOME=$(dirname "$(dirname "$(readlink -f "$NVCC")")"); fi
+    fi
+    export CUDA_HOME
     if [ -z "${TORCH_CUDA_ARCH_LIST:-}" ] && ! "$PY" -c 'import sys, torch; sys.exit(not torch.cuda.is_available())'; then
       export TORCH_CUDA_ARCH_LIST=9.0
     fi

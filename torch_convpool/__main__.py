@@ -1,4 +1,4 @@
-"""Command line: ``python -m torch_convpool {check,demo,bench}``."""
+"""Command line: ``python -m torch_convpool {check,demo,bench,rf}``."""
 from __future__ import annotations
 
 import argparse
@@ -44,6 +44,27 @@ def _bench(args) -> int:
     return 0
 
 
+def _rf(args) -> int:
+    import functools
+    import importlib
+
+    from .receptive_field import receptive_field
+
+    module_name, _, attr = args.model.partition(":")
+    if not module_name or not attr:
+        print(f"rf: expected MODULE:CALLABLE (e.g. torchvision.models:resnet18), got {args.model!r}",
+              file=sys.stderr)
+        return 2
+    try:
+        build = functools.reduce(getattr, attr.split("."), importlib.import_module(module_name))
+    except (ImportError, AttributeError) as error:
+        print(f"rf: cannot load {args.model}: {error}", file=sys.stderr)
+        return 2
+    model = build().to(args.device)
+    print(receptive_field(model, args.input_size, device=args.device, verify=not args.no_verify))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m torch_convpool")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -54,6 +75,14 @@ def main(argv: list[str] | None = None) -> int:
     bench = sub.add_parser("bench", help="run the benchmarks (arguments go to benchmarks/run.py)")
     bench.add_argument("rest", nargs=argparse.REMAINDER)
     bench.set_defaults(fn=_bench)
+    rf = sub.add_parser("rf", help="print a model's receptive field, layer by layer")
+    rf.add_argument("model", metavar="MODULE:CALLABLE",
+                    help="a callable returning the model, e.g. torchvision.models:resnet18")
+    rf.add_argument("--input-size", type=int, nargs="+", required=True, metavar="N",
+                    help="one input's size without the batch dim, e.g. 3 224 224")
+    rf.add_argument("--device", default="cpu")
+    rf.add_argument("--no-verify", action="store_true", help="skip the gradient check")
+    rf.set_defaults(fn=_rf)
     args = parser.parse_args(argv)
     return args.fn(args)
 
