@@ -30,3 +30,29 @@ def conv_transpose(input, weight, bias=None, stride=1, padding=0, output_padding
                    dilation=1):
     fn = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}[weight.dim() - 2]
     return fn(input, weight, bias, stride, padding, output_padding, groups, dilation)
+
+
+_MAX = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}
+_AVG = {1: F.avg_pool1d, 2: F.avg_pool2d, 3: F.avg_pool3d}
+
+
+def _same_pad(x, dims, kernel, stride, dilation=1):
+    k = ntuple(kernel, dims, "kernel", "ref")
+    s = ntuple(stride if stride is not None else kernel, dims, "stride", "ref")
+    d = ntuple(dilation, dims, "dilation", "ref")
+    pad = same_padding(x.shape[-dims:], k, s, d)
+    return torch_pad_list(pad[:dims], pad[dims:]), s
+
+
+def max_pool_same(x, dims, kernel, stride=None, dilation=1):
+    """TensorFlow-'same' max pooling: pad with -inf (a padded element never wins)."""
+    pad, s = _same_pad(x, dims, kernel, stride, dilation)
+    return _MAX[dims](F.pad(x, pad, value=-float("inf")), kernel, s, 0, dilation)
+
+
+def avg_pool_same(x, dims, kernel, stride=None):
+    """TensorFlow-'same' average pooling: padded elements are not counted."""
+    pad, s = _same_pad(x, dims, kernel, stride)
+    total = _AVG[dims](F.pad(x, pad), kernel, s, 0)
+    count = _AVG[dims](F.pad(torch.ones_like(x), pad), kernel, s, 0)
+    return total / count

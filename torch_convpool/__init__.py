@@ -8,10 +8,15 @@ from ._library import _C  # noqa: F401  (loads the compiled ops and their fakes)
 from . import functional, nn
 from .nn import *  # noqa: F401,F403
 from .nn import __all__ as _nn_all
+from .receptive_field import ReceptiveFieldReport, receptive_field
+from .convert import convert
 
 __version__ = "0.1.0"
 
-__all__ = ["functional", "nn", "build_info", *_nn_all]
+__all__ = [
+    "functional", "nn", "build_info", "receptive_field", "ReceptiveFieldReport", "convert",
+    *_nn_all,
+]
 
 
 def build_info() -> dict:

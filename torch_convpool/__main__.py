@@ -52,8 +52,8 @@ def _rf(args) -> int:
 
     module_name, _, attr = args.model.partition(":")
     if not module_name or not attr:
-        print(f"rf: expected MODULE:CALLABLE (e.g. torchvision.models:resnet18), got {args.model!r}",
-              file=sys.stderr)
+        print("rf: expected MODULE:CALLABLE (e.g. torchvision.models:resnet18), "
+              f"got {args.model!r}", file=sys.stderr)
         return 2
     try:
         build = functools.reduce(getattr, attr.split("."), importlib.import_module(module_name))

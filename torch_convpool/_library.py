@@ -36,11 +36,11 @@ def _conv_weight_grad_fake(grad_output, input, weight_size, stride, padding, dil
 
 
 def _like_input(input, shape, dtype=None):
-    # Real kernels fill a contiguous buffer, then give it the input's memory format: do the same.
+    # Outputs keep the input's memory format, allocated as torch allocates them.
     from torch._prims_common import suggest_memory_format
 
-    out = input.new_empty(shape, dtype=dtype if dtype is not None else input.dtype)
-    return out.contiguous(memory_format=suggest_memory_format(input))
+    return torch.empty(shape, dtype=dtype if dtype is not None else input.dtype,
+                       device=input.device, memory_format=suggest_memory_format(input))
 
 
 @torch.library.register_fake("convpool::max_pool")

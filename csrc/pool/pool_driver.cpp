@@ -8,10 +8,13 @@
 namespace convpool {
 namespace {
 
-// Outputs keep the input's memory format, as torch's pooling does; kernels work on contiguous
-// buffers.
+// Outputs keep the input's memory format, as torch's pooling does (allocated the way torch
+// allocates them, so strides match even where formats coincide, e.g. a 1x1 output); kernels
+// work on contiguous buffers.
 at::Tensor in_format_of(const at::Tensor& result, const at::Tensor& like) {
-  return result.contiguous(like.suggest_memory_format());
+  const auto format = like.suggest_memory_format();
+  if (format == at::MemoryFormat::Contiguous) return result;
+  return at::empty(result.sizes(), result.options().memory_format(format)).copy_(result);
 }
 
 std::tuple<at::Tensor, at::Tensor> run_max(const at::Tensor& input, const PoolGeometry& g,

@@ -1,0 +1,245 @@
+"""Pooling against torch's built-ins: values, indices (ties and NaN included), gradients, memory
+format, unbatched inputs and 'same' padding."""
+import itertools
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.testing import assert_close
+
+import torch_convpool.functional as CF
+import reference
+
+SIZES = {1: (13,), 2: (9, 10), 3: (7, 6, 8)}
+FORMATS = {
+    "contiguous": lambda x: x,
+    "channels_last": lambda x: x.to(memory_format=torch.channels_last) if x.dim() == 4 else (
+        x.to(memory_format=torch.channels_last_3d) if x.dim() == 5 else x),
+}
+
+
+def fn(name, dims):
+    return getattr(CF, f"{name}{dims}d"), getattr(F, f"{name}{dims}d")
+
+
+def make_input(dims, device, dtype=torch.float32, batch=2, channels=3):
+    return torch.randn(batch, channels, *SIZES[dims], device=device, dtype=dtype)
+
+
+MAX_GRID = list(itertools.product([1, 2, 3], [2, 3], [None, 1, 2], [0, 1], [1, 2], [False, True]))
+
+
+@pytest.mark.parametrize("dims,kernel,stride,padding,dilation,ceil_mode", MAX_GRID)
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_max_pool_matches_torch(device, dims, kernel, stride, padding, dilation, ceil_mode, fmt):
+    ours, theirs = fn("max_pool", dims)
+    x = FORMATS[fmt](make_input(dims, device))
+    kw = dict(kernel_size=kernel, stride=stride, padding=padding, dilation=dilation,
+              ceil_mode=ceil_mode, return_indices=True)
+    out, idx = ours(x, **kw)
+    expected, expected_idx = theirs(x, **kw)
+    assert_close(out, expected, rtol=0, atol=0)
+    assert torch.equal(idx, expected_idx)
+    assert out.is_contiguous(memory_format=torch.channels_last) == expected.is_contiguous(
+        memory_format=torch.channels_last)
+
+
+AVG_GRID = list(itertools.product([1, 2, 3], [2, 3], [None, 1, 2], [0, 1], [False, True],
+                                  [True, False]))
+
+
+@pytest.mark.parametrize("dims,kernel,stride,padding,ceil_mode,count_include_pad", AVG_GRID)
+@pytest.mark.parametrize("divisor_override", [None, 3])
+def test_avg_pool_matches_torch(device, dims, kernel, stride, padding, ceil_mode,
+                                count_include_pad, divisor_override):
+    ours, theirs = fn("avg_pool", dims)
+    x = make_input(dims, device)
+    kw = dict(kernel_size=kernel, stride=stride, padding=padding, ceil_mode=ceil_mode,
+              count_include_pad=count_include_pad)
+    if dims > 1:
+        kw["divisor_override"] = divisor_override
+    elif divisor_override is not None:
+        pytest.skip("avg_pool1d has no divisor_override (as torch)")
+    assert_close(ours(x, **kw), theirs(x, **kw), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("dims", [1, 2, 3])
+@pytest.mark.parametrize("output_size", [1, 3, 4, 5, "none-first"])
+@pytest.mark.parametrize("kind", ["adaptive_avg_pool", "adaptive_max_pool"])
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_adaptive_matches_torch(device, dims, output_size, kind, fmt):
+    ours, theirs = fn(kind, dims)
+    x = FORMATS[fmt](make_input(dims, device))
+    if output_size == "none-first":
+        if dims == 1:
+            pytest.skip("torch's adaptive 1-d pooling takes no None")
+        output_size = (None,) + (3,) * (dims - 1)
+    if kind == "adaptive_max_pool":
+        out, idx = ours(x, output_size, return_indices=True)
+        expected, expected_idx = theirs(x, output_size, return_indices=True)
+        assert torch.equal(idx, expected_idx)
+    else:
+        out, expected = ours(x, output_size), theirs(x, output_size)
+    assert_close(out, expected, rtol=1e-5, atol=1e-6)
+    if dims == 2:  # torch keeps channels_last in 2-d adaptive pooling (not in 3-d; we do)
+        assert out.stride() == expected.stride()
+
+
+@pytest.mark.parametrize("dims", [1, 2, 3])
+@pytest.mark.parametrize("kernel,stride,padding", [(2, None, 0), (3, 2, 1), (3, 1, 1)])
+def test_max_unpool_matches_torch(device, dims, kernel, stride, padding):
+    x = make_input(dims, device)
+    pooled, idx = F.__dict__[f"max_pool{dims}d"](x, kernel, stride, padding, return_indices=True)
+    ours, theirs = fn("max_unpool", dims)
+    size = list(x.shape[2:])
+    assert_close(ours(pooled, idx, kernel, stride, padding, output_size=size),
+                 theirs(pooled, idx, kernel, stride, padding, output_size=size))
+    try:
+        expected = theirs(pooled, idx, kernel, stride, padding)
+    except RuntimeError:  # the default size is smaller than the pooled input: indices overflow
+        with pytest.raises(RuntimeError, match="invalid max index"):
+            ours(pooled, idx, kernel, stride, padding)
+    else:
+        assert_close(ours(pooled, idx, kernel, stride, padding), expected)
+
+
+@pytest.mark.parametrize("dims", [1, 2, 3])
+def test_max_pool_ties_pick_torchs_element(device, dims):
+    x = torch.randint(0, 3, (2, 3, *SIZES[dims]), device=device).float()
+    ours, theirs = fn("max_pool", dims)
+    for kw in (dict(kernel_size=3, stride=2, padding=1), dict(kernel_size=2, ceil_mode=True)):
+        assert torch.equal(ours(x, return_indices=True, **kw)[1], theirs(x, return_indices=True, **kw)[1])
+    a_ours, a_theirs = fn("adaptive_max_pool", dims)
+    assert torch.equal(a_ours(x, 4, True)[1], a_theirs(x, 4, True)[1])
+
+
+@pytest.mark.parametrize("dims", [1, 2, 3])
+def test_nan_propagates_like_torch(device, dims):
+    x = make_input(dims, device)
+    x.view(-1)[::7] = float("nan")
+    for name, kw in (("max_pool", dict(kernel_size=3, stride=2, padding=1, return_indices=True)),
+                     ("adaptive_max_pool", dict(output_size=3, return_indices=True))):
+        ours, theirs = fn(name, dims)
+        (out, idx), (expected, expected_idx) = ours(x, **kw), theirs(x, **kw)
+        assert_close(out, expected, equal_nan=True)
+        assert torch.equal(idx, expected_idx)
+    ours, theirs = fn("avg_pool", dims)
+    assert_close(ours(x, 2), theirs(x, 2), equal_nan=True)
+
+
+def test_all_minus_infinity_window_reports_first_element(device):
+    x = torch.full((1, 1, 4), -float("inf"), device=device)
+    out, idx = CF.max_pool1d(x, 2, padding=1, return_indices=True)
+    assert idx.tolist() == F.max_pool1d(x, 2, padding=1, return_indices=True)[1].tolist()
+
+
+@pytest.mark.parametrize("name,args", [
+    ("max_pool", dict(kernel_size=3, stride=2, padding=1)),
+    ("avg_pool", dict(kernel_size=3, stride=2, padding=1)),
+    ("adaptive_avg_pool", dict(output_size=2)),
+    ("adaptive_max_pool", dict(output_size=2)),
+])
+@pytest.mark.parametrize("dims", [1, 2, 3])
+def test_unbatched(device, name, args, dims):
+    ours, theirs = fn(name, dims)
+    x = make_input(dims, device)[0]
+    assert_close(ours(x, **args), theirs(x, **args))
+
+
+@pytest.mark.parametrize("dims", [1, 2, 3])
+@pytest.mark.parametrize("name,args", [
+    ("max_pool", dict(kernel_size=3, stride=2, padding=1, dilation=1)),
+    ("max_pool", dict(kernel_size=2, stride=1, padding=1, dilation=2, ceil_mode=True)),
+    ("avg_pool", dict(kernel_size=3, stride=2, padding=1, ceil_mode=True)),
+    ("avg_pool", dict(kernel_size=2, stride=1, padding=1, count_include_pad=False)),
+    ("adaptive_avg_pool", dict(output_size=3)),
+    ("adaptive_max_pool", dict(output_size=3)),
+])
+def test_gradcheck(device, dims, name, args):
+    ours, _ = fn(name, dims)
+    sizes = {1: (7,), 2: (5, 6), 3: (4, 5, 4)}[dims]
+    # distinct values: max pooling is differentiable away from ties
+    x = torch.randperm(2 * 2 * torch.Size(sizes).numel(), device=device).double()
+    x = (x / 7).view(2, 2, *sizes).requires_grad_()
+    f = lambda x: ours(x, **args)
+    assert torch.autograd.gradcheck(f, (x,))
+    assert torch.autograd.gradgradcheck(f, (x,))
+
+
+@pytest.mark.parametrize("dims", [1, 2, 3])
+def test_max_unpool_gradcheck(device, dims):
+    x = make_input(dims, device, torch.float64)
+    pooled, idx = F.__dict__[f"max_pool{dims}d"](x, 2, return_indices=True)
+    pooled.requires_grad_()
+    f = lambda p: CF.__dict__[f"max_unpool{dims}d"](p, idx, 2)
+    assert torch.autograd.gradcheck(f, (pooled,))
+    assert torch.autograd.gradgradcheck(f, (pooled,))
+
+
+@pytest.mark.parametrize("name,args", [
+    ("max_pool", dict(kernel_size=3, stride=2, padding=1)),
+    ("avg_pool", dict(kernel_size=3, stride=2, padding=1)),
+    ("adaptive_avg_pool", dict(output_size=(4, 3))),
+    ("adaptive_max_pool", dict(output_size=(4, 3))),
+])
+def test_backward_matches_torch_channels_last(device, name, args):
+    ours, theirs = fn(name, 2)
+    x = make_input(2, device).to(memory_format=torch.channels_last).requires_grad_()
+    g = torch.randn_like(theirs(x, **args))
+    (grad,) = torch.autograd.grad(ours(x, **args), x, g)
+    (expected,) = torch.autograd.grad(theirs(x, **args), x, g)
+    assert_close(grad, expected, rtol=1e-5, atol=1e-6)
+    assert grad.is_contiguous(memory_format=torch.channels_last)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])
+@pytest.mark.parametrize("name,args", [
+    ("max_pool", dict(kernel_size=3, stride=2, padding=1)),
+    ("avg_pool", dict(kernel_size=3, stride=2, padding=1)),
+    ("adaptive_avg_pool", dict(output_size=3)),
+    ("adaptive_max_pool", dict(output_size=3)),
+])
+def test_dtypes(device, dtype, name, args):
+    ours, theirs = fn(name, 2)
+    x = make_input(2, device, dtype)
+    out, expected = ours(x, **args), theirs(x, **args)
+    assert out.dtype == dtype
+    assert_close(out, expected, rtol=1e-2, atol=1e-2)
+
+
+def test_zero_batch(device):
+    x = torch.randn(0, 3, 8, 8, device=device)
+    assert CF.max_pool2d(x, 2).shape == (0, 3, 4, 4)
+    assert CF.avg_pool2d(x, 2).shape == (0, 3, 4, 4)
+    assert CF.adaptive_avg_pool2d(x, 3).shape == (0, 3, 3, 3)
+
+
+def test_adaptive_zero_output_size(device):
+    x = make_input(2, device)
+    assert CF.adaptive_avg_pool2d(x, 0).shape == F.adaptive_avg_pool2d(x, 0).shape
+
+
+@pytest.mark.parametrize("dims", [1, 2, 3])
+@pytest.mark.parametrize("kernel,stride,dilation", [(3, 2, 1), (2, 2, 1), (3, 3, 1), (2, 1, 1), (3, 2, 2)])
+def test_same_padding_max_pool(dims, kernel, stride, dilation):
+    x = make_input(dims, "cpu")
+    out = CF.__dict__[f"max_pool{dims}d"](x, kernel, stride, "same", dilation)
+    assert list(out.shape[2:]) == [-(-n // stride) for n in SIZES[dims]]
+    assert_close(out, reference.max_pool_same(x, dims, kernel, stride, dilation))
+
+
+@pytest.mark.parametrize("dims", [1, 2, 3])
+@pytest.mark.parametrize("kernel,stride", [(3, 2), (2, 2), (3, 3), (2, 1), (4, 3)])
+@pytest.mark.parametrize("count_include_pad", [True, False])
+def test_same_padding_avg_pool_excludes_padding(dims, kernel, stride, count_include_pad):
+    x = make_input(dims, "cpu")
+    out = CF.__dict__[f"avg_pool{dims}d"](x, kernel, stride, "same",
+                                          count_include_pad=count_include_pad)
+    assert list(out.shape[2:]) == [-(-n // stride) for n in SIZES[dims]]
+    assert_close(out, reference.avg_pool_same(x, dims, kernel, stride))
+
+
+def test_same_padding_gradients():
+    x = torch.randperm(2 * 3 * 90).double().view(2, 3, 9, 10).div(7).requires_grad_()
+    assert torch.autograd.gradcheck(lambda x: CF.max_pool2d(x, 3, 2, "same"), (x,))
+    assert torch.autograd.gradgradcheck(lambda x: CF.avg_pool2d(x, 4, 3, "same"), (x,))
