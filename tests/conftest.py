@@ -17,3 +17,14 @@ def device(request):
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+@pytest.fixture(params=["scatter", "gather"])
+def cpu_pool_backward(request):
+    """Runs a test with the CPU pooling backward as its own scatter and as the CUDA kernels'
+    gather (so the GPU's index math is checked on the CPU too)."""
+    from torch_convpool import _C
+
+    _C._set_cpu_pool_backward_gathers(request.param == "gather")
+    yield request.param
+    _C._set_cpu_pool_backward_gathers(False)

@@ -155,7 +155,7 @@ def test_unbatched(device, name, args, dims):
     ("adaptive_avg_pool", dict(output_size=3)),
     ("adaptive_max_pool", dict(output_size=3)),
 ])
-def test_gradcheck(device, dims, name, args):
+def test_gradcheck(device, dims, name, args, cpu_pool_backward):
     ours, _ = fn(name, dims)
     sizes = {1: (7,), 2: (5, 6), 3: (4, 5, 4)}[dims]
     # distinct values: max pooling is differentiable away from ties
@@ -182,7 +182,7 @@ def test_max_unpool_gradcheck(device, dims):
     ("adaptive_avg_pool", dict(output_size=(4, 3))),
     ("adaptive_max_pool", dict(output_size=(4, 3))),
 ])
-def test_backward_matches_torch_channels_last(device, name, args):
+def test_backward_matches_torch_channels_last(device, name, args, cpu_pool_backward):
     ours, theirs = fn(name, 2)
     x = make_input(2, device).to(memory_format=torch.channels_last).requires_grad_()
     g = torch.randn_like(theirs(x, **args))
@@ -192,19 +192,43 @@ def test_backward_matches_torch_channels_last(device, name, args):
     assert grad.is_contiguous(memory_format=torch.channels_last)
 
 
+@pytest.mark.parametrize("dims", [1, 2, 3])
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("name,args", [
+    ("max_pool", dict(kernel_size=3, stride=2, padding=1)),
+    ("max_pool", dict(kernel_size=2, stride=1, dilation=2, ceil_mode=True)),
+    ("avg_pool", dict(kernel_size=3, stride=2, padding=1, ceil_mode=True, count_include_pad=False)),
+    ("avg_pool", dict(kernel_size=2, stride=1, padding=1)),
+    ("adaptive_avg_pool", dict(output_size=4)),
+    ("adaptive_max_pool", dict(output_size=4)),
+])
+def test_backward_matches_torch(device, dims, fmt, name, args, cpu_pool_backward):
+    ours, theirs = fn(name, dims)
+    x = FORMATS[fmt](make_input(dims, device)).requires_grad_()
+    g = torch.randn_like(theirs(x, **args))
+    (grad,) = torch.autograd.grad(ours(x, **args), x, g)
+    (expected,) = torch.autograd.grad(theirs(x, **args), x, g)
+    assert_close(grad, expected, rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])
+@pytest.mark.parametrize("backward", [False, True])
 @pytest.mark.parametrize("name,args", [
     ("max_pool", dict(kernel_size=3, stride=2, padding=1)),
     ("avg_pool", dict(kernel_size=3, stride=2, padding=1)),
     ("adaptive_avg_pool", dict(output_size=3)),
     ("adaptive_max_pool", dict(output_size=3)),
 ])
-def test_dtypes(device, dtype, name, args):
+def test_dtypes(device, dtype, name, args, backward):
     ours, theirs = fn(name, 2)
-    x = make_input(2, device, dtype)
+    x = make_input(2, device, dtype).requires_grad_()
     out, expected = ours(x, **args), theirs(x, **args)
     assert out.dtype == dtype
     assert_close(out, expected, rtol=1e-2, atol=1e-2)
+    if backward:
+        g = torch.randn_like(out)
+        assert_close(torch.autograd.grad(out, x, g)[0], torch.autograd.grad(expected, x, g)[0],
+                     rtol=1e-2, atol=1e-2)
 
 
 def test_zero_batch(device):

@@ -11,7 +11,8 @@
 namespace convpool {
 
 struct PoolGeometry {
-  int64_t planes;  // batch * channels: every plane is pooled on its own
+  int64_t planes;    // batch * channels: every plane is pooled on its own
+  int64_t channels;  // the C of the planes (channels_last kernels step over it)
   int64_t input[kSpatialDims];
   int64_t output[kSpatialDims];
   int64_t kernel[kSpatialDims];
@@ -20,6 +21,7 @@ struct PoolGeometry {
   int64_t pad_end[kSpatialDims];  // input + padding after: where count_include_pad windows stop
   int64_t dilation[kSpatialDims];
   bool adaptive;
+  bool channels_last;  // tensors are [N, D, H, W, C] in memory (else [N, C, D, H, W])
   bool count_include_pad;
   int64_t divisor_override;  // 0: none
 

@@ -52,6 +52,7 @@ PoolGeometry pool_geometry(const char* op, const at::Tensor& input, at::IntArray
   check_list(op, "padding", padding, 2 * dims);
   PoolGeometry g{};
   g.planes = input.size(0) * input.size(1);
+  g.channels = input.size(1);
   g.adaptive = false;
   g.count_include_pad = true;
   g.divisor_override = 0;
@@ -92,6 +93,7 @@ PoolGeometry adaptive_pool_geometry(const char* op, const at::Tensor& input,
   const int64_t dims = check_input(op, input, static_cast<int64_t>(output_size.size()));
   PoolGeometry g{};
   g.planes = input.size(0) * input.size(1);
+  g.channels = input.size(1);
   g.adaptive = true;
   g.count_include_pad = false;
   g.divisor_override = 0;

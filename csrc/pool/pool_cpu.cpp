@@ -1,92 +1,389 @@
-// CPU launchers of the pooling family: at::parallel_for over output (forward) or input
-// (backward) lines, each element computed by the shared element functions.
+// CPU launchers of the pooling family.
+//
+// Forward: at::parallel_for over output lines, the outer window spans hoisted out of the inner
+// loop, each window reduced by the shared element functions; a channels_last input is pooled in
+// place, channels innermost (contiguous, vectorisable), with no layout copies.
+// Backward: each plane (NCHW) or each (sample, channel block) (channels_last) is owned by one
+// task and scattered into in order: deterministic, and one pass over the outputs instead of a
+// gather over every input element. The gather kernels that CUDA runs are kept here too, selectable
+// (set_cpu_pool_backward_gathers) so CPU tests exercise the GPU's index math.
 #include <ATen/ATen.h>
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include <atomic>
+#include <vector>
+
 #include "../common/dispatch.h"
+#include "pool_cpu_mode.h"
 #include "pool_driver.h"
 #include "pool_elements.h"
 
 namespace convpool {
+
+namespace {
+std::atomic<bool> g_backward_gathers{false};
+}  // namespace
+
+void set_cpu_pool_backward_gathers(bool gather) { g_backward_gathers = gather; }
+bool cpu_pool_backward_gathers() { return g_backward_gathers; }
+
 namespace {
 
-// Runs body(plane, d, h, w_begin..) over every line (plane, d, h) of a [planes, sizes] volume.
+constexpr int64_t kWorkPerTask = 1 << 15;  // elements touched per parallel_for chunk, roughly
+
+int64_t window_numel(const PoolGeometry& g) {
+  if (g.adaptive) {
+    int64_t n = 1;
+    for (int d = 0; d < kSpatialDims; ++d) n *= (g.input[d] + g.output[d] - 1) / std::max<int64_t>(1, g.output[d]) + 1;
+    return n;
+  }
+  return g.kernel[0] * g.kernel[1] * g.kernel[2];
+}
+
+// Runs body(line, sample_or_plane, d, h) over the lines (outer, d, h) of an [outer, d, h, w]
+// volume, `work_per_line` elements each.
 template <typename Body>
-void for_each_line(const PoolGeometry& g, const int64_t* sizes, Body&& body) {
-  const int64_t lines = g.planes * sizes[0] * sizes[1];
-  const int64_t grain = std::max<int64_t>(1, 4096 / std::max<int64_t>(1, sizes[2]));
+void for_each_line(int64_t outer, const int64_t* sizes, int64_t work_per_line, Body&& body) {
+  const int64_t lines = outer * sizes[0] * sizes[1];
+  const int64_t grain = std::max<int64_t>(1, kWorkPerTask / std::max<int64_t>(1, work_per_line));
   at::parallel_for(0, lines, grain, [&](int64_t begin, int64_t end) {
     for (int64_t line = begin; line < end; ++line) {
       const int64_t h = line % sizes[1];
       const int64_t d = line / sizes[1] % sizes[0];
-      const int64_t plane = line / (sizes[1] * sizes[0]);
-      body(line, plane, d, h);
+      body(line, line / (sizes[1] * sizes[0]), d, h);
     }
   });
 }
 
+// ---- forward, NCHW ---------------------------------------------------------------------------
+
+template <typename scalar_t>
+void max_forward_planes(const scalar_t* in, scalar_t* out, int64_t* idx, const PoolGeometry& g) {
+  using acc_t = at::opmath_type<scalar_t>;
+  for_each_line(g.planes, g.output, g.output[2] * window_numel(g),
+                [&](int64_t line, int64_t plane, int64_t od, int64_t oh) {
+    const scalar_t* plane_in = in + plane * g.input_numel();
+    Window win{window_span(g, 0, od), window_span(g, 1, oh), {}};
+    for (int64_t ow = 0; ow < g.output[2]; ++ow) {
+      win.w = window_span(g, 2, ow);
+      const int64_t o = line * g.output[2] + ow;
+      max_over<scalar_t, acc_t>(plane_in, 1, g, win, out + o, idx + o);
+    }
+  });
+}
+
+template <typename scalar_t>
+void average_forward_planes(const scalar_t* in, scalar_t* out, const PoolGeometry& g) {
+  using acc_t = at::opmath_type<scalar_t>;
+  for_each_line(g.planes, g.output, g.output[2] * window_numel(g),
+                [&](int64_t line, int64_t plane, int64_t od, int64_t oh) {
+    const scalar_t* plane_in = in + plane * g.input_numel();
+    Window win{window_span(g, 0, od), window_span(g, 1, oh), {}};
+    for (int64_t ow = 0; ow < g.output[2]; ++ow) {
+      win.w = window_span(g, 2, ow);
+      const acc_t sum = sum_over<scalar_t, acc_t>(plane_in, 1, g, win);
+      out[line * g.output[2] + ow] = static_cast<scalar_t>(divide(sum, average_divisor(g, od, oh, ow)));
+    }
+  });
+}
+
+// ---- forward, channels_last: [N, D, H, W, C], channels innermost ----------------------------
+
+template <typename scalar_t>
+void max_forward_channels_last(const scalar_t* in, scalar_t* out, int64_t* idx,
+                               const PoolGeometry& g) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const int64_t C = g.channels;
+  const int64_t batch = g.planes / C;
+  for_each_line(batch, g.output, g.output[2] * window_numel(g) * C,
+                [&](int64_t line, int64_t n, int64_t od, int64_t oh) {
+    std::vector<acc_t> best(C);
+    const scalar_t* sample = in + n * g.input_numel() * C;
+    Window win{window_span(g, 0, od), window_span(g, 1, oh), {}};
+    for (int64_t ow = 0; ow < g.output[2]; ++ow) {
+      win.w = window_span(g, 2, ow);
+      const int64_t o = (line * g.output[2] + ow) * C;
+      int64_t* best_index = idx + o;
+      const int64_t first = first_index(g, win);
+      for (int64_t c = 0; c < C; ++c) {
+        best[c] = -std::numeric_limits<acc_t>::infinity();
+        best_index[c] = first;
+      }
+      for (int64_t id = win.d.begin; id < win.d.end; id += win.d.step) {
+        for (int64_t ih = win.h.begin; ih < win.h.end; ih += win.h.step) {
+          const int64_t row = (id * g.input[1] + ih) * g.input[2];
+          for (int64_t iw = win.w.begin; iw < win.w.end; iw += win.w.step) {
+            const scalar_t* pixel = sample + (row + iw) * C;
+            for (int64_t c = 0; c < C; ++c) {
+              const acc_t v = static_cast<acc_t>(pixel[c]);
+              const bool take = v > best[c] || is_nan(v);
+              best[c] = take ? v : best[c];
+              best_index[c] = take ? row + iw : best_index[c];
+            }
+          }
+        }
+      }
+      for (int64_t c = 0; c < C; ++c) out[o + c] = static_cast<scalar_t>(best[c]);
+    }
+  });
+}
+
+template <typename scalar_t>
+void average_forward_channels_last(const scalar_t* in, scalar_t* out, const PoolGeometry& g) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const int64_t C = g.channels;
+  const int64_t batch = g.planes / C;
+  for_each_line(batch, g.output, g.output[2] * window_numel(g) * C,
+                [&](int64_t line, int64_t n, int64_t od, int64_t oh) {
+    std::vector<acc_t> sum(C);
+    const scalar_t* sample = in + n * g.input_numel() * C;
+    Window win{window_span(g, 0, od), window_span(g, 1, oh), {}};
+    for (int64_t ow = 0; ow < g.output[2]; ++ow) {
+      win.w = window_span(g, 2, ow);
+      std::fill(sum.begin(), sum.end(), acc_t(0));
+      for (int64_t id = win.d.begin; id < win.d.end; id += win.d.step) {
+        for (int64_t ih = win.h.begin; ih < win.h.end; ih += win.h.step) {
+          const int64_t row = (id * g.input[1] + ih) * g.input[2];
+          for (int64_t iw = win.w.begin; iw < win.w.end; iw += win.w.step) {
+            const scalar_t* pixel = sample + (row + iw) * C;
+            for (int64_t c = 0; c < C; ++c) sum[c] += static_cast<acc_t>(pixel[c]);
+          }
+        }
+      }
+      const int64_t divisor = average_divisor(g, od, oh, ow);
+      scalar_t* dst = out + (line * g.output[2] + ow) * C;
+      for (int64_t c = 0; c < C; ++c) dst[c] = static_cast<scalar_t>(divide(sum[c], divisor));
+    }
+  });
+}
+
+// ---- backward: scatter, one task per plane (NCHW) or per (sample, channel block) ------------
+
+// The per-plane accumulator: grad_input itself, or a float32 buffer for float16/bfloat16.
+template <typename scalar_t>
+struct PlaneAccumulator {
+  using acc_t = at::opmath_type<scalar_t>;
+  static constexpr bool kDirect = std::is_same_v<scalar_t, acc_t>;
+  scalar_t* dst;
+  std::vector<acc_t> buffer;
+  int64_t n;
+  PlaneAccumulator(scalar_t* dst, int64_t n) : dst(dst), n(n) {
+    if constexpr (kDirect) {
+      std::fill(dst, dst + n, scalar_t(0));
+    } else {
+      buffer.assign(n, acc_t(0));
+    }
+  }
+  acc_t* data() {
+    if constexpr (kDirect) return dst; else return buffer.data();
+  }
+  ~PlaneAccumulator() {
+    if constexpr (!kDirect) {
+      for (int64_t i = 0; i < n; ++i) dst[i] = static_cast<scalar_t>(buffer[i]);
+    }
+  }
+};
+
+template <typename scalar_t>
+void max_backward_planes(const scalar_t* grad, const int64_t* idx, scalar_t* grad_in,
+                         const PoolGeometry& g) {
+  const int64_t in_numel = g.input_numel(), out_numel = g.output_numel();
+  at::parallel_for(0, g.planes, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t p = begin; p < end; ++p) {
+      PlaneAccumulator<scalar_t> acc(grad_in + p * in_numel, in_numel);
+      auto* dst = acc.data();
+      const scalar_t* src = grad + p * out_numel;
+      const int64_t* where = idx + p * out_numel;
+      for (int64_t o = 0; o < out_numel; ++o) {
+        TORCH_CHECK(where[o] >= 0 && where[o] < in_numel, "convpool::max_pool_backward: index ",
+                    where[o], " is outside the input plane of ", in_numel, " elements");
+        dst[where[o]] += src[o];
+      }
+    }
+  });
+}
+
+template <typename scalar_t>
+void average_backward_planes(const scalar_t* grad, scalar_t* grad_in, const PoolGeometry& g) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const int64_t in_numel = g.input_numel(), out_numel = g.output_numel();
+  at::parallel_for(0, g.planes, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t p = begin; p < end; ++p) {
+      PlaneAccumulator<scalar_t> acc(grad_in + p * in_numel, in_numel);
+      auto* dst = acc.data();
+      const scalar_t* src = grad + p * out_numel;
+      for (int64_t od = 0; od < g.output[0]; ++od) {
+        for (int64_t oh = 0; oh < g.output[1]; ++oh) {
+          Window win{window_span(g, 0, od), window_span(g, 1, oh), {}};
+          for (int64_t ow = 0; ow < g.output[2]; ++ow) {
+            win.w = window_span(g, 2, ow);
+            const acc_t share = divide(static_cast<acc_t>(src[(od * g.output[1] + oh) * g.output[2] + ow]),
+                                       average_divisor(g, od, oh, ow));
+            for (int64_t id = win.d.begin; id < win.d.end; id += win.d.step) {
+              for (int64_t ih = win.h.begin; ih < win.h.end; ih += win.h.step) {
+                auto* row = dst + (id * g.input[1] + ih) * g.input[2];
+                for (int64_t iw = win.w.begin; iw < win.w.end; iw += win.w.step) row[iw] += share;
+              }
+            }
+          }
+        }
+      }
+    }
+  });
+}
+
+constexpr int64_t kChannelBlock = 64;
+
+// Runs body(n, c_begin, c_end) for every (sample, channel block) of a channels_last volume.
+template <typename Body>
+void for_each_channel_block(const PoolGeometry& g, Body&& body) {
+  const int64_t C = g.channels;
+  const int64_t blocks = (C + kChannelBlock - 1) / kChannelBlock;
+  at::parallel_for(0, g.planes / C * blocks, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t c0 = task % blocks * kChannelBlock;
+      body(task / blocks, c0, std::min(C, c0 + kChannelBlock));
+    }
+  });
+}
+
+template <typename scalar_t>
+void max_backward_channels_last(const scalar_t* grad, const int64_t* idx, scalar_t* grad_in,
+                                const PoolGeometry& g) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const int64_t C = g.channels, in_numel = g.input_numel(), out_numel = g.output_numel();
+  for_each_channel_block(g, [&](int64_t n, int64_t c0, int64_t c1) {
+    const int64_t width = c1 - c0;
+    std::vector<acc_t> acc(in_numel * width, acc_t(0));
+    const scalar_t* src = grad + n * out_numel * C + c0;
+    const int64_t* where = idx + n * out_numel * C + c0;
+    for (int64_t o = 0; o < out_numel; ++o) {
+      for (int64_t c = 0; c < width; ++c) {
+        const int64_t i = where[o * C + c];
+        TORCH_CHECK(i >= 0 && i < in_numel, "convpool::max_pool_backward: index ", i,
+                    " is outside the input plane of ", in_numel, " elements");
+        acc[i * width + c] += static_cast<acc_t>(src[o * C + c]);
+      }
+    }
+    scalar_t* dst = grad_in + n * in_numel * C + c0;
+    for (int64_t i = 0; i < in_numel; ++i) {
+      for (int64_t c = 0; c < width; ++c) dst[i * C + c] = static_cast<scalar_t>(acc[i * width + c]);
+    }
+  });
+}
+
+template <typename scalar_t>
+void average_backward_channels_last(const scalar_t* grad, scalar_t* grad_in, const PoolGeometry& g) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const int64_t C = g.channels, in_numel = g.input_numel(), out_numel = g.output_numel();
+  for_each_channel_block(g, [&](int64_t n, int64_t c0, int64_t c1) {
+    const int64_t width = c1 - c0;
+    std::vector<acc_t> acc(in_numel * width, acc_t(0));
+    std::vector<acc_t> share(width);
+    const scalar_t* src = grad + n * out_numel * C + c0;
+    for (int64_t od = 0; od < g.output[0]; ++od) {
+      for (int64_t oh = 0; oh < g.output[1]; ++oh) {
+        Window win{window_span(g, 0, od), window_span(g, 1, oh), {}};
+        for (int64_t ow = 0; ow < g.output[2]; ++ow) {
+          win.w = window_span(g, 2, ow);
+          const int64_t o = (od * g.output[1] + oh) * g.output[2] + ow;
+          const int64_t divisor = average_divisor(g, od, oh, ow);
+          for (int64_t c = 0; c < width; ++c) share[c] = divide(static_cast<acc_t>(src[o * C + c]), divisor);
+          for (int64_t id = win.d.begin; id < win.d.end; id += win.d.step) {
+            for (int64_t ih = win.h.begin; ih < win.h.end; ih += win.h.step) {
+              const int64_t row = (id * g.input[1] + ih) * g.input[2];
+              for (int64_t iw = win.w.begin; iw < win.w.end; iw += win.w.step) {
+                acc_t* px = acc.data() + (row + iw) * width;
+                for (int64_t c = 0; c < width; ++c) px[c] += share[c];
+              }
+            }
+          }
+        }
+      }
+    }
+    scalar_t* dst = grad_in + n * in_numel * C + c0;
+    for (int64_t i = 0; i < in_numel; ++i) {
+      for (int64_t c = 0; c < width; ++c) dst[i * C + c] = static_cast<scalar_t>(acc[i * width + c]);
+    }
+  });
+}
+
+// ---- backward: gather, as the CUDA kernels do (NCHW) -----------------------------------------
+
+template <typename scalar_t>
+void max_backward_gather(const scalar_t* grad, const int64_t* idx, scalar_t* grad_in,
+                         const PoolGeometry& g) {
+  using acc_t = at::opmath_type<scalar_t>;
+  for_each_line(g.planes, g.input, g.input[2], [&](int64_t line, int64_t plane, int64_t id, int64_t ih) {
+    const int64_t offset = plane * g.output_numel();
+    for (int64_t iw = 0; iw < g.input[2]; ++iw) {
+      grad_in[line * g.input[2] + iw] =
+          max_backward_element<scalar_t, acc_t>(grad + offset, idx + offset, g, id, ih, iw);
+    }
+  });
+}
+
+template <typename scalar_t>
+void average_backward_gather(const scalar_t* grad, scalar_t* grad_in, const PoolGeometry& g) {
+  using acc_t = at::opmath_type<scalar_t>;
+  for_each_line(g.planes, g.input, g.input[2], [&](int64_t line, int64_t plane, int64_t id, int64_t ih) {
+    const scalar_t* plane_grad = grad + plane * g.output_numel();
+    for (int64_t iw = 0; iw < g.input[2]; ++iw) {
+      grad_in[line * g.input[2] + iw] = average_backward_element<scalar_t, acc_t>(plane_grad, g, id, ih, iw);
+    }
+  });
+}
+
+// ---- the backend --------------------------------------------------------------------------
+
 void max_forward_cpu(const at::Tensor& input, const at::Tensor& output, const at::Tensor& indices,
                      const PoolGeometry& g) {
   CONVPOOL_DISPATCH_FLOATING_TYPES(input.scalar_type(), "max_pool_cpu", [&] {
-    using acc_t = at::opmath_type<scalar_t>;
-    const scalar_t* in = input.const_data_ptr<scalar_t>();
-    scalar_t* out = output.data_ptr<scalar_t>();
-    int64_t* idx = indices.data_ptr<int64_t>();
-    for_each_line(g, g.output, [&](int64_t line, int64_t plane, int64_t od, int64_t oh) {
-      const scalar_t* plane_in = in + plane * g.input_numel();
-      for (int64_t ow = 0; ow < g.output[2]; ++ow) {
-        const int64_t o = line * g.output[2] + ow;
-        max_window<scalar_t, acc_t>(plane_in, g, od, oh, ow, out + o, idx + o);
-      }
-    });
+    const auto* in = input.const_data_ptr<scalar_t>();
+    auto* out = output.data_ptr<scalar_t>();
+    auto* idx = indices.data_ptr<int64_t>();
+    g.channels_last ? max_forward_channels_last(in, out, idx, g) : max_forward_planes(in, out, idx, g);
   });
 }
 
 void average_forward_cpu(const at::Tensor& input, const at::Tensor& output, const PoolGeometry& g) {
   CONVPOOL_DISPATCH_FLOATING_TYPES(input.scalar_type(), "avg_pool_cpu", [&] {
-    using acc_t = at::opmath_type<scalar_t>;
-    const scalar_t* in = input.const_data_ptr<scalar_t>();
-    scalar_t* out = output.data_ptr<scalar_t>();
-    for_each_line(g, g.output, [&](int64_t line, int64_t plane, int64_t od, int64_t oh) {
-      const scalar_t* plane_in = in + plane * g.input_numel();
-      for (int64_t ow = 0; ow < g.output[2]; ++ow) {
-        out[line * g.output[2] + ow] = average_window<scalar_t, acc_t>(plane_in, g, od, oh, ow);
-      }
-    });
+    const auto* in = input.const_data_ptr<scalar_t>();
+    auto* out = output.data_ptr<scalar_t>();
+    g.channels_last ? average_forward_channels_last(in, out, g) : average_forward_planes(in, out, g);
   });
 }
 
 void max_backward_cpu(const at::Tensor& grad_output, const at::Tensor& indices,
                       const at::Tensor& grad_input, const PoolGeometry& g) {
   CONVPOOL_DISPATCH_FLOATING_TYPES(grad_output.scalar_type(), "max_pool_backward_cpu", [&] {
-    using acc_t = at::opmath_type<scalar_t>;
-    const scalar_t* grad = grad_output.const_data_ptr<scalar_t>();
-    const int64_t* idx = indices.const_data_ptr<int64_t>();
-    scalar_t* out = grad_input.data_ptr<scalar_t>();
-    for_each_line(g, g.input, [&](int64_t line, int64_t plane, int64_t id, int64_t ih) {
-      const int64_t offset = plane * g.output_numel();
-      for (int64_t iw = 0; iw < g.input[2]; ++iw) {
-        out[line * g.input[2] + iw] =
-            max_backward_element<scalar_t, acc_t>(grad + offset, idx + offset, g, id, ih, iw);
-      }
-    });
+    const auto* grad = grad_output.const_data_ptr<scalar_t>();
+    const auto* idx = indices.const_data_ptr<int64_t>();
+    auto* out = grad_input.data_ptr<scalar_t>();
+    if (g.channels_last) {
+      max_backward_channels_last(grad, idx, out, g);
+    } else if (cpu_pool_backward_gathers()) {
+      max_backward_gather(grad, idx, out, g);
+    } else {
+      max_backward_planes(grad, idx, out, g);
+    }
   });
 }
 
 void average_backward_cpu(const at::Tensor& grad_output, const at::Tensor& grad_input,
                           const PoolGeometry& g) {
   CONVPOOL_DISPATCH_FLOATING_TYPES(grad_output.scalar_type(), "avg_pool_backward_cpu", [&] {
-    using acc_t = at::opmath_type<scalar_t>;
-    const scalar_t* grad = grad_output.const_data_ptr<scalar_t>();
-    scalar_t* out = grad_input.data_ptr<scalar_t>();
-    for_each_line(g, g.input, [&](int64_t line, int64_t plane, int64_t id, int64_t ih) {
-      const scalar_t* plane_grad = grad + plane * g.output_numel();
-      for (int64_t iw = 0; iw < g.input[2]; ++iw) {
-        out[line * g.input[2] + iw] = average_backward_element<scalar_t, acc_t>(plane_grad, g, id, ih, iw);
-      }
-    });
+    const auto* grad = grad_output.const_data_ptr<scalar_t>();
+    auto* out = grad_input.data_ptr<scalar_t>();
+    if (g.channels_last) {
+      average_backward_channels_last(grad, out, g);
+    } else if (cpu_pool_backward_gathers()) {
+      average_backward_gather(grad, out, g);
+    } else {
+      average_backward_planes(grad, out, g);
+    }
   });
 }
 
@@ -110,8 +407,11 @@ void unpool_cpu(const at::Tensor& input, const at::Tensor& indices, const at::Te
   });
 }
 
+// channels_last kernels pool in place; in gather mode the CPU mimics CUDA (NCHW) entirely.
+bool cpu_takes_channels_last() { return !cpu_pool_backward_gathers(); }
+
 const PoolBackend kCpuBackend{max_forward_cpu, average_forward_cpu, max_backward_cpu,
-                              average_backward_cpu, unpool_cpu};
+                              average_backward_cpu, unpool_cpu, cpu_takes_channels_last};
 
 }  // namespace
 

@@ -114,7 +114,7 @@ void unpool_cuda(const at::Tensor& input, const at::Tensor& indices, const at::T
 }
 
 const PoolBackend kCudaBackend{max_forward_cuda, average_forward_cuda, max_backward_cuda,
-                               average_backward_cuda, unpool_cuda};
+                               average_backward_cuda, unpool_cuda, /*takes_channels_last=*/nullptr};
 
 }  // namespace
 

@@ -9,29 +9,61 @@ namespace convpool {
 namespace {
 
 // Outputs keep the input's memory format, as torch's pooling does (allocated the way torch
-// allocates them, so strides match even where formats coincide, e.g. a 1x1 output); kernels
-// work on contiguous buffers.
-at::Tensor in_format_of(const at::Tensor& result, const at::Tensor& like) {
-  const auto format = like.suggest_memory_format();
-  if (format == at::MemoryFormat::Contiguous) return result;
-  return at::empty(result.sizes(), result.options().memory_format(format)).copy_(result);
+// allocates them, so strides match even where formats coincide, e.g. a 1x1 output).
+struct Layout {
+  at::MemoryFormat format;
+  bool in_place;  // the backend pools this format as it is; else it sees contiguous NCHW copies
+};
+
+Layout layout_of(const at::Tensor& input, const PoolBackend& backend) {
+  const auto format = input.suggest_memory_format();
+  const bool channels_last = format != at::MemoryFormat::Contiguous;
+  return {format, channels_last && backend.takes_channels_last != nullptr &&
+                      backend.takes_channels_last()};
+}
+
+at::Tensor empty_like_format(at::IntArrayRef sizes, const at::TensorOptions& options,
+                             const Layout& layout) {
+  return at::empty(sizes, options.memory_format(layout.in_place ? layout.format
+                                                                : at::MemoryFormat::Contiguous));
+}
+
+// The tensor a launcher reads: in the layout's format when pooled in place, else NCHW.
+at::Tensor for_kernel(const at::Tensor& t, const Layout& layout) {
+  return t.contiguous(layout.in_place ? layout.format : at::MemoryFormat::Contiguous);
+}
+
+at::Tensor in_format(const at::Tensor& result, const Layout& layout) {
+  if (layout.in_place || layout.format == at::MemoryFormat::Contiguous) return result;
+  return at::empty(result.sizes(), result.options().memory_format(layout.format)).copy_(result);
+}
+
+PoolGeometry with_layout(PoolGeometry g, const Layout& layout) {
+  g.channels_last = layout.in_place;
+  return g;
 }
 
 std::tuple<at::Tensor, at::Tensor> run_max(const at::Tensor& input, const PoolGeometry& g,
                                            const PoolBackend& backend) {
   const c10::DeviceGuard guard(input.device());
+  const auto layout = layout_of(input, backend);
   const auto sizes = pool_output_sizes(input, g);
-  auto output = at::empty(sizes, input.options());
-  auto indices = at::empty(sizes, input.options().dtype(at::kLong));
-  if (output.numel() > 0) backend.max_forward(input.contiguous(), output, indices, g);
-  return {in_format_of(output, input), in_format_of(indices, input)};
+  auto output = empty_like_format(sizes, input.options(), layout);
+  auto indices = empty_like_format(sizes, input.options().dtype(at::kLong), layout);
+  if (output.numel() > 0) {
+    backend.max_forward(for_kernel(input, layout), output, indices, with_layout(g, layout));
+  }
+  return {in_format(output, layout), in_format(indices, layout)};
 }
 
 at::Tensor run_average(const at::Tensor& input, const PoolGeometry& g, const PoolBackend& backend) {
   const c10::DeviceGuard guard(input.device());
-  auto output = at::empty(pool_output_sizes(input, g), input.options());
-  if (output.numel() > 0) backend.average_forward(input.contiguous(), output, g);
-  return in_format_of(output, input);
+  const auto layout = layout_of(input, backend);
+  auto output = empty_like_format(pool_output_sizes(input, g), input.options(), layout);
+  if (output.numel() > 0) {
+    backend.average_forward(for_kernel(input, layout), output, with_layout(g, layout));
+  }
+  return in_format(output, layout);
 }
 
 at::Tensor run_max_backward(const char* op, const at::Tensor& grad_output, const at::Tensor& input,
@@ -39,11 +71,13 @@ at::Tensor run_max_backward(const char* op, const at::Tensor& grad_output, const
                             const PoolBackend& backend) {
   check_pool_grad(op, input, g, grad_output, &indices);
   const c10::DeviceGuard guard(input.device());
-  auto grad_input = at::empty(input.sizes(), input.options());
+  const auto layout = layout_of(input, backend);
+  auto grad_input = empty_like_format(input.sizes(), input.options(), layout);
   if (grad_input.numel() > 0) {
-    backend.max_backward(grad_output.contiguous(), indices.contiguous(), grad_input, g);
+    backend.max_backward(for_kernel(grad_output, layout), for_kernel(indices, layout), grad_input,
+                         with_layout(g, layout));
   }
-  return in_format_of(grad_input, input);
+  return in_format(grad_input, layout);
 }
 
 at::Tensor run_average_backward(const char* op, const at::Tensor& grad_output,
@@ -51,9 +85,12 @@ at::Tensor run_average_backward(const char* op, const at::Tensor& grad_output,
                                 const PoolBackend& backend) {
   check_pool_grad(op, input, g, grad_output, nullptr);
   const c10::DeviceGuard guard(input.device());
-  auto grad_input = at::empty(input.sizes(), input.options());
-  if (grad_input.numel() > 0) backend.average_backward(grad_output.contiguous(), grad_input, g);
-  return in_format_of(grad_input, input);
+  const auto layout = layout_of(input, backend);
+  auto grad_input = empty_like_format(input.sizes(), input.options(), layout);
+  if (grad_input.numel() > 0) {
+    backend.average_backward(for_kernel(grad_output, layout), grad_input, with_layout(g, layout));
+  }
+  return in_format(grad_input, layout);
 }
 
 PoolGeometry with_divisor(PoolGeometry g, const char* op, bool count_include_pad,
@@ -171,7 +208,7 @@ at::Tensor max_unpool(const at::Tensor& input, const at::Tensor& indices,
                 " (output volumes are of size ", at::IntArrayRef(sizes).slice(2), ")");
     backend.unpool(input.contiguous(), indices.contiguous(), output);
   }
-  return in_format_of(output, input);
+  return in_format(output, Layout{input.suggest_memory_format(), false});
 }
 
 }  // namespace convpool

@@ -22,6 +22,9 @@ struct PoolBackend {
                            const PoolGeometry& g);
   // output[p, indices[p, j]] = input[p, j] for every plane p (output pre-zeroed, indices checked).
   void (*unpool)(const at::Tensor& input, const at::Tensor& indices, const at::Tensor& output);
+  // Whether the pooling launchers take channels_last tensors as they are (g.channels_last) rather
+  // than contiguous NCHW copies; nullptr: never.
+  bool (*takes_channels_last)();
 };
 
 std::tuple<at::Tensor, at::Tensor> max_pool(const at::Tensor& input, at::IntArrayRef kernel,

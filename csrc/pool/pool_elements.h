@@ -12,20 +12,35 @@ namespace convpool {
 template <typename acc_t>
 CONVPOOL_HOST_DEVICE bool is_nan(acc_t v) { return v != v; }
 
-// Max over the window of output (od, oh, ow). Ties keep the first element in scan order; a NaN
-// wins over everything and a later NaN over an earlier one (torch's rule). An all -inf window
-// reports its first element.
+// The three spans of output (od, oh, ow)'s window. The CPU loops hoist the outer two out of
+// their innermost loop; the CUDA kernels call this per output.
+struct Window {
+  Span d, h, w;
+};
+
+CONVPOOL_HOST_DEVICE Window window_of(const PoolGeometry& g, int64_t od, int64_t oh, int64_t ow) {
+  return {window_span(g, 0, od), window_span(g, 1, oh), window_span(g, 2, ow)};
+}
+
+// Flat in-plane index of the window's first element: what a window reports when nothing in it
+// beats -inf (torch's rule).
+CONVPOOL_HOST_DEVICE int64_t first_index(const PoolGeometry& g, const Window& win) {
+  return (win.d.begin * g.input[1] + win.h.begin) * g.input[2] + win.w.begin;
+}
+
+// Max over a window. Ties keep the first element in scan order; a NaN wins over everything and
+// a later NaN over an earlier one (torch's rule). `stride` is the distance between neighbouring
+// elements of one plane (1 in NCHW, C in channels_last).
 template <typename scalar_t, typename acc_t>
-CONVPOOL_HOST_DEVICE void max_window(const scalar_t* plane_in, const PoolGeometry& g, int64_t od,
-                                     int64_t oh, int64_t ow, scalar_t* value, int64_t* index) {
-  const Span sd = window_span(g, 0, od), sh = window_span(g, 1, oh), sw = window_span(g, 2, ow);
-  int64_t best_index = (sd.begin * g.input[1] + sh.begin) * g.input[2] + sw.begin;
+CONVPOOL_HOST_DEVICE void max_over(const scalar_t* plane_in, int64_t stride, const PoolGeometry& g,
+                                   const Window& win, scalar_t* value, int64_t* index) {
+  int64_t best_index = first_index(g, win);
   acc_t best = -std::numeric_limits<acc_t>::infinity();
-  for (int64_t id = sd.begin; id < sd.end; id += sd.step) {
-    for (int64_t ih = sh.begin; ih < sh.end; ih += sh.step) {
+  for (int64_t id = win.d.begin; id < win.d.end; id += win.d.step) {
+    for (int64_t ih = win.h.begin; ih < win.h.end; ih += win.h.step) {
       const int64_t row = (id * g.input[1] + ih) * g.input[2];
-      for (int64_t iw = sw.begin; iw < sw.end; iw += sw.step) {
-        const acc_t v = static_cast<acc_t>(plane_in[row + iw]);
+      for (int64_t iw = win.w.begin; iw < win.w.end; iw += win.w.step) {
+        const acc_t v = static_cast<acc_t>(plane_in[(row + iw) * stride]);
         if (v > best || is_nan(v)) {
           best = v;
           best_index = row + iw;
@@ -38,18 +53,36 @@ CONVPOOL_HOST_DEVICE void max_window(const scalar_t* plane_in, const PoolGeometr
 }
 
 template <typename scalar_t, typename acc_t>
-CONVPOOL_HOST_DEVICE scalar_t average_window(const scalar_t* plane_in, const PoolGeometry& g,
-                                             int64_t od, int64_t oh, int64_t ow) {
-  const Span sd = window_span(g, 0, od), sh = window_span(g, 1, oh), sw = window_span(g, 2, ow);
+CONVPOOL_HOST_DEVICE acc_t sum_over(const scalar_t* plane_in, int64_t stride, const PoolGeometry& g,
+                                    const Window& win) {
   acc_t sum = acc_t(0);
-  for (int64_t id = sd.begin; id < sd.end; id += sd.step) {
-    for (int64_t ih = sh.begin; ih < sh.end; ih += sh.step) {
-      const scalar_t* row = plane_in + (id * g.input[1] + ih) * g.input[2];
-      for (int64_t iw = sw.begin; iw < sw.end; iw += sw.step) sum += static_cast<acc_t>(row[iw]);
+  for (int64_t id = win.d.begin; id < win.d.end; id += win.d.step) {
+    for (int64_t ih = win.h.begin; ih < win.h.end; ih += win.h.step) {
+      const int64_t row = (id * g.input[1] + ih) * g.input[2];
+      for (int64_t iw = win.w.begin; iw < win.w.end; iw += win.w.step) {
+        sum += static_cast<acc_t>(plane_in[(row + iw) * stride]);
+      }
     }
   }
-  const int64_t divisor = average_divisor(g, od, oh, ow);
-  return static_cast<scalar_t>(divisor == 0 ? acc_t(0) : sum / static_cast<acc_t>(divisor));
+  return sum;
+}
+
+template <typename acc_t>
+CONVPOOL_HOST_DEVICE acc_t divide(acc_t sum, int64_t divisor) {
+  return divisor == 0 ? acc_t(0) : sum / static_cast<acc_t>(divisor);
+}
+
+template <typename scalar_t, typename acc_t>
+CONVPOOL_HOST_DEVICE void max_window(const scalar_t* plane_in, const PoolGeometry& g, int64_t od,
+                                     int64_t oh, int64_t ow, scalar_t* value, int64_t* index) {
+  max_over<scalar_t, acc_t>(plane_in, 1, g, window_of(g, od, oh, ow), value, index);
+}
+
+template <typename scalar_t, typename acc_t>
+CONVPOOL_HOST_DEVICE scalar_t average_window(const scalar_t* plane_in, const PoolGeometry& g,
+                                             int64_t od, int64_t oh, int64_t ow) {
+  const acc_t sum = sum_over<scalar_t, acc_t>(plane_in, 1, g, window_of(g, od, oh, ow));
+  return static_cast<scalar_t>(divide(sum, average_divisor(g, od, oh, ow)));
 }
 
 // Calls visit(o_flat, od, oh, ow) for every output whose window holds input (id, ih, iw).

@@ -1,0 +1,194 @@
+"""Side-by-side speed of torch_convpool's ops and torch's own, in one run.
+
+For each case: median wall time over repeats (after warm-up) of torch's op and ours, forward
+and forward+backward, and the ratio torch / ours (> 1: ours is faster). Writes the table to
+BENCHMARKS.md (or --output) with the command and the machine it ran on.
+
+    python benchmarks/run.py                   # CPU, all cases
+    python benchmarks/run.py --device cuda     # CUDA
+    python benchmarks/run.py --filter pool --repeats 5
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+import torch_convpool.functional as CF
+
+
+@dataclass
+class Case:
+    name: str
+    make: Callable[[str], tuple]  # device -> (input, extra args...)
+    ours: Callable
+    theirs: Callable
+
+
+def _x(*shape, channels_last=False):
+    def make(device):
+        x = torch.randn(*shape, device=device)
+        if channels_last:
+            x = x.to(memory_format=torch.channels_last)
+        return x
+    return make
+
+
+def _conv_case(name, n, c, hw, out, k, stride=1, padding=0, dilation=1, groups=1, channels_last=False):
+    def make(device):
+        x = _x(n, c, hw, hw, channels_last=channels_last)(device)
+        w = torch.randn(out, c // groups, k, k, device=device)
+        return x, w
+    kw = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+    return Case(name, make, lambda x, w: CF.conv2d(x, w, **kw), lambda x, w: F.conv2d(x, w, **kw))
+
+
+def _conv_transpose_case(name, n, c, hw, out, k, stride, padding):
+    def make(device):
+        return torch.randn(n, c, hw, hw, device=device), torch.randn(c, out, k, k, device=device)
+    kw = dict(stride=stride, padding=padding)
+    return Case(name, make, lambda x, w: CF.conv_transpose2d(x, w, **kw),
+                lambda x, w: F.conv_transpose2d(x, w, **kw))
+
+
+def _pool_case(name, fn, shape, channels_last=False, **kw):
+    def make(device):
+        return (_x(*shape, channels_last=channels_last)(device),)
+    return Case(name, make, lambda x: getattr(CF, fn)(x, **kw), lambda x: getattr(F, fn)(x, **kw))
+
+
+POOL_SHAPE = (32, 64, 112, 112)
+CASES = [
+    _conv_case("conv 3x3, N8 C64 56x56 -> 64", 8, 64, 56, 64, 3, padding=1),
+    _conv_case("conv 3x3, N8 C256 14x14 -> 256", 8, 256, 14, 256, 3, padding=1),
+    _conv_case("conv 3x3 stride 2, N8 C64 56x56 -> 128", 8, 64, 56, 128, 3, stride=2, padding=1),
+    _conv_case("conv 1x1, N8 C256 14x14 -> 1024", 8, 256, 14, 1024, 1),
+    _conv_case("depthwise 3x3, N8 C256 28x28", 8, 256, 28, 256, 3, padding=1, groups=256),
+    _conv_case("depthwise 3x3 channels_last, N8 C256 28x28", 8, 256, 28, 256, 3, padding=1,
+               groups=256, channels_last=True),
+    _conv_case("conv 3x3 dilation 2, N8 C64 56x56", 8, 64, 56, 64, 3, padding=2, dilation=2),
+    _conv_transpose_case("conv_transpose 4x4 stride 2, N8 C64 28x28 -> 32", 8, 64, 28, 32, 4, 2, 1),
+    _pool_case("max_pool2d 2/2, N32 C64 112x112", "max_pool2d", POOL_SHAPE, kernel_size=2, stride=2),
+    _pool_case("max_pool2d 3/2 pad 1, N32 C64 112x112", "max_pool2d", POOL_SHAPE, kernel_size=3,
+               stride=2, padding=1),
+    _pool_case("max_pool2d 3/2 pad 1 channels_last, N32 C64 112x112", "max_pool2d", POOL_SHAPE,
+               channels_last=True, kernel_size=3, stride=2, padding=1),
+    _pool_case("avg_pool2d 2/2, N32 C64 112x112", "avg_pool2d", POOL_SHAPE, kernel_size=2, stride=2),
+    _pool_case("avg_pool2d 3/1 pad 1, N32 C64 112x112", "avg_pool2d", POOL_SHAPE, kernel_size=3,
+               stride=1, padding=1),
+    _pool_case("adaptive_avg_pool2d(1), N32 C64 112x112", "adaptive_avg_pool2d", POOL_SHAPE,
+               output_size=1),
+    _pool_case("adaptive_avg_pool2d(7), N32 C64 112x112", "adaptive_avg_pool2d", POOL_SHAPE,
+               output_size=7),
+    _pool_case("adaptive_max_pool2d(7), N32 C64 112x112", "adaptive_max_pool2d", POOL_SHAPE,
+               output_size=7),
+    _pool_case("max_pool3d 2/2, N4 C32 32x56x56", "max_pool3d", (4, 32, 32, 56, 56), kernel_size=2),
+]
+
+
+def _sync(device):
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def _time(fn, device, repeats, warmup=2) -> float:
+    for _ in range(warmup):
+        fn()
+    _sync(device)
+    samples = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        _sync(device)
+        samples.append(time.perf_counter() - start)
+    return statistics.median(samples) * 1e3
+
+
+def _forward_backward(op, args):
+    def run():
+        leaves = [a.detach().requires_grad_() if a.is_floating_point() else a for a in args]
+        out = op(*leaves)
+        out.backward(torch.ones_like(out))
+    return run
+
+
+def run(device: str, repeats: int, name_filter: str) -> list[tuple]:
+    rows = []
+    for case in CASES:
+        if name_filter and name_filter not in case.name:
+            continue
+        args = case.make(device)
+        with torch.no_grad():
+            theirs_fwd = _time(lambda: case.theirs(*args), device, repeats)
+            ours_fwd = _time(lambda: case.ours(*args), device, repeats)
+        theirs_bwd = _time(_forward_backward(case.theirs, args), device, repeats)
+        ours_bwd = _time(_forward_backward(case.ours, args), device, repeats)
+        row = (case.name, theirs_fwd, ours_fwd, theirs_fwd / ours_fwd, theirs_bwd, ours_bwd,
+               theirs_bwd / ours_bwd)
+        print(f"{row[0]:55s} fwd {row[1]:8.2f} / {row[2]:8.2f} ms  x{row[3]:5.2f}   "
+              f"fwd+bwd {row[4]:8.2f} / {row[5]:8.2f} ms  x{row[6]:5.2f}", flush=True)
+        rows.append(row)
+    return rows
+
+
+def to_markdown(rows, device: str, repeats: int, command: str) -> str:
+    machine = (torch.cuda.get_device_name() if device == "cuda"
+               else f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads")
+    lines = [
+        f"## {device.upper()}: {machine}",
+        "",
+        f"torch {torch.__version__}, float32, median of {repeats} after warm-up, "
+        f"{datetime.date.today().isoformat()}. Command: `{command}`",
+        "",
+        "ratio = torch time / our time (> 1: ours is faster).",
+        "",
+        "| case | torch fwd ms | ours fwd ms | ratio | torch fwd+bwd ms | ours fwd+bwd ms | ratio |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, tf, of, rf, tb, ob, rb in rows:
+        lines.append(f"| {name} | {tf:.2f} | {of:.2f} | {rf:.2f} | {tb:.2f} | {ob:.2f} | {rb:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--filter", default="")
+    parser.add_argument("--output", default=os.path.join(os.path.dirname(__file__), "..", "BENCHMARKS.md"))
+    args = parser.parse_args(argv)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        print("no CUDA device")
+        return 1
+    command = "python " + " ".join([os.path.relpath(__file__, os.getcwd())] + (argv or sys.argv[1:]))
+    rows = run(args.device, args.repeats, args.filter)
+    section = to_markdown(rows, args.device, args.repeats, command)
+    if args.output != "-":
+        _write_section(args.output, args.device, section)
+    return 0
+
+
+def _write_section(path: str, device: str, section: str) -> None:
+    """Replaces this device's section of BENCHMARKS.md, keeping the other device's."""
+    header = "# Benchmarks: torch_convpool against torch's own kernels\n\n"
+    sections = {}
+    if os.path.exists(path):
+        text = open(path).read()
+        for part in text.split("\n## ")[1:]:
+            sections[part.split(":", 1)[0].strip().lower()] = "## " + part.rstrip() + "\n"
+    sections[device] = section
+    with open(path, "w") as f:
+        f.write(header + "\n".join(sections[d] for d in ("cpu", "cuda") if d in sections))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
