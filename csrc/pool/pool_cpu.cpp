@@ -58,9 +58,101 @@ void for_each_line(int64_t outer, const int64_t* sizes, int64_t work_per_line, B
 }
 
 // ---- forward, NCHW ---------------------------------------------------------------------------
+// Regular windows go a whole output line at a time: for each window row and kernel tap along w,
+// one pass over the outputs that tap reaches (a strided, vectorisable loop); each output still
+// sees its taps in row-major order, so ties and NaNs resolve exactly as in max_over. Adaptive
+// windows (sizes vary along the line) go window by window.
+
+// Outputs ow in [lo, hi) whose kernel tap kw along w lands inside the input, at
+// iw = ow * stride + offset.
+struct TapRun {
+  int64_t lo, hi, offset;
+};
+
+std::vector<TapRun> tap_runs(const PoolGeometry& g) {
+  std::vector<TapRun> runs;
+  const int64_t s = g.stride[2], W = g.input[2];
+  for (int64_t kw = 0; kw < g.kernel[2]; ++kw) {
+    const int64_t offset = kw * g.dilation[2] - g.pad[2];
+    const int64_t lo = offset >= 0 ? 0 : (-offset + s - 1) / s;
+    const int64_t hi = W - 1 - offset < 0 ? 0 : std::min(g.output[2], (W - 1 - offset) / s + 1);
+    runs.push_back({lo, std::max(lo, hi), offset});
+  }
+  return runs;
+}
+
+template <typename scalar_t, typename index_t>
+void max_forward_lines(const scalar_t* in, scalar_t* out, int64_t* idx, const PoolGeometry& g) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const auto runs = tap_runs(g);
+  const int64_t s = g.stride[2], OW = g.output[2];
+  for_each_line(g.planes, g.output, OW * window_numel(g),
+                [&](int64_t line, int64_t plane, int64_t od, int64_t oh) {
+    std::vector<acc_t> best(OW, -std::numeric_limits<acc_t>::infinity());
+    std::vector<index_t> best_index(OW);
+    acc_t* __restrict__ b = best.data();
+    index_t* __restrict__ bi = best_index.data();
+    const Span sd = window_span(g, 0, od), sh = window_span(g, 1, oh);
+    const int64_t first_row = (sd.begin * g.input[1] + sh.begin) * g.input[2];
+    for (int64_t ow = 0; ow < OW; ++ow) bi[ow] = static_cast<index_t>(first_row + window_span(g, 2, ow).begin);
+    const scalar_t* plane_in = in + plane * g.input_numel();
+    for (int64_t id = sd.begin; id < sd.end; id += sd.step) {
+      for (int64_t ih = sh.begin; ih < sh.end; ih += sh.step) {
+        const int64_t row = (id * g.input[1] + ih) * g.input[2];
+        const scalar_t* __restrict__ r = plane_in + row;
+        for (const auto& run : runs) {
+          for (int64_t ow = run.lo; ow < run.hi; ++ow) {
+            const int64_t iw = ow * s + run.offset;
+            const acc_t v = static_cast<acc_t>(r[iw]);
+            const bool take = (v > b[ow]) | (v != v);
+            b[ow] = take ? v : b[ow];
+            bi[ow] = take ? static_cast<index_t>(row + iw) : bi[ow];
+          }
+        }
+      }
+    }
+    for (int64_t ow = 0; ow < OW; ++ow) {
+      out[line * OW + ow] = static_cast<scalar_t>(b[ow]);
+      idx[line * OW + ow] = bi[ow];
+    }
+  });
+}
+
+template <typename scalar_t>
+void average_forward_lines(const scalar_t* in, scalar_t* out, const PoolGeometry& g) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const auto runs = tap_runs(g);
+  const int64_t s = g.stride[2], OW = g.output[2];
+  for_each_line(g.planes, g.output, OW * window_numel(g),
+                [&](int64_t line, int64_t plane, int64_t od, int64_t oh) {
+    std::vector<acc_t> sum(OW, acc_t(0));
+    acc_t* __restrict__ acc = sum.data();
+    const Span sd = window_span(g, 0, od), sh = window_span(g, 1, oh);
+    const scalar_t* plane_in = in + plane * g.input_numel();
+    for (int64_t id = sd.begin; id < sd.end; id += sd.step) {
+      for (int64_t ih = sh.begin; ih < sh.end; ih += sh.step) {
+        const scalar_t* __restrict__ r = plane_in + (id * g.input[1] + ih) * g.input[2];
+        for (const auto& run : runs) {
+          for (int64_t ow = run.lo; ow < run.hi; ++ow) acc[ow] += static_cast<acc_t>(r[ow * s + run.offset]);
+        }
+      }
+    }
+    for (int64_t ow = 0; ow < OW; ++ow) {
+      out[line * OW + ow] = static_cast<scalar_t>(divide(acc[ow], average_divisor(g, od, oh, ow)));
+    }
+  });
+}
 
 template <typename scalar_t>
 void max_forward_planes(const scalar_t* in, scalar_t* out, int64_t* idx, const PoolGeometry& g) {
+  if (!g.adaptive) {
+    if (g.input_numel() <= std::numeric_limits<int32_t>::max()) {
+      max_forward_lines<scalar_t, int32_t>(in, out, idx, g);
+    } else {
+      max_forward_lines<scalar_t, int64_t>(in, out, idx, g);
+    }
+    return;
+  }
   using acc_t = at::opmath_type<scalar_t>;
   for_each_line(g.planes, g.output, g.output[2] * window_numel(g),
                 [&](int64_t line, int64_t plane, int64_t od, int64_t oh) {
@@ -69,13 +161,14 @@ void max_forward_planes(const scalar_t* in, scalar_t* out, int64_t* idx, const P
     for (int64_t ow = 0; ow < g.output[2]; ++ow) {
       win.w = window_span(g, 2, ow);
       const int64_t o = line * g.output[2] + ow;
-      max_over<scalar_t, acc_t>(plane_in, 1, g, win, out + o, idx + o);
+      max_over<scalar_t, acc_t, /*kBranchless=*/false>(plane_in, 1, g, win, out + o, idx + o);
     }
   });
 }
 
 template <typename scalar_t>
 void average_forward_planes(const scalar_t* in, scalar_t* out, const PoolGeometry& g) {
+  if (!g.adaptive) return average_forward_lines(in, out, g);
   using acc_t = at::opmath_type<scalar_t>;
   for_each_line(g.planes, g.output, g.output[2] * window_numel(g),
                 [&](int64_t line, int64_t plane, int64_t od, int64_t oh) {
@@ -91,7 +184,9 @@ void average_forward_planes(const scalar_t* in, scalar_t* out, const PoolGeometr
 
 // ---- forward, channels_last: [N, D, H, W, C], channels innermost ----------------------------
 
-template <typename scalar_t>
+// Indices are tracked as index_t (int32 when the plane allows): with every lane 32 bits wide the
+// channel loop vectorises.
+template <typename scalar_t, typename index_t>
 void max_forward_channels_last(const scalar_t* in, scalar_t* out, int64_t* idx,
                                const PoolGeometry& g) {
   using acc_t = at::opmath_type<scalar_t>;
@@ -100,32 +195,35 @@ void max_forward_channels_last(const scalar_t* in, scalar_t* out, int64_t* idx,
   for_each_line(batch, g.output, g.output[2] * window_numel(g) * C,
                 [&](int64_t line, int64_t n, int64_t od, int64_t oh) {
     std::vector<acc_t> best(C);
+    std::vector<index_t> best_index(C);
     const scalar_t* sample = in + n * g.input_numel() * C;
     Window win{window_span(g, 0, od), window_span(g, 1, oh), {}};
     for (int64_t ow = 0; ow < g.output[2]; ++ow) {
       win.w = window_span(g, 2, ow);
-      const int64_t o = (line * g.output[2] + ow) * C;
-      int64_t* best_index = idx + o;
-      const int64_t first = first_index(g, win);
-      for (int64_t c = 0; c < C; ++c) {
-        best[c] = -std::numeric_limits<acc_t>::infinity();
-        best_index[c] = first;
-      }
+      std::fill(best.begin(), best.end(), -std::numeric_limits<acc_t>::infinity());
+      std::fill(best_index.begin(), best_index.end(), static_cast<index_t>(first_index(g, win)));
+      acc_t* __restrict__ b = best.data();
+      index_t* __restrict__ bi = best_index.data();
       for (int64_t id = win.d.begin; id < win.d.end; id += win.d.step) {
         for (int64_t ih = win.h.begin; ih < win.h.end; ih += win.h.step) {
           const int64_t row = (id * g.input[1] + ih) * g.input[2];
           for (int64_t iw = win.w.begin; iw < win.w.end; iw += win.w.step) {
-            const scalar_t* pixel = sample + (row + iw) * C;
+            const scalar_t* __restrict__ pixel = sample + (row + iw) * C;
+            const index_t here = static_cast<index_t>(row + iw);
             for (int64_t c = 0; c < C; ++c) {
               const acc_t v = static_cast<acc_t>(pixel[c]);
-              const bool take = v > best[c] || is_nan(v);
-              best[c] = take ? v : best[c];
-              best_index[c] = take ? row + iw : best_index[c];
+              const bool take = (v > b[c]) | (v != v);
+              b[c] = take ? v : b[c];
+              bi[c] = take ? here : bi[c];
             }
           }
         }
       }
-      for (int64_t c = 0; c < C; ++c) out[o + c] = static_cast<scalar_t>(best[c]);
+      const int64_t o = (line * g.output[2] + ow) * C;
+      for (int64_t c = 0; c < C; ++c) {
+        out[o + c] = static_cast<scalar_t>(b[c]);
+        idx[o + c] = bi[c];
+      }
     }
   });
 }
@@ -208,23 +306,36 @@ void max_backward_planes(const scalar_t* grad, const int64_t* idx, scalar_t* gra
 template <typename scalar_t>
 void average_backward_planes(const scalar_t* grad, scalar_t* grad_in, const PoolGeometry& g) {
   using acc_t = at::opmath_type<scalar_t>;
-  const int64_t in_numel = g.input_numel(), out_numel = g.output_numel();
+  const int64_t in_numel = g.input_numel(), out_numel = g.output_numel(), OW = g.output[2];
+  const auto runs = g.adaptive ? std::vector<TapRun>{} : tap_runs(g);
   at::parallel_for(0, g.planes, 1, [&](int64_t begin, int64_t end) {
+    std::vector<acc_t> share(OW);
     for (int64_t p = begin; p < end; ++p) {
       PlaneAccumulator<scalar_t> acc(grad_in + p * in_numel, in_numel);
       auto* dst = acc.data();
       const scalar_t* src = grad + p * out_numel;
       for (int64_t od = 0; od < g.output[0]; ++od) {
         for (int64_t oh = 0; oh < g.output[1]; ++oh) {
-          Window win{window_span(g, 0, od), window_span(g, 1, oh), {}};
-          for (int64_t ow = 0; ow < g.output[2]; ++ow) {
-            win.w = window_span(g, 2, ow);
-            const acc_t share = divide(static_cast<acc_t>(src[(od * g.output[1] + oh) * g.output[2] + ow]),
-                                       average_divisor(g, od, oh, ow));
-            for (int64_t id = win.d.begin; id < win.d.end; id += win.d.step) {
-              for (int64_t ih = win.h.begin; ih < win.h.end; ih += win.h.step) {
-                auto* row = dst + (id * g.input[1] + ih) * g.input[2];
-                for (int64_t iw = win.w.begin; iw < win.w.end; iw += win.w.step) row[iw] += share;
+          const Span sd = window_span(g, 0, od), sh = window_span(g, 1, oh);
+          const scalar_t* line = src + (od * g.output[1] + oh) * OW;
+          for (int64_t ow = 0; ow < OW; ++ow) {
+            share[ow] = divide(static_cast<acc_t>(line[ow]), average_divisor(g, od, oh, ow));
+          }
+          for (int64_t id = sd.begin; id < sd.end; id += sd.step) {
+            for (int64_t ih = sh.begin; ih < sh.end; ih += sh.step) {
+              auto* __restrict__ row = dst + (id * g.input[1] + ih) * g.input[2];
+              if (g.adaptive) {
+                for (int64_t ow = 0; ow < OW; ++ow) {
+                  const Span sw = window_span(g, 2, ow);
+                  for (int64_t iw = sw.begin; iw < sw.end; ++iw) row[iw] += share[ow];
+                }
+                continue;
+              }
+              // One strided pass per kernel tap: the outputs of a pass write distinct elements.
+              for (const auto& run : runs) {
+                for (int64_t ow = run.lo; ow < run.hi; ++ow) {
+                  row[ow * g.stride[2] + run.offset] += share[ow];
+                }
               }
             }
           }
@@ -249,6 +360,26 @@ void for_each_channel_block(const PoolGeometry& g, Body&& body) {
   });
 }
 
+// Each (sample, channel block) task owns its columns of grad_input: float and double accumulate
+// in place; float16/bfloat16 in a float32 block first.
+template <typename scalar_t, typename Body>
+void accumulate_channel_block(scalar_t* grad_in, const PoolGeometry& g, int64_t n, int64_t c0,
+                              int64_t c1, Body&& body) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const int64_t C = g.channels, in_numel = g.input_numel(), width = c1 - c0;
+  scalar_t* dst = grad_in + n * in_numel * C + c0;
+  if constexpr (std::is_same_v<scalar_t, acc_t>) {
+    for (int64_t i = 0; i < in_numel; ++i) std::fill(dst + i * C, dst + i * C + width, scalar_t(0));
+    body(dst, C);
+  } else {
+    std::vector<acc_t> acc(in_numel * width, acc_t(0));
+    body(acc.data(), width);
+    for (int64_t i = 0; i < in_numel; ++i) {
+      for (int64_t c = 0; c < width; ++c) dst[i * C + c] = static_cast<scalar_t>(acc[i * width + c]);
+    }
+  }
+}
+
 template <typename scalar_t>
 void max_backward_channels_last(const scalar_t* grad, const int64_t* idx, scalar_t* grad_in,
                                 const PoolGeometry& g) {
@@ -256,57 +387,51 @@ void max_backward_channels_last(const scalar_t* grad, const int64_t* idx, scalar
   const int64_t C = g.channels, in_numel = g.input_numel(), out_numel = g.output_numel();
   for_each_channel_block(g, [&](int64_t n, int64_t c0, int64_t c1) {
     const int64_t width = c1 - c0;
-    std::vector<acc_t> acc(in_numel * width, acc_t(0));
     const scalar_t* src = grad + n * out_numel * C + c0;
     const int64_t* where = idx + n * out_numel * C + c0;
-    for (int64_t o = 0; o < out_numel; ++o) {
-      for (int64_t c = 0; c < width; ++c) {
-        const int64_t i = where[o * C + c];
-        TORCH_CHECK(i >= 0 && i < in_numel, "convpool::max_pool_backward: index ", i,
-                    " is outside the input plane of ", in_numel, " elements");
-        acc[i * width + c] += static_cast<acc_t>(src[o * C + c]);
+    accumulate_channel_block(grad_in, g, n, c0, c1, [&](auto* acc, int64_t pitch) {
+      for (int64_t o = 0; o < out_numel; ++o) {
+        for (int64_t c = 0; c < width; ++c) {
+          const int64_t i = where[o * C + c];
+          TORCH_CHECK(i >= 0 && i < in_numel, "convpool::max_pool_backward: index ", i,
+                      " is outside the input plane of ", in_numel, " elements");
+          acc[i * pitch + c] += static_cast<acc_t>(src[o * C + c]);
+        }
       }
-    }
-    scalar_t* dst = grad_in + n * in_numel * C + c0;
-    for (int64_t i = 0; i < in_numel; ++i) {
-      for (int64_t c = 0; c < width; ++c) dst[i * C + c] = static_cast<scalar_t>(acc[i * width + c]);
-    }
+    });
   });
 }
 
 template <typename scalar_t>
 void average_backward_channels_last(const scalar_t* grad, scalar_t* grad_in, const PoolGeometry& g) {
   using acc_t = at::opmath_type<scalar_t>;
-  const int64_t C = g.channels, in_numel = g.input_numel(), out_numel = g.output_numel();
+  const int64_t C = g.channels, out_numel = g.output_numel();
   for_each_channel_block(g, [&](int64_t n, int64_t c0, int64_t c1) {
     const int64_t width = c1 - c0;
-    std::vector<acc_t> acc(in_numel * width, acc_t(0));
-    std::vector<acc_t> share(width);
     const scalar_t* src = grad + n * out_numel * C + c0;
-    for (int64_t od = 0; od < g.output[0]; ++od) {
-      for (int64_t oh = 0; oh < g.output[1]; ++oh) {
-        Window win{window_span(g, 0, od), window_span(g, 1, oh), {}};
-        for (int64_t ow = 0; ow < g.output[2]; ++ow) {
-          win.w = window_span(g, 2, ow);
-          const int64_t o = (od * g.output[1] + oh) * g.output[2] + ow;
-          const int64_t divisor = average_divisor(g, od, oh, ow);
-          for (int64_t c = 0; c < width; ++c) share[c] = divide(static_cast<acc_t>(src[o * C + c]), divisor);
-          for (int64_t id = win.d.begin; id < win.d.end; id += win.d.step) {
-            for (int64_t ih = win.h.begin; ih < win.h.end; ih += win.h.step) {
-              const int64_t row = (id * g.input[1] + ih) * g.input[2];
-              for (int64_t iw = win.w.begin; iw < win.w.end; iw += win.w.step) {
-                acc_t* px = acc.data() + (row + iw) * width;
-                for (int64_t c = 0; c < width; ++c) px[c] += share[c];
+    accumulate_channel_block(grad_in, g, n, c0, c1, [&](auto* acc, int64_t pitch) {
+      std::vector<acc_t> share(width);
+      for (int64_t od = 0; od < g.output[0]; ++od) {
+        for (int64_t oh = 0; oh < g.output[1]; ++oh) {
+          Window win{window_span(g, 0, od), window_span(g, 1, oh), {}};
+          for (int64_t ow = 0; ow < g.output[2]; ++ow) {
+            win.w = window_span(g, 2, ow);
+            const int64_t o = (od * g.output[1] + oh) * g.output[2] + ow;
+            const int64_t divisor = average_divisor(g, od, oh, ow);
+            for (int64_t c = 0; c < width; ++c) share[c] = divide(static_cast<acc_t>(src[o * C + c]), divisor);
+            for (int64_t id = win.d.begin; id < win.d.end; id += win.d.step) {
+              for (int64_t ih = win.h.begin; ih < win.h.end; ih += win.h.step) {
+                const int64_t row = (id * g.input[1] + ih) * g.input[2];
+                for (int64_t iw = win.w.begin; iw < win.w.end; iw += win.w.step) {
+                  auto* __restrict__ px = acc + (row + iw) * pitch;
+                  for (int64_t c = 0; c < width; ++c) px[c] += share[c];
+                }
               }
             }
           }
         }
       }
-    }
-    scalar_t* dst = grad_in + n * in_numel * C + c0;
-    for (int64_t i = 0; i < in_numel; ++i) {
-      for (int64_t c = 0; c < width; ++c) dst[i * C + c] = static_cast<scalar_t>(acc[i * width + c]);
-    }
+    });
   });
 }
 
@@ -344,7 +469,13 @@ void max_forward_cpu(const at::Tensor& input, const at::Tensor& output, const at
     const auto* in = input.const_data_ptr<scalar_t>();
     auto* out = output.data_ptr<scalar_t>();
     auto* idx = indices.data_ptr<int64_t>();
-    g.channels_last ? max_forward_channels_last(in, out, idx, g) : max_forward_planes(in, out, idx, g);
+    if (!g.channels_last) {
+      max_forward_planes(in, out, idx, g);
+    } else if (g.input_numel() <= std::numeric_limits<int32_t>::max()) {
+      max_forward_channels_last<scalar_t, int32_t>(in, out, idx, g);
+    } else {
+      max_forward_channels_last<scalar_t, int64_t>(in, out, idx, g);
+    }
   });
 }
 

@@ -3,7 +3,10 @@
 // op, shared by the CPU loops and the CUDA kernels. They work inside one plane: `plane_in` /
 // `plane_out` point at that plane's first element; indices are flat within the plane, as torch's.
 #include <cmath>
+#include <cstdint>
+#include <cstring>
 #include <limits>
+#include <type_traits>
 
 #include "../common/pool_geometry.h"
 
@@ -11,6 +14,27 @@ namespace convpool {
 
 template <typename acc_t>
 CONVPOOL_HOST_DEVICE bool is_nan(acc_t v) { return v != v; }
+
+// `take ? a : b` without a branch. Max pooling over random data makes `take` a coin flip, and
+// a mispredicted branch costs more than the arithmetic; g++ keeps float selects as branches, so
+// the host version selects the bits. (GPUs predicate the plain ternary.)
+template <typename T>
+CONVPOOL_HOST_DEVICE T select(bool take, T a, T b) {
+#if defined(__CUDA_ARCH__)
+  return take ? a : b;
+#else
+  using Bits = std::conditional_t<sizeof(T) == 8, uint64_t,
+                                  std::conditional_t<sizeof(T) == 4, uint32_t, uint16_t>>;
+  Bits x, y;
+  std::memcpy(&x, &a, sizeof(T));
+  std::memcpy(&y, &b, sizeof(T));
+  const Bits mask = static_cast<Bits>(0) - static_cast<Bits>(take);
+  const Bits r = static_cast<Bits>((x & mask) | (y & ~mask));
+  T out;
+  std::memcpy(&out, &r, sizeof(T));
+  return out;
+#endif
+}
 
 // The three spans of output (od, oh, ow)'s window. The CPU loops hoist the outer two out of
 // their innermost loop; the CUDA kernels call this per output.
@@ -30,8 +54,9 @@ CONVPOOL_HOST_DEVICE int64_t first_index(const PoolGeometry& g, const Window& wi
 
 // Max over a window. Ties keep the first element in scan order; a NaN wins over everything and
 // a later NaN over an earlier one (torch's rule). `stride` is the distance between neighbouring
-// elements of one plane (1 in NCHW, C in channels_last).
-template <typename scalar_t, typename acc_t>
+// elements of one plane (1 in NCHW, C in channels_last). kBranchless suits small windows of
+// random data (the comparison is a coin flip); large windows predict the branch well.
+template <typename scalar_t, typename acc_t, bool kBranchless = true>
 CONVPOOL_HOST_DEVICE void max_over(const scalar_t* plane_in, int64_t stride, const PoolGeometry& g,
                                    const Window& win, scalar_t* value, int64_t* index) {
   int64_t best_index = first_index(g, win);
@@ -41,7 +66,11 @@ CONVPOOL_HOST_DEVICE void max_over(const scalar_t* plane_in, int64_t stride, con
       const int64_t row = (id * g.input[1] + ih) * g.input[2];
       for (int64_t iw = win.w.begin; iw < win.w.end; iw += win.w.step) {
         const acc_t v = static_cast<acc_t>(plane_in[(row + iw) * stride]);
-        if (v > best || is_nan(v)) {
+        const bool take = (v > best) | is_nan(v);
+        if (kBranchless) {
+          best = select(take, v, best);
+          best_index = select<int64_t>(take, row + iw, best_index);
+        } else if (take) {
           best = v;
           best_index = row + iw;
         }
@@ -53,15 +82,35 @@ CONVPOOL_HOST_DEVICE void max_over(const scalar_t* plane_in, int64_t stride, con
 }
 
 template <typename scalar_t, typename acc_t>
+CONVPOOL_HOST_DEVICE acc_t sum_of_run(const scalar_t* run, int64_t count, int64_t step) {
+  acc_t sum = acc_t(0);
+  if (step == 1) {
+    // Long contiguous runs (adaptive and global windows): let the host compiler vectorise.
+    CONVPOOL_SIMD_SUM(sum)
+    for (int64_t i = 0; i < count; ++i) sum += static_cast<acc_t>(run[i]);
+    return sum;
+  }
+  for (int64_t i = 0; i < count; ++i) sum += static_cast<acc_t>(run[i * step]);
+  return sum;
+}
+
+template <typename scalar_t, typename acc_t>
 CONVPOOL_HOST_DEVICE acc_t sum_over(const scalar_t* plane_in, int64_t stride, const PoolGeometry& g,
                                     const Window& win) {
+  // Whole consecutive rows form one contiguous run (a global average reads the plane as one).
+  const bool whole_rows = win.w.begin == 0 && win.w.end == g.input[2] && win.w.step == 1 &&
+                          win.h.step == 1;
   acc_t sum = acc_t(0);
   for (int64_t id = win.d.begin; id < win.d.end; id += win.d.step) {
+    if (whole_rows) {
+      const int64_t start = (id * g.input[1] + win.h.begin) * g.input[2];
+      sum += sum_of_run<scalar_t, acc_t>(plane_in + start * stride, win.h.count() * g.input[2], stride);
+      continue;
+    }
     for (int64_t ih = win.h.begin; ih < win.h.end; ih += win.h.step) {
       const int64_t row = (id * g.input[1] + ih) * g.input[2];
-      for (int64_t iw = win.w.begin; iw < win.w.end; iw += win.w.step) {
-        sum += static_cast<acc_t>(plane_in[(row + iw) * stride]);
-      }
+      sum += sum_of_run<scalar_t, acc_t>(plane_in + (row + win.w.begin) * stride, win.w.count(),
+                                         win.w.step * stride);
     }
   }
   return sum;
