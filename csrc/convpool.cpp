@@ -8,7 +8,7 @@
 #include <torch/library.h>
 
 #include "build_info.h"
-#include "pool/pool_cpu_mode.h"
+#include "common/cpu_gather_mode.h"
 
 TORCH_LIBRARY(convpool, m) {
   // Convolution family. Weights are laid out as torch's: conv [out, in / groups, *kernel],
@@ -44,8 +44,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, module) {
   module.def("build_info", &convpool::build_info,
              "What this build holds: CUDA compiled in or not, the torch and CUDA versions it was "
              "built against, OpenMP and the parallel backend.");
-  module.def("_set_cpu_pool_backward_gathers", &convpool::set_cpu_pool_backward_gathers,
-             "Testing aid: make the CPU pooling kernels run the CUDA kernels' gather backward "
-             "(NCHW) instead of their own scatter, so CPU tests check the GPU's index math.");
-  module.def("_cpu_pool_backward_gathers", &convpool::cpu_pool_backward_gathers);
+  module.def("_set_cpu_gather_mode", &convpool::set_cpu_gather_mode,
+             "Testing aid: make the CPU kernels run the CUDA kernels' gather element functions "
+             "(col2im, pooling backward) instead of their own scatter loops, so CPU tests check "
+             "the GPU's index math.");
+  module.def("_cpu_gather_mode", &convpool::cpu_gather_mode);
 }

@@ -20,11 +20,11 @@ def _seed():
 
 
 @pytest.fixture(params=["scatter", "gather"])
-def cpu_pool_backward(request):
-    """Runs a test with the CPU pooling backward as its own scatter and as the CUDA kernels'
-    gather (so the GPU's index math is checked on the CPU too)."""
+def cpu_gather_mode(request):
+    """Runs a test with the CPU kernels' own scatter loops and with the CUDA kernels' gather
+    element functions (col2im, pooling backward), so the GPU's index math is checked here too."""
     from torch_convpool import _C
 
-    _C._set_cpu_pool_backward_gathers(request.param == "gather")
+    _C._set_cpu_gather_mode(request.param == "gather")
     yield request.param
-    _C._set_cpu_pool_backward_gathers(False)
+    _C._set_cpu_gather_mode(False)

@@ -61,7 +61,7 @@ def test_depthwise(device, dims):
 @pytest.mark.parametrize("stride", [1, 2])
 @pytest.mark.parametrize("padding", [1, "same", "valid"])
 @pytest.mark.parametrize("dilation,groups,kernel", [(1, 1, 3), (2, 2, 2), (1, 2, 1)])
-def test_gradcheck(device, dims, stride, padding, dilation, groups, kernel):
+def test_gradcheck(device, dims, stride, padding, dilation, groups, kernel, cpu_gather_mode):
     x, w, b = make_case(dims, groups, kernel, device, torch.float64, batch=2, channels=2,
                         out_channels=2, requires_grad=True)
     if dims == 3:
@@ -72,7 +72,7 @@ def test_gradcheck(device, dims, stride, padding, dilation, groups, kernel):
 
 
 @pytest.mark.parametrize("dims", [1, 2, 3])
-def test_backward_matches_torch(device, dims):
+def test_backward_matches_torch(device, dims, cpu_gather_mode):
     x, w, b = make_case(dims, 2, 3, device, requires_grad=True)
     kw = dict(stride=2, padding=1, dilation=1, groups=2)
     grads = torch.autograd.grad(CONV[dims](x, w, b, **kw).square().sum(), (x, w, b))

@@ -155,7 +155,7 @@ def test_unbatched(device, name, args, dims):
     ("adaptive_avg_pool", dict(output_size=3)),
     ("adaptive_max_pool", dict(output_size=3)),
 ])
-def test_gradcheck(device, dims, name, args, cpu_pool_backward):
+def test_gradcheck(device, dims, name, args, cpu_gather_mode):
     ours, _ = fn(name, dims)
     sizes = {1: (7,), 2: (5, 6), 3: (4, 5, 4)}[dims]
     # distinct values: max pooling is differentiable away from ties
@@ -182,7 +182,7 @@ def test_max_unpool_gradcheck(device, dims):
     ("adaptive_avg_pool", dict(output_size=(4, 3))),
     ("adaptive_max_pool", dict(output_size=(4, 3))),
 ])
-def test_backward_matches_torch_channels_last(device, name, args, cpu_pool_backward):
+def test_backward_matches_torch_channels_last(device, name, args, cpu_gather_mode):
     ours, theirs = fn(name, 2)
     x = make_input(2, device).to(memory_format=torch.channels_last).requires_grad_()
     g = torch.randn_like(theirs(x, **args))
@@ -202,7 +202,7 @@ def test_backward_matches_torch_channels_last(device, name, args, cpu_pool_backw
     ("adaptive_avg_pool", dict(output_size=4)),
     ("adaptive_max_pool", dict(output_size=4)),
 ])
-def test_backward_matches_torch(device, dims, fmt, name, args, cpu_pool_backward):
+def test_backward_matches_torch(device, dims, fmt, name, args, cpu_gather_mode):
     ours, theirs = fn(name, dims)
     x = FORMATS[fmt](make_input(dims, device)).requires_grad_()
     g = torch.randn_like(theirs(x, **args))

@@ -1,39 +1,93 @@
-// CPU launchers of the convolution family: im2col and col2im as at::parallel_for loops over
-// the shared element functions, plugged into the device-independent driver.
+// CPU launchers of the convolution family, plugged into the device-independent driver: im2col
+// and col2im as line loops over strided runs (at::parallel_for over column rows / channels).
 #include <ATen/ATen.h>
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include "../common/cpu_gather_mode.h"
 #include "../common/dispatch.h"
+#include "../common/tap_run.h"
 #include "conv_driver.h"
 #include "im2col.h"
 
 namespace convpool {
 namespace {
 
-// One task per column row (channel, tap); inside it the grid is walked in order so writes are
-// sequential.
+// Column row (c, kd, kh, kw) of grid line (od, oh): the input row it reads (or -1 in the padding).
+int64_t tap_row(const ConvGeometry& g, int64_t kd, int64_t kh, int64_t od, int64_t oh) {
+  const int64_t id = od * g.stride[0] - g.pad[0] + kd * g.dilation[0];
+  const int64_t ih = oh * g.stride[1] - g.pad[1] + kh * g.dilation[1];
+  if (id < 0 || id >= g.image[0] || ih < 0 || ih >= g.image[1]) return -1;
+  return (id * g.image[1] + ih) * g.image[2];
+}
+
+TapRun width_run(const ConvGeometry& g, int64_t kw) {
+  return tap_run(kw, g.stride[2], g.pad[2], g.dilation[2], g.image[2], g.grid[2]);
+}
+
+// One task per column row (channel, tap); each grid line is three plain runs: zeros, a strided
+// copy of the input row, zeros (the same positions conv_tap_offset names, without per-element
+// bounds checks).
 void im2col_cpu(const at::Tensor& image, const at::Tensor& col, const ConvGeometry& g) {
   CONVPOOL_DISPATCH_FLOATING_TYPES(image.scalar_type(), "im2col_cpu", [&] {
     const scalar_t* src = image.const_data_ptr<scalar_t>();
     scalar_t* dst = col.data_ptr<scalar_t>();
-    const int64_t taps = g.kernel_numel();
-    const int64_t grid = g.grid_numel();
+    const int64_t taps = g.kernel_numel(), OW = g.grid[2], s = g.stride[2];
     at::parallel_for(0, g.channels * taps, 1, [&](int64_t begin, int64_t end) {
       for (int64_t row = begin; row < end; ++row) {
-        const int64_t c = row / taps;
-        const int64_t k = row % taps;
+        const int64_t c = row / taps, k = row % taps;
         const int64_t kw = k % g.kernel[2];
         const int64_t kh = k / g.kernel[2] % g.kernel[1];
         const int64_t kd = k / (g.kernel[2] * g.kernel[1]);
+        const TapRun run = width_run(g, kw);
         const scalar_t* channel = src + c * g.image_numel();
-        scalar_t* out = dst + row * grid;
+        scalar_t* out = dst + row * g.grid_numel();
         for (int64_t od = 0; od < g.grid[0]; ++od) {
-          for (int64_t oh = 0; oh < g.grid[1]; ++oh) {
-            for (int64_t ow = 0; ow < g.grid[2]; ++ow) {
-              const int64_t offset = conv_tap_offset(g, kd, kh, kw, od, oh, ow);
-              *out++ = offset < 0 ? scalar_t(0) : channel[offset];
+          for (int64_t oh = 0; oh < g.grid[1]; ++oh, out += OW) {
+            const int64_t in_row = tap_row(g, kd, kh, od, oh);
+            if (in_row < 0) {
+              std::fill(out, out + OW, scalar_t(0));
+              continue;
+            }
+            const scalar_t* __restrict__ r = channel + in_row + run.offset;
+            std::fill(out, out + run.lo, scalar_t(0));
+            if (s == 1) {
+              std::copy(r + run.lo, r + run.hi, out + run.lo);
+            } else {
+              for (int64_t ow = run.lo; ow < run.hi; ++ow) out[ow] = r[ow * s];
+            }
+            std::fill(out + run.hi, out + OW, scalar_t(0));
+          }
+        }
+      }
+    });
+  });
+}
+
+// col2im as a scatter: one task per channel adds that channel's column rows into its image in
+// a fixed order (deterministic).
+void col2im_scatter_cpu(const at::Tensor& col, const at::Tensor& image, const ConvGeometry& g) {
+  CONVPOOL_DISPATCH_FLOATING_TYPES(col.scalar_type(), "col2im_cpu", [&] {
+    const scalar_t* src = col.const_data_ptr<scalar_t>();
+    scalar_t* dst = image.data_ptr<scalar_t>();
+    const int64_t taps = g.kernel_numel(), OW = g.grid[2], s = g.stride[2];
+    at::parallel_for(0, g.channels, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t c = begin; c < end; ++c) {
+        scalar_t* channel = dst + c * g.image_numel();
+        std::fill(channel, channel + g.image_numel(), scalar_t(0));
+        for (int64_t k = 0; k < taps; ++k) {
+          const int64_t kw = k % g.kernel[2];
+          const int64_t kh = k / g.kernel[2] % g.kernel[1];
+          const int64_t kd = k / (g.kernel[2] * g.kernel[1]);
+          const TapRun run = width_run(g, kw);
+          const scalar_t* in = src + (c * taps + k) * g.grid_numel();
+          for (int64_t od = 0; od < g.grid[0]; ++od) {
+            for (int64_t oh = 0; oh < g.grid[1]; ++oh, in += OW) {
+              const int64_t in_row = tap_row(g, kd, kh, od, oh);
+              if (in_row < 0) continue;
+              scalar_t* __restrict__ r = channel + in_row + run.offset;
+              for (int64_t ow = run.lo; ow < run.hi; ++ow) r[ow * s] += in[ow];
             }
           }
         }
@@ -42,8 +96,9 @@ void im2col_cpu(const at::Tensor& image, const at::Tensor& col, const ConvGeomet
   });
 }
 
-void col2im_cpu(const at::Tensor& col, const at::Tensor& image, const ConvGeometry& g) {
-  CONVPOOL_DISPATCH_FLOATING_TYPES(col.scalar_type(), "col2im_cpu", [&] {
+// col2im as the CUDA kernel does it: a gather per image element (gather mode, for tests).
+void col2im_gather_cpu(const at::Tensor& col, const at::Tensor& image, const ConvGeometry& g) {
+  CONVPOOL_DISPATCH_FLOATING_TYPES(col.scalar_type(), "col2im_gather_cpu", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     const scalar_t* src = col.const_data_ptr<scalar_t>();
     scalar_t* dst = image.data_ptr<scalar_t>();
@@ -60,6 +115,10 @@ void col2im_cpu(const at::Tensor& col, const at::Tensor& image, const ConvGeomet
       }
     });
   });
+}
+
+void col2im_cpu(const at::Tensor& col, const at::Tensor& image, const ConvGeometry& g) {
+  cpu_gather_mode() ? col2im_gather_cpu(col, image, g) : col2im_scatter_cpu(col, image, g);
 }
 
 const ConvBackend kCpuBackend{im2col_cpu, col2im_cpu, /*upcast_reduced_precision=*/true};

@@ -6,29 +6,21 @@
 // Backward: each plane (NCHW) or each (sample, channel block) (channels_last) is owned by one
 // task and scattered into in order: deterministic, and one pass over the outputs instead of a
 // gather over every input element. The gather kernels that CUDA runs are kept here too, selectable
-// (set_cpu_pool_backward_gathers) so CPU tests exercise the GPU's index math.
+// (cpu_gather_mode.h) so CPU tests exercise the GPU's index math.
 #include <ATen/ATen.h>
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
-#include <atomic>
 #include <vector>
 
 #include "../common/dispatch.h"
-#include "pool_cpu_mode.h"
+#include "../common/cpu_gather_mode.h"
+#include "../common/tap_run.h"
 #include "pool_driver.h"
 #include "pool_elements.h"
 
 namespace convpool {
-
-namespace {
-std::atomic<bool> g_backward_gathers{false};
-}  // namespace
-
-void set_cpu_pool_backward_gathers(bool gather) { g_backward_gathers = gather; }
-bool cpu_pool_backward_gathers() { return g_backward_gathers; }
-
 namespace {
 
 constexpr int64_t kWorkPerTask = 1 << 15;  // elements touched per parallel_for chunk, roughly
@@ -63,20 +55,10 @@ void for_each_line(int64_t outer, const int64_t* sizes, int64_t work_per_line, B
 // sees its taps in row-major order, so ties and NaNs resolve exactly as in max_over. Adaptive
 // windows (sizes vary along the line) go window by window.
 
-// Outputs ow in [lo, hi) whose kernel tap kw along w lands inside the input, at
-// iw = ow * stride + offset.
-struct TapRun {
-  int64_t lo, hi, offset;
-};
-
 std::vector<TapRun> tap_runs(const PoolGeometry& g) {
   std::vector<TapRun> runs;
-  const int64_t s = g.stride[2], W = g.input[2];
   for (int64_t kw = 0; kw < g.kernel[2]; ++kw) {
-    const int64_t offset = kw * g.dilation[2] - g.pad[2];
-    const int64_t lo = offset >= 0 ? 0 : (-offset + s - 1) / s;
-    const int64_t hi = W - 1 - offset < 0 ? 0 : std::min(g.output[2], (W - 1 - offset) / s + 1);
-    runs.push_back({lo, std::max(lo, hi), offset});
+    runs.push_back(tap_run(kw, g.stride[2], g.pad[2], g.dilation[2], g.input[2], g.output[2]));
   }
   return runs;
 }
@@ -495,7 +477,7 @@ void max_backward_cpu(const at::Tensor& grad_output, const at::Tensor& indices,
     auto* out = grad_input.data_ptr<scalar_t>();
     if (g.channels_last) {
       max_backward_channels_last(grad, idx, out, g);
-    } else if (cpu_pool_backward_gathers()) {
+    } else if (cpu_gather_mode()) {
       max_backward_gather(grad, idx, out, g);
     } else {
       max_backward_planes(grad, idx, out, g);
@@ -510,7 +492,7 @@ void average_backward_cpu(const at::Tensor& grad_output, const at::Tensor& grad_
     auto* out = grad_input.data_ptr<scalar_t>();
     if (g.channels_last) {
       average_backward_channels_last(grad, out, g);
-    } else if (cpu_pool_backward_gathers()) {
+    } else if (cpu_gather_mode()) {
       average_backward_gather(grad, out, g);
     } else {
       average_backward_planes(grad, out, g);
@@ -539,7 +521,7 @@ void unpool_cpu(const at::Tensor& input, const at::Tensor& indices, const at::Te
 }
 
 // channels_last kernels pool in place; in gather mode the CPU mimics CUDA (NCHW) entirely.
-bool cpu_takes_channels_last() { return !cpu_pool_backward_gathers(); }
+bool cpu_takes_channels_last() { return !cpu_gather_mode(); }
 
 const PoolBackend kCpuBackend{max_forward_cpu, average_forward_cpu, max_backward_cpu,
                               average_backward_cpu, unpool_cpu, cpu_takes_channels_last};
