@@ -20,9 +20,15 @@ def ntuple(value: IntOrTuple, n: int, name: str, op: str) -> list:
     if _is_int(value):
         return [value] * n
     values = list(value)
+    for v in values:
+        if not _is_int(v):
+            raise TypeError(
+                f"{op}(): argument '{name}' must be tuple of ints, but found element of type "
+                f"{type(v).__name__}"
+            )
     if len(values) == 1:
         values = values * n
-    if len(values) != n or not all(_is_int(v) for v in values):
+    if len(values) != n:
         raise RuntimeError(
             f"{op}: expected {name} to be a single integer value or a list of {n} values to match "
             f"the {n}-d spatial dims, but got {name}={value}"

@@ -121,7 +121,91 @@ void col2im_cpu(const at::Tensor& col, const at::Tensor& image, const ConvGeomet
   cpu_gather_mode() ? col2im_gather_cpu(col, image, g) : col2im_scatter_cpu(col, image, g);
 }
 
-const ConvBackend kCpuBackend{im2col_cpu, col2im_cpu, /*upcast_reduced_precision=*/true};
+// Depthwise conv: one task per (sample, output channel) plane, each output line accumulated
+// tap by tap over strided runs (vectorisable), no column matrix.
+void depthwise_conv_cpu(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& output,
+                        const ConvGeometry& g) {
+  CONVPOOL_DISPATCH_FLOATING_TYPES(input.scalar_type(), "depthwise_conv_cpu", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    const scalar_t* x = input.const_data_ptr<scalar_t>();
+    const scalar_t* w = weight.const_data_ptr<scalar_t>();
+    scalar_t* y = output.data_ptr<scalar_t>();
+    const int64_t out_channels = output.size(1), multiplier = out_channels / g.channels;
+    const int64_t taps = g.kernel_numel(), OW = g.grid[2], s = g.stride[2];
+    const int64_t planes = output.size(0) * out_channels;
+    at::parallel_for(0, planes, 1, [&](int64_t begin, int64_t end) {
+      std::vector<acc_t> acc(OW);
+      for (int64_t p = begin; p < end; ++p) {
+        const int64_t n = p / out_channels, oc = p % out_channels;
+        const scalar_t* image = x + (n * g.channels + oc / multiplier) * g.image_numel();
+        const scalar_t* kernel = w + oc * taps;
+        scalar_t* out = y + p * g.grid_numel();
+        for (int64_t od = 0; od < g.grid[0]; ++od) {
+          for (int64_t oh = 0; oh < g.grid[1]; ++oh, out += OW) {
+            std::fill(acc.begin(), acc.end(), acc_t(0));
+            acc_t* __restrict__ a = acc.data();
+            for (int64_t k = 0; k < taps; ++k) {
+              const int64_t kw = k % g.kernel[2];
+              const int64_t kh = k / g.kernel[2] % g.kernel[1];
+              const int64_t kd = k / (g.kernel[2] * g.kernel[1]);
+              const int64_t in_row = tap_row(g, kd, kh, od, oh);
+              if (in_row < 0) continue;
+              const TapRun run = width_run(g, kw);
+              const acc_t wk = static_cast<acc_t>(kernel[k]);
+              const scalar_t* __restrict__ r = image + in_row + run.offset;
+              for (int64_t ow = run.lo; ow < run.hi; ++ow) a[ow] += wk * static_cast<acc_t>(r[ow * s]);
+            }
+            for (int64_t ow = 0; ow < OW; ++ow) out[ow] = static_cast<scalar_t>(a[ow]);
+          }
+        }
+      }
+    });
+  });
+}
+
+// Depthwise conv_transpose (the depthwise conv's input gradient): one task per (sample, image
+// channel), scattering each of its `multiplier` input planes through its kernel.
+void depthwise_conv_transpose_cpu(const at::Tensor& input, const at::Tensor& weight,
+                                  const at::Tensor& output, const ConvGeometry& g) {
+  CONVPOOL_DISPATCH_FLOATING_TYPES(input.scalar_type(), "depthwise_conv_transpose_cpu", [&] {
+    const scalar_t* x = input.const_data_ptr<scalar_t>();
+    const scalar_t* w = weight.const_data_ptr<scalar_t>();
+    scalar_t* y = output.data_ptr<scalar_t>();
+    const int64_t in_channels = input.size(1), multiplier = in_channels / g.channels;
+    const int64_t taps = g.kernel_numel(), OW = g.grid[2], s = g.stride[2];
+    at::parallel_for(0, output.size(0) * g.channels, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t p = begin; p < end; ++p) {
+        const int64_t n = p / g.channels, c = p % g.channels;
+        scalar_t* image = y + p * g.image_numel();
+        std::fill(image, image + g.image_numel(), scalar_t(0));
+        for (int64_t j = 0; j < multiplier; ++j) {
+          const int64_t ic = c * multiplier + j;
+          const scalar_t* grid = x + (n * in_channels + ic) * g.grid_numel();
+          for (int64_t k = 0; k < taps; ++k) {
+            const int64_t kw = k % g.kernel[2];
+            const int64_t kh = k / g.kernel[2] % g.kernel[1];
+            const int64_t kd = k / (g.kernel[2] * g.kernel[1]);
+            const TapRun run = width_run(g, kw);
+            const scalar_t wk = w[ic * taps + k];
+            const scalar_t* line = grid;
+            for (int64_t od = 0; od < g.grid[0]; ++od) {
+              for (int64_t oh = 0; oh < g.grid[1]; ++oh, line += OW) {
+                const int64_t in_row = tap_row(g, kd, kh, od, oh);
+                if (in_row < 0) continue;
+                scalar_t* __restrict__ r = image + in_row + run.offset;
+                for (int64_t ow = run.lo; ow < run.hi; ++ow) r[ow * s] += wk * line[ow];
+              }
+            }
+          }
+        }
+      }
+    });
+  });
+}
+
+// In gather mode the CPU mimics CUDA throughout (im2col path and gather col2im).
+const ConvBackend kCpuBackend{im2col_cpu, col2im_cpu, /*upcast_reduced_precision=*/true,
+                              depthwise_conv_cpu, depthwise_conv_transpose_cpu};
 
 }  // namespace
 

@@ -61,6 +61,11 @@ at::Tensor conv_forward(const at::Tensor& input, const at::Tensor& weight,
   if (input.numel() == 0) return output.zero_(), add_bias(output, bias), output;
 
   const auto x = input.contiguous();
+  if (backend.depthwise_conv != nullptr && groups == g.channels) {
+    backend.depthwise_conv(x, weight.contiguous(), output, g);
+    add_bias(output, bias);
+    return output;
+  }
   const int64_t rows_per_group = g.channels / groups * g.kernel_numel();
   const auto w = weight.contiguous().view({groups, out_channels / groups, rows_per_group});
   const bool pointwise = is_pointwise(g);
@@ -103,6 +108,11 @@ at::Tensor conv_transpose_forward(const at::Tensor& input, const at::Tensor& wei
   if (input.numel() == 0) return output.zero_(), add_bias(output, bias), output;
 
   const auto x = input.contiguous();
+  if (backend.depthwise_conv_transpose != nullptr && groups == out_channels) {
+    backend.depthwise_conv_transpose(x, weight.contiguous(), output, g);
+    add_bias(output, bias);
+    return output;
+  }
   const int64_t in_per_group = input.size(1) / groups;
   const int64_t rows_per_group = out_channels / groups * g.kernel_numel();
   // [groups, in / groups, out / groups * K] -> its transpose, so each group's GEMM maps the

@@ -19,6 +19,14 @@ struct ConvBackend {
   // Compute float16/bfloat16 in float32 and round once at the end (the CPU has no fast
   // reduced-precision GEMM; CUDA's cuBLAS accumulates in float32 itself).
   bool upcast_reduced_precision;
+  // Optional direct kernels for depthwise convolutions (one image channel per group), where
+  // im2col + a batch of 1-row GEMMs wastes most of its time; nullptr: the im2col path.
+  // conv: output [N, C * m, grid...] from input [N, C, image...], weight [C * m, 1, K...].
+  void (*depthwise_conv)(const at::Tensor& input, const at::Tensor& weight,
+                         const at::Tensor& output, const ConvGeometry& g) = nullptr;
+  // conv_transpose: output [N, C, image...] from input [N, C * m, grid...], weight [C * m, 1, K...].
+  void (*depthwise_conv_transpose)(const at::Tensor& input, const at::Tensor& weight,
+                                   const at::Tensor& output, const ConvGeometry& g) = nullptr;
 };
 
 at::Tensor conv_forward(const at::Tensor& input, const at::Tensor& weight,
