@@ -99,10 +99,26 @@ def test_non_contiguous_input_and_weight(device):
     assert_close(CF.conv2d(x, w, padding=1), reference.conv(x, w, padding=1), rtol=1e-4, atol=1e-4)
 
 
-def test_channels_last_input(device):
+@pytest.mark.parametrize("groups", [1, 4])
+def test_channels_last_input_gives_channels_last_output(device, groups):
     x = torch.randn(2, 4, 9, 10, device=device).to(memory_format=torch.channels_last)
-    w = torch.randn(6, 4, 3, 3, device=device)
-    assert_close(CF.conv2d(x, w, padding=1), reference.conv(x, w, padding=1), rtol=1e-4, atol=1e-4)
+    w = torch.randn(8, 4 // groups, 3, 3, device=device)
+    out = CF.conv2d(x, w, padding=1, groups=groups)
+    expected = reference.conv(x, w, padding=1, groups=groups)
+    assert_close(out, expected, rtol=1e-4, atol=1e-4)
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    assert out.stride() == expected.stride()
+    t = CF.conv_transpose2d(x, w.transpose(0, 1).contiguous() if groups == 1 else torch.randn(4, 2, 3, 3, device=device),
+                            stride=2, groups=groups)
+    assert t.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_channels_last_opcheck():
+    x = torch.randn(2, 4, 6, 5, dtype=torch.float64).to(memory_format=torch.channels_last).requires_grad_()
+    w = torch.randn(6, 2, 3, 3, dtype=torch.float64, requires_grad=True)
+    torch.library.opcheck(torch.ops.convpool.conv.default, (x, w, None, [1, 1], [1, 1, 1, 1], [1, 1], 2))
+    torch.library.opcheck(torch.ops.convpool.conv_transpose.default,
+                          (x, torch.randn(4, 3, 2, 2, dtype=torch.float64), None, [2, 2], [0, 0, 0, 0], [1, 1], 2))
 
 
 def test_zero_batch(device):

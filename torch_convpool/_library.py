@@ -15,10 +15,19 @@ _C = _build_check.load_compiled_module()
 __all__ = ["_C"]
 
 
+def _like_input(input, shape, dtype=None):
+    # Outputs keep the input's memory format (channels_last stays channels_last, as in torch),
+    # allocated as the real kernels allocate them.
+    from torch._prims_common import suggest_memory_format
+
+    return torch.empty(shape, dtype=dtype if dtype is not None else input.dtype,
+                       device=input.device, memory_format=suggest_memory_format(input))
+
+
 @torch.library.register_fake("convpool::conv")
 def _conv_fake(input, weight, bias, stride, padding, dilation, groups):
     torch._check(input.dim() == weight.dim(), lambda: "convpool::conv: input and weight dims differ")
-    return input.new_empty(conv_output_shape(input.shape, weight.shape, stride, padding, dilation))
+    return _like_input(input, conv_output_shape(input.shape, weight.shape, stride, padding, dilation))
 
 
 @torch.library.register_fake("convpool::conv_transpose")
@@ -27,20 +36,12 @@ def _conv_transpose_fake(input, weight, bias, stride, padding, dilation, groups)
         input.dim() == weight.dim(), lambda: "convpool::conv_transpose: input and weight dims differ"
     )
     shape = conv_transpose_output_shape(input.shape, weight.shape, stride, padding, dilation, groups)
-    return input.new_empty(shape)
+    return _like_input(input, shape)
 
 
 @torch.library.register_fake("convpool::conv_weight_grad")
 def _conv_weight_grad_fake(grad_output, input, weight_size, stride, padding, dilation, groups):
     return input.new_empty(list(weight_size))
-
-
-def _like_input(input, shape, dtype=None):
-    # Outputs keep the input's memory format, allocated as torch allocates them.
-    from torch._prims_common import suggest_memory_format
-
-    return torch.empty(shape, dtype=dtype if dtype is not None else input.dtype,
-                       device=input.device, memory_format=suggest_memory_format(input))
 
 
 @torch.library.register_fake("convpool::max_pool")

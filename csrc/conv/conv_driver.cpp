@@ -39,22 +39,13 @@ void add_bias(at::Tensor& output, const c10::optional<at::Tensor>& bias) {
 
 }  // namespace
 
-at::Tensor conv_forward(const at::Tensor& input, const at::Tensor& weight,
-                        const c10::optional<at::Tensor>& bias, at::IntArrayRef stride,
-                        at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups,
-                        const ConvBackend& backend) {
-  const char* op = "convpool::conv";
-  const auto g = conv_geometry(op, ConvRole::kConv, input.sizes(), weight.sizes(), stride, padding,
-                               dilation, groups);
-  const int64_t out_channels = conv_out_channels(ConvRole::kConv, weight.sizes(), groups);
-  check_conv_tensors(op, input, weight, bias, out_channels);
-  const c10::DeviceGuard guard(input.device());
-  if (backend.upcast_reduced_precision && is_reduced_precision(input)) {
-    return conv_forward(to_float(input), to_float(weight), to_float(bias), stride, padding,
-                        dilation, groups, backend)
-        .to(input.scalar_type());
-  }
-  const int64_t batch = input.size(0);
+namespace {
+
+// conv on checked arguments, in the input's dtype, into a new NCHW-contiguous output.
+at::Tensor conv_nchw(const at::Tensor& input, const at::Tensor& weight,
+                     const c10::optional<at::Tensor>& bias, const ConvGeometry& g,
+                     int64_t out_channels, const ConvBackend& backend) {
+  const int64_t batch = input.size(0), groups = g.groups;
   auto output = at::empty(conv_output_sizes(g, ConvRole::kConv, batch, out_channels, input.dim() - 2),
                           input.options());
   if (output.numel() == 0) return output;
@@ -85,22 +76,11 @@ at::Tensor conv_forward(const at::Tensor& input, const at::Tensor& weight,
   return output;
 }
 
-at::Tensor conv_transpose_forward(const at::Tensor& input, const at::Tensor& weight,
-                                  const c10::optional<at::Tensor>& bias, at::IntArrayRef stride,
-                                  at::IntArrayRef padding, at::IntArrayRef dilation,
-                                  int64_t groups, const ConvBackend& backend) {
-  const char* op = "convpool::conv_transpose";
-  const auto g = conv_geometry(op, ConvRole::kTranspose, input.sizes(), weight.sizes(), stride,
-                               padding, dilation, groups);
-  const int64_t out_channels = conv_out_channels(ConvRole::kTranspose, weight.sizes(), groups);
-  check_conv_tensors(op, input, weight, bias, out_channels);
-  const c10::DeviceGuard guard(input.device());
-  if (backend.upcast_reduced_precision && is_reduced_precision(input)) {
-    return conv_transpose_forward(to_float(input), to_float(weight), to_float(bias), stride,
-                                  padding, dilation, groups, backend)
-        .to(input.scalar_type());
-  }
-  const int64_t batch = input.size(0);
+// conv_transpose on checked arguments, in the input's dtype, into a new NCHW-contiguous output.
+at::Tensor conv_transpose_nchw(const at::Tensor& input, const at::Tensor& weight,
+                               const c10::optional<at::Tensor>& bias, const ConvGeometry& g,
+                               int64_t out_channels, const ConvBackend& backend) {
+  const int64_t batch = input.size(0), groups = g.groups;
   auto output = at::empty(
       conv_output_sizes(g, ConvRole::kTranspose, batch, out_channels, input.dim() - 2),
       input.options());
@@ -134,6 +114,52 @@ at::Tensor conv_transpose_forward(const at::Tensor& input, const at::Tensor& wei
   }
   add_bias(output, bias);
   return output;
+}
+
+using ConvCompute = at::Tensor (*)(const at::Tensor&, const at::Tensor&,
+                                   const c10::optional<at::Tensor>&, const ConvGeometry&, int64_t,
+                                   const ConvBackend&);
+
+// Runs `compute` (upcasting float16/bfloat16 where the backend asks) and gives the result the
+// input's memory format, as torch's convolutions do for channels_last inputs.
+at::Tensor run_conv(ConvCompute compute, const at::Tensor& input, const at::Tensor& weight,
+                    const c10::optional<at::Tensor>& bias, const ConvGeometry& g,
+                    int64_t out_channels, const ConvBackend& backend) {
+  const c10::DeviceGuard guard(input.device());
+  const auto result =
+      backend.upcast_reduced_precision && is_reduced_precision(input)
+          ? compute(to_float(input), to_float(weight), to_float(bias), g, out_channels, backend)
+                .to(input.scalar_type())
+          : compute(input, weight, bias, g, out_channels, backend);
+  const auto format = input.suggest_memory_format();
+  if (format == at::MemoryFormat::Contiguous) return result;
+  return at::empty(result.sizes(), result.options().memory_format(format)).copy_(result);
+}
+
+}  // namespace
+
+at::Tensor conv_forward(const at::Tensor& input, const at::Tensor& weight,
+                        const c10::optional<at::Tensor>& bias, at::IntArrayRef stride,
+                        at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups,
+                        const ConvBackend& backend) {
+  const char* op = "convpool::conv";
+  const auto g = conv_geometry(op, ConvRole::kConv, input.sizes(), weight.sizes(), stride, padding,
+                               dilation, groups);
+  const int64_t out_channels = conv_out_channels(ConvRole::kConv, weight.sizes(), groups);
+  check_conv_tensors(op, input, weight, bias, out_channels);
+  return run_conv(conv_nchw, input, weight, bias, g, out_channels, backend);
+}
+
+at::Tensor conv_transpose_forward(const at::Tensor& input, const at::Tensor& weight,
+                                  const c10::optional<at::Tensor>& bias, at::IntArrayRef stride,
+                                  at::IntArrayRef padding, at::IntArrayRef dilation,
+                                  int64_t groups, const ConvBackend& backend) {
+  const char* op = "convpool::conv_transpose";
+  const auto g = conv_geometry(op, ConvRole::kTranspose, input.sizes(), weight.sizes(), stride,
+                               padding, dilation, groups);
+  const int64_t out_channels = conv_out_channels(ConvRole::kTranspose, weight.sizes(), groups);
+  check_conv_tensors(op, input, weight, bias, out_channels);
+  return run_conv(conv_transpose_nchw, input, weight, bias, g, out_channels, backend);
 }
 
 at::Tensor conv_weight_grad(const at::Tensor& grad_output, const at::Tensor& input,
