@@ -152,3 +152,27 @@ def test_same_padding_odd_pixel_goes_after():
     x = torch.arange(5.0).view(1, 1, 5)
     w = torch.ones(1, 1, 2)
     assert CF.conv1d(x, w, stride=2, padding="same").flatten().tolist() == [1.0, 5.0, 4.0]
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+@pytest.mark.parametrize("multiplier", [1, 2])
+@pytest.mark.parametrize("stride,padding,dilation", [(1, 1, 1), (2, 1, 1), (1, 2, 2), (2, "same", 1)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_depthwise_channels_last(device, dims, multiplier, stride, padding, dilation, dtype):
+    fmt = torch.channels_last if dims == 2 else torch.channels_last_3d
+    x = torch.randn(2, 4, *SPATIAL[dims], device=device).to(dtype).to(memory_format=fmt).requires_grad_()
+    w = torch.randn(4 * multiplier, 1, *([3] * dims), device=device).to(dtype).requires_grad_()
+    b = torch.randn(4 * multiplier, device=device).to(dtype).requires_grad_()
+    kw = dict(stride=stride, padding=padding, dilation=dilation, groups=4)
+    out = CONV[dims](x, w, b, **kw)
+    assert out.is_contiguous(memory_format=fmt)
+    ref_args = [t.detach().float().requires_grad_() for t in (x, w, b)]
+    expected = reference.conv(*ref_args, **kw)
+    tol = dict(rtol=1e-4, atol=1e-4) if dtype == torch.float32 else dict(rtol=2e-2, atol=5e-2)
+    assert_close(out.float(), expected, **tol)
+    g = torch.randn_like(expected)
+    grads = torch.autograd.grad(out, (x, w, b), g.to(dtype))
+    expected_grads = torch.autograd.grad(expected, ref_args, g)
+    for got, exp in zip(grads, expected_grads):
+        assert_close(got.float(), exp, **(tol if dtype == torch.float32 else dict(rtol=5e-2, atol=2e-1)))
+    assert grads[0].is_contiguous(memory_format=fmt)

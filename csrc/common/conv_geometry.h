@@ -20,6 +20,7 @@ struct ConvGeometry {
   int64_t stride[kSpatialDims];
   int64_t pad[kSpatialDims];  // padding before each dim; padding after is implied by `grid`
   int64_t dilation[kSpatialDims];
+  bool channels_last;  // tensors are [N, D, H, W, C] in memory (only the depthwise kernels)
 
   CONVPOOL_HOST_DEVICE int64_t image_numel() const { return image[0] * image[1] * image[2]; }
   CONVPOOL_HOST_DEVICE int64_t grid_numel() const { return grid[0] * grid[1] * grid[2]; }

@@ -121,11 +121,115 @@ void col2im_cpu(const at::Tensor& col, const at::Tensor& image, const ConvGeomet
   cpu_gather_mode() ? col2im_gather_cpu(col, image, g) : col2im_scatter_cpu(col, image, g);
 }
 
+// Weight [C * m, 1, K...] as [K, C * m]: channels_last kernels read one tap for all channels.
+template <typename scalar_t>
+std::vector<scalar_t> taps_by_channel(const at::Tensor& weight, int64_t taps) {
+  const int64_t channels = weight.size(0);
+  const scalar_t* w = weight.const_data_ptr<scalar_t>();
+  std::vector<scalar_t> t(taps * channels);
+  for (int64_t oc = 0; oc < channels; ++oc) {
+    for (int64_t k = 0; k < taps; ++k) t[k * channels + oc] = w[oc * taps + k];
+  }
+  return t;
+}
+
+void split_tap(const ConvGeometry& g, int64_t k, int64_t& kd, int64_t& kh, int64_t& kw) {
+  kw = k % g.kernel[2];
+  kh = k / g.kernel[2] % g.kernel[1];
+  kd = k / (g.kernel[2] * g.kernel[1]);
+}
+
+// Depthwise conv on channels_last tensors: per output pixel, tap by tap, all channels at once
+// (contiguous, vectorisable).
+template <typename scalar_t>
+void depthwise_conv_channels_last(const at::Tensor& input, const at::Tensor& weight,
+                                  const at::Tensor& output, const ConvGeometry& g) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const scalar_t* x = input.const_data_ptr<scalar_t>();
+  scalar_t* y = output.data_ptr<scalar_t>();
+  const int64_t C = g.channels, Cout = output.size(1), m = Cout / C, taps = g.kernel_numel();
+  const auto wt = taps_by_channel<scalar_t>(weight, taps);
+  const int64_t lines = output.size(0) * g.grid[0] * g.grid[1];
+  at::parallel_for(0, lines, 1, [&](int64_t begin, int64_t end) {
+    std::vector<acc_t> acc(Cout);
+    for (int64_t line = begin; line < end; ++line) {
+      const int64_t oh = line % g.grid[1], od = line / g.grid[1] % g.grid[0];
+      const int64_t n = line / (g.grid[1] * g.grid[0]);
+      const scalar_t* sample = x + n * g.image_numel() * C;
+      for (int64_t ow = 0; ow < g.grid[2]; ++ow) {
+        std::fill(acc.begin(), acc.end(), acc_t(0));
+        acc_t* __restrict__ a = acc.data();
+        for (int64_t k = 0; k < taps; ++k) {
+          int64_t kd, kh, kw;
+          split_tap(g, k, kd, kh, kw);
+          const int64_t pixel = conv_tap_offset(g, kd, kh, kw, od, oh, ow);
+          if (pixel < 0) continue;
+          const scalar_t* __restrict__ px = sample + pixel * C;
+          const scalar_t* __restrict__ wk = wt.data() + k * Cout;
+          if (m == 1) {
+            for (int64_t c = 0; c < C; ++c) a[c] += static_cast<acc_t>(wk[c]) * static_cast<acc_t>(px[c]);
+          } else {
+            for (int64_t oc = 0; oc < Cout; ++oc) {
+              a[oc] += static_cast<acc_t>(wk[oc]) * static_cast<acc_t>(px[oc / m]);
+            }
+          }
+        }
+        scalar_t* out = y + (line * g.grid[2] + ow) * Cout;
+        for (int64_t oc = 0; oc < Cout; ++oc) out[oc] = static_cast<scalar_t>(a[oc]);
+      }
+    }
+  });
+}
+
+// Depthwise conv_transpose on channels_last tensors, as a gather per image pixel.
+template <typename scalar_t>
+void depthwise_conv_transpose_channels_last(const at::Tensor& input, const at::Tensor& weight,
+                                            const at::Tensor& output, const ConvGeometry& g) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const scalar_t* x = input.const_data_ptr<scalar_t>();
+  scalar_t* y = output.data_ptr<scalar_t>();
+  const int64_t C = g.channels, Cin = input.size(1), m = Cin / C, taps = g.kernel_numel();
+  const auto wt = taps_by_channel<scalar_t>(weight, taps);
+  const int64_t lines = output.size(0) * g.image[0] * g.image[1];
+  at::parallel_for(0, lines, 1, [&](int64_t begin, int64_t end) {
+    std::vector<acc_t> acc(C);
+    for (int64_t line = begin; line < end; ++line) {
+      const int64_t ih = line % g.image[1], id = line / g.image[1] % g.image[0];
+      const int64_t n = line / (g.image[1] * g.image[0]);
+      const scalar_t* sample = x + n * g.grid_numel() * Cin;
+      for (int64_t iw = 0; iw < g.image[2]; ++iw) {
+        std::fill(acc.begin(), acc.end(), acc_t(0));
+        acc_t* __restrict__ a = acc.data();
+        for (int64_t k = 0; k < taps; ++k) {
+          int64_t kd, kh, kw;
+          split_tap(g, k, kd, kh, kw);
+          const int64_t od = covering_grid_index(id, kd, g.stride[0], g.pad[0], g.dilation[0], g.grid[0]);
+          const int64_t oh = covering_grid_index(ih, kh, g.stride[1], g.pad[1], g.dilation[1], g.grid[1]);
+          const int64_t ow = covering_grid_index(iw, kw, g.stride[2], g.pad[2], g.dilation[2], g.grid[2]);
+          if (od < 0 || oh < 0 || ow < 0) continue;
+          const scalar_t* __restrict__ px = sample + ((od * g.grid[1] + oh) * g.grid[2] + ow) * Cin;
+          const scalar_t* __restrict__ wk = wt.data() + k * Cin;
+          if (m == 1) {
+            for (int64_t c = 0; c < C; ++c) a[c] += static_cast<acc_t>(wk[c]) * static_cast<acc_t>(px[c]);
+          } else {
+            for (int64_t ic = 0; ic < Cin; ++ic) {
+              a[ic / m] += static_cast<acc_t>(wk[ic]) * static_cast<acc_t>(px[ic]);
+            }
+          }
+        }
+        scalar_t* out = y + (line * g.image[2] + iw) * C;
+        for (int64_t c = 0; c < C; ++c) out[c] = static_cast<scalar_t>(a[c]);
+      }
+    }
+  });
+}
+
 // Depthwise conv: one task per (sample, output channel) plane, each output line accumulated
 // tap by tap over strided runs (vectorisable), no column matrix.
 void depthwise_conv_cpu(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& output,
                         const ConvGeometry& g) {
   CONVPOOL_DISPATCH_FLOATING_TYPES(input.scalar_type(), "depthwise_conv_cpu", [&] {
+    if (g.channels_last) return depthwise_conv_channels_last<scalar_t>(input, weight, output, g);
     using acc_t = at::opmath_type<scalar_t>;
     const scalar_t* x = input.const_data_ptr<scalar_t>();
     const scalar_t* w = weight.const_data_ptr<scalar_t>();
@@ -168,6 +272,9 @@ void depthwise_conv_cpu(const at::Tensor& input, const at::Tensor& weight, const
 void depthwise_conv_transpose_cpu(const at::Tensor& input, const at::Tensor& weight,
                                   const at::Tensor& output, const ConvGeometry& g) {
   CONVPOOL_DISPATCH_FLOATING_TYPES(input.scalar_type(), "depthwise_conv_transpose_cpu", [&] {
+    if (g.channels_last) {
+      return depthwise_conv_transpose_channels_last<scalar_t>(input, weight, output, g);
+    }
     const scalar_t* x = input.const_data_ptr<scalar_t>();
     const scalar_t* w = weight.const_data_ptr<scalar_t>();
     scalar_t* y = output.data_ptr<scalar_t>();
@@ -205,7 +312,8 @@ void depthwise_conv_transpose_cpu(const at::Tensor& input, const at::Tensor& wei
 
 // In gather mode the CPU mimics CUDA throughout (im2col path and gather col2im).
 const ConvBackend kCpuBackend{im2col_cpu, col2im_cpu, /*upcast_reduced_precision=*/true,
-                              depthwise_conv_cpu, depthwise_conv_transpose_cpu};
+                              depthwise_conv_cpu, depthwise_conv_transpose_cpu,
+                              /*depthwise_channels_last=*/true};
 
 }  // namespace
 

@@ -41,18 +41,41 @@ void add_bias(at::Tensor& output, const c10::optional<at::Tensor>& bias) {
 
 namespace {
 
-// conv on checked arguments, in the input's dtype, into a new NCHW-contiguous output.
+// A depthwise kernel pools a channels_last input as it is, into a channels_last output.
+bool depthwise_in_place(const at::Tensor& input, bool depthwise, const ConvBackend& backend) {
+  return depthwise && backend.depthwise_channels_last &&
+         input.suggest_memory_format() != at::MemoryFormat::Contiguous && input.numel() > 0;
+}
+
+at::Tensor run_depthwise_in_place(
+    void (*kernel)(const at::Tensor&, const at::Tensor&, const at::Tensor&, const ConvGeometry&),
+    const at::Tensor& input, const at::Tensor& weight, const c10::optional<at::Tensor>& bias,
+    ConvGeometry g, std::vector<int64_t> sizes) {
+  const auto format = input.suggest_memory_format();
+  auto output = at::empty(sizes, input.options().memory_format(format));
+  g.channels_last = true;
+  if (output.numel() > 0) kernel(input.contiguous(format), weight.contiguous(), output, g);
+  add_bias(output, bias);
+  return output;
+}
+
+// conv on checked arguments, in the input's dtype, into a new NCHW-contiguous output (or, for a
+// depthwise kernel that pools channels_last as it is, a channels_last one).
 at::Tensor conv_nchw(const at::Tensor& input, const at::Tensor& weight,
                      const c10::optional<at::Tensor>& bias, const ConvGeometry& g,
                      int64_t out_channels, const ConvBackend& backend) {
   const int64_t batch = input.size(0), groups = g.groups;
-  auto output = at::empty(conv_output_sizes(g, ConvRole::kConv, batch, out_channels, input.dim() - 2),
-                          input.options());
+  const auto sizes = conv_output_sizes(g, ConvRole::kConv, batch, out_channels, input.dim() - 2);
+  const bool depthwise = backend.depthwise_conv != nullptr && groups == g.channels;
+  if (depthwise_in_place(input, depthwise, backend)) {
+    return run_depthwise_in_place(backend.depthwise_conv, input, weight, bias, g, sizes);
+  }
+  auto output = at::empty(sizes, input.options());
   if (output.numel() == 0) return output;
   if (input.numel() == 0) return output.zero_(), add_bias(output, bias), output;
 
   const auto x = input.contiguous();
-  if (backend.depthwise_conv != nullptr && groups == g.channels) {
+  if (depthwise) {
     backend.depthwise_conv(x, weight.contiguous(), output, g);
     add_bias(output, bias);
     return output;
@@ -81,14 +104,18 @@ at::Tensor conv_transpose_nchw(const at::Tensor& input, const at::Tensor& weight
                                const c10::optional<at::Tensor>& bias, const ConvGeometry& g,
                                int64_t out_channels, const ConvBackend& backend) {
   const int64_t batch = input.size(0), groups = g.groups;
-  auto output = at::empty(
-      conv_output_sizes(g, ConvRole::kTranspose, batch, out_channels, input.dim() - 2),
-      input.options());
+  const auto sizes =
+      conv_output_sizes(g, ConvRole::kTranspose, batch, out_channels, input.dim() - 2);
+  const bool depthwise = backend.depthwise_conv_transpose != nullptr && groups == out_channels;
+  if (depthwise_in_place(input, depthwise, backend)) {
+    return run_depthwise_in_place(backend.depthwise_conv_transpose, input, weight, bias, g, sizes);
+  }
+  auto output = at::empty(sizes, input.options());
   if (output.numel() == 0) return output;
   if (input.numel() == 0) return output.zero_(), add_bias(output, bias), output;
 
   const auto x = input.contiguous();
-  if (backend.depthwise_conv_transpose != nullptr && groups == out_channels) {
+  if (depthwise) {
     backend.depthwise_conv_transpose(x, weight.contiguous(), output, g);
     add_bias(output, bias);
     return output;
@@ -133,7 +160,9 @@ at::Tensor run_conv(ConvCompute compute, const at::Tensor& input, const at::Tens
           : compute(input, weight, bias, g, out_channels, backend);
   const auto format = input.suggest_memory_format();
   if (format == at::MemoryFormat::Contiguous) return result;
-  return at::empty(result.sizes(), result.options().memory_format(format)).copy_(result);
+  const auto formatted = at::empty(result.sizes(), result.options().memory_format(format));
+  if (result.strides() == formatted.strides()) return result;  // made in place (depthwise)
+  return formatted.copy_(result);
 }
 
 }  // namespace

@@ -27,6 +27,8 @@ struct ConvBackend {
   // conv_transpose: output [N, C, image...] from input [N, C * m, grid...], weight [C * m, 1, K...].
   void (*depthwise_conv_transpose)(const at::Tensor& input, const at::Tensor& weight,
                                    const at::Tensor& output, const ConvGeometry& g) = nullptr;
+  // The depthwise kernels also take channels_last tensors as they are (g.channels_last).
+  bool depthwise_channels_last = false;
 };
 
 at::Tensor conv_forward(const at::Tensor& input, const at::Tensor& weight,
