@@ -119,6 +119,12 @@ def test_channels_last_opcheck():
     torch.library.opcheck(torch.ops.convpool.conv.default, (x, w, None, [1, 1], [1, 1, 1, 1], [1, 1], 2))
     torch.library.opcheck(torch.ops.convpool.conv_transpose.default,
                           (x, torch.randn(4, 3, 2, 2, dtype=torch.float64), None, [2, 2], [0, 0, 0, 0], [1, 1], 2))
+    # depthwise: the channels_last kernels (forward, transpose, weight gradient)
+    dw = torch.randn(8, 1, 3, 3, dtype=torch.float64, requires_grad=True)
+    torch.library.opcheck(torch.ops.convpool.conv.default, (x, dw, None, [2, 1], [1, 1, 1, 1], [1, 2], 4))
+    go = torch.randn(2, 8, 6, 5, dtype=torch.float64).to(memory_format=torch.channels_last).requires_grad_()
+    torch.library.opcheck(torch.ops.convpool.conv_weight_grad.default,
+                          (go, x, [8, 1, 3, 3], [1, 1], [1, 1, 1, 1], [1, 1], 4))
 
 
 def test_zero_batch(device):

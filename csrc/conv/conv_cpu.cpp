@@ -7,6 +7,7 @@
 
 #include "../common/cpu_gather_mode.h"
 #include "../common/dispatch.h"
+#include "../common/simd_loops.h"
 #include "../common/tap_run.h"
 #include "conv_driver.h"
 #include "im2col.h"
@@ -156,25 +157,35 @@ void depthwise_conv_channels_last(const at::Tensor& input, const at::Tensor& wei
       const int64_t oh = line % g.grid[1], od = line / g.grid[1] % g.grid[0];
       const int64_t n = line / (g.grid[1] * g.grid[0]);
       const scalar_t* sample = x + n * g.image_numel() * C;
+      std::vector<const scalar_t*> pixels(taps);
       for (int64_t ow = 0; ow < g.grid[2]; ++ow) {
-        std::fill(acc.begin(), acc.end(), acc_t(0));
-        acc_t* __restrict__ a = acc.data();
         for (int64_t k = 0; k < taps; ++k) {
           int64_t kd, kh, kw;
           split_tap(g, k, kd, kh, kw);
           const int64_t pixel = conv_tap_offset(g, kd, kh, kw, od, oh, ow);
-          if (pixel < 0) continue;
-          const scalar_t* __restrict__ px = sample + pixel * C;
+          pixels[k] = pixel < 0 ? nullptr : sample + pixel * C;
+        }
+        scalar_t* out = y + (line * g.grid[2] + ow) * Cout;
+        if constexpr (std::is_same_v<scalar_t, acc_t>) {
+          if (m == 1) {
+            simd::depthwise_pixel(out, pixels.data(), wt.data(), taps, C);
+            continue;
+          }
+        }
+        std::fill(acc.begin(), acc.end(), acc_t(0));
+        acc_t* __restrict__ a = acc.data();
+        for (int64_t k = 0; k < taps; ++k) {
+          const scalar_t* __restrict__ px = pixels[k];
+          if (px == nullptr) continue;
           const scalar_t* __restrict__ wk = wt.data() + k * Cout;
           if (m == 1) {
-            for (int64_t c = 0; c < C; ++c) a[c] += static_cast<acc_t>(wk[c]) * static_cast<acc_t>(px[c]);
+            simd::accumulate_products(a, wk, px, C);
           } else {
             for (int64_t oc = 0; oc < Cout; ++oc) {
               a[oc] += static_cast<acc_t>(wk[oc]) * static_cast<acc_t>(px[oc / m]);
             }
           }
         }
-        scalar_t* out = y + (line * g.grid[2] + ow) * Cout;
         for (int64_t oc = 0; oc < Cout; ++oc) out[oc] = static_cast<scalar_t>(a[oc]);
       }
     }
@@ -210,7 +221,7 @@ void depthwise_conv_transpose_channels_last(const at::Tensor& input, const at::T
           const scalar_t* __restrict__ px = sample + ((od * g.grid[1] + oh) * g.grid[2] + ow) * Cin;
           const scalar_t* __restrict__ wk = wt.data() + k * Cin;
           if (m == 1) {
-            for (int64_t c = 0; c < C; ++c) a[c] += static_cast<acc_t>(wk[c]) * static_cast<acc_t>(px[c]);
+            simd::accumulate_products(a, wk, px, C);
           } else {
             for (int64_t ic = 0; ic < Cin; ++ic) {
               a[ic / m] += static_cast<acc_t>(wk[ic]) * static_cast<acc_t>(px[ic]);
@@ -221,6 +232,55 @@ void depthwise_conv_transpose_channels_last(const at::Tensor& input, const at::T
         for (int64_t c = 0; c < C; ++c) out[c] = static_cast<scalar_t>(a[c]);
       }
     }
+  });
+}
+
+// Depthwise weight gradient on channels_last tensors: grad_weight[oc, k] = sum over samples and
+// output pixels of grad_output[oc] * input[oc / m] at tap k. One task per channel block, walking
+// samples and pixels in order: deterministic whatever the thread count.
+void depthwise_weight_grad_cpu(const at::Tensor& grad_output, const at::Tensor& input,
+                               const at::Tensor& grad_weight, const ConvGeometry& g) {
+  CONVPOOL_DISPATCH_FLOATING_TYPES(input.scalar_type(), "depthwise_weight_grad_cpu", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    const scalar_t* go = grad_output.const_data_ptr<scalar_t>();
+    const scalar_t* x = input.const_data_ptr<scalar_t>();
+    scalar_t* gw = grad_weight.data_ptr<scalar_t>();
+    const int64_t C = g.channels, Cout = grad_output.size(1), m = Cout / C;
+    const int64_t taps = g.kernel_numel(), batch = input.size(0);
+    constexpr int64_t kBlock = 64;
+    const int64_t blocks = (Cout + kBlock - 1) / kBlock;
+    at::parallel_for(0, blocks, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t b = begin; b < end; ++b) {
+        const int64_t c0 = b * kBlock, width = std::min(Cout, c0 + kBlock) - c0;
+        std::vector<acc_t> acc(taps * width, acc_t(0));
+        for (int64_t n = 0; n < batch; ++n) {
+          const scalar_t* sample = x + n * g.image_numel() * C;
+          for (int64_t o = 0; o < g.grid_numel(); ++o) {
+            const int64_t ow = o % g.grid[2], oh = o / g.grid[2] % g.grid[1];
+            const int64_t od = o / (g.grid[2] * g.grid[1]);
+            const scalar_t* grad = go + (n * g.grid_numel() + o) * Cout + c0;
+            for (int64_t k = 0; k < taps; ++k) {
+              int64_t kd, kh, kw;
+              split_tap(g, k, kd, kh, kw);
+              const int64_t pixel = conv_tap_offset(g, kd, kh, kw, od, oh, ow);
+              if (pixel < 0) continue;
+              const scalar_t* px = sample + pixel * C;
+              acc_t* a = acc.data() + k * width;
+              if (m == 1) {
+                simd::accumulate_products(a, grad, px + c0, width);
+              } else {
+                for (int64_t c = 0; c < width; ++c) {
+                  a[c] += static_cast<acc_t>(grad[c]) * static_cast<acc_t>(px[(c0 + c) / m]);
+                }
+              }
+            }
+          }
+        }
+        for (int64_t c = 0; c < width; ++c) {
+          for (int64_t k = 0; k < taps; ++k) gw[(c0 + c) * taps + k] = static_cast<scalar_t>(acc[k * width + c]);
+        }
+      }
+    });
   });
 }
 
@@ -257,7 +317,7 @@ void depthwise_conv_cpu(const at::Tensor& input, const at::Tensor& weight, const
               const TapRun run = width_run(g, kw);
               const acc_t wk = static_cast<acc_t>(kernel[k]);
               const scalar_t* __restrict__ r = image + in_row + run.offset;
-              for (int64_t ow = run.lo; ow < run.hi; ++ow) a[ow] += wk * static_cast<acc_t>(r[ow * s]);
+              simd::accumulate_scaled(a + run.lo, wk, r + run.lo * s, s, run.hi - run.lo);
             }
             for (int64_t ow = 0; ow < OW; ++ow) out[ow] = static_cast<scalar_t>(a[ow]);
           }
@@ -313,7 +373,7 @@ void depthwise_conv_transpose_cpu(const at::Tensor& input, const at::Tensor& wei
 // In gather mode the CPU mimics CUDA throughout (im2col path and gather col2im).
 const ConvBackend kCpuBackend{im2col_cpu, col2im_cpu, /*upcast_reduced_precision=*/true,
                               depthwise_conv_cpu, depthwise_conv_transpose_cpu,
-                              /*depthwise_channels_last=*/true};
+                              /*depthwise_channels_last=*/true, depthwise_weight_grad_cpu};
 
 }  // namespace
 

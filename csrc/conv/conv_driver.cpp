@@ -216,6 +216,15 @@ at::Tensor conv_weight_grad(const at::Tensor& grad_output, const at::Tensor& inp
   auto grad_weight = at::zeros({groups, out_channels / groups, rows_per_group}, input.options());
   if (grad_output.numel() == 0 || input.numel() == 0) return grad_weight.view(weight_size);
 
+  const bool depthwise = backend.depthwise_weight_grad != nullptr && groups == g.channels;
+  if (depthwise_in_place(input, depthwise, backend)) {
+    const auto format = input.suggest_memory_format();
+    ConvGeometry cl = g;
+    cl.channels_last = true;
+    backend.depthwise_weight_grad(grad_output.contiguous(format), input.contiguous(format),
+                                  grad_weight, cl);
+    return grad_weight.view(weight_size);
+  }
   const auto x = input.contiguous();
   const auto go = grad_output.contiguous().view({batch, groups, out_channels / groups, g.grid_numel()});
   const bool pointwise = is_pointwise(g);

@@ -29,6 +29,10 @@ struct ConvBackend {
                                    const at::Tensor& output, const ConvGeometry& g) = nullptr;
   // The depthwise kernels also take channels_last tensors as they are (g.channels_last).
   bool depthwise_channels_last = false;
+  // Optional: the depthwise weight gradient from channels_last grad_output and input, into a
+  // zeroed [C * m, K] grad_weight (only called with g.channels_last).
+  void (*depthwise_weight_grad)(const at::Tensor& grad_output, const at::Tensor& input,
+                                const at::Tensor& grad_weight, const ConvGeometry& g) = nullptr;
 };
 
 at::Tensor conv_forward(const at::Tensor& input, const at::Tensor& weight,
