@@ -100,17 +100,20 @@ def _sync(device):
         torch.cuda.synchronize()
 
 
-def _time(fn, device, repeats, warmup=2) -> float:
+def _time_pair(theirs, ours, device, repeats, warmup=3) -> tuple[float, float]:
+    """Median ms of each, timed alternately so that drift on a shared machine hits both alike."""
     for _ in range(warmup):
-        fn()
+        theirs()
+        ours()
     _sync(device)
-    samples = []
+    samples = ([], [])
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        _sync(device)
-        samples.append(time.perf_counter() - start)
-    return statistics.median(samples) * 1e3
+        for fn, out in ((theirs, samples[0]), (ours, samples[1])):
+            start = time.perf_counter()
+            fn()
+            _sync(device)
+            out.append(time.perf_counter() - start)
+    return statistics.median(samples[0]) * 1e3, statistics.median(samples[1]) * 1e3
 
 
 def _forward_backward(op, args):
@@ -128,10 +131,10 @@ def run(device: str, repeats: int, name_filter: str) -> list[tuple]:
             continue
         args = case.make(device)
         with torch.no_grad():
-            theirs_fwd = _time(lambda: case.theirs(*args), device, repeats)
-            ours_fwd = _time(lambda: case.ours(*args), device, repeats)
-        theirs_bwd = _time(_forward_backward(case.theirs, args), device, repeats)
-        ours_bwd = _time(_forward_backward(case.ours, args), device, repeats)
+            theirs_fwd, ours_fwd = _time_pair(lambda: case.theirs(*args), lambda: case.ours(*args),
+                                              device, repeats)
+        theirs_bwd, ours_bwd = _time_pair(_forward_backward(case.theirs, args),
+                                          _forward_backward(case.ours, args), device, repeats)
         row = (case.name, theirs_fwd, ours_fwd, theirs_fwd / ours_fwd, theirs_bwd, ours_bwd,
                theirs_bwd / ours_bwd)
         print(f"{row[0]:55s} fwd {row[1]:8.2f} / {row[2]:8.2f} ms  x{row[3]:5.2f}   "
@@ -179,7 +182,13 @@ def main(argv=None) -> int:
 
 def _write_section(path: str, device: str, section: str) -> None:
     """Replaces this device's section of BENCHMARKS.md, keeping the other device's."""
-    header = "# Benchmarks: torch_convpool against torch's own kernels\n\n"
+    header = (
+        "# Benchmarks: torch_convpool against torch's own kernels\n\n"
+        "Written by `benchmarks/run.py` (also `python -m torch_convpool bench`). Each pair is timed "
+        "alternately in one run, so drift on a shared machine hits both alike; still, on the 2-core "
+        "development VMs single numbers move by 20-50 % between runs (torch's own depthwise NCHW "
+        "forward flips between ~0.6 and ~9 ms): read the ratios, and re-run before concluding.\n\n"
+    )
     sections = {}
     if os.path.exists(path):
         text = open(path).read()

@@ -33,13 +33,14 @@ inline void accumulate_products(acc_t* acc, const scalar_t* w, const scalar_t* x
   }
 }
 
+// Short runs (an image row) stay inline: a call through the clone dispatcher costs more than
+// they gain from wider vectors.
 template <typename acc_t, typename scalar_t>
 inline void accumulate_scaled(acc_t* acc, acc_t w, const scalar_t* x, int64_t stride, int64_t n) {
   if constexpr (std::is_same_v<acc_t, scalar_t>) {
-    scale_accumulate(acc, w, x, stride, n);
-  } else {
-    for (int64_t i = 0; i < n; ++i) acc[i] += w * static_cast<acc_t>(x[i * stride]);
+    if (n >= 128) return scale_accumulate(acc, w, x, stride, n);
   }
+  for (int64_t i = 0; i < n; ++i) acc[i] += w * static_cast<acc_t>(x[i * stride]);
 }
 
 }  // namespace convpool::simd
