@@ -26,9 +26,33 @@ def _cases() -> Iterator[tuple[str, Callable, Callable, Callable[[str], tuple]]]
             None, 2, 1, 1, 2)
 
 
+def _distinct(dev, *shape):
+    # float64 without ties, so max pooling's gradient is well defined
+    n = torch.Size(shape).numel()
+    return (torch.randperm(n, device=dev).double() / 7).view(shape).requires_grad_()
+
+
+def _pool_cases() -> Iterator[tuple[str, Callable, Callable, Callable[[str], tuple]]]:
+    for dims in (1, 2, 3):
+        shape = (2, 3) + (7,) * dims
+        for name, extra in ((f"max_pool{dims}d", (3, 2, 1)), (f"avg_pool{dims}d", (3, 2, 1)),
+                            (f"adaptive_avg_pool{dims}d", (3,)), (f"adaptive_max_pool{dims}d", (3,))):
+            yield name, getattr(F, name), getattr(torch_F, name), (
+                lambda dev, shape=shape, extra=extra: (_distinct(dev, *shape), *extra))
+
+        def unpool_args(dev, dims=dims):
+            # an even size, so the default unpooled size holds every index
+            pooled, idx = getattr(torch_F, f"max_pool{dims}d")(
+                _distinct(dev, 2, 3, *(8,) * dims).detach(), 2, return_indices=True)
+            return pooled.requires_grad_(), idx, 2
+
+        name = f"max_unpool{dims}d"
+        yield name, getattr(F, name), getattr(torch_F, name), unpool_args
+
+
 def run_selftests(devices: list[str]) -> Iterator[tuple[str, bool]]:
     """Yields (line, ok) per op and device: forward and gradients against torch in float64."""
-    for name, ours, theirs, make_args in _cases():
+    for name, ours, theirs, make_args in [*_cases(), *_pool_cases()]:
         for device in devices:
             try:
                 args = make_args(device)
