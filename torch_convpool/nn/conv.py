@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 from torch.nn import functional as torch_F
 
-from .. import functional as F
+from .. import functional as ours
 from .._args import ntuple, same_padding
 
 __all__ = ["Conv1d", "Conv2d", "Conv3d", "ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d"]
@@ -55,19 +55,19 @@ class _ConvMixin:
 class Conv1d(_ConvMixin, torch.nn.Conv1d):
     __doc__ = torch.nn.Conv1d.__doc__
     _dims = 1
-    _conv = staticmethod(F.conv1d)
+    _conv = staticmethod(ours.conv1d)
 
 
 class Conv2d(_ConvMixin, torch.nn.Conv2d):
     __doc__ = torch.nn.Conv2d.__doc__
     _dims = 2
-    _conv = staticmethod(F.conv2d)
+    _conv = staticmethod(ours.conv2d)
 
 
 class Conv3d(_ConvMixin, torch.nn.Conv3d):
     __doc__ = torch.nn.Conv3d.__doc__
     _dims = 3
-    _conv = staticmethod(F.conv3d)
+    _conv = staticmethod(ours.conv3d)
 
 
 class _ConvTransposeMixin:
@@ -91,16 +91,16 @@ class _ConvTransposeMixin:
 class ConvTranspose1d(_ConvTransposeMixin, torch.nn.ConvTranspose1d):
     __doc__ = torch.nn.ConvTranspose1d.__doc__
     _dims = 1
-    _conv_transpose = staticmethod(F.conv_transpose1d)
+    _conv_transpose = staticmethod(ours.conv_transpose1d)
 
 
 class ConvTranspose2d(_ConvTransposeMixin, torch.nn.ConvTranspose2d):
     __doc__ = torch.nn.ConvTranspose2d.__doc__
     _dims = 2
-    _conv_transpose = staticmethod(F.conv_transpose2d)
+    _conv_transpose = staticmethod(ours.conv_transpose2d)
 
 
 class ConvTranspose3d(_ConvTransposeMixin, torch.nn.ConvTranspose3d):
     __doc__ = torch.nn.ConvTranspose3d.__doc__
     _dims = 3
-    _conv_transpose = staticmethod(F.conv_transpose3d)
+    _conv_transpose = staticmethod(ours.conv_transpose3d)

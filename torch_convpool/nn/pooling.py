@@ -7,7 +7,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from .. import functional as F
+from .. import functional as ours
 
 __all__ = [
     "MaxPool1d", "MaxPool2d", "MaxPool3d", "AvgPool1d", "AvgPool2d", "AvgPool3d",
@@ -26,24 +26,24 @@ class _MaxPoolMixin:
 
 class MaxPool1d(_MaxPoolMixin, torch.nn.MaxPool1d):
     __doc__ = torch.nn.MaxPool1d.__doc__
-    _pool = staticmethod(F.max_pool1d)
+    _pool = staticmethod(ours.max_pool1d)
 
 
 class MaxPool2d(_MaxPoolMixin, torch.nn.MaxPool2d):
     __doc__ = torch.nn.MaxPool2d.__doc__
-    _pool = staticmethod(F.max_pool2d)
+    _pool = staticmethod(ours.max_pool2d)
 
 
 class MaxPool3d(_MaxPoolMixin, torch.nn.MaxPool3d):
     __doc__ = torch.nn.MaxPool3d.__doc__
-    _pool = staticmethod(F.max_pool3d)
+    _pool = staticmethod(ours.max_pool3d)
 
 
 class AvgPool1d(torch.nn.AvgPool1d):
     __doc__ = torch.nn.AvgPool1d.__doc__
 
     def forward(self, input: Tensor) -> Tensor:
-        return F.avg_pool1d(input, self.kernel_size, self.stride, self.padding, self.ceil_mode,
+        return ours.avg_pool1d(input, self.kernel_size, self.stride, self.padding, self.ceil_mode,
                             self.count_include_pad)
 
 
@@ -55,12 +55,12 @@ class _AvgPoolMixin:
 
 class AvgPool2d(_AvgPoolMixin, torch.nn.AvgPool2d):
     __doc__ = torch.nn.AvgPool2d.__doc__
-    _pool = staticmethod(F.avg_pool2d)
+    _pool = staticmethod(ours.avg_pool2d)
 
 
 class AvgPool3d(_AvgPoolMixin, torch.nn.AvgPool3d):
     __doc__ = torch.nn.AvgPool3d.__doc__
-    _pool = staticmethod(F.avg_pool3d)
+    _pool = staticmethod(ours.avg_pool3d)
 
 
 class _AdaptiveAvgMixin:
@@ -70,17 +70,17 @@ class _AdaptiveAvgMixin:
 
 class AdaptiveAvgPool1d(_AdaptiveAvgMixin, torch.nn.AdaptiveAvgPool1d):
     __doc__ = torch.nn.AdaptiveAvgPool1d.__doc__
-    _pool = staticmethod(F.adaptive_avg_pool1d)
+    _pool = staticmethod(ours.adaptive_avg_pool1d)
 
 
 class AdaptiveAvgPool2d(_AdaptiveAvgMixin, torch.nn.AdaptiveAvgPool2d):
     __doc__ = torch.nn.AdaptiveAvgPool2d.__doc__
-    _pool = staticmethod(F.adaptive_avg_pool2d)
+    _pool = staticmethod(ours.adaptive_avg_pool2d)
 
 
 class AdaptiveAvgPool3d(_AdaptiveAvgMixin, torch.nn.AdaptiveAvgPool3d):
     __doc__ = torch.nn.AdaptiveAvgPool3d.__doc__
-    _pool = staticmethod(F.adaptive_avg_pool3d)
+    _pool = staticmethod(ours.adaptive_avg_pool3d)
 
 
 class _AdaptiveMaxMixin:
@@ -90,17 +90,17 @@ class _AdaptiveMaxMixin:
 
 class AdaptiveMaxPool1d(_AdaptiveMaxMixin, torch.nn.AdaptiveMaxPool1d):
     __doc__ = torch.nn.AdaptiveMaxPool1d.__doc__
-    _pool = staticmethod(F.adaptive_max_pool1d)
+    _pool = staticmethod(ours.adaptive_max_pool1d)
 
 
 class AdaptiveMaxPool2d(_AdaptiveMaxMixin, torch.nn.AdaptiveMaxPool2d):
     __doc__ = torch.nn.AdaptiveMaxPool2d.__doc__
-    _pool = staticmethod(F.adaptive_max_pool2d)
+    _pool = staticmethod(ours.adaptive_max_pool2d)
 
 
 class AdaptiveMaxPool3d(_AdaptiveMaxMixin, torch.nn.AdaptiveMaxPool3d):
     __doc__ = torch.nn.AdaptiveMaxPool3d.__doc__
-    _pool = staticmethod(F.adaptive_max_pool3d)
+    _pool = staticmethod(ours.adaptive_max_pool3d)
 
 
 class _MaxUnpoolMixin:
@@ -112,17 +112,17 @@ class _MaxUnpoolMixin:
 
 class MaxUnpool1d(_MaxUnpoolMixin, torch.nn.MaxUnpool1d):
     __doc__ = torch.nn.MaxUnpool1d.__doc__
-    _unpool = staticmethod(F.max_unpool1d)
+    _unpool = staticmethod(ours.max_unpool1d)
 
 
 class MaxUnpool2d(_MaxUnpoolMixin, torch.nn.MaxUnpool2d):
     __doc__ = torch.nn.MaxUnpool2d.__doc__
-    _unpool = staticmethod(F.max_unpool2d)
+    _unpool = staticmethod(ours.max_unpool2d)
 
 
 class MaxUnpool3d(_MaxUnpoolMixin, torch.nn.MaxUnpool3d):
     __doc__ = torch.nn.MaxUnpool3d.__doc__
-    _unpool = staticmethod(F.max_unpool3d)
+    _unpool = staticmethod(ours.max_unpool3d)
 
 
 class _GlobalAvgPoolNd(torch.nn.Module):
@@ -133,7 +133,7 @@ class _GlobalAvgPoolNd(torch.nn.Module):
         self.flatten = flatten
 
     def forward(self, input: Tensor) -> Tensor:
-        out = F.__dict__[f"adaptive_avg_pool{self._dims}d"](input, 1)
+        out = ours.__dict__[f"adaptive_avg_pool{self._dims}d"](input, 1)
         # (N, C, 1, ...) -> (N, C); an unbatched (C, 1, ...) -> (C,)
         return out.flatten(start_dim=out.dim() - self._dims - 1) if self.flatten else out
 
