@@ -9,6 +9,7 @@
 
 #include "build_info.h"
 #include "common/cpu_gather_mode.h"
+#include "conv/conv_algorithm.h"
 
 TORCH_LIBRARY(convpool, m) {
   // Convolution family. Weights are laid out as torch's: conv [out, in / groups, *kernel],
@@ -49,4 +50,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, module) {
              "(col2im, pooling backward) instead of their own scatter loops, so CPU tests check "
              "the GPU's index math.");
   module.def("_cpu_gather_mode", &convpool::cpu_gather_mode);
+  module.def("_set_conv_algorithm", &convpool::set_conv_algorithm,
+             "Forces the algorithm of the CPU's dense convolutions: 'auto', 'gemm' or 'im2col'.");
+  module.def("_conv_algorithm", &convpool::conv_algorithm_name);
 }

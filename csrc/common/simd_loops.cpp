@@ -1,10 +1,6 @@
 #include "simd_loops.h"
 
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
-#define CONVPOOL_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define CONVPOOL_CLONES
-#endif
+#include "isa_clones.h"
 
 namespace convpool::simd {
 namespace {

@@ -8,24 +8,14 @@
 #include "../common/cpu_gather_mode.h"
 #include "../common/dispatch.h"
 #include "../common/simd_loops.h"
-#include "../common/tap_run.h"
+#include "conv_algorithm.h"
 #include "conv_driver.h"
+#include "conv_lines.h"
+#include "gemm_conv_cpu.h"
 #include "im2col.h"
 
 namespace convpool {
 namespace {
-
-// Column row (c, kd, kh, kw) of grid line (od, oh): the input row it reads (or -1 in the padding).
-int64_t tap_row(const ConvGeometry& g, int64_t kd, int64_t kh, int64_t od, int64_t oh) {
-  const int64_t id = od * g.stride[0] - g.pad[0] + kd * g.dilation[0];
-  const int64_t ih = oh * g.stride[1] - g.pad[1] + kh * g.dilation[1];
-  if (id < 0 || id >= g.image[0] || ih < 0 || ih >= g.image[1]) return -1;
-  return (id * g.image[1] + ih) * g.image[2];
-}
-
-TapRun width_run(const ConvGeometry& g, int64_t kw) {
-  return tap_run(kw, g.stride[2], g.pad[2], g.dilation[2], g.image[2], g.grid[2]);
-}
 
 // One task per column row (channel, tap); each grid line is three plain runs: zeros, a strided
 // copy of the input row, zeros (the same positions conv_tap_offset names, without per-element
@@ -38,9 +28,8 @@ void im2col_cpu(const at::Tensor& image, const at::Tensor& col, const ConvGeomet
     at::parallel_for(0, g.channels * taps, 1, [&](int64_t begin, int64_t end) {
       for (int64_t row = begin; row < end; ++row) {
         const int64_t c = row / taps, k = row % taps;
-        const int64_t kw = k % g.kernel[2];
-        const int64_t kh = k / g.kernel[2] % g.kernel[1];
-        const int64_t kd = k / (g.kernel[2] * g.kernel[1]);
+        int64_t kd, kh, kw;
+        split_tap(g, k, kd, kh, kw);
         const TapRun run = width_run(g, kw);
         const scalar_t* channel = src + c * g.image_numel();
         scalar_t* out = dst + row * g.grid_numel();
@@ -78,9 +67,8 @@ void col2im_scatter_cpu(const at::Tensor& col, const at::Tensor& image, const Co
         scalar_t* channel = dst + c * g.image_numel();
         std::fill(channel, channel + g.image_numel(), scalar_t(0));
         for (int64_t k = 0; k < taps; ++k) {
-          const int64_t kw = k % g.kernel[2];
-          const int64_t kh = k / g.kernel[2] % g.kernel[1];
-          const int64_t kd = k / (g.kernel[2] * g.kernel[1]);
+          int64_t kd, kh, kw;
+          split_tap(g, k, kd, kh, kw);
           const TapRun run = width_run(g, kw);
           const scalar_t* in = src + (c * taps + k) * g.grid_numel();
           for (int64_t od = 0; od < g.grid[0]; ++od) {
@@ -134,11 +122,6 @@ std::vector<scalar_t> taps_by_channel(const at::Tensor& weight, int64_t taps) {
   return t;
 }
 
-void split_tap(const ConvGeometry& g, int64_t k, int64_t& kd, int64_t& kh, int64_t& kw) {
-  kw = k % g.kernel[2];
-  kh = k / g.kernel[2] % g.kernel[1];
-  kd = k / (g.kernel[2] * g.kernel[1]);
-}
 
 // Depthwise conv on channels_last tensors: per output pixel, tap by tap, all channels at once
 // (contiguous, vectorisable).
@@ -309,9 +292,8 @@ void depthwise_conv_cpu(const at::Tensor& input, const at::Tensor& weight, const
             std::fill(acc.begin(), acc.end(), acc_t(0));
             acc_t* __restrict__ a = acc.data();
             for (int64_t k = 0; k < taps; ++k) {
-              const int64_t kw = k % g.kernel[2];
-              const int64_t kh = k / g.kernel[2] % g.kernel[1];
-              const int64_t kd = k / (g.kernel[2] * g.kernel[1]);
+              int64_t kd, kh, kw;
+              split_tap(g, k, kd, kh, kw);
               const int64_t in_row = tap_row(g, kd, kh, od, oh);
               if (in_row < 0) continue;
               const TapRun run = width_run(g, kw);
@@ -349,9 +331,8 @@ void depthwise_conv_transpose_cpu(const at::Tensor& input, const at::Tensor& wei
           const int64_t ic = c * multiplier + j;
           const scalar_t* grid = x + (n * in_channels + ic) * g.grid_numel();
           for (int64_t k = 0; k < taps; ++k) {
-            const int64_t kw = k % g.kernel[2];
-            const int64_t kh = k / g.kernel[2] % g.kernel[1];
-            const int64_t kd = k / (g.kernel[2] * g.kernel[1]);
+            int64_t kd, kh, kw;
+            split_tap(g, k, kd, kh, kw);
             const TapRun run = width_run(g, kw);
             const scalar_t wk = w[ic * taps + k];
             const scalar_t* line = grid;
@@ -370,10 +351,19 @@ void depthwise_conv_transpose_cpu(const at::Tensor& input, const at::Tensor& wei
   });
 }
 
-// In gather mode the CPU mimics CUDA throughout (im2col path and gather col2im).
-const ConvBackend kCpuBackend{im2col_cpu, col2im_cpu, /*upcast_reduced_precision=*/true,
-                              depthwise_conv_cpu, depthwise_conv_transpose_cpu,
-                              /*depthwise_channels_last=*/true, depthwise_weight_grad_cpu};
+bool use_gemm_engine(const ConvGeometry&) { return conv_algorithm() != ConvAlgorithm::kIm2col; }
+
+const ConvBackend kCpuBackend{im2col_cpu,
+                              col2im_cpu,
+                              /*upcast_reduced_precision=*/true,
+                              depthwise_conv_cpu,
+                              depthwise_conv_transpose_cpu,
+                              /*depthwise_channels_last=*/true,
+                              depthwise_weight_grad_cpu,
+                              cpu::gemm_conv,
+                              cpu::gemm_conv_transpose,
+                              cpu::gemm_conv_weight_grad,
+                              use_gemm_engine};
 
 }  // namespace
 

@@ -41,20 +41,31 @@ void add_bias(at::Tensor& output, const c10::optional<at::Tensor>& bias) {
 
 namespace {
 
-// A depthwise kernel pools a channels_last input as it is, into a channels_last output.
+// A depthwise kernel takes a channels_last input as it is, into a channels_last output.
 bool depthwise_in_place(const at::Tensor& input, bool depthwise, const ConvBackend& backend) {
   return depthwise && backend.depthwise_channels_last &&
          input.suggest_memory_format() != at::MemoryFormat::Contiguous && input.numel() > 0;
 }
 
-at::Tensor run_depthwise_in_place(
-    void (*kernel)(const at::Tensor&, const at::Tensor&, const at::Tensor&, const ConvGeometry&),
-    const at::Tensor& input, const at::Tensor& weight, const c10::optional<at::Tensor>& bias,
-    ConvGeometry g, std::vector<int64_t> sizes) {
+bool dense_engine(const ConvBackend& backend, const at::Tensor& input, const ConvGeometry& g) {
+  const auto type = input.scalar_type();
+  return backend.use_dense_engine != nullptr && (type == at::kFloat || type == at::kDouble) &&
+         backend.use_dense_engine(g);
+}
+
+using LayoutKernel = void (*)(const at::Tensor&, const at::Tensor&, const at::Tensor&,
+                              const ConvGeometry&);
+
+// Runs a kernel that computes in the input's own memory format, into an output of that format.
+at::Tensor run_in_input_format(LayoutKernel kernel, const at::Tensor& input,
+                               const at::Tensor& weight, const c10::optional<at::Tensor>& bias,
+                               ConvGeometry g, std::vector<int64_t> sizes) {
   const auto format = input.suggest_memory_format();
   auto output = at::empty(sizes, input.options().memory_format(format));
-  g.channels_last = true;
-  if (output.numel() > 0) kernel(input.contiguous(format), weight.contiguous(), output, g);
+  if (output.numel() == 0) return output;
+  if (input.numel() == 0) return output.zero_(), add_bias(output, bias), output;
+  g.channels_last = format != at::MemoryFormat::Contiguous;
+  kernel(input.contiguous(format), weight.contiguous(), output, g);
   add_bias(output, bias);
   return output;
 }
@@ -68,7 +79,10 @@ at::Tensor conv_nchw(const at::Tensor& input, const at::Tensor& weight,
   const auto sizes = conv_output_sizes(g, ConvRole::kConv, batch, out_channels, input.dim() - 2);
   const bool depthwise = backend.depthwise_conv != nullptr && groups == g.channels;
   if (depthwise_in_place(input, depthwise, backend)) {
-    return run_depthwise_in_place(backend.depthwise_conv, input, weight, bias, g, sizes);
+    return run_in_input_format(backend.depthwise_conv, input, weight, bias, g, sizes);
+  }
+  if (!depthwise && dense_engine(backend, input, g)) {
+    return run_in_input_format(backend.dense_conv, input, weight, bias, g, sizes);
   }
   auto output = at::empty(sizes, input.options());
   if (output.numel() == 0) return output;
@@ -108,7 +122,10 @@ at::Tensor conv_transpose_nchw(const at::Tensor& input, const at::Tensor& weight
       conv_output_sizes(g, ConvRole::kTranspose, batch, out_channels, input.dim() - 2);
   const bool depthwise = backend.depthwise_conv_transpose != nullptr && groups == out_channels;
   if (depthwise_in_place(input, depthwise, backend)) {
-    return run_depthwise_in_place(backend.depthwise_conv_transpose, input, weight, bias, g, sizes);
+    return run_in_input_format(backend.depthwise_conv_transpose, input, weight, bias, g, sizes);
+  }
+  if (!depthwise && dense_engine(backend, input, g)) {
+    return run_in_input_format(backend.dense_conv_transpose, input, weight, bias, g, sizes);
   }
   auto output = at::empty(sizes, input.options());
   if (output.numel() == 0) return output;
@@ -223,6 +240,14 @@ at::Tensor conv_weight_grad(const at::Tensor& grad_output, const at::Tensor& inp
     cl.channels_last = true;
     backend.depthwise_weight_grad(grad_output.contiguous(format), input.contiguous(format),
                                   grad_weight, cl);
+    return grad_weight.view(weight_size);
+  }
+  if (!depthwise && dense_engine(backend, input, g)) {
+    const auto format = input.suggest_memory_format();
+    ConvGeometry in_format = g;
+    in_format.channels_last = format != at::MemoryFormat::Contiguous;
+    backend.dense_weight_grad(grad_output.contiguous(format), input.contiguous(format),
+                              grad_weight, in_format);
     return grad_weight.view(weight_size);
   }
   const auto x = input.contiguous();

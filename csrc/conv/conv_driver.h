@@ -33,6 +33,17 @@ struct ConvBackend {
   // zeroed [C * m, K] grad_weight (only called with g.channels_last).
   void (*depthwise_weight_grad)(const at::Tensor& grad_output, const at::Tensor& input,
                                 const at::Tensor& grad_weight, const ConvGeometry& g) = nullptr;
+  // Optional engine for the dense (non-depthwise) convs of float32/float64 tensors, computed in
+  // the input's memory format (g.channels_last): conv, conv_transpose and the weight gradient,
+  // with the same arguments as the depthwise kernels. Used where use_dense_engine(g) says so;
+  // elsewhere the im2col path.
+  void (*dense_conv)(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& output,
+                     const ConvGeometry& g) = nullptr;
+  void (*dense_conv_transpose)(const at::Tensor& input, const at::Tensor& weight,
+                               const at::Tensor& output, const ConvGeometry& g) = nullptr;
+  void (*dense_weight_grad)(const at::Tensor& grad_output, const at::Tensor& input,
+                            const at::Tensor& grad_weight, const ConvGeometry& g) = nullptr;
+  bool (*use_dense_engine)(const ConvGeometry& g) = nullptr;
 };
 
 at::Tensor conv_forward(const at::Tensor& input, const at::Tensor& weight,

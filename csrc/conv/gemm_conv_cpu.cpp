@@ -1,0 +1,502 @@
+#include "gemm_conv_cpu.h"
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <numeric>
+#include <vector>
+
+#include "blocked_transpose.h"
+#include "conv_algorithm.h"
+#include "conv_lines.h"
+#include "winograd_cpu.h"
+
+namespace convpool::cpu {
+namespace {
+
+// A column block of about this size stays in L2 (2 MiB per core on the machines measured) beside
+// the weight panel and the output block the GEMM streams.
+constexpr int64_t kColumnBytes = 1536 * 1024;
+// BLAS packs the weight panel again for every block: below this many pixels per block that
+// repacking (and, for the weight gradient, re-reading the accumulator) costs more than the
+// column matrix's trip to L3.
+constexpr int64_t kMinPixels = 256;
+// Problems are cut into at least this many blocks when they are large enough, so every core works
+// even at batch 1. A constant, not the thread count: the blocks decide the summation order.
+constexpr int64_t kMinBlocks = 8;
+// The weight gradient sums this many partial sums (each over a fixed run of blocks).
+constexpr int64_t kWeightGradChunks = 4;
+
+// Where grid position o of the computed conv lands in the output tensor, per dim:
+// o * step + offset inside an output of spatial size `dims`. Identity for a plain conv; the
+// phases of a strided conv_transpose write every step-th position.
+struct Placement {
+  int64_t dims[kSpatialDims];
+  int64_t step[kSpatialDims];
+  int64_t offset[kSpatialDims];
+  bool identity;
+
+  int64_t numel() const { return dims[0] * dims[1] * dims[2]; }
+  int64_t place(const ConvGeometry& g, int64_t q) const {
+    const int64_t ow = q % g.grid[2], oh = q / g.grid[2] % g.grid[1];
+    const int64_t od = q / (g.grid[2] * g.grid[1]);
+    return ((od * step[0] + offset[0]) * dims[1] + oh * step[1] + offset[1]) * dims[2] +
+           ow * step[2] + offset[2];
+  }
+};
+
+Placement identity_placement(const ConvGeometry& g) {
+  Placement p{};
+  for (int d = 0; d < kSpatialDims; ++d) p.dims[d] = g.grid[d], p.step[d] = 1, p.offset[d] = 0;
+  p.identity = true;
+  return p;
+}
+
+// A 1x1 kernel with stride 1 and no padding reads the image as it is: the input is the column
+// matrix.
+bool is_pointwise(const ConvGeometry& g) {
+  for (int d = 0; d < kSpatialDims; ++d) {
+    if (g.kernel[d] != 1 || g.stride[d] != 1 || g.pad[d] != 0 || g.grid[d] != g.image[d]) {
+      return false;
+    }
+  }
+  return true;
+}
+
+// Pixels per block: a column block of about kColumnBytes, and small enough for kMinBlocks blocks
+// where every block still gets kMinPixels.
+int64_t block_pixels(int64_t total, int64_t row_bytes) {
+  int64_t p = std::max(kMinPixels, kColumnBytes / std::max<int64_t>(row_bytes, 1));
+  p = std::min(p, std::max(kMinPixels, (total + kMinBlocks - 1) / kMinBlocks));
+  return std::max<int64_t>(1, std::min(p, total));
+}
+
+template <typename T>
+at::Tensor matrix(const T* data, int64_t rows, int64_t cols, int64_t row_stride,
+                  int64_t col_stride) {
+  return at::from_blob(const_cast<T*>(data), {rows, cols}, {row_stride, col_stride},
+                       at::TensorOptions().dtype(c10::CppTypeToScalarType<T>::value));
+}
+
+// c [a.rows, b.cols] (row stride ldc) = a x b, or += when `accumulate`. Called inside
+// at::parallel_for, so MKL runs it on the calling thread.
+template <typename T>
+void gemm(const at::Tensor& a, const at::Tensor& b, T* c, int64_t ldc, bool accumulate) {
+  auto out = matrix(c, a.size(0), b.size(1), ldc, 1);
+  if (accumulate) {
+    at::addmm_out(out, out, a, b);
+  } else {
+    at::mm_out(out, a, b);
+  }
+}
+
+// Column matrix [cg * taps, q1 - q0] of grid positions [q0, q1) of one sample, channels
+// [0, cg) of `image` (NCHW: channel c at image + c * image_numel). Row (c, tap) walks the grid
+// lines the block touches: zeros, a strided copy of the input row, zeros.
+template <typename T>
+void gather_columns(const T* image, const ConvGeometry& g, int64_t cg, int64_t q0, int64_t q1,
+                    T* col) {
+  const int64_t taps = g.kernel_numel(), width = q1 - q0, OW = g.grid[2], s = g.stride[2];
+  for (int64_t c = 0; c < cg; ++c) {
+    const T* channel = image + c * g.image_numel();
+    for (int64_t k = 0; k < taps; ++k) {
+      int64_t kd, kh, kw;
+      split_tap(g, k, kd, kh, kw);
+      const TapRun run = width_run(g, kw);
+      T* out = col + (c * taps + k) * width - q0;  // out[q]: grid position q
+      for (int64_t q = q0; q < q1;) {
+        const int64_t line = q / OW, a = q % OW, b = std::min(OW, a + (q1 - q));
+        const int64_t in_row = tap_row(g, kd, kh, line / g.grid[1], line % g.grid[1]);
+        T* o = out + q - a;  // o[ow]: position ow of this line
+        if (in_row < 0) {
+          std::fill(o + a, o + b, T(0));
+        } else {
+          const int64_t lo = std::clamp(run.lo, a, b), hi = std::clamp(run.hi, lo, b);
+          const T* __restrict__ r = channel + in_row + run.offset;
+          std::fill(o + a, o + lo, T(0));
+          if (s == 1) {
+            std::copy(r + lo, r + hi, o + lo);
+          } else {
+            for (int64_t ow = lo; ow < hi; ++ow) o[ow] = r[ow * s];
+          }
+          std::fill(o + hi, o + b, T(0));
+        }
+        q += b - a;
+      }
+    }
+  }
+}
+
+// Column rows [m1 - m0, taps * cg] of output pixels [m0, m1) (flat over batch and grid) from a
+// channels_last input, channels [c0, c0 + cg): each row is tap by tap, cg channels per tap.
+template <typename T>
+void gather_rows_cl(const T* x, const ConvGeometry& g, int64_t c0, int64_t cg, int64_t m0,
+                    int64_t m1, T* col) {
+  const int64_t C = g.channels, G = g.grid_numel(), KW = g.kernel[2];
+  // With every channel and no dilation along W, a tap row (kd, kh) is one contiguous run.
+  const bool contiguous_taps = cg == C && g.dilation[2] == 1;
+  T* row = col;
+  for (int64_t m = m0; m < m1; ++m) {
+    const int64_t n = m / G, q = m % G;
+    const int64_t ow = q % g.grid[2], oh = q / g.grid[2] % g.grid[1];
+    const int64_t od = q / (g.grid[2] * g.grid[1]);
+    const T* sample = x + n * g.image_numel() * C + c0;
+    const int64_t bd = od * g.stride[0] - g.pad[0], bh = oh * g.stride[1] - g.pad[1];
+    const int64_t bw = ow * g.stride[2] - g.pad[2];
+    int64_t w_lo, w_hi;
+    taps_inside(bw, KW, g.dilation[2], g.image[2], w_lo, w_hi);
+    for (int64_t kd = 0; kd < g.kernel[0]; ++kd) {
+      const int64_t id = bd + kd * g.dilation[0];
+      for (int64_t kh = 0; kh < g.kernel[1]; ++kh, row += KW * cg) {
+        const int64_t ih = bh + kh * g.dilation[1];
+        if (id < 0 || id >= g.image[0] || ih < 0 || ih >= g.image[1] || w_lo == w_hi) {
+          std::fill(row, row + KW * cg, T(0));
+          continue;
+        }
+        const T* line = sample + (id * g.image[1] + ih) * g.image[2] * C;
+        std::fill(row, row + w_lo * cg, T(0));
+        if (contiguous_taps) {
+          const T* from = line + (bw + w_lo) * C;
+          std::copy(from, from + (w_hi - w_lo) * C, row + w_lo * C);
+        } else {
+          for (int64_t kw = w_lo; kw < w_hi; ++kw) {
+            const T* from = line + (bw + kw * g.dilation[2]) * C;
+            std::copy(from, from + cg, row + kw * cg);
+          }
+        }
+        std::fill(row + w_hi * cg, row + KW * cg, T(0));
+      }
+    }
+  }
+}
+
+// Weight [K, cg, taps] of each group as the [taps * cg, kg] panel a channels_last GEMM multiplies
+// by (rows tap by tap, like the gathered rows).
+template <typename T>
+std::vector<T> pack_weight_cl(const T* w, int64_t groups, int64_t kg, int64_t cg, int64_t taps) {
+  std::vector<T> packed(groups * taps * cg * kg);
+  for (int64_t gi = 0; gi < groups; ++gi) {
+    for (int64_t t = 0; t < taps; ++t) {
+      // [kg, cg] at tap t (element (k, c) at k * cg * taps + c * taps) -> rows t * cg + c.
+      blocked_transpose(w + gi * kg * cg * taps + t, cg * taps, taps, kg, cg,
+                        packed.data() + (gi * taps + t) * cg * kg, kg, int64_t{1});
+    }
+  }
+  return packed;
+}
+
+struct Shape {
+  int64_t batch, out_channels;
+};
+
+// NCHW: blocks of grid positions inside one sample; per group
+// out[kg, block] = weight[kg, cg * taps] x columns[cg * taps, block].
+template <typename T>
+void conv_nchw(const T* x, const T* w, T* y, const ConvGeometry& g, Shape s,
+               const Placement& place) {
+  const int64_t C = g.channels, G = g.groups, K = s.out_channels, cg = C / G, kg = K / G;
+  const int64_t rows = cg * g.kernel_numel(), grid = g.grid_numel(), out_numel = place.numel();
+  const bool pointwise = is_pointwise(g);
+  const int64_t P = block_pixels(grid * s.batch, rows * static_cast<int64_t>(sizeof(T)));
+  const int64_t per_sample = (grid + P - 1) / P;
+  const int64_t P_eff = std::min(P, grid);
+  at::parallel_for(0, s.batch * per_sample, 1, [&](int64_t begin, int64_t end) {
+    std::vector<T> col(pointwise ? 0 : rows * P_eff);
+    std::vector<T> staged(place.identity ? 0 : kg * P_eff);
+    for (int64_t b = begin; b < end; ++b) {
+      const int64_t n = b / per_sample, q0 = b % per_sample * P, q1 = std::min(grid, q0 + P);
+      const int64_t width = q1 - q0;
+      for (int64_t gi = 0; gi < G; ++gi) {
+        const T* image = x + (n * C + gi * cg) * g.image_numel();
+        at::Tensor columns;
+        if (pointwise) {
+          columns = matrix(image + q0, cg, width, g.image_numel(), 1);
+        } else {
+          gather_columns(image, g, cg, q0, q1, col.data());
+          columns = matrix(col.data(), rows, width, width, 1);
+        }
+        const auto weight = matrix(w + gi * kg * rows, kg, rows, rows, 1);
+        T* out = y + (n * K + gi * kg) * out_numel;
+        if (place.identity) {
+          gemm(weight, columns, out + q0, out_numel, false);
+          continue;
+        }
+        gemm(weight, columns, staged.data(), width, false);
+        for (int64_t q = q0; q < q1; ++q) {
+          const int64_t at = place.place(g, q);
+          for (int64_t k = 0; k < kg; ++k) out[k * out_numel + at] = staged[k * width + q - q0];
+        }
+      }
+    }
+  });
+}
+
+// channels_last: blocks of output pixels over the whole batch; per group
+// out[block, kg] = rows[block, taps * cg] x panel[taps * cg, kg].
+template <typename T>
+void conv_cl(const T* x, const T* w, T* y, const ConvGeometry& g, Shape s,
+             const Placement& place) {
+  const int64_t C = g.channels, G = g.groups, K = s.out_channels, cg = C / G, kg = K / G;
+  const int64_t taps = g.kernel_numel(), rows = taps * cg, grid = g.grid_numel();
+  const int64_t total = s.batch * grid, out_numel = place.numel();
+  const bool pointwise = is_pointwise(g);
+  const auto panels = pack_weight_cl(w, G, kg, cg, taps);
+  const int64_t P = block_pixels(total, rows * static_cast<int64_t>(sizeof(T)));
+  at::parallel_for(0, (total + P - 1) / P, 1, [&](int64_t begin, int64_t end) {
+    std::vector<T> col(pointwise ? 0 : rows * P);
+    std::vector<T> staged(place.identity ? 0 : P * kg);
+    for (int64_t b = begin; b < end; ++b) {
+      const int64_t m0 = b * P, m1 = std::min(total, m0 + P), height = m1 - m0;
+      for (int64_t gi = 0; gi < G; ++gi) {
+        at::Tensor lhs;
+        if (pointwise) {
+          lhs = matrix(x + m0 * C + gi * cg, height, cg, C, 1);
+        } else {
+          gather_rows_cl(x, g, gi * cg, cg, m0, m1, col.data());
+          lhs = matrix(col.data(), height, rows, rows, 1);
+        }
+        const auto panel = matrix(panels.data() + gi * rows * kg, rows, kg, kg, 1);
+        if (place.identity) {
+          gemm(lhs, panel, y + m0 * K + gi * kg, K, false);
+          continue;
+        }
+        gemm(lhs, panel, staged.data(), kg, false);
+        for (int64_t m = m0; m < m1; ++m) {
+          const int64_t at = (m / grid) * out_numel + place.place(g, m % grid);
+          std::copy_n(staged.data() + (m - m0) * kg, kg, y + at * K + gi * kg);
+        }
+      }
+    }
+  });
+}
+
+template <typename T>
+void conv_any(const T* x, const T* w, T* y, const ConvGeometry& g, Shape s,
+              const Placement& place) {
+  if (place.identity && conv_algorithm_for(g, s.out_channels) == ConvAlgorithm::kWinograd) {
+    winograd_conv(x, w, y, g, s.batch, s.out_channels);
+  } else if (g.channels_last) {
+    conv_cl(x, w, y, g, s, place);
+  } else {
+    conv_nchw(x, w, y, g, s, place);
+  }
+}
+
+// One residue class of a strided conv_transpose along one dim: the taps that reach image
+// positions s * j + r, as a stride-1 sub-kernel (see the header).
+struct Phase {
+  int64_t first_tap = 0, taps = 0, tap_step = 1;  // taps first_tap + m * tap_step, m < taps
+  int64_t positions = 0;                          // image positions with this residue
+  int64_t pad = 0, dilation = 1;                  // of the stride-1 sub-conv over the grid
+};
+
+Phase phase_of(const ConvGeometry& g, int d, int64_t r) {
+  Phase p;
+  const int64_t s = g.stride[d], dil = g.dilation[d], pad = g.pad[d];
+  p.positions = r < g.image[d] ? (g.image[d] - r + s - 1) / s : 0;
+  const int64_t common = std::gcd(s, dil);
+  p.tap_step = s / common;
+  p.dilation = dil / common;
+  p.first_tap = -1;
+  for (int64_t t = 0; t < g.kernel[d] && p.first_tap < 0; ++t) {
+    if (((r + pad - t * dil) % s + s) % s == 0) p.first_tap = t;
+  }
+  if (p.first_tap < 0) return p;
+  p.taps = (g.kernel[d] - 1 - p.first_tap) / p.tap_step + 1;
+  // Tap m reads grid position j + c0 - m * dilation; flipped (m' = taps - 1 - m) it is a conv.
+  const int64_t c0 = (r + pad - p.first_tap * dil) / s;
+  p.pad = (p.taps - 1) * p.dilation - c0;
+  return p;
+}
+
+template <typename T>
+void conv_transpose_phases(const T* x, const T* w, T* y, const ConvGeometry& g, Shape s) {
+  const int64_t C = g.channels, G = g.groups, K = s.out_channels, cg = C / G, kg = K / G;
+  const int64_t taps = g.kernel_numel();
+  bool every_position_reached = true;
+  for (int d = 0; d < kSpatialDims; ++d) {
+    for (int64_t r = 0; r < g.stride[d]; ++r) {
+      const Phase p = phase_of(g, d, r);
+      if (p.positions > 0 && p.taps == 0) every_position_reached = false;
+    }
+  }
+  if (!every_position_reached) std::fill(y, y + s.batch * C * g.image_numel(), T(0));
+
+  for (int64_t r0 = 0; r0 < g.stride[0]; ++r0) {
+    for (int64_t r1 = 0; r1 < g.stride[1]; ++r1) {
+      for (int64_t r2 = 0; r2 < g.stride[2]; ++r2) {
+        const int64_t r[kSpatialDims] = {r0, r1, r2};
+        Phase ph[kSpatialDims];
+        ConvGeometry sub = g;
+        Placement place{};
+        bool empty = false;
+        for (int d = 0; d < kSpatialDims; ++d) {
+          ph[d] = phase_of(g, d, r[d]);
+          empty |= ph[d].taps == 0 || ph[d].positions == 0;
+          sub.image[d] = g.grid[d];
+          sub.grid[d] = ph[d].positions;
+          sub.kernel[d] = ph[d].taps;
+          sub.stride[d] = 1;
+          sub.pad[d] = ph[d].pad;
+          sub.dilation[d] = ph[d].dilation;
+          place.dims[d] = g.image[d];
+          place.step[d] = g.stride[d];
+          place.offset[d] = r[d];
+        }
+        if (empty) continue;
+        place.identity = true;
+        for (int d = 0; d < kSpatialDims; ++d) place.identity &= g.stride[d] == 1;
+        sub.channels = K;
+        // The sub-conv's weight [C, kg, sub taps]: transposed per group, flipped, subsampled.
+        const int64_t sub_taps = sub.kernel_numel();
+        std::vector<T> sub_w(C * kg * sub_taps);
+        for (int64_t gi = 0; gi < G; ++gi) {
+          for (int64_t c = 0; c < cg; ++c) {
+            for (int64_t j = 0; j < kg; ++j) {
+              const T* from = w + ((gi * kg + j) * cg + c) * taps;
+              T* to = sub_w.data() + ((gi * cg + c) * kg + j) * sub_taps;
+              for (int64_t md = 0; md < ph[0].taps; ++md) {
+                const int64_t td = ph[0].first_tap + (ph[0].taps - 1 - md) * ph[0].tap_step;
+                for (int64_t mh = 0; mh < ph[1].taps; ++mh) {
+                  const int64_t th = ph[1].first_tap + (ph[1].taps - 1 - mh) * ph[1].tap_step;
+                  for (int64_t mw = 0; mw < ph[2].taps; ++mw) {
+                    const int64_t tw = ph[2].first_tap + (ph[2].taps - 1 - mw) * ph[2].tap_step;
+                    *to++ = from[(td * g.kernel[1] + th) * g.kernel[2] + tw];
+                  }
+                }
+              }
+            }
+          }
+        }
+        conv_any(x, sub_w.data(), y, sub, Shape{s.batch, C}, place);
+      }
+    }
+  }
+}
+
+// Sums `chunks` accumulations, each over its own fixed run of blocks, then adds the partial sums
+// in order: the same bits for any thread count. accumulate(chunk, block, acc, first) adds one
+// block into acc (overwriting it when `first`).
+template <typename T, typename Accumulate>
+void sum_over_blocks(int64_t blocks, T* result, int64_t size, Accumulate&& accumulate) {
+  const int64_t chunks = std::max<int64_t>(1, std::min(blocks, kWeightGradChunks));
+  std::vector<T> partial((chunks - 1) * size);
+  at::parallel_for(0, chunks, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t c = begin; c < end; ++c) {
+      T* acc = c == 0 ? result : partial.data() + (c - 1) * size;
+      const int64_t b0 = blocks * c / chunks, b1 = blocks * (c + 1) / chunks;
+      for (int64_t b = b0; b < b1; ++b) accumulate(c, b, acc, b == b0);
+    }
+  });
+  for (int64_t c = 1; c < chunks; ++c) {
+    const T* p = partial.data() + (c - 1) * size;
+    for (int64_t i = 0; i < size; ++i) result[i] += p[i];
+  }
+}
+
+template <typename T>
+void weight_grad_nchw(const T* go, const T* x, T* gw, const ConvGeometry& g, Shape s) {
+  const int64_t C = g.channels, G = g.groups, K = s.out_channels, cg = C / G, kg = K / G;
+  const int64_t rows = cg * g.kernel_numel(), grid = g.grid_numel();
+  const bool pointwise = is_pointwise(g);
+  const int64_t P = block_pixels(grid * s.batch, rows * static_cast<int64_t>(sizeof(T)));
+  const int64_t per_sample = (grid + P - 1) / P;
+  std::vector<std::vector<T>> cols(kWeightGradChunks);
+  sum_over_blocks(s.batch * per_sample, gw, K * rows, [&](int64_t chunk, int64_t b, T* acc, bool first) {
+    const int64_t n = b / per_sample, q0 = b % per_sample * P, q1 = std::min(grid, q0 + P);
+    const int64_t width = q1 - q0;
+    auto& col = cols[chunk];
+    if (!pointwise) col.resize(rows * std::min(P, grid));
+    for (int64_t gi = 0; gi < G; ++gi) {
+      const T* image = x + (n * C + gi * cg) * g.image_numel();
+      at::Tensor columns_t;  // [width, rows]
+      if (pointwise) {
+        columns_t = matrix(image + q0, width, cg, 1, g.image_numel());
+      } else {
+        gather_columns(image, g, cg, q0, q1, col.data());
+        columns_t = matrix(col.data(), width, rows, 1, width);
+      }
+      const auto grad = matrix(go + (n * K + gi * kg) * grid + q0, kg, width, grid, 1);
+      gemm(grad, columns_t, acc + gi * kg * rows, rows, !first);
+    }
+  });
+}
+
+template <typename T>
+void weight_grad_cl(const T* go, const T* x, T* gw, const ConvGeometry& g, Shape s) {
+  const int64_t C = g.channels, G = g.groups, K = s.out_channels, cg = C / G, kg = K / G;
+  const int64_t taps = g.kernel_numel(), rows = taps * cg, total = s.batch * g.grid_numel();
+  const bool pointwise = is_pointwise(g);
+  const int64_t P = block_pixels(total, rows * static_cast<int64_t>(sizeof(T)));
+  std::vector<T> panels(G * rows * kg);
+  std::vector<std::vector<T>> cols(kWeightGradChunks);
+  sum_over_blocks((total + P - 1) / P, panels.data(), G * rows * kg,
+                  [&](int64_t chunk, int64_t b, T* acc, bool first) {
+    const int64_t m0 = b * P, m1 = std::min(total, m0 + P), height = m1 - m0;
+    auto& col = cols[chunk];
+    if (!pointwise) col.resize(rows * P);
+    for (int64_t gi = 0; gi < G; ++gi) {
+      at::Tensor rows_t;  // [rows, height]
+      if (pointwise) {
+        rows_t = matrix(x + m0 * C + gi * cg, cg, height, 1, C);
+      } else {
+        gather_rows_cl(x, g, gi * cg, cg, m0, m1, col.data());
+        rows_t = matrix(col.data(), rows, height, 1, rows);
+      }
+      const auto grad = matrix(go + m0 * K + gi * kg, height, kg, K, 1);
+      gemm(rows_t, grad, acc + gi * rows * kg, kg, !first);
+    }
+  });
+  for (int64_t gi = 0; gi < G; ++gi) {
+    for (int64_t t = 0; t < taps; ++t) {
+      // Panel rows t * cg + c, [cg, kg] -> grad_weight (k, c, t).
+      blocked_transpose(panels.data() + (gi * taps + t) * cg * kg, kg, int64_t{1}, cg, kg,
+                        gw + gi * kg * cg * taps + t, cg * taps, taps);
+    }
+  }
+}
+
+void check_dtype(const at::Tensor& t, const char* who) {
+  TORCH_CHECK(t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble, who,
+              ": the GEMM engine computes float32 and float64, but got ", t.scalar_type());
+}
+
+}  // namespace
+
+void gemm_conv(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& output,
+               const ConvGeometry& g) {
+  check_dtype(input, "gemm_conv");
+  AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "gemm_conv", [&] {
+    conv_any(input.const_data_ptr<scalar_t>(), weight.const_data_ptr<scalar_t>(),
+             output.data_ptr<scalar_t>(), g, Shape{input.size(0), output.size(1)},
+             identity_placement(g));
+  });
+}
+
+void gemm_conv_transpose(const at::Tensor& input, const at::Tensor& weight,
+                         const at::Tensor& output, const ConvGeometry& g) {
+  check_dtype(input, "gemm_conv_transpose");
+  AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "gemm_conv_transpose", [&] {
+    conv_transpose_phases(input.const_data_ptr<scalar_t>(), weight.const_data_ptr<scalar_t>(),
+                          output.data_ptr<scalar_t>(), g, Shape{input.size(0), input.size(1)});
+  });
+}
+
+void gemm_conv_weight_grad(const at::Tensor& grad_output, const at::Tensor& input,
+                           const at::Tensor& grad_weight, const ConvGeometry& g) {
+  check_dtype(input, "gemm_conv_weight_grad");
+  AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "gemm_conv_weight_grad", [&] {
+    const Shape s{input.size(0), grad_output.size(1)};
+    const auto* go = grad_output.const_data_ptr<scalar_t>();
+    const auto* x = input.const_data_ptr<scalar_t>();
+    auto* gw = grad_weight.data_ptr<scalar_t>();
+    if (g.channels_last) {
+      weight_grad_cl(go, x, gw, g, s);
+    } else {
+      weight_grad_nchw(go, x, gw, g, s);
+    }
+  });
+}
+
+}  // namespace convpool::cpu

@@ -1,0 +1,32 @@
+#pragma once
+// Winograd minimal filtering F(4x4, 3x3) (Lavin and Gray, CVPR 2016) for the CPU: a 4x4 output
+// tile from a 6x6 input tile with 36 multiplications per (input channel, output channel) pair
+// instead of 144, so 4x fewer than any direct or GEMM algorithm.
+//
+// Per block of tiles: the input tiles are transformed (B^T d B, vectorised over channels) into
+// 36 matrices [tiles, C]; 36 small GEMMs with the transformed weights U = G g G^T [C, K] (our own
+// register-blocked micro-kernel, cloned per vector ISA) give 36 matrices [tiles, K]; the output
+// transform (A^T m A) writes the 4x4 outputs in place, in NCHW or channels_last. Everything of a
+// block stays in L2.
+//
+// Accuracy (points 0, +-1, +-2, inf): the transforms' coefficients reach 8 (A) and 5 (B), so the
+// float32 error is about 10x that of a direct convolution (relative ~1e-6 against the output
+// magnitude where direct is ~1e-7); float64 stays at ~1e-15.
+#include <cstdint>
+
+#include "../common/conv_geometry.h"
+
+namespace convpool::cpu {
+
+// F(4x4, 3x3) computes this conv: a 3x3 kernel (1x3x3 in 3-d, with no padding along depth),
+// stride 1, dilation 1, one group.
+bool winograd_applies(const ConvGeometry& g);
+
+// y = conv(x, w) for a geometry winograd_applies to, in g's layout (NCHW or channels_last);
+// w is [K, C, 3, 3].
+void winograd_conv(const float* x, const float* w, float* y, const ConvGeometry& g,
+                   int64_t batch, int64_t out_channels);
+void winograd_conv(const double* x, const double* w, double* y, const ConvGeometry& g,
+                   int64_t batch, int64_t out_channels);
+
+}  // namespace convpool::cpu
