@@ -25,6 +25,9 @@ import torch.nn.functional as F
 
 import torch_convpool.functional as CF
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import models  # noqa: E402  (benchmarks/models.py)
+
 
 @dataclass
 class Case:
@@ -32,32 +35,55 @@ class Case:
     make: Callable[[str], tuple]  # device -> (input, extra args...)
     ours: Callable
     theirs: Callable
+    flops: float = 0.0  # forward multiply-adds x 2 (dense convolutions), for GFLOP/s
 
 
 def _x(*shape, channels_last=False):
     def make(device):
         x = torch.randn(*shape, device=device)
-        if channels_last:
+        if channels_last and x.dim() == 4:
             x = x.to(memory_format=torch.channels_last)
+        elif channels_last and x.dim() == 5:
+            x = x.to(memory_format=torch.channels_last_3d)
         return x
     return make
 
 
-def _conv_case(name, n, c, hw, out, k, stride=1, padding=0, dilation=1, groups=1, channels_last=False):
+_CONV = {1: (CF.conv1d, F.conv1d), 2: (CF.conv2d, F.conv2d), 3: (CF.conv3d, F.conv3d)}
+
+
+def _conv_case(name, n, c, size, out, k, stride=1, padding=0, dilation=1, groups=1,
+               channels_last=False, dims=2):
+    spatial = (size,) * dims if isinstance(size, int) else tuple(size)
+
     def make(device):
-        x = _x(n, c, hw, hw, channels_last=channels_last)(device)
-        w = torch.randn(out, c // groups, k, k, device=device)
+        x = _x(n, c, *spatial, channels_last=channels_last)(device)
+        w = torch.randn(out, c // groups, *([k] * dims), device=device)
         return x, w
     kw = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
-    return Case(name, make, lambda x, w: CF.conv2d(x, w, **kw), lambda x, w: F.conv2d(x, w, **kw))
+    outputs = 1
+    for length in spatial:
+        outputs *= (length + 2 * padding - dilation * (k - 1) - 1) // stride + 1
+    flops = 2.0 * n * out * (c // groups) * k ** dims * outputs
+    layout = " channels_last" if channels_last else ""
+    ours, theirs = _CONV[dims]
+    return Case(name + layout, make, lambda x, w: ours(x, w, **kw), lambda x, w: theirs(x, w, **kw),
+                flops)
 
 
-def _conv_transpose_case(name, n, c, hw, out, k, stride, padding):
+def _both_layouts(name, *args, **kw):
+    return [_conv_case(name, *args, **kw), _conv_case(name, *args, channels_last=True, **kw)]
+
+
+def _conv_transpose_case(name, n, c, hw, out, k, stride, padding, channels_last=False):
     def make(device):
-        return torch.randn(n, c, hw, hw, device=device), torch.randn(c, out, k, k, device=device)
+        return (_x(n, c, hw, hw, channels_last=channels_last)(device),
+                torch.randn(c, out, k, k, device=device))
     kw = dict(stride=stride, padding=padding)
-    return Case(name, make, lambda x, w: CF.conv_transpose2d(x, w, **kw),
-                lambda x, w: F.conv_transpose2d(x, w, **kw))
+    flops = 2.0 * n * c * out * k * k * hw * hw
+    return Case(name + (" channels_last" if channels_last else ""), make,
+                lambda x, w: CF.conv_transpose2d(x, w, **kw),
+                lambda x, w: F.conv_transpose2d(x, w, **kw), flops)
 
 
 def _pool_case(name, fn, shape, channels_last=False, **kw):
@@ -68,15 +94,25 @@ def _pool_case(name, fn, shape, channels_last=False, **kw):
 
 POOL_SHAPE = (32, 64, 112, 112)
 CASES = [
-    _conv_case("conv 3x3, N8 C64 56x56 -> 64", 8, 64, 56, 64, 3, padding=1),
-    _conv_case("conv 3x3, N8 C256 14x14 -> 256", 8, 256, 14, 256, 3, padding=1),
-    _conv_case("conv 3x3 stride 2, N8 C64 56x56 -> 128", 8, 64, 56, 128, 3, stride=2, padding=1),
-    _conv_case("conv 1x1, N8 C256 14x14 -> 1024", 8, 256, 14, 1024, 1),
-    _conv_case("depthwise 3x3, N8 C256 28x28", 8, 256, 28, 256, 3, padding=1, groups=256),
-    _conv_case("depthwise 3x3 channels_last, N8 C256 28x28", 8, 256, 28, 256, 3, padding=1,
-               groups=256, channels_last=True),
-    _conv_case("conv 3x3 dilation 2, N8 C64 56x56", 8, 64, 56, 64, 3, padding=2, dilation=2),
+    *_both_layouts("conv 3x3, N8 C64 56x56 -> 64", 8, 64, 56, 64, 3, padding=1),
+    *_both_layouts("conv 3x3, N8 C128 28x28 -> 128", 8, 128, 28, 128, 3, padding=1),
+    *_both_layouts("conv 3x3, N8 C256 14x14 -> 256", 8, 256, 14, 256, 3, padding=1),
+    *_both_layouts("conv 3x3, N8 C512 7x7 -> 512", 8, 512, 7, 512, 3, padding=1),
+    *_both_layouts("conv 3x3 stride 2, N8 C64 56x56 -> 128", 8, 64, 56, 128, 3, stride=2, padding=1),
+    *_both_layouts("conv 1x1, N8 C256 14x14 -> 1024", 8, 256, 14, 1024, 1),
+    *_both_layouts("conv 3x3 dilation 2, N8 C64 56x56", 8, 64, 56, 64, 3, padding=2, dilation=2),
+    *_both_layouts("conv 5x5, N8 C64 28x28 -> 64", 8, 64, 28, 64, 5, padding=2),
+    *_both_layouts("conv 7x7 stride 2 (stem), N8 C3 224x224 -> 64", 8, 3, 224, 64, 7, stride=2,
+                   padding=3),
+    _conv_case("conv1d k3 dilation 8, N8 C64 L16000", 8, 64, 16000, 64, 3, padding=8, dilation=8,
+               dims=1),
+    *_both_layouts("conv3d 3x3x3, N2 C32 16x56x56", 2, 32, (16, 56, 56), 32, 3, padding=1, dims=3),
     _conv_transpose_case("conv_transpose 4x4 stride 2, N8 C64 28x28 -> 32", 8, 64, 28, 32, 4, 2, 1),
+    _conv_transpose_case("conv_transpose 4x4 stride 2, N8 C64 28x28 -> 32", 8, 64, 28, 32, 4, 2, 1,
+                         channels_last=True),
+    _conv_case("depthwise 3x3, N8 C256 28x28", 8, 256, 28, 256, 3, padding=1, groups=256),
+    _conv_case("depthwise 3x3, N8 C256 28x28", 8, 256, 28, 256, 3, padding=1, groups=256,
+               channels_last=True),
     _pool_case("max_pool2d 2/2, N32 C64 112x112", "max_pool2d", POOL_SHAPE, kernel_size=2, stride=2),
     _pool_case("max_pool2d 3/2 pad 1, N32 C64 112x112", "max_pool2d", POOL_SHAPE, kernel_size=3,
                stride=2, padding=1),
@@ -135,30 +171,67 @@ def run(device: str, repeats: int, name_filter: str) -> list[tuple]:
                                               device, repeats)
         theirs_bwd, ours_bwd = _time_pair(_forward_backward(case.theirs, args),
                                           _forward_backward(case.ours, args), device, repeats)
+        gflops = (case.flops / ours_fwd / 1e6, case.flops / theirs_fwd / 1e6) if case.flops else None
         row = (case.name, theirs_fwd, ours_fwd, theirs_fwd / ours_fwd, theirs_bwd, ours_bwd,
-               theirs_bwd / ours_bwd)
-        print(f"{row[0]:55s} fwd {row[1]:8.2f} / {row[2]:8.2f} ms  x{row[3]:5.2f}   "
-              f"fwd+bwd {row[4]:8.2f} / {row[5]:8.2f} ms  x{row[6]:5.2f}", flush=True)
+               theirs_bwd / ours_bwd, gflops)
+        rate = f"  ours {gflops[0]:5.0f} GFLOP/s (torch {gflops[1]:4.0f})" if gflops else ""
+        print(f"{row[0]:62s} fwd {row[1]:8.2f} / {row[2]:8.2f} ms  x{row[3]:5.2f}   "
+              f"fwd+bwd {row[4]:8.2f} / {row[5]:8.2f} ms  x{row[6]:5.2f}{rate}", flush=True)
         rows.append(row)
     return rows
 
 
-def to_markdown(rows, device: str, repeats: int, command: str) -> str:
+def matmul_peak(device: str, size: int = 2048, repeats: int = 10) -> float:
+    """GFLOP/s of a float32 size^3 torch.mm on this machine now: what a dense conv is bound by."""
+    a, b = torch.randn(size, size, device=device), torch.randn(size, size, device=device)
+    _, t = _time_pair(lambda: None, lambda: torch.mm(a, b), device, repeats)
+    return 2.0 * size ** 3 / t / 1e6
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def to_markdown(rows, device: str, repeats: int, command: str, peak: float,
+                model_rows=()) -> str:
     machine = (torch.cuda.get_device_name() if device == "cuda"
-               else f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads")
+               else f"{cpu_model()}, {torch.get_num_threads()} threads")
     lines = [
         f"## {device.upper()}: {machine}",
         "",
         f"torch {torch.__version__}, float32, median of {repeats} after warm-up, "
         f"{datetime.date.today().isoformat()}. Command: `{command}`",
         "",
-        "ratio = torch time / our time (> 1: ours is faster).",
+        f"float32 matmul peak measured in the same run (torch.mm 2048^3): {peak:.0f} GFLOP/s.",
+        "ratio = torch time / our time (> 1: ours is faster); GFLOP/s of the forward (ours / torch's)"
+        " for the dense convolutions.",
         "",
-        "| case | torch fwd ms | ours fwd ms | ratio | torch fwd+bwd ms | ours fwd+bwd ms | ratio |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| case | torch fwd ms | ours fwd ms | ratio | torch fwd+bwd ms | ours fwd+bwd ms | ratio "
+        "| fwd GFLOP/s ours / torch |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for name, tf, of, rf, tb, ob, rb in rows:
-        lines.append(f"| {name} | {tf:.2f} | {of:.2f} | {rf:.2f} | {tb:.2f} | {ob:.2f} | {rb:.2f} |")
+    for name, tf, of, rf, tb, ob, rb, gflops in rows:
+        rate = f"{gflops[0]:.0f} / {gflops[1]:.0f}" if gflops else ""
+        lines.append(f"| {name} | {tf:.2f} | {of:.2f} | {rf:.2f} | {tb:.2f} | {ob:.2f} | {rb:.2f} "
+                     f"| {rate} |")
+    if model_rows:
+        lines += [
+            "",
+            "Whole models: torchvision's, converted with `torch_convpool.convert()`, against the "
+            "unconverted model (`benchmarks/models.py`).",
+            "",
+            "| model | torch ms | ours ms | ratio |",
+            "|---|---:|---:|---:|",
+        ]
+        for name, t, o, r in model_rows:
+            lines.append(f"| {name} | {t:.1f} | {o:.1f} | {r:.2f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -167,14 +240,20 @@ def main(argv=None) -> int:
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--filter", default="")
+    parser.add_argument("--no-models", action="store_true", help="skip the whole-model rows")
     parser.add_argument("--output", default=os.path.join(os.path.dirname(__file__), "..", "BENCHMARKS.md"))
     args = parser.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
         print("no CUDA device")
         return 1
     command = "python " + " ".join([os.path.relpath(__file__, os.getcwd())] + (argv or sys.argv[1:]))
+    peak = matmul_peak(args.device)
+    print(f"float32 matmul peak: {peak:.0f} GFLOP/s", flush=True)
     rows = run(args.device, args.repeats, args.filter)
-    section = to_markdown(rows, args.device, args.repeats, command)
+    model_rows = []
+    if not args.no_models and args.device == "cpu" and models.available():
+        model_rows = models.run(max(3, args.repeats // 2), args.filter)
+    section = to_markdown(rows, args.device, args.repeats, command, peak, model_rows)
     if args.output != "-":
         _write_section(args.output, args.device, section)
     return 0

@@ -8,17 +8,24 @@
 
 namespace convpool {
 
-// dst[j * dst_j + i * dst_i] = src[i * src_i + j * src_j] for i < rows, j < cols.
+// dst[j * dst_j + i * dst_i] = src[i * src_i + j * src_j] for i < rows, j < cols. Each block goes
+// through a local tile, so the side with unit stride is read or written as a contiguous run.
 template <typename T>
-void blocked_transpose(const T* src, int64_t src_i, int64_t src_j, int64_t rows, int64_t cols,
-                       T* dst, int64_t dst_j, int64_t dst_i) {
+void blocked_transpose(const T* __restrict__ src, int64_t src_i, int64_t src_j, int64_t rows,
+                       int64_t cols, T* __restrict__ dst, int64_t dst_j, int64_t dst_i) {
   constexpr int64_t kBlock = 16;
+  T tile[kBlock][kBlock];
   for (int64_t i0 = 0; i0 < rows; i0 += kBlock) {
-    const int64_t i1 = std::min(rows, i0 + kBlock);
+    const int64_t ni = std::min(kBlock, rows - i0);
     for (int64_t j0 = 0; j0 < cols; j0 += kBlock) {
-      const int64_t j1 = std::min(cols, j0 + kBlock);
-      for (int64_t j = j0; j < j1; ++j) {
-        for (int64_t i = i0; i < i1; ++i) dst[j * dst_j + i * dst_i] = src[i * src_i + j * src_j];
+      const int64_t nj = std::min(kBlock, cols - j0);
+      for (int64_t i = 0; i < ni; ++i) {
+        const T* s = src + (i0 + i) * src_i + j0 * src_j;
+        for (int64_t j = 0; j < nj; ++j) tile[j][i] = s[j * src_j];
+      }
+      for (int64_t j = 0; j < nj; ++j) {
+        T* d = dst + (j0 + j) * dst_j + i0 * dst_i;
+        for (int64_t i = 0; i < ni; ++i) d[i * dst_i] = tile[j][i];
       }
     }
   }

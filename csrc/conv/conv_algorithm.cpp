@@ -39,9 +39,13 @@ std::string conv_algorithm_name() {
 
 ConvAlgorithm conv_algorithm() { return g_algorithm; }
 
-// Winograd pays where the GEMMs it saves dominate its transforms: enough channels on both sides.
+// Winograd pays where the multiplications it saves outweigh its transforms: enough channels on
+// both sides (the GEMMs' inner and outer sizes), and at least 16 tiles of 4x4 outputs per image
+// (below, the transformed weights are used too few times and partial tiles waste most of the
+// work: ResNet's 7x7 stage stays on the GEMM engine; measured in BENCHMARKS.md).
 bool winograd_pays(const ConvGeometry& g, int64_t out_channels) {
-  return g.channels >= 16 && out_channels >= 16;
+  const int64_t tiles = g.grid[0] * ((g.grid[1] + 3) / 4) * ((g.grid[2] + 3) / 4);
+  return g.channels >= 16 && out_channels >= 16 && tiles >= 16;
 }
 
 ConvAlgorithm conv_algorithm_for(const ConvGeometry& g, int64_t out_channels) {

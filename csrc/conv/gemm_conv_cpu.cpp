@@ -491,7 +491,9 @@ void gemm_conv_weight_grad(const at::Tensor& grad_output, const at::Tensor& inpu
     const auto* go = grad_output.const_data_ptr<scalar_t>();
     const auto* x = input.const_data_ptr<scalar_t>();
     auto* gw = grad_weight.data_ptr<scalar_t>();
-    if (g.channels_last) {
+    if (conv_algorithm_for(g, s.out_channels) == ConvAlgorithm::kWinograd) {
+      winograd_weight_grad(go, x, gw, g, s.batch, s.out_channels);
+    } else if (g.channels_last) {
       weight_grad_cl(go, x, gw, g, s);
     } else {
       weight_grad_nchw(go, x, gw, g, s);

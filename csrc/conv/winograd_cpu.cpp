@@ -9,95 +9,12 @@
 
 #include "../common/isa_clones.h"
 #include "blocked_transpose.h"
+#include "winograd_tiles.h"
 
 namespace convpool::cpu {
 namespace {
 
-constexpr int kTile = 4;     // outputs per tile side
-constexpr int kAlpha = 6;    // inputs per tile side: kTile + 3 - 1
-constexpr int kPoints = 36;  // kAlpha * kAlpha transformed positions, one GEMM each
-// The transformed inputs and GEMM outputs of a block ([36, tiles, C] + [36, tiles, K chunk])
-// stay within about this much (half of a 2 MiB L2).
-constexpr int64_t kBlockBytes = 1024 * 1024;
-// The transformed weights of one chunk of output channels, read by every block.
-constexpr int64_t kWeightBytes = 4 * 1024 * 1024;
-constexpr int64_t kMinTiles = 16, kMaxTiles = 128;
-// At least this many tasks where the problem allows (a constant, so the work split and with it
-// every result is the same for any thread count).
-constexpr int64_t kMinTasks = 4;
-
-// 64-byte vectors: one AVX-512 register (two AVX2 registers in the x86-64-v3 clone).
-template <typename T>
-struct VecOf {
-  typedef T type __attribute__((vector_size(64)));
-};
-template <typename T>
-using Vec = typename VecOf<T>::type;
-template <typename T>
-constexpr int64_t kLanes = 64 / sizeof(T);
-
-template <typename T>
-[[gnu::always_inline]] inline Vec<T> load(const T* p) {
-  Vec<T> v;
-  std::memcpy(&v, p, sizeof(v));
-  return v;
-}
-
-template <typename T>
-[[gnu::always_inline]] inline void store(T* p, const Vec<T>& v) {
-  std::memcpy(p, &v, sizeof(v));
-}
-
-struct Plan {
-  int64_t C, K, Cp, Kp;  // channels, padded to whole vectors
-  int64_t depth, planes;  // batch * depth planes, each a 2-d conv
-  int64_t H, W, OH, OW, pad_h, pad_w;
-  int64_t TH, TW, tiles;  // tiles per plane along h and w; in all
-  bool channels_last;
-  int64_t k_chunk, k_chunks;  // output channels per chunk (whole vectors), chunks
-  int64_t block_tiles, blocks;
-};
-
-// G g G^T's 1-d factor: 3 kernel taps -> 6 points.
-template <typename V>
-[[gnu::always_inline]] inline void kernel_transform(V g0, V g1, V g2, V* out, int64_t stride) {
-  using T = std::remove_reference_t<decltype(g0[0])>;
-  out[0 * stride] = g0 * T(0.25);
-  out[1 * stride] = (g0 + g1 + g2) * T(-1.0 / 6);
-  out[2 * stride] = (g0 - g1 + g2) * T(-1.0 / 6);
-  out[3 * stride] = g0 * T(1.0 / 24) + g1 * T(1.0 / 12) + g2 * T(1.0 / 6);
-  out[4 * stride] = g0 * T(1.0 / 24) - g1 * T(1.0 / 12) + g2 * T(1.0 / 6);
-  out[5 * stride] = g2;
-}
-
-// B^T d's 1-d factor: 6 inputs -> 6 points.
-template <typename V>
-[[gnu::always_inline]] inline void input_transform(const V* d, int64_t in_stride, V* out,
-                                                   int64_t out_stride) {
-  using T = std::remove_reference_t<decltype(d[0][0])>;
-  const V d0 = d[0], d1 = d[in_stride], d2 = d[2 * in_stride], d3 = d[3 * in_stride];
-  const V d4 = d[4 * in_stride], d5 = d[5 * in_stride];
-  out[0] = T(4) * d0 - T(5) * d2 + d4;
-  out[out_stride] = d3 + d4 - T(4) * (d1 + d2);
-  out[2 * out_stride] = d4 - d3 + T(4) * (d1 - d2);
-  out[3 * out_stride] = d4 - d2 + T(2) * (d3 - d1);
-  out[4 * out_stride] = d4 - d2 + T(2) * (d1 - d3);
-  out[5 * out_stride] = T(4) * d1 - T(5) * d3 + d5;
-}
-
-// A^T m's 1-d factor: 6 points -> 4 outputs.
-template <typename V>
-[[gnu::always_inline]] inline void output_transform(const V* m, int64_t in_stride, V* out,
-                                                    int64_t out_stride) {
-  using T = std::remove_reference_t<decltype(m[0][0])>;
-  const V m1 = m[in_stride], m2 = m[2 * in_stride], m3 = m[3 * in_stride];
-  const V m4 = m[4 * in_stride];
-  const V sum12 = m1 + m2, diff12 = m1 - m2, sum34 = m3 + m4, diff34 = m3 - m4;
-  out[0] = m[0] + sum12 + sum34;
-  out[out_stride] = diff12 + T(2) * diff34;
-  out[2 * out_stride] = sum12 + T(4) * sum34;
-  out[3 * out_stride] = diff12 + T(8) * diff34 + m[5 * in_stride];
-}
+using namespace winograd;
 
 // Column blocks of the transformed weights: each GEMM step reads kPanel contiguous values.
 template <typename T>
@@ -142,52 +59,6 @@ template <typename T>
   }
 }
 
-// c[R rows, NV vectors] = a[R, inner] x b[inner, NV vectors]: R x NV accumulators in registers,
-// one broadcast of a and NV loads of b per step.
-template <typename T, int R, int NV>
-[[gnu::always_inline]] inline void micro_kernel(const T* a, int64_t lda, const T* b, int64_t ldb,
-                                                T* c, int64_t ldc, int64_t inner) {
-  using V = Vec<T>;
-  constexpr int64_t L = kLanes<T>;
-  V acc[R][NV];
-  for (int r = 0; r < R; ++r) {
-    for (int v = 0; v < NV; ++v) acc[r][v] = V{};
-  }
-  for (int64_t i = 0; i < inner; ++i) {
-    V bv[NV];
-    for (int v = 0; v < NV; ++v) bv[v] = load(b + i * ldb + v * L);
-    for (int r = 0; r < R; ++r) {
-      const T s = a[r * lda + i];
-      for (int v = 0; v < NV; ++v) acc[r][v] += s * bv[v];
-    }
-  }
-  for (int r = 0; r < R; ++r) {
-    for (int v = 0; v < NV; ++v) store(c + r * ldc + v * L, acc[r][v]);
-  }
-}
-
-template <typename T, int NV>
-[[gnu::always_inline]] inline void gemm_rows(const T* a, int64_t lda, const T* b, int64_t ldb,
-                                             T* c, int64_t ldc, int64_t rows, int64_t inner) {
-  constexpr int kRows = 8;
-  int64_t r = 0;
-  for (; r + kRows <= rows; r += kRows) {
-    micro_kernel<T, kRows, NV>(a + r * lda, lda, b, ldb, c + r * ldc, ldc, inner);
-  }
-  a += r * lda;
-  c += r * ldc;
-  switch (rows - r) {
-    case 7: return micro_kernel<T, 7, NV>(a, lda, b, ldb, c, ldc, inner);
-    case 6: return micro_kernel<T, 6, NV>(a, lda, b, ldb, c, ldc, inner);
-    case 5: return micro_kernel<T, 5, NV>(a, lda, b, ldb, c, ldc, inner);
-    case 4: return micro_kernel<T, 4, NV>(a, lda, b, ldb, c, ldc, inner);
-    case 3: return micro_kernel<T, 3, NV>(a, lda, b, ldb, c, ldc, inner);
-    case 2: return micro_kernel<T, 2, NV>(a, lda, b, ldb, c, ldc, inner);
-    case 1: return micro_kernel<T, 1, NV>(a, lda, b, ldb, c, ldc, inner);
-    default: return;
-  }
-}
-
 // c [rows, cols] = a [rows, inner] x b [inner, cols], b as transform_weights' panels; cols is a
 // whole number of vectors.
 template <typename T>
@@ -196,69 +67,11 @@ template <typename T>
                                               int64_t inner) {
   constexpr int64_t NB = kPanel<T>;
   int64_t j = 0;
-  for (; j + NB <= cols; j += NB) gemm_rows<T, 2>(a, lda, b + j * inner, NB, c + j, ldc, rows, inner);
-  if (j < cols) gemm_rows<T, 1>(a, lda, b + j * inner, cols - j, c + j, ldc, rows, inner);
-}
-
-// Tile t's 6x6 input window as offsets of its pixels inside one plane (-1: padding).
-struct TileWindow {
-  int64_t plane, oh0, ow0;
-  int64_t offset[kPoints];
-};
-
-inline TileWindow tile_window(const Plan& p, int64_t t) {
-  TileWindow tw;
-  tw.plane = t / (p.TH * p.TW);
-  tw.oh0 = t / p.TW % p.TH * kTile;
-  tw.ow0 = t % p.TW * kTile;
-  for (int i = 0; i < kAlpha; ++i) {
-    const int64_t ih = tw.oh0 - p.pad_h + i;
-    for (int j = 0; j < kAlpha; ++j) {
-      const int64_t iw = tw.ow0 - p.pad_w + j;
-      const bool inside = ih >= 0 && ih < p.H && iw >= 0 && iw < p.W;
-      tw.offset[i * kAlpha + j] = inside ? ih * p.W + iw : -1;
-    }
+  const Operand<T> lhs{a, lda, 1};
+  for (; j + NB <= cols; j += NB) {
+    gemm_rows<T, 2, false>(lhs, b + j * inner, NB, c + j, ldc, rows, inner);
   }
-  return tw;
-}
-
-// V[x, t - t0, :] for the tiles [t0, t1): the transformed input, vectorised over channels.
-template <typename T>
-[[gnu::always_inline]] inline void transform_inputs(const T* x, const Plan& p, int64_t t0,
-                                                    int64_t t1, T* V_) {
-  using V = Vec<T>;
-  constexpr int64_t L = kLanes<T>;
-  const int64_t rows = t1 - t0, plane_numel = p.H * p.W;
-  for (int64_t t = t0; t < t1; ++t) {
-    const TileWindow tw = tile_window(p, t);
-    for (int64_t c0 = 0; c0 < p.Cp; c0 += L) {
-      const int64_t lanes = std::min(L, p.C - c0);
-      V d[kPoints];
-      for (int xi = 0; xi < kPoints; ++xi) {
-        d[xi] = V{};
-        const int64_t off = tw.offset[xi];
-        if (off < 0 || lanes <= 0) continue;
-        if (p.channels_last) {
-          const T* px = x + (tw.plane * plane_numel + off) * p.C + c0;
-          if (lanes == L) {
-            d[xi] = load(px);
-          } else {
-            for (int64_t l = 0; l < lanes; ++l) d[xi][l] = px[l];
-          }
-        } else {
-          const int64_t n = tw.plane / p.depth, z = tw.plane % p.depth;
-          const T* px = x + ((n * p.C + c0) * p.depth + z) * plane_numel + off;
-          const int64_t channel_stride = p.depth * plane_numel;
-          for (int64_t l = 0; l < lanes; ++l) d[xi][l] = px[l * channel_stride];
-        }
-      }
-      V cols[kPoints];  // B^T d
-      for (int j = 0; j < kAlpha; ++j) input_transform(d + j, kAlpha, cols + j, kAlpha);
-      V v[kPoints];  // B^T d B
-      for (int i = 0; i < kAlpha; ++i) input_transform(cols + i * kAlpha, 1, v + i * kAlpha, 1);
-      for (int xi = 0; xi < kPoints; ++xi) store(V_ + (xi * rows + (t - t0)) * p.Cp + c0, v[xi]);
-    }
-  }
+  if (j < cols) gemm_rows<T, 1, false>(lhs, b + j * inner, cols - j, c + j, ldc, rows, inner);
 }
 
 // The 4x4 outputs of tiles [t0, t1), channels [k0, k0 + kc), from M [36, tiles, kc].
@@ -355,43 +168,6 @@ void run_blocks_any(const float* x, const float* U, float* y, const Plan& p, int
 void run_blocks_any(const double* x, const double* U, double* y, const Plan& p, int64_t k0,
                     int64_t kc, int64_t b, int64_t e) {
   run_blocks_f64(x, U, y, p, k0, kc, b, e);
-}
-
-int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
-
-template <typename T>
-Plan make_plan(const ConvGeometry& g, int64_t batch, int64_t out_channels) {
-  constexpr int64_t L = kLanes<T>;
-  Plan p;
-  p.C = g.channels;
-  p.K = out_channels;
-  p.Cp = round_up(p.C, L);
-  p.Kp = round_up(p.K, L);
-  p.depth = g.image[0];
-  p.planes = batch * p.depth;
-  p.H = g.image[1];
-  p.W = g.image[2];
-  p.OH = g.grid[1];
-  p.OW = g.grid[2];
-  p.pad_h = g.pad[1];
-  p.pad_w = g.pad[2];
-  p.TH = (p.OH + kTile - 1) / kTile;
-  p.TW = (p.OW + kTile - 1) / kTile;
-  p.tiles = p.planes * p.TH * p.TW;
-  p.channels_last = g.channels_last;
-  // The transformed weights of one output channel chunk stay within kWeightBytes; the blocks of
-  // tiles then hold their transformed inputs and GEMM outputs within kBlockBytes.
-  const int64_t per_channel = kPoints * p.Cp * static_cast<int64_t>(sizeof(T));
-  p.k_chunk = std::clamp(kWeightBytes / per_channel / L * L, L, p.Kp);
-  p.k_chunks = (p.Kp + p.k_chunk - 1) / p.k_chunk;
-  const int64_t tile_bytes = kPoints * (p.Cp + p.k_chunk) * static_cast<int64_t>(sizeof(T));
-  int64_t tiles = std::clamp(kBlockBytes / tile_bytes, kMinTiles, kMaxTiles);
-  if ((p.tiles + tiles - 1) / tiles < kMinTasks) {
-    tiles = std::max(kMinTiles, (p.tiles + kMinTasks - 1) / kMinTasks);
-  }
-  p.block_tiles = std::min(tiles, p.tiles);
-  p.blocks = (p.tiles + p.block_tiles - 1) / p.block_tiles;
-  return p;
 }
 
 template <typename T>

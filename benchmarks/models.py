@@ -1,0 +1,83 @@
+"""Whole-model rows of the benchmark: torchvision models converted with torch_convpool.convert(),
+timed against the unconverted model in the same process, alternately (inference and a training
+step, NCHW and channels_last). Needs torchvision matched to the installed torch; skipped without.
+"""
+from __future__ import annotations
+
+import copy
+import statistics
+import time
+from typing import Callable
+
+import torch
+
+import torch_convpool
+
+MODELS = {
+    "resnet18": dict(batch=8, size=224),
+    "mobilenet_v2": dict(batch=8, size=224),
+}
+
+
+def available() -> bool:
+    try:
+        import torchvision  # noqa: F401
+    except Exception:  # noqa: BLE001  (an ImportError, or torchvision built for another torch)
+        return False
+    return True
+
+
+def _alternate(theirs: Callable, ours: Callable, repeats: int, warmup: int = 2):
+    for _ in range(warmup):
+        theirs()
+        ours()
+    samples = ([], [])
+    for _ in range(repeats):
+        for fn, out in ((theirs, samples[0]), (ours, samples[1])):
+            start = time.perf_counter()
+            fn()
+            out.append(time.perf_counter() - start)
+    return statistics.median(samples[0]) * 1e3, statistics.median(samples[1]) * 1e3
+
+
+def _inference(model, x):
+    def run():
+        with torch.no_grad():
+            model(x)
+    return run
+
+
+def _training_step(model, x):
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
+
+    def run():
+        optimizer.zero_grad(set_to_none=True)
+        model(x).sum().backward()
+        optimizer.step()
+    return run
+
+
+def run(repeats: int, name_filter: str = "") -> list[tuple]:
+    """Rows (name, torch ms, ours ms, ratio) for every model x layout x mode."""
+    import torchvision
+
+    rows = []
+    for name, cfg in MODELS.items():
+        for layout in ("NCHW", "channels_last"):
+            label = f"{name} N{cfg['batch']} {cfg['size']}x{cfg['size']} {layout}"
+            if name_filter and name_filter not in label and name_filter != "model":
+                continue
+            torch.manual_seed(0)
+            theirs = getattr(torchvision.models, name)()
+            ours = torch_convpool.convert(copy.deepcopy(theirs))
+            x = torch.randn(cfg["batch"], 3, cfg["size"], cfg["size"])
+            if layout == "channels_last":
+                theirs = theirs.to(memory_format=torch.channels_last)
+                ours = ours.to(memory_format=torch.channels_last)
+                x = x.to(memory_format=torch.channels_last)
+            for mode, make in (("inference", _inference), ("training step", _training_step)):
+                t, o = _alternate(make(theirs, x), make(ours, x), repeats)
+                row = (f"{label}, {mode}", t, o, t / o)
+                print(f"{row[0]:60s} {t:8.1f} / {o:8.1f} ms  x{t / o:5.2f}", flush=True)
+                rows.append(row)
+    return rows
