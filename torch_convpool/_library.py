@@ -41,7 +41,9 @@ def _conv_transpose_fake(input, weight, bias, stride, padding, dilation, groups)
 
 @torch.library.register_fake("convpool::conv_weight_grad")
 def _conv_weight_grad_fake(grad_output, input, weight_size, stride, padding, dilation, groups):
-    return input.new_empty(list(weight_size))
+    # In the input's memory format, as the real kernels write it (a channels_last model's weights
+    # are channels_last).
+    return _like_input(input, list(weight_size))
 
 
 @torch.library.register_fake("convpool::max_pool")

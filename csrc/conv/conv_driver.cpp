@@ -57,15 +57,17 @@ using LayoutKernel = void (*)(const at::Tensor&, const at::Tensor&, const at::Te
                               const ConvGeometry&);
 
 // Runs a kernel that computes in the input's own memory format, into an output of that format.
+// The depthwise kernels take a contiguous weight; the dense engine takes it in any layout.
 at::Tensor run_in_input_format(LayoutKernel kernel, const at::Tensor& input,
                                const at::Tensor& weight, const c10::optional<at::Tensor>& bias,
-                               ConvGeometry g, std::vector<int64_t> sizes) {
+                               ConvGeometry g, std::vector<int64_t> sizes,
+                               bool any_weight_layout = false) {
   const auto format = input.suggest_memory_format();
   auto output = at::empty(sizes, input.options().memory_format(format));
   if (output.numel() == 0) return output;
   if (input.numel() == 0) return output.zero_(), add_bias(output, bias), output;
   g.channels_last = format != at::MemoryFormat::Contiguous;
-  kernel(input.contiguous(format), weight.contiguous(), output, g);
+  kernel(input.contiguous(format), any_weight_layout ? weight : weight.contiguous(), output, g);
   add_bias(output, bias);
   return output;
 }
@@ -82,7 +84,7 @@ at::Tensor conv_nchw(const at::Tensor& input, const at::Tensor& weight,
     return run_in_input_format(backend.depthwise_conv, input, weight, bias, g, sizes);
   }
   if (!depthwise && dense_engine(backend, input, g)) {
-    return run_in_input_format(backend.dense_conv, input, weight, bias, g, sizes);
+    return run_in_input_format(backend.dense_conv, input, weight, bias, g, sizes, true);
   }
   auto output = at::empty(sizes, input.options());
   if (output.numel() == 0) return output;
@@ -125,7 +127,7 @@ at::Tensor conv_transpose_nchw(const at::Tensor& input, const at::Tensor& weight
     return run_in_input_format(backend.depthwise_conv_transpose, input, weight, bias, g, sizes);
   }
   if (!depthwise && dense_engine(backend, input, g)) {
-    return run_in_input_format(backend.dense_conv_transpose, input, weight, bias, g, sizes);
+    return run_in_input_format(backend.dense_conv_transpose, input, weight, bias, g, sizes, true);
   }
   auto output = at::empty(sizes, input.options());
   if (output.numel() == 0) return output;
@@ -231,24 +233,27 @@ at::Tensor conv_weight_grad(const at::Tensor& grad_output, const at::Tensor& inp
   const int64_t batch = input.size(0);
   const int64_t rows_per_group = g.channels / groups * g.kernel_numel();
   auto grad_weight = at::zeros({groups, out_channels / groups, rows_per_group}, input.options());
-  if (grad_output.numel() == 0 || input.numel() == 0) return grad_weight.view(weight_size);
+  if (grad_output.numel() == 0 || input.numel() == 0) {
+    return grad_weight.view(weight_size).contiguous(input.suggest_memory_format());
+  }
 
+  // The result has the input's memory format (as the fakes say), whichever kernel computes it.
+  const auto format = input.suggest_memory_format();
   const bool depthwise = backend.depthwise_weight_grad != nullptr && groups == g.channels;
   if (depthwise_in_place(input, depthwise, backend)) {
-    const auto format = input.suggest_memory_format();
     ConvGeometry cl = g;
     cl.channels_last = true;
     backend.depthwise_weight_grad(grad_output.contiguous(format), input.contiguous(format),
                                   grad_weight, cl);
-    return grad_weight.view(weight_size);
+    return grad_weight.view(weight_size).contiguous(format);
   }
   if (!depthwise && dense_engine(backend, input, g)) {
-    const auto format = input.suggest_memory_format();
     ConvGeometry in_format = g;
     in_format.channels_last = format != at::MemoryFormat::Contiguous;
-    backend.dense_weight_grad(grad_output.contiguous(format), input.contiguous(format),
-                              grad_weight, in_format);
-    return grad_weight.view(weight_size);
+    auto result = at::empty(weight_size, input.options().memory_format(format));
+    backend.dense_weight_grad(grad_output.contiguous(format), input.contiguous(format), result,
+                              in_format);
+    return result;
   }
   const auto x = input.contiguous();
   const auto go = grad_output.contiguous().view({batch, groups, out_channels / groups, g.grid_numel()});
@@ -263,7 +268,7 @@ at::Tensor conv_weight_grad(const at::Tensor& grad_output, const at::Tensor& inp
     }
     grad_weight.baddbmm_(go[n], col.view({groups, rows_per_group, g.grid_numel()}).transpose(1, 2));
   }
-  return grad_weight.view(weight_size);
+  return grad_weight.view(weight_size).contiguous(format);
 }
 
 }  // namespace convpool

@@ -24,7 +24,8 @@
 namespace convpool::cpu {
 
 // output [N, K, grid...] = conv(input [N, C, image...], weight [K, C / groups, kernel...]).
-// input and output are both NCHW-contiguous or both channels_last (g.channels_last).
+// input and output are both NCHW-contiguous or both channels_last (g.channels_last); the weight
+// may have any layout (used as it is when it has the input's, as in a channels_last model).
 void gemm_conv(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& output,
                const ConvGeometry& g);
 
@@ -33,7 +34,8 @@ void gemm_conv(const at::Tensor& input, const at::Tensor& weight, const at::Tens
 void gemm_conv_transpose(const at::Tensor& input, const at::Tensor& weight,
                          const at::Tensor& output, const ConvGeometry& g);
 
-// grad_weight [K, C / groups, kernel...] = sum over batch and grid of grad_output x im2col(input).
+// grad_weight [K, C / groups, kernel...] = sum over batch and grid of grad_output x im2col(input),
+// written in the input's memory format.
 void gemm_conv_weight_grad(const at::Tensor& grad_output, const at::Tensor& input,
                            const at::Tensor& grad_weight, const ConvGeometry& g);
 

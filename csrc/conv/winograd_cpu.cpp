@@ -20,7 +20,8 @@ using namespace winograd;
 template <typename T>
 constexpr int64_t kPanel = 2 * kLanes<T>;
 
-// The weight [K, C, 3, 3] as [C, 9, Kp] (zero for k >= K): the transform then loads whole vectors.
+// The weight (NCHW [K, C, 3, 3] or channels_last) as [C, 9, Kp] (zero for k >= K): the transform
+// then loads whole vectors.
 template <typename T>
 [[gnu::always_inline]] inline void transpose_weights(const T* w, T* wt, const Plan& p,
                                                      int64_t c_begin, int64_t c_end) {
@@ -28,10 +29,12 @@ template <typename T>
     T* row = wt + c * 9 * p.Kp;
     for (int i = 0; i < 9; ++i) std::fill(row + i * p.Kp + p.K, row + (i + 1) * p.Kp, T(0));
   }
+  // Element (k, c, i) of the weight: NCHW [K, C, 9] or channels_last [K, 9, C].
+  const int64_t c_stride = p.channels_last ? 1 : 9, i_stride = p.channels_last ? p.C : 1;
   for (int i = 0; i < 9; ++i) {
     // [K, c_end - c_begin] at tap i -> rows (c, i).
-    blocked_transpose(w + c_begin * 9 + i, p.C * 9, int64_t{9}, p.K, c_end - c_begin,
-                      wt + c_begin * 9 * p.Kp + i * p.Kp, 9 * p.Kp, int64_t{1});
+    blocked_transpose(w + c_begin * c_stride + i * i_stride, p.C * 9, c_stride, p.K,
+                      c_end - c_begin, wt + c_begin * 9 * p.Kp + i * p.Kp, 9 * p.Kp, int64_t{1});
   }
 }
 

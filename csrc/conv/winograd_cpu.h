@@ -24,15 +24,15 @@ namespace convpool::cpu {
 // stride 1, dilation 1, one group.
 bool winograd_applies(const ConvGeometry& g);
 
-// y = conv(x, w) for a geometry winograd_applies to, in g's layout (NCHW or channels_last);
-// w is [K, C, 3, 3].
+// y = conv(x, w) for a geometry winograd_applies to, in g's layout (NCHW or channels_last, the
+// weight [K, C, 3, 3] too).
 void winograd_conv(const float* x, const float* w, float* y, const ConvGeometry& g,
                    int64_t batch, int64_t out_channels);
 void winograd_conv(const double* x, const double* w, double* y, const ConvGeometry& g,
                    int64_t batch, int64_t out_channels);
 
-// grad_weight [K, C, 3, 3] of such a conv from its grad_output [N, K, grid...] and input, in g's
-// layout (winograd_weight_grad_cpu.cpp).
+// grad_weight [K, C, 3, 3] of such a conv from its grad_output [N, K, grid...] and input, all in
+// g's layout (winograd_weight_grad_cpu.cpp).
 void winograd_weight_grad(const float* grad_output, const float* x, float* grad_weight,
                           const ConvGeometry& g, int64_t batch, int64_t out_channels);
 void winograd_weight_grad(const double* grad_output, const double* x, double* grad_weight,

@@ -246,7 +246,12 @@ Plan make_plan(const ConvGeometry& g, int64_t batch, int64_t out_channels) {
   if ((p.tiles + tiles - 1) / tiles < kMinTasks) {
     tiles = std::max(kMinTiles, (p.tiles + kMinTasks - 1) / kMinTasks);
   }
-  p.block_tiles = std::min(tiles, p.tiles);
+  // Equal blocks, their count a multiple of kMinTasks where there are tiles enough: the cores
+  // finish together.
+  tiles = std::min(tiles, p.tiles);
+  int64_t blocks = (p.tiles + tiles - 1) / tiles;
+  if (p.tiles >= kMinTasks * kMinTiles) blocks = round_up(blocks, kMinTasks);
+  p.block_tiles = (p.tiles + blocks - 1) / blocks;
   p.blocks = (p.tiles + p.block_tiles - 1) / p.block_tiles;
   return p;
 }

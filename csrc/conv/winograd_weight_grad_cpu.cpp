@@ -235,10 +235,12 @@ void winograd_weight_grad_impl(const T* gy, const T* x, T* gw, const ConvGeometr
       transform_taps_any(sum, p, k0, kc, b, e, taps.data());
     });
   }
+  // Element (k, c, i) of grad_weight: NCHW [K, C, 9] or channels_last [K, 9, C].
+  const int64_t c_stride = p.channels_last ? 1 : 9, i_stride = p.channels_last ? p.C : 1;
   for (int i = 0; i < 9; ++i) {
     // rows (c, i), [C, K] -> grad_weight (k, c, i)
-    blocked_transpose(taps.data() + i * p.Kp, 9 * p.Kp, int64_t{1}, p.C, p.K, gw + i, p.C * 9,
-                      int64_t{9});
+    blocked_transpose(taps.data() + i * p.Kp, 9 * p.Kp, int64_t{1}, p.C, p.K, gw + i * i_stride,
+                      p.C * 9, c_stride);
   }
 }
 
