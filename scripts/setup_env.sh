@@ -11,10 +11,15 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 VENV=${VENV:-$ROOT/.venv}
 SRC=${SRC:-$ROOT}
 TORCH_SPEC=${TORCH_SPEC:-torch==2.14.1}
+# torchvision (whole-model benchmarks and tests) only where a build matched to the torch exists:
+# 0.29.1 beside 2.14.1; PyPI's torchvision does not import beside the 2.13.0 CPU wheel.
+if [ -z "${TORCHVISION_SPEC+x}" ]; then
+  case "$TORCH_SPEC" in torch==2.14.1|torch) TORCHVISION_SPEC=torchvision==0.29.1 ;; *) TORCHVISION_SPEC= ;; esac
+fi
 
 [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
 PY="$VENV/bin/python"
-"$PY" -m pip install -q --disable-pip-version-check "$TORCH_SPEC" pytest numpy ninja "setuptools>=64" wheel
+"$PY" -m pip install -q --disable-pip-version-check "$TORCH_SPEC" $TORCHVISION_SPEC pytest numpy ninja "setuptools>=64" wheel
 
 if [ -z "${FORCE_CUDA:-}" ]; then
   NVCC=$(command -v nvcc || true)
