@@ -63,6 +63,11 @@ def _avg_pool(op, dims, input, kernel_size, stride, padding, ceil_mode, count_in
     batched = check_batched(input, dims, op)
     x = input if batched else input.unsqueeze(0)
     kernel, stride, pad, _, same = _window(op, dims, x, kernel_size, stride, padding, 1)
+    if dims == 3 and not same and any(n < k for n, k in zip(x.shape[2:], kernel)):
+        # torch's avg_pool3d (only it) wants the unpadded input to hold a whole kernel.
+        (t, h, w), (kt, kh, kw) = x.shape[2:], kernel
+        raise RuntimeError(f"input image (T: {t} H: {h} W: {w}) smaller than kernel size "
+                           f"(kT: {kt} kH: {kh} kW: {kw})")
     if divisor_override is not None and divisor_override == 0:
         raise RuntimeError(f"{op}: divisor must be not zero")
     # 'same' padding never counts in an average (TensorFlow's rule): count_include_pad is ignored.
