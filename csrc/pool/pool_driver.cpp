@@ -126,6 +126,16 @@ at::Tensor run_average_backward(const char* op, const at::Tensor& grad_output,
   return in_format(grad_input, layout);
 }
 
+// torch's adaptive backward raises for a zero output size (its forward answers with an empty
+// tensor); so does ours, for the same inputs.
+void check_adaptive_grad_nonempty(const char* op, const at::Tensor& grad_output) {
+  for (int64_t d = 1; d < grad_output.dim(); ++d) {
+    TORCH_CHECK(grad_output.size(d) > 0, op,
+                ": Expected grad_output to have non-zero size for non-batch dimensions, but "
+                "grad_output has sizes ", grad_output.sizes(), " with dimension ", d, " being empty");
+  }
+}
+
 PoolGeometry with_divisor(PoolGeometry g, const char* op, bool count_include_pad,
                           c10::optional<int64_t> divisor_override) {
   TORCH_CHECK(!divisor_override.has_value() || *divisor_override != 0, op,
@@ -188,6 +198,7 @@ at::Tensor adaptive_max_pool_backward(const at::Tensor& grad_output, const at::T
                                       const at::Tensor& indices, const PoolBackend& backend) {
   const char* op = "convpool::adaptive_max_pool_backward";
   TORCH_CHECK(grad_output.dim() == input.dim(), op, ": grad_output and input ranks differ");
+  check_adaptive_grad_nonempty(op, grad_output);
   return run_max_backward(op, grad_output, input, indices,
                           adaptive_pool_geometry(op, input, grad_output.sizes().slice(2)),
                           backend);
@@ -203,6 +214,7 @@ at::Tensor adaptive_avg_pool_backward(const at::Tensor& grad_output, const at::T
                                       const PoolBackend& backend) {
   const char* op = "convpool::adaptive_avg_pool_backward";
   TORCH_CHECK(grad_output.dim() == input.dim(), op, ": grad_output and input ranks differ");
+  check_adaptive_grad_nonempty(op, grad_output);
   return run_average_backward(op, grad_output, input,
                               adaptive_pool_geometry(op, input, grad_output.sizes().slice(2)),
                               backend);

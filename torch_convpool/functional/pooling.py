@@ -113,7 +113,7 @@ def unpool_output_size(op: str, dims: int, x: Tensor, kernel: list, stride: list
     one stride of it (any other would not hold the pooled windows)."""
     default = [(x.shape[2 + d] - 1) * stride[d] + kernel[d] - 2 * pad[d] for d in range(dims)]
     if output_size is None:
-        return default
+        return _non_negative(default)
     sizes = list(output_size)
     if len(sizes) == dims + 2:
         sizes = sizes[2:]
@@ -128,6 +128,14 @@ def unpool_output_size(op: str, dims: int, x: Tensor, kernel: list, stride: list
             raise ValueError(
                 f'invalid output_size "{list(output_size)}" (dim {d} must be between {low} and {high})'
             )
+    return _non_negative(sizes)
+
+
+def _non_negative(sizes: list) -> list:
+    for d, size in enumerate(sizes):
+        if size < 0:
+            raise ValueError("max_unpooling: output_size must contain non-negative spatial "
+                             f"dimensions, but got output_size[{d}]={size}")
     return sizes
 
 
