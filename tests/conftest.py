@@ -7,11 +7,11 @@ from hypothesis import HealthCheck, settings
 import torch_convpool  # noqa: F401  (loads the ops)
 
 # Property-based tests (test_fuzz_*.py). "ci", the default: a fixed set of examples (derandomized,
-# so a red run reproduces), about 100 per test and a few hundred per op family, quick enough for
+# so a red run reproduces), 200 per test, a few hundred per op family, quick enough for
 # every run. "long" (pytest --hypothesis-profile=long): thousands per family, fresh random draws.
 _FUZZ = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
              print_blob=True)
-settings.register_profile("ci", max_examples=100, derandomize=True, database=None, **_FUZZ)
+settings.register_profile("ci", max_examples=200, derandomize=True, database=None, **_FUZZ)
 settings.register_profile("long", max_examples=2500, **_FUZZ)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
