@@ -40,3 +40,17 @@ def cpu_gather_mode(request):
     _C._set_cpu_gather_mode(request.param == "gather")
     yield request.param
     _C._set_cpu_gather_mode(False)
+
+
+def pytest_addoption(parser):
+    parser.addoption("--run-slow", action="store_true",
+                     help="also run the tests marked slow (huge tensors: minutes, ~10 GB)")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--run-slow"):
+        return
+    skip = pytest.mark.skip(reason="slow: run with --run-slow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
