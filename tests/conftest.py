@@ -44,7 +44,7 @@ def cpu_gather_mode(request):
 
 def pytest_addoption(parser):
     parser.addoption("--run-slow", action="store_true",
-                     help="also run the tests marked slow (huge tensors: minutes, ~10 GB)")
+                     help="also run the tests marked slow (huge tensors: about a minute, ~16 GB)")
 
 
 def pytest_collection_modifyitems(config, items):
