@@ -2,6 +2,7 @@
 across thread counts), NaN and inf as torch treats them, no memory growth over many iterations,
 and tensors of more than 2^31 elements (slow: `pytest --run-slow`)."""
 import gc
+import os
 import threading
 
 import pytest
@@ -137,6 +138,8 @@ def _rss_bytes():
         return int(f.read().split()[1]) * 4096
 
 
+@pytest.mark.skipif(os.environ.get("CONVPOOL_SANITIZE") == "1",
+                    reason="ASan's quarantine holds freed memory: RSS grows by design")
 def test_no_memory_growth_over_1000_iterations():
     x = torch.randn(2, 3, 12, 12, requires_grad=True)
     w = torch.randn(4, 3, 3, 3, requires_grad=True)

@@ -79,12 +79,14 @@ void check_max_indices(const char* op, const at::Tensor& indices, const PoolGeom
   const auto [low, high] = at::aminmax(indices);
   if (low.item<int64_t>() >= 0 && high.item<int64_t>() < plane) return;
   auto bad = indices.lt(0).logical_or_(indices.ge(plane));
+  const int64_t dims = indices.dim() - 2;
   if (!g.adaptive) {
     // Empty windows along each spatial dim, broadcast over [N, C, spatial...].
-    const int64_t dims = indices.dim() - 2;
     for (int64_t d = kSpatialDims - dims; d < kSpatialDims; ++d) {
       std::vector<uint8_t> empty(g.output[d]);
-      for (int64_t o = 0; o < g.output[d]; ++o) empty[o] = window_is_empty(g, static_cast<int>(d), o);
+      for (int64_t o = 0; o < g.output[d]; ++o) {
+        empty[o] = window_is_empty(g, static_cast<int>(d), o);
+      }
       std::vector<int64_t> shape(indices.dim(), 1);
       shape[2 + d - (kSpatialDims - dims)] = g.output[d];
       const auto along = at::tensor(at::ArrayRef<uint8_t>(empty)).to(at::kBool).view(shape);
@@ -92,10 +94,9 @@ void check_max_indices(const char* op, const at::Tensor& indices, const PoolGeom
     }
   }
   if (!bad.any().item<bool>()) return;
-  TORCH_CHECK(false, op, ": found an invalid max index: ", indices.masked_select(bad)[0].item<int64_t>(),
-              " (input planes are of size ", at::IntArrayRef(g.input + kSpatialDims - (indices.dim() - 2),
-                                                              indices.dim() - 2),
-              ")");
+  TORCH_CHECK(false, op, ": found an invalid max index: ",
+              indices.masked_select(bad)[0].item<int64_t>(), " (input planes are of size ",
+              at::IntArrayRef(g.input + kSpatialDims - dims, dims), ")");
 }
 
 at::Tensor run_max_backward(const char* op, const at::Tensor& grad_output, const at::Tensor& input,
