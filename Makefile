@@ -1,7 +1,7 @@
 # The two set-up commands of the README: each creates .venv, installs torch, builds, then runs.
 PY := .venv/bin/python
 
-.PHONY: setup demo test check bench
+.PHONY: setup demo test check bench sanitize
 setup:
 	bash scripts/setup_env.sh
 
@@ -16,3 +16,7 @@ check: setup
 
 bench: setup
 	$(PY) benchmarks/run.py
+
+# ASan + UBSan build in .venv-sanitize, then the suite (see scripts/sanitize.sh).
+sanitize:
+	bash scripts/sanitize.sh

@@ -50,6 +50,14 @@ def _extension():
     sources = sorted(glob.glob("csrc/**/*.cpp", recursive=True))
     define_macros = [("CONVPOOL_TORCH_VERSION", f'"{torch.__version__}"')]
     cxx_flags = ["-O3", "-fopenmp"] if os.name != "nt" else ["/O2"]
+    link_flags = ["-fopenmp"] if os.name != "nt" else []
+    if os.environ.get("CONVPOOL_SANITIZE") == "1":
+        # AddressSanitizer + UndefinedBehaviorSanitizer (scripts/sanitize.sh, `make sanitize`).
+        # vptr is off: it would check torch's own classes, built without RTTI checks in mind.
+        sanitize = ["-fsanitize=address,undefined", "-fno-sanitize=vptr",
+                    "-fno-omit-frame-pointer", "-g"]
+        cxx_flags = ["-O1", "-fopenmp", *sanitize]
+        link_flags = [*link_flags, *sanitize]
     _write_build_meta(with_cuda)
     if not with_cuda:
         return CppExtension(
@@ -57,7 +65,7 @@ def _extension():
             sources,
             define_macros=define_macros,
             extra_compile_args={"cxx": cxx_flags},
-            extra_link_args=["-fopenmp"] if os.name != "nt" else [],
+            extra_link_args=link_flags,
         )
     sources += sorted(glob.glob("csrc/**/*.cu", recursive=True))
     define_macros += [
@@ -70,7 +78,7 @@ def _extension():
         define_macros=define_macros,
         include_dirs=_nvidia_wheel_include(),
         extra_compile_args={"cxx": cxx_flags, "nvcc": ["-O3"]},
-        extra_link_args=["-fopenmp"] if os.name != "nt" else [],
+        extra_link_args=link_flags,
     )
 
 

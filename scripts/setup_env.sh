@@ -19,7 +19,7 @@ fi
 
 [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
 PY="$VENV/bin/python"
-"$PY" -m pip install -q --disable-pip-version-check "$TORCH_SPEC" $TORCHVISION_SPEC pytest numpy ninja "setuptools>=64" wheel
+"$PY" -m pip install -q --disable-pip-version-check "$TORCH_SPEC" $TORCHVISION_SPEC pytest numpy hypothesis ninja "setuptools>=64" wheel
 
 if [ -z "${FORCE_CUDA:-}" ]; then
   NVCC=$(command -v nvcc || true)

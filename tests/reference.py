@@ -5,7 +5,24 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from torch_convpool._args import ntuple, same_padding
+
+
+def ntuple(value, n):
+    return [value] * n if isinstance(value, int) else list(value) * (n if len(value) == 1 else 1)
+
+
+def tf_same_padding(lengths, kernel, stride, dilation):
+    """TensorFlow's 'same' padding, written out here (not our _args.same_padding) so the tests
+    check ours against an independent statement of the rule: output length ceil(L / s), total
+    padding max((out - 1) * s + (k - 1) * d + 1 - L, 0), the smaller half before. Returns
+    ([before...], [after...])."""
+    before, after = [], []
+    for length, k, s, d in zip(lengths, kernel, stride, dilation):
+        out = -(-length // s)
+        total = max((out - 1) * s + (k - 1) * d + 1 - length, 0)
+        before.append(total // 2)
+        after.append(total - total // 2)
+    return before, after
 
 
 def torch_pad_list(before, after):
@@ -17,11 +34,11 @@ def conv(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     """torch's conv{1,2,3}d; 'same' with a stride is TensorFlow's rule, applied as an explicit pad."""
     dims = weight.dim() - 2
     fn = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}[dims]
-    stride_l = ntuple(stride, dims, "stride", "ref")
+    stride_l = ntuple(stride, dims)
     if padding == "same" and any(s != 1 for s in stride_l):
-        dilation_l = ntuple(dilation, dims, "dilation", "ref")
-        pad = same_padding(input.shape[-dims:], weight.shape[2:], stride_l, dilation_l)
-        input = F.pad(input, torch_pad_list(pad[:dims], pad[dims:]))
+        before, after = tf_same_padding(input.shape[-dims:], weight.shape[2:], stride_l,
+                                        ntuple(dilation, dims))
+        input = F.pad(input, torch_pad_list(before, after))
         padding = 0
     return fn(input, weight, bias, stride, padding, dilation, groups)
 
@@ -37,11 +54,10 @@ _AVG = {1: F.avg_pool1d, 2: F.avg_pool2d, 3: F.avg_pool3d}
 
 
 def _same_pad(x, dims, kernel, stride, dilation=1):
-    k = ntuple(kernel, dims, "kernel", "ref")
-    s = ntuple(stride if stride is not None else kernel, dims, "stride", "ref")
-    d = ntuple(dilation, dims, "dilation", "ref")
-    pad = same_padding(x.shape[-dims:], k, s, d)
-    return torch_pad_list(pad[:dims], pad[dims:]), s
+    k = ntuple(kernel, dims)
+    s = ntuple(stride if stride is not None else kernel, dims)
+    before, after = tf_same_padding(x.shape[-dims:], k, s, ntuple(dilation, dims))
+    return torch_pad_list(before, after), s
 
 
 def max_pool_same(x, dims, kernel, stride=None, dilation=1):

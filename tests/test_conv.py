@@ -34,11 +34,17 @@ GRID = list(itertools.product(
 
 @pytest.mark.parametrize("dims,stride,padding,dilation,groups,kernel", GRID)
 @pytest.mark.parametrize("bias", [True, False])
-def test_forward_matches_torch(device, dims, stride, padding, dilation, groups, kernel, bias):
-    x, w, b = make_case(dims, groups, kernel, device)
+def test_forward_and_gradients_match_torch(device, dims, stride, padding, dilation, groups, kernel, bias):
+    x, w, b = make_case(dims, groups, kernel, device, requires_grad=True)
     b = b if bias else None
     kw = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
-    assert_close(CONV[dims](x, w, b, **kw), reference.conv(x, w, b, **kw), rtol=1e-4, atol=1e-4)
+    out, expected = CONV[dims](x, w, b, **kw), reference.conv(x, w, b, **kw)
+    assert_close(out, expected, rtol=1e-4, atol=1e-4)
+    inputs = [t for t in (x, w, b) if t is not None]
+    g = torch.randn_like(expected)
+    for name, a, e in zip(("input", "weight", "bias"), torch.autograd.grad(out, inputs, g),
+                          torch.autograd.grad(expected, inputs, g)):
+        assert_close(a, e, rtol=1e-4, atol=1e-4, msg=lambda m: f"grad of {name}: {m}")
 
 
 @pytest.mark.parametrize("dims", [1, 2, 3])
@@ -78,7 +84,7 @@ def test_backward_matches_torch(device, dims, cpu_gather_mode):
     grads = torch.autograd.grad(CONV[dims](x, w, b, **kw).square().sum(), (x, w, b))
     expected = torch.autograd.grad(reference.conv(x, w, b, **kw).square().sum(), (x, w, b))
     for g, e in zip(grads, expected):
-        assert_close(g, e, rtol=1e-4, atol=1e-3)
+        assert_close(g, e, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])

@@ -48,7 +48,7 @@ def test_module_matches_torch(device, ours_cls, torch_cls, dims, kwargs):
     assert_close(out, expected, rtol=1e-4, atol=1e-4)
     out.square().sum().backward()
     expected.square().sum().backward()
-    assert_close(ours.weight.grad, theirs.weight.grad, rtol=1e-4, atol=1e-3)
+    assert_close(ours.weight.grad, theirs.weight.grad, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("ours_cls,torch_cls,dims", PAIRS + TRANSPOSED)

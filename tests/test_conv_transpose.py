@@ -42,7 +42,7 @@ def valid(stride, output_padding, dilation):
     return output_padding < stride or output_padding < dilation
 
 
-def check_grads(out, expected, inputs, rtol=1e-4, atol=1e-3):
+def check_grads(out, expected, inputs, rtol=1e-4, atol=1e-4):
     """Same random grad_output into both graphs; the grads of every input must agree."""
     g = torch.randn_like(expected)
     grads = torch.autograd.grad(out, inputs, g)
@@ -92,7 +92,7 @@ def test_grid_matches_torch(device, dims, stride, padding, output_padding, dilat
     grads = torch.autograd.grad(out, [t for t in (x, ours_w, ours_b) if t is not None], g)
     want = torch.autograd.grad(expected, [t for t in (x, w, b) if t is not None], g)
     for name, a, e in zip(("input", "weight", "bias"), grads, want):
-        assert_close(a, e, rtol=1e-4, atol=1e-3, msg=lambda m: f"grad of {name}: {m}")
+        assert_close(a, e, rtol=1e-4, atol=1e-4, msg=lambda m: f"grad of {name}: {m}")
 
 
 @pytest.mark.parametrize("dims", [1, 2, 3])
@@ -187,7 +187,7 @@ def test_non_contiguous(device, dims):
     grads = torch.autograd.grad(out, (x, w, b), g)
     want = torch.autograd.grad(expected, (x, w, b), g)
     for a, e in zip(grads, want):
-        assert_close(a, e, rtol=1e-4, atol=1e-3)
+        assert_close(a, e, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("dims", [2, 3])
@@ -279,7 +279,7 @@ def test_module_output_size_with_backward(device, dims):
     grads = torch.autograd.grad(out, (x, ours.weight, ours.bias), g)
     want = torch.autograd.grad(expected, (x, theirs.weight, theirs.bias), g)
     for a, e in zip(grads, want):
-        assert_close(a, e, rtol=1e-4, atol=1e-3)
+        assert_close(a, e, rtol=1e-4, atol=1e-4)
 
 
 def _bad_input_cases(dims):

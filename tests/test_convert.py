@@ -125,7 +125,7 @@ def test_converted_model_gives_the_same_outputs_and_gradients(name):
     assert_close(x1.grad, x2.grad, rtol=1e-4, atol=1e-4)
     theirs = dict(model.named_parameters())
     for key, p in fast.named_parameters():
-        assert_close(p.grad, theirs[key].grad, rtol=1e-4, atol=1e-3, msg=key)
+        assert_close(p.grad, theirs[key].grad, rtol=1e-4, atol=1e-4, msg=key)
 
 
 @pytest.mark.parametrize("name", MODELS)

@@ -33,13 +33,16 @@ MAX_GRID = list(itertools.product([1, 2, 3], [2, 3], [None, 1, 2], [0, 1], [1, 2
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_max_pool_matches_torch(device, dims, kernel, stride, padding, dilation, ceil_mode, fmt):
     ours, theirs = fn("max_pool", dims)
-    x = FORMATS[fmt](make_input(dims, device))
+    x = FORMATS[fmt](make_input(dims, device)).requires_grad_()
     kw = dict(kernel_size=kernel, stride=stride, padding=padding, dilation=dilation,
               ceil_mode=ceil_mode, return_indices=True)
     out, idx = ours(x, **kw)
     expected, expected_idx = theirs(x, **kw)
     assert_close(out, expected, rtol=0, atol=0)
     assert torch.equal(idx, expected_idx)
+    g = torch.randn_like(expected)  # (no window of this grid is empty: torch's backward is safe)
+    assert_close(torch.autograd.grad(out, x, g)[0], torch.autograd.grad(expected, x, g)[0],
+                 rtol=0, atol=0)
     assert out.is_contiguous(memory_format=torch.channels_last) == expected.is_contiguous(
         memory_format=torch.channels_last)
 
@@ -60,7 +63,12 @@ def test_avg_pool_matches_torch(device, dims, kernel, stride, padding, ceil_mode
         kw["divisor_override"] = divisor_override
     elif divisor_override is not None:
         pytest.skip("avg_pool1d has no divisor_override (as torch)")
-    assert_close(ours(x, **kw), theirs(x, **kw), rtol=1e-5, atol=1e-6)
+    x.requires_grad_()
+    out, expected = ours(x, **kw), theirs(x, **kw)
+    assert_close(out, expected, rtol=1e-5, atol=1e-6)
+    g = torch.randn_like(expected)
+    assert_close(torch.autograd.grad(out, x, g)[0], torch.autograd.grad(expected, x, g)[0],
+                 rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("dims", [1, 2, 3])
@@ -224,11 +232,14 @@ def test_dtypes(device, dtype, name, args, backward):
     x = make_input(2, device, dtype).requires_grad_()
     out, expected = ours(x, **args), theirs(x, **args)
     assert out.dtype == dtype
-    assert_close(out, expected, rtol=1e-2, atol=1e-2)
+    # float64 is exact to rounding; float16/bfloat16 sum in float32 and round once, as torch,
+    # so they differ by at most a rounding step of the result.
+    tol = dict(rtol=1e-12, atol=1e-12) if dtype == torch.float64 else dict(rtol=1e-2, atol=1e-2)
+    assert_close(out, expected, **tol)
     if backward:
         g = torch.randn_like(out)
         assert_close(torch.autograd.grad(out, x, g)[0], torch.autograd.grad(expected, x, g)[0],
-                     rtol=1e-2, atol=1e-2)
+                     **tol)
 
 
 def test_zero_batch(device):

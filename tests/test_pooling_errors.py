@@ -21,7 +21,7 @@ x = torch.randn(1, 3, 8, 8)
     (lambda: CF.max_pool2d(x, 2, padding="full"), RuntimeError, "invalid padding string"),
     (lambda: CF.avg_pool2d(x, 4, padding=3), RuntimeError, "at most half"),
     (lambda: CF.avg_pool2d(x, 2, divisor_override=0), RuntimeError, "divisor must be not zero"),
-    (lambda: CF.avg_pool3d(torch.randn(1, 1, 2, 2, 2), 3), RuntimeError, "too small"),
+    (lambda: CF.avg_pool3d(torch.randn(1, 1, 2, 2, 2), 3), RuntimeError, "smaller than kernel size"),
     (lambda: CF.adaptive_avg_pool2d(x, -1), RuntimeError, "greater than or equal to 0"),
     (lambda: CF.adaptive_max_pool2d(x, (2, 2, 2)), RuntimeError, "output_size must have 2"),
     (lambda: CF.adaptive_max_pool2d(torch.randn(8, 8), 2), RuntimeError, "Expected 3D (unbatched)"),

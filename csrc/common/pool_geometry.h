@@ -47,6 +47,13 @@ CONVPOOL_HOST_DEVICE Span window_span(const PoolGeometry& g, int d, int64_t o) {
   return {begin, last < g.input[d] ? last : g.input[d], step};
 }
 
+// Whether output o's window along dim d holds no input element: padding and dilation can put
+// every tap outside (kernel 2, dilation 3, padding 1 over a length-2 input). Such a window's max
+// is -inf at an index outside the window (torch's rule), and its gradient goes nowhere.
+CONVPOOL_HOST_DEVICE bool window_is_empty(const PoolGeometry& g, int d, int64_t o) {
+  return window_span(g, d, o).count() == 0;
+}
+
 // Number of elements an average divides by at output (od, oh, ow).
 CONVPOOL_HOST_DEVICE int64_t average_divisor(const PoolGeometry& g, int64_t od, int64_t oh,
                                              int64_t ow) {

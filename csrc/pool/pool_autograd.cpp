@@ -7,6 +7,9 @@
 #include <torch/autograd.h>
 #include <torch/library.h>
 
+#include <limits>
+#include <vector>
+
 #include "pool_ops.h"
 
 namespace convpool {
@@ -42,6 +45,25 @@ RegularWindow load_window(AutogradContext* ctx) {
           ctx->saved_data["ceil_mode"].toBool()};
 }
 
+// True where a regular window holds at least one input element, shaped to broadcast over the
+// pooled output. Emptiness is separable per dim, so each dim's is read off a 1-d max pool of a
+// zero line (-inf exactly where the window is empty): a few tiny ops, symbolic shapes included.
+at::Tensor nonempty_windows(const at::Tensor& input, const RegularWindow& w) {
+  const int64_t dims = static_cast<int64_t>(w.kernel.size());
+  at::Tensor mask;
+  for (int64_t d = 0; d < dims; ++d) {
+    const auto line = at::zeros_symint({1, 1, input.sym_size(2 + d)}, input.options());
+    const auto pooled = std::get<0>(ops::max_pool(line, {w.kernel[d]}, {w.stride[d]},
+                                                  {w.padding[d], w.padding[dims + d]},
+                                                  {w.dilation[d]}, w.ceil_mode));
+    std::vector<int64_t> shape(dims + 2, 1);
+    shape[2 + d] = -1;
+    const auto along = pooled.ne(-std::numeric_limits<double>::infinity()).view(shape);
+    mask = mask.defined() ? mask.logical_and(along) : along;
+  }
+  return mask;
+}
+
 // The input gradient of max_pool (regular = true) or adaptive_max_pool; differentiable in
 // grad_output.
 class MaxBackwardFunction : public torch::autograd::Function<MaxBackwardFunction> {
@@ -50,15 +72,30 @@ class MaxBackwardFunction : public torch::autograd::Function<MaxBackwardFunction
                             const at::Tensor& input, const at::Tensor& indices, bool regular,
                             const RegularWindow& w) {
     at::AutoDispatchBelowADInplaceOrView guard;
-    ctx->save_for_backward({indices});
+    ctx->save_for_backward({indices, input});
+    ctx->saved_data["regular"] = regular;
+    if (regular) save_window(ctx, w);
     return regular ? ops::max_pool_backward(grad_output, input, indices, w.kernel, w.stride,
                                             w.padding, w.dilation, w.ceil_mode)
                    : ops::adaptive_max_pool_backward(grad_output, input, indices);
   }
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
-    const auto indices = ctx->get_saved_variables()[0];
-    return {gather_at_indices(grads[0], indices), at::Tensor(), at::Tensor(), at::Tensor(),
-            at::Tensor()};
+    const auto saved = ctx->get_saved_variables();
+    const auto& indices = saved[0];
+    if (!ctx->saved_data["regular"].toBool()) {
+      return {gather_at_indices(grads[0], indices), at::Tensor(), at::Tensor(), at::Tensor(),
+              at::Tensor()};
+    }
+    // An empty window's gradient went nowhere, so it reads nothing back; its index may lie
+    // outside the plane (torch's forward reports one there), hence the clamp.
+    const auto& input = saved[1];
+    const auto w = load_window(ctx);
+    c10::SymInt plane = 1;
+    for (int64_t d = 2; d < input.dim(); ++d) plane = plane * input.sym_size(d);
+    const auto inside = at::clamp(indices, at::Scalar(0), at::Scalar(plane - 1));
+    return {at::where(nonempty_windows(input, w), gather_at_indices(grads[0], inside),
+                      at::zeros({}, grads[0].options())),
+            at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
   }
 };
 

@@ -266,20 +266,47 @@ struct PlaneAccumulator {
   }
 };
 
+// One flag per output of a plane: 1 where the window is empty (its gradient goes nowhere). Empty
+// when no window is, which is almost always: the loops below then skip the test.
+std::vector<uint8_t> empty_windows(const PoolGeometry& g) {
+  if (g.adaptive) return {};
+  bool any = false;
+  std::vector<uint8_t> empty_along[kSpatialDims];
+  for (int d = 0; d < kSpatialDims; ++d) {
+    for (int64_t o = 0; o < g.output[d]; ++o) {
+      empty_along[d].push_back(window_is_empty(g, d, o));
+      any = any || empty_along[d].back();
+    }
+  }
+  if (!any) return {};
+  std::vector<uint8_t> empty(g.output_numel());
+  for (int64_t o = 0; o < g.output_numel(); ++o) {
+    const int64_t ow = o % g.output[2], oh = o / g.output[2] % g.output[1];
+    const int64_t od = o / (g.output[2] * g.output[1]);
+    empty[o] = empty_along[0][od] | empty_along[1][oh] | empty_along[2][ow];
+  }
+  return empty;
+}
+
+// The indices were checked once by the driver (check_max_indices): every one of a non-empty
+// window lies inside the plane, so the loops carry no bounds checks.
 template <typename scalar_t>
 void max_backward_planes(const scalar_t* grad, const int64_t* idx, scalar_t* grad_in,
                          const PoolGeometry& g) {
   const int64_t in_numel = g.input_numel(), out_numel = g.output_numel();
+  const auto empty = empty_windows(g);
   at::parallel_for(0, g.planes, 1, [&](int64_t begin, int64_t end) {
     for (int64_t p = begin; p < end; ++p) {
       PlaneAccumulator<scalar_t> acc(grad_in + p * in_numel, in_numel);
       auto* dst = acc.data();
       const scalar_t* src = grad + p * out_numel;
       const int64_t* where = idx + p * out_numel;
-      for (int64_t o = 0; o < out_numel; ++o) {
-        TORCH_CHECK(where[o] >= 0 && where[o] < in_numel, "convpool::max_pool_backward: index ",
-                    where[o], " is outside the input plane of ", in_numel, " elements");
-        dst[where[o]] += src[o];
+      if (empty.empty()) {
+        for (int64_t o = 0; o < out_numel; ++o) dst[where[o]] += src[o];
+      } else {
+        for (int64_t o = 0; o < out_numel; ++o) {
+          if (!empty[o]) dst[where[o]] += src[o];
+        }
       }
     }
   });
@@ -366,18 +393,17 @@ template <typename scalar_t>
 void max_backward_channels_last(const scalar_t* grad, const int64_t* idx, scalar_t* grad_in,
                                 const PoolGeometry& g) {
   using acc_t = at::opmath_type<scalar_t>;
-  const int64_t C = g.channels, in_numel = g.input_numel(), out_numel = g.output_numel();
+  const int64_t C = g.channels, out_numel = g.output_numel();
+  const auto empty = empty_windows(g);
   for_each_channel_block(g, [&](int64_t n, int64_t c0, int64_t c1) {
     const int64_t width = c1 - c0;
     const scalar_t* src = grad + n * out_numel * C + c0;
     const int64_t* where = idx + n * out_numel * C + c0;
     accumulate_channel_block(grad_in, g, n, c0, c1, [&](auto* acc, int64_t pitch) {
       for (int64_t o = 0; o < out_numel; ++o) {
+        if (!empty.empty() && empty[o]) continue;
         for (int64_t c = 0; c < width; ++c) {
-          const int64_t i = where[o * C + c];
-          TORCH_CHECK(i >= 0 && i < in_numel, "convpool::max_pool_backward: index ", i,
-                      " is outside the input plane of ", in_numel, " elements");
-          acc[i * pitch + c] += static_cast<acc_t>(src[o * C + c]);
+          acc[where[o * C + c] * pitch + c] += static_cast<acc_t>(src[o * C + c]);
         }
       }
     });

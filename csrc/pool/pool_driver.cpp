@@ -3,6 +3,8 @@
 #include <ATen/ATen.h>
 #include <c10/core/DeviceGuard.h>
 
+#include <vector>
+
 #include "../common/pool_shape.h"
 
 namespace convpool {
@@ -66,10 +68,42 @@ at::Tensor run_average(const at::Tensor& input, const PoolGeometry& g, const Poo
   return in_format(output, layout);
 }
 
+// One rule for the indices a max-pool backward gets, on every device, checked once here so that
+// no launcher bounds-checks (a CUDA kernel cannot raise; a check per element in a CPU loop costs
+// and throws from inside a parallel region): every index of a non-empty window lies inside the
+// input plane; an empty window's index is ignored, as its gradient goes nowhere (torch's forward
+// reports one outside the plane there). One reduction in the usual case.
+void check_max_indices(const char* op, const at::Tensor& indices, const PoolGeometry& g) {
+  if (indices.numel() == 0) return;
+  const int64_t plane = g.input_numel();
+  const auto [low, high] = at::aminmax(indices);
+  if (low.item<int64_t>() >= 0 && high.item<int64_t>() < plane) return;
+  auto bad = indices.lt(0).logical_or_(indices.ge(plane));
+  const int64_t dims = indices.dim() - 2;
+  if (!g.adaptive) {
+    // Empty windows along each spatial dim, broadcast over [N, C, spatial...].
+    for (int64_t d = kSpatialDims - dims; d < kSpatialDims; ++d) {
+      std::vector<uint8_t> empty(g.output[d]);
+      for (int64_t o = 0; o < g.output[d]; ++o) {
+        empty[o] = window_is_empty(g, static_cast<int>(d), o);
+      }
+      std::vector<int64_t> shape(indices.dim(), 1);
+      shape[2 + d - (kSpatialDims - dims)] = g.output[d];
+      const auto along = at::tensor(at::ArrayRef<uint8_t>(empty)).to(at::kBool).view(shape);
+      bad.logical_and_(along.to(indices.device()).logical_not());
+    }
+  }
+  if (!bad.any().item<bool>()) return;
+  TORCH_CHECK(false, op, ": found an invalid max index: ",
+              indices.masked_select(bad)[0].item<int64_t>(), " (input planes are of size ",
+              at::IntArrayRef(g.input + kSpatialDims - dims, dims), ")");
+}
+
 at::Tensor run_max_backward(const char* op, const at::Tensor& grad_output, const at::Tensor& input,
                             const at::Tensor& indices, const PoolGeometry& g,
                             const PoolBackend& backend) {
   check_pool_grad(op, input, g, grad_output, &indices);
+  check_max_indices(op, indices, g);
   const c10::DeviceGuard guard(input.device());
   const auto layout = layout_of(input, backend);
   auto grad_input = empty_like_format(input.sizes(), input.options(), layout);
@@ -91,6 +125,16 @@ at::Tensor run_average_backward(const char* op, const at::Tensor& grad_output,
     backend.average_backward(for_kernel(grad_output, layout), grad_input, with_layout(g, layout));
   }
   return in_format(grad_input, layout);
+}
+
+// torch's adaptive backward raises for a zero output size (its forward answers with an empty
+// tensor); so does ours, for the same inputs.
+void check_adaptive_grad_nonempty(const char* op, const at::Tensor& grad_output) {
+  for (int64_t d = 1; d < grad_output.dim(); ++d) {
+    TORCH_CHECK(grad_output.size(d) > 0, op,
+                ": Expected grad_output to have non-zero size for non-batch dimensions, but "
+                "grad_output has sizes ", grad_output.sizes(), " with dimension ", d, " being empty");
+  }
 }
 
 PoolGeometry with_divisor(PoolGeometry g, const char* op, bool count_include_pad,
@@ -155,6 +199,7 @@ at::Tensor adaptive_max_pool_backward(const at::Tensor& grad_output, const at::T
                                       const at::Tensor& indices, const PoolBackend& backend) {
   const char* op = "convpool::adaptive_max_pool_backward";
   TORCH_CHECK(grad_output.dim() == input.dim(), op, ": grad_output and input ranks differ");
+  check_adaptive_grad_nonempty(op, grad_output);
   return run_max_backward(op, grad_output, input, indices,
                           adaptive_pool_geometry(op, input, grad_output.sizes().slice(2)),
                           backend);
@@ -170,6 +215,7 @@ at::Tensor adaptive_avg_pool_backward(const at::Tensor& grad_output, const at::T
                                       const PoolBackend& backend) {
   const char* op = "convpool::adaptive_avg_pool_backward";
   TORCH_CHECK(grad_output.dim() == input.dim(), op, ": grad_output and input ranks differ");
+  check_adaptive_grad_nonempty(op, grad_output);
   return run_average_backward(op, grad_output, input,
                               adaptive_pool_geometry(op, input, grad_output.sizes().slice(2)),
                               backend);
@@ -193,13 +239,15 @@ at::Tensor max_unpool(const at::Tensor& input, const at::Tensor& indices,
   std::vector<int64_t> sizes{input.size(0), input.size(1)};
   int64_t plane = 1;
   for (const auto size : output_size) {
-    TORCH_CHECK(size > 0, op, ": output_size must be positive, but got ", output_size);
+    // torch returns an empty tensor for a zero size (its default size can be 0), whatever the
+    // indices: nothing is written.
+    TORCH_CHECK(size >= 0, op, ": output_size must be non-negative, but got ", output_size);
     sizes.push_back(size);
     plane *= size;
   }
   const c10::DeviceGuard guard(input.device());
   auto output = at::zeros(sizes, input.options());
-  if (indices.numel() > 0) {
+  if (indices.numel() > 0 && plane > 0) {
     // One reduction up front keeps every launcher free of bounds checks (and a CUDA kernel
     // cannot raise).
     const auto [low, high] = at::aminmax(indices);

@@ -157,7 +157,9 @@ CONVPOOL_HOST_DEVICE void for_each_covering_output(const PoolGeometry& g, int64_
 }
 
 // Max pooling's input gradient as a gather: the sum of the output gradients whose max was this
-// element. Deterministic, no atomics.
+// element. Deterministic, no atomics. An empty window covers no element, so its gradient goes
+// nowhere here by construction (the CPU scatter skips it explicitly); an index that is not in
+// its window matches no covering output and is never read as an address.
 template <typename scalar_t, typename acc_t>
 CONVPOOL_HOST_DEVICE scalar_t max_backward_element(const scalar_t* plane_grad,
                                                    const int64_t* plane_indices,

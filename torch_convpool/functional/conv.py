@@ -37,9 +37,11 @@ def _conv(op: str, dims: int, input: Tensor, weight: Tensor, bias: Optional[Tens
     return out if batched else out.squeeze(0)
 
 
-def conv_transpose_padding(padding, output_padding, stride, dilation, dims: int, op: str) -> list:
+def conv_transpose_padding(padding, output_padding, stride, dilation, dims: int, op: str,
+                           empty_input: bool = False) -> list:
     """torch's (padding, output_padding) as our op's [before..., after...]: output_padding extends
-    the output at the end, i.e. it lowers the after-padding."""
+    the output at the end, i.e. it lowers the after-padding. torch checks output_padding only
+    when there is something to compute (an empty batch gets its output shape regardless)."""
     if isinstance(padding, str):
         raise TypeError(f"{op}(): argument 'padding' must be tuple of ints, not str")
     pad = ntuple(padding, dims, "padding", op)
@@ -47,7 +49,7 @@ def conv_transpose_padding(padding, output_padding, stride, dilation, dims: int,
     for p, s, d in zip(out_pad, stride, dilation):
         if p < 0:
             raise RuntimeError(f"{op}: negative output_padding is not supported, got {out_pad}")
-        if p >= s and p >= d:
+        if p >= s and p >= d and not empty_input:
             raise RuntimeError(
                 f"{op}: output padding must be smaller than either stride or dilation, but got "
                 f"output_padding={out_pad}, stride={list(stride)}, dilation={list(dilation)}"
@@ -62,7 +64,8 @@ def _conv_transpose(op: str, dims: int, input: Tensor, weight: Tensor, bias: Opt
     x = input if batched else input.unsqueeze(0)
     stride = ntuple(stride, dims, "stride", op)
     dilation = ntuple(dilation, dims, "dilation", op)
-    pad = conv_transpose_padding(padding, output_padding, stride, dilation, dims, op)
+    pad = conv_transpose_padding(padding, output_padding, stride, dilation, dims, op,
+                                 empty_input=x.numel() == 0)
     out = torch.ops.convpool.conv_transpose.default(x, weight, bias, stride, pad, dilation, groups)
     return out if batched else out.squeeze(0)
 

@@ -63,6 +63,11 @@ def _avg_pool(op, dims, input, kernel_size, stride, padding, ceil_mode, count_in
     batched = check_batched(input, dims, op)
     x = input if batched else input.unsqueeze(0)
     kernel, stride, pad, _, same = _window(op, dims, x, kernel_size, stride, padding, 1)
+    if dims == 3 and not same and any(n < k for n, k in zip(x.shape[2:], kernel)):
+        # torch's avg_pool3d (only it) wants the unpadded input to hold a whole kernel.
+        (t, h, w), (kt, kh, kw) = x.shape[2:], kernel
+        raise RuntimeError(f"input image (T: {t} H: {h} W: {w}) smaller than kernel size "
+                           f"(kT: {kt} kH: {kh} kW: {kw})")
     if divisor_override is not None and divisor_override == 0:
         raise RuntimeError(f"{op}: divisor must be not zero")
     # 'same' padding never counts in an average (TensorFlow's rule): count_include_pad is ignored.
@@ -108,7 +113,7 @@ def unpool_output_size(op: str, dims: int, x: Tensor, kernel: list, stride: list
     one stride of it (any other would not hold the pooled windows)."""
     default = [(x.shape[2 + d] - 1) * stride[d] + kernel[d] - 2 * pad[d] for d in range(dims)]
     if output_size is None:
-        return default
+        return _non_negative(default)
     sizes = list(output_size)
     if len(sizes) == dims + 2:
         sizes = sizes[2:]
@@ -123,6 +128,14 @@ def unpool_output_size(op: str, dims: int, x: Tensor, kernel: list, stride: list
             raise ValueError(
                 f'invalid output_size "{list(output_size)}" (dim {d} must be between {low} and {high})'
             )
+    return _non_negative(sizes)
+
+
+def _non_negative(sizes: list) -> list:
+    for d, size in enumerate(sizes):
+        if size < 0:
+            raise ValueError("max_unpooling: output_size must contain non-negative spatial "
+                             f"dimensions, but got output_size[{d}]={size}")
     return sizes
 
 
