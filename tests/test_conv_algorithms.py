@@ -195,3 +195,23 @@ def test_every_algorithm_agrees_on_a_resnet_block():
         assert_close(y, F.conv2d(x, w, padding=1), rtol=1e-4, atol=1e-3, msg=name)
 
 
+
+
+@pytest.mark.parametrize("where", ["input", "weight"])
+def test_non_finite_values_as_torch_on_winograd_shapes(where):
+    """inf and NaN give torch's answer also where auto would pick Winograd (whose transforms would
+    turn inf - inf into NaN): such calls take the GEMM engine."""
+    x = torch.randn(2, 16, 16, 16, dtype=torch.float64)  # 16 tiles per image: Winograd
+    w = torch.randn(16, 16, 3, 3, dtype=torch.float64)
+    t = x if where == "input" else w
+    flat = t.view(-1)
+    flat[::17] = float("inf")
+    flat[5::23] = -float("inf")
+    flat[7::29] = float("nan")
+    x.requires_grad_()
+    w.requires_grad_()
+    out, ref = CF.conv2d(x, w, padding=1), F.conv2d(x, w, padding=1)
+    assert_close(out, ref, equal_nan=True)
+    seed = torch.randn_like(ref)
+    for g, e in zip(torch.autograd.grad(out, (x, w), seed), torch.autograd.grad(ref, (x, w), seed)):
+        assert_close(g, e, equal_nan=True)

@@ -126,7 +126,9 @@ at::Tensor conv_transpose_nchw(const at::Tensor& input, const at::Tensor& weight
   if (depthwise_in_place(input, depthwise, backend)) {
     return run_in_input_format(backend.depthwise_conv_transpose, input, weight, bias, g, sizes);
   }
-  if (!depthwise && dense_engine(backend, input, g)) {
+  // The dense engine gathers by phases, multiplying padding zeros by the weight; with inf or NaN
+  // weights that gives NaN where torch's scatter gives inf, so those take the im2col path.
+  if (!depthwise && dense_engine(backend, input, g) && at::isfinite(weight).all().item<bool>()) {
     return run_in_input_format(backend.dense_conv_transpose, input, weight, bias, g, sizes, true);
   }
   auto output = at::empty(sizes, input.options());

@@ -4,6 +4,7 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <atomic>
 #include <numeric>
 #include <vector>
 
@@ -281,10 +282,33 @@ void conv_cl(const T* x, const T* w, T* y, const ConvGeometry& g, Shape s,
   });
 }
 
+// Whether every value is finite (x * 0 is 0 exactly for those; NaN and inf make it NaN).
+template <typename T>
+bool all_finite(const T* data, int64_t n) {
+  std::atomic<bool> finite{true};
+  at::parallel_for(0, n, 1 << 16, [&](int64_t begin, int64_t end) {
+    T acc = T(0);
+    for (int64_t i = begin; i < end; ++i) acc += data[i] * T(0);
+    if (acc != T(0)) finite = false;
+  });
+  return finite;
+}
+
+// Winograd's transforms mix the values of a tile (inf - inf = NaN where a direct sum gives inf):
+// it runs only where inputs and weights are finite, so non-finite values give torch's answer.
+template <typename T>
+bool winograd_for(const ConvGeometry& g, int64_t out_channels, const T* a, int64_t a_numel,
+                  const T* b, int64_t b_numel) {
+  return conv_algorithm_for(g, out_channels) == ConvAlgorithm::kWinograd &&
+         all_finite(a, a_numel) && all_finite(b, b_numel);
+}
+
 template <typename T>
 void conv_any(const T* x, const T* w, T* y, const ConvGeometry& g, Shape s,
               const Placement& place) {
-  if (place.identity && conv_algorithm_for(g, s.out_channels) == ConvAlgorithm::kWinograd) {
+  if (place.identity &&
+      winograd_for(g, s.out_channels, x, s.batch * g.channels * g.image_numel(), w,
+                   s.out_channels * g.channels / g.groups * g.kernel_numel())) {
     winograd_conv(x, w, y, g, s.batch, s.out_channels);
   } else if (g.channels_last) {
     conv_cl(x, w, y, g, s, place);
@@ -564,7 +588,7 @@ void gemm_conv_weight_grad(const at::Tensor& grad_output, const at::Tensor& inpu
     const auto* go = grad_output.const_data_ptr<scalar_t>();
     const auto* x = input.const_data_ptr<scalar_t>();
     auto* gw = grad_weight.data_ptr<scalar_t>();
-    if (conv_algorithm_for(g, s.out_channels) == ConvAlgorithm::kWinograd) {
+    if (winograd_for(g, s.out_channels, go, grad_output.numel(), x, input.numel())) {
       winograd_weight_grad(go, x, gw, g, s.batch, s.out_channels);
     } else if (g.channels_last) {
       weight_grad_cl(go, x, gw, g, s);
