@@ -83,12 +83,9 @@ template <typename T>
                                                      int64_t t1, int64_t k0, int64_t kc, T* y) {
   using V = Vec<T>;
   constexpr int64_t L = kLanes<T>;
-  const int64_t rows = t1 - t0, plane_numel = p.OH * p.OW;
+  const int64_t rows = t1 - t0, channel_stride = output_channel_stride(p);
   for (int64_t t = t0; t < t1; ++t) {
-    const int64_t plane = t / (p.TH * p.TW);
-    const int64_t oh0 = t / p.TW % p.TH * kTile, ow0 = t % p.TW * kTile;
-    const int64_t hmax = std::min<int64_t>(kTile, p.OH - oh0);
-    const int64_t wmax = std::min<int64_t>(kTile, p.OW - ow0);
+    const OutputTile tile = output_tile(p, t);
     for (int64_t kv = 0; kv < kc; kv += L) {
       const int64_t k = k0 + kv, lanes = std::min(L, p.K - k);
       if (lanes <= 0) break;
@@ -98,21 +95,13 @@ template <typename T>
       for (int j = 0; j < kAlpha; ++j) output_transform(m + j, kAlpha, cols + j, kAlpha);
       V out[kTile * kTile];  // A^T m A
       for (int i = 0; i < kTile; ++i) output_transform(cols + i * kAlpha, 1, out + i * kTile, 1);
-      for (int i = 0; i < hmax; ++i) {
-        for (int j = 0; j < wmax; ++j) {
-          const int64_t pixel = (oh0 + i) * p.OW + ow0 + j;
+      for (int i = 0; i < tile.rows; ++i) {
+        for (int j = 0; j < tile.cols; ++j) {
           const V& o = out[i * kTile + j];
-          if (p.channels_last) {
-            T* dst = y + (plane * plane_numel + pixel) * p.K + k;
-            if (lanes == L) {
-              store(dst, o);
-            } else {
-              for (int64_t l = 0; l < lanes; ++l) dst[l] = o[l];
-            }
+          T* dst = y + output_offset(p, tile, i, j, k);
+          if (p.channels_last && lanes == L) {
+            store(dst, o);
           } else {
-            const int64_t n = plane / p.depth, z = plane % p.depth;
-            T* dst = y + ((n * p.K + k) * p.depth + z) * plane_numel + pixel;
-            const int64_t channel_stride = p.depth * plane_numel;
             for (int64_t l = 0; l < lanes; ++l) dst[l * channel_stride] = o[l];
           }
         }

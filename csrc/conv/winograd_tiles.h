@@ -175,6 +175,35 @@ inline TileWindow tile_window(const Plan& p, int64_t t) {
   return tw;
 }
 
+// Output tile t: its plane, first output row and column, and how many of its 4x4 outputs lie
+// inside the output (rows x cols).
+struct OutputTile {
+  int64_t plane, oh0, ow0, rows, cols;
+};
+
+inline OutputTile output_tile(const Plan& p, int64_t t) {
+  OutputTile o;
+  o.plane = t / (p.TH * p.TW);
+  o.oh0 = t / p.TW % p.TH * kTile;
+  o.ow0 = t % p.TW * kTile;
+  o.rows = std::min<int64_t>(kTile, p.OH - o.oh0);
+  o.cols = std::min<int64_t>(kTile, p.OW - o.ow0);
+  return o;
+}
+
+// Where output (or output-gradient) channel k of output (i, j) of a tile lies, and the distance
+// between neighbouring channels, in the plan's layout.
+inline int64_t output_offset(const Plan& p, const OutputTile& o, int i, int j, int64_t k) {
+  const int64_t pixel = (o.oh0 + i) * p.OW + o.ow0 + j, plane_numel = p.OH * p.OW;
+  if (p.channels_last) return (o.plane * plane_numel + pixel) * p.K + k;
+  const int64_t n = o.plane / p.depth, z = o.plane % p.depth;
+  return ((n * p.K + k) * p.depth + z) * plane_numel + pixel;
+}
+
+inline int64_t output_channel_stride(const Plan& p) {
+  return p.channels_last ? 1 : p.depth * p.OH * p.OW;
+}
+
 // V[x, t - t0, :] for the tiles [t0, t1): the transformed input, vectorised over channels.
 template <typename T>
 [[gnu::always_inline]] inline void transform_inputs(const T* x, const Plan& p, int64_t t0,

@@ -67,12 +67,9 @@ template <typename T>
                                                    int64_t t1, int64_t k0, int64_t kc, T* out) {
   using V = Vec<T>;
   constexpr int64_t L = kLanes<T>;
-  const int64_t rows = t1 - t0, plane_numel = p.OH * p.OW;
+  const int64_t rows = t1 - t0, channel_stride = output_channel_stride(p);
   for (int64_t t = t0; t < t1; ++t) {
-    const int64_t plane = t / (p.TH * p.TW);
-    const int64_t oh0 = t / p.TW % p.TH * kTile, ow0 = t % p.TW * kTile;
-    const int64_t hmax = std::min<int64_t>(kTile, p.OH - oh0);
-    const int64_t wmax = std::min<int64_t>(kTile, p.OW - ow0);
+    const OutputTile tile = output_tile(p, t);
     for (int64_t kv = 0; kv < kc; kv += L) {
       const int64_t k = k0 + kv, lanes = std::min(L, p.K - k);
       V y[kTile * kTile];
@@ -80,19 +77,11 @@ template <typename T>
         for (int j = 0; j < kTile; ++j) {
           V& v = y[i * kTile + j];
           v = V{};
-          if (i >= hmax || j >= wmax || lanes <= 0) continue;
-          const int64_t pixel = (oh0 + i) * p.OW + ow0 + j;
-          if (p.channels_last) {
-            const T* src = gy + (plane * plane_numel + pixel) * p.K + k;
-            if (lanes == L) {
-              v = load(src);
-            } else {
-              for (int64_t l = 0; l < lanes; ++l) v[l] = src[l];
-            }
+          if (i >= tile.rows || j >= tile.cols || lanes <= 0) continue;
+          const T* src = gy + output_offset(p, tile, i, j, k);
+          if (p.channels_last && lanes == L) {
+            v = load(src);
           } else {
-            const int64_t n = plane / p.depth, z = plane % p.depth;
-            const T* src = gy + ((n * p.K + k) * p.depth + z) * plane_numel + pixel;
-            const int64_t channel_stride = p.depth * plane_numel;
             for (int64_t l = 0; l < lanes; ++l) v[l] = src[l * channel_stride];
           }
         }
