@@ -363,7 +363,8 @@ const ConvBackend kCpuBackend{im2col_cpu,
                               cpu::gemm_conv,
                               cpu::gemm_conv_transpose,
                               cpu::gemm_conv_weight_grad,
-                              use_gemm_engine};
+                              use_gemm_engine,
+                              cpu::all_finite};
 
 }  // namespace
 

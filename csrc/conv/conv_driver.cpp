@@ -49,8 +49,8 @@ bool depthwise_in_place(const at::Tensor& input, bool depthwise, const ConvBacke
 
 bool dense_engine(const ConvBackend& backend, const at::Tensor& input, const ConvGeometry& g) {
   const auto type = input.scalar_type();
-  return backend.use_dense_engine != nullptr && (type == at::kFloat || type == at::kDouble) &&
-         backend.use_dense_engine(g);
+  return backend.use_dense_engine != nullptr && backend.all_finite != nullptr &&
+         (type == at::kFloat || type == at::kDouble) && backend.use_dense_engine(g);
 }
 
 using LayoutKernel = void (*)(const at::Tensor&, const at::Tensor&, const at::Tensor&,
@@ -128,7 +128,7 @@ at::Tensor conv_transpose_nchw(const at::Tensor& input, const at::Tensor& weight
   }
   // The dense engine gathers by phases, multiplying padding zeros by the weight; with inf or NaN
   // weights that gives NaN where torch's scatter gives inf, so those take the im2col path.
-  if (!depthwise && dense_engine(backend, input, g) && at::isfinite(weight).all().item<bool>()) {
+  if (!depthwise && dense_engine(backend, input, g) && backend.all_finite(weight)) {
     return run_in_input_format(backend.dense_conv_transpose, input, weight, bias, g, sizes, true);
   }
   auto output = at::empty(sizes, input.options());

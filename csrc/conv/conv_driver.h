@@ -44,6 +44,9 @@ struct ConvBackend {
   void (*dense_weight_grad)(const at::Tensor& grad_output, const at::Tensor& input,
                             const at::Tensor& grad_weight, const ConvGeometry& g) = nullptr;
   bool (*use_dense_engine)(const ConvGeometry& g) = nullptr;
+  // Whether a tensor holds only finite values: the dense conv_transpose multiplies padding zeros
+  // by the weight, which gives NaN for an inf weight where a scatter gives inf.
+  bool (*all_finite)(const at::Tensor& t) = nullptr;
 };
 
 at::Tensor conv_forward(const at::Tensor& input, const at::Tensor& weight,

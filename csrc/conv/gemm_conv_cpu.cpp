@@ -5,7 +5,9 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstring>
 #include <numeric>
+#include <type_traits>
 #include <vector>
 
 #include "blocked_transpose.h"
@@ -282,14 +284,22 @@ void conv_cl(const T* x, const T* w, T* y, const ConvGeometry& g, Shape s,
   });
 }
 
-// Whether every value is finite (x * 0 is 0 exactly for those; NaN and inf make it NaN).
+// Whether every value is finite: no element has an all-ones exponent. Integer tests on the bits
+// vectorise (a floating-point reduction would be one long dependency chain), one streaming pass,
+// no temporaries (at::isfinite(w).all() took 13% of a 512-channel dgrad).
 template <typename T>
 bool all_finite(const T* data, int64_t n) {
+  using Bits = std::conditional_t<sizeof(T) == 8, uint64_t, uint32_t>;
+  constexpr Bits kExponent = static_cast<Bits>(sizeof(T) == 8 ? 0x7ff0000000000000ull : 0x7f800000ull);
   std::atomic<bool> finite{true};
   at::parallel_for(0, n, 1 << 16, [&](int64_t begin, int64_t end) {
-    T acc = T(0);
-    for (int64_t i = begin; i < end; ++i) acc += data[i] * T(0);
-    if (acc != T(0)) finite = false;
+    Bits non_finite = 0;
+    for (int64_t i = begin; i < end; ++i) {
+      Bits bits;
+      std::memcpy(&bits, data + i, sizeof(T));
+      non_finite |= static_cast<Bits>((bits & kExponent) == kExponent);
+    }
+    if (non_finite != 0) finite = false;
   });
   return finite;
 }
@@ -345,7 +355,8 @@ Phase phase_of(const ConvGeometry& g, int d, int64_t r) {
 }
 
 template <typename T>
-void conv_transpose_phases(const T* x, const T* w, T* y, const ConvGeometry& g, Shape s) {
+void conv_transpose_phases(const T* x, const T* w, bool w_channels_last, T* y, const ConvGeometry& g,
+                           Shape s) {
   const int64_t C = g.channels, G = g.groups, K = s.out_channels, cg = C / G, kg = K / G;
   const int64_t taps = g.kernel_numel();
   bool every_position_reached = true;
@@ -386,8 +397,8 @@ void conv_transpose_phases(const T* x, const T* w, T* y, const ConvGeometry& g, 
         // transposed per group, flipped, subsampled; one [kg, cg] transpose per sub-tap.
         const int64_t sub_taps = sub.kernel_numel();
         std::vector<T> sub_w(C * kg * sub_taps);
-        const int64_t w_k = cg * taps, w_c = g.channels_last ? 1 : taps;
-        const int64_t w_t = g.channels_last ? cg : 1;
+        const int64_t w_k = cg * taps, w_c = w_channels_last ? 1 : taps;
+        const int64_t w_t = w_channels_last ? cg : 1;
         const int64_t s_c = kg * sub_taps, s_k = g.channels_last ? 1 : sub_taps;
         const int64_t s_t = g.channels_last ? kg : 1;
         for (int64_t md = 0, m = 0; md < ph[0].taps; ++md) {
@@ -539,6 +550,15 @@ void via_channels_last(std::initializer_list<at::Tensor> inputs, const at::Tenso
 
 }  // namespace
 
+bool all_finite(const at::Tensor& t) {
+  bool result = true;
+  AT_DISPATCH_FLOATING_TYPES(t.scalar_type(), "all_finite", [&] {
+    const auto contiguous = t.contiguous();
+    result = all_finite(contiguous.const_data_ptr<scalar_t>(), contiguous.numel());
+  });
+  return result;
+}
+
 void gemm_conv(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& output,
                const ConvGeometry& g) {
   check_dtype(input, "gemm_conv");
@@ -564,9 +584,11 @@ void gemm_conv_transpose(const at::Tensor& input, const at::Tensor& weight,
     });
   }
   AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "gemm_conv_transpose", [&] {
-    std::vector<scalar_t> storage;
-    conv_transpose_phases(input.const_data_ptr<scalar_t>(),
-                          weight_in_layout(weight, g.channels_last, storage),
+    // The phases' sub-weights are built from either layout directly: no relayout pass.
+    const bool w_cl = weight.dim() >= 4 && !weight.is_contiguous() &&
+                      weight.is_contiguous(channels_last_format(weight));
+    const auto w = w_cl ? weight : weight.contiguous();
+    conv_transpose_phases(input.const_data_ptr<scalar_t>(), w.const_data_ptr<scalar_t>(), w_cl,
                           output.data_ptr<scalar_t>(), g, Shape{input.size(0), input.size(1)});
   });
 }

@@ -39,4 +39,7 @@ void gemm_conv_transpose(const at::Tensor& input, const at::Tensor& weight,
 void gemm_conv_weight_grad(const at::Tensor& grad_output, const at::Tensor& input,
                            const at::Tensor& grad_weight, const ConvGeometry& g);
 
+// Whether a float32/float64 tensor holds no inf or NaN (one parallel pass).
+bool all_finite(const at::Tensor& t);
+
 }  // namespace convpool::cpu
