@@ -2,7 +2,9 @@
 random shapes, strides, padding (wider than the input too, 'same', 'valid'), dilation, groups,
 output_padding, bias, memory layouts, batched and unbatched inputs, an empty batch. Forward and
 the gradients of input, weight and bias in float64; where torch raises, ours raises the same type.
-Through the public functional API, so every CPU algorithm it selects is covered."""
+Through the public functional API, each example under a drawn CPU algorithm (set_conv_algorithm:
+auto, the GEMM engine, Winograd where it applies, im2col); a dedicated test draws the 3x3 stride-1
+shapes Winograd computes, at its edges."""
 import pytest
 import torch
 import torch.nn.functional as F
@@ -10,6 +12,7 @@ from hypothesis import given, strategies as st
 
 import reference
 import torch_convpool.functional as CF
+import torch_convpool as tc
 from fuzz_support import compare, leaves, per_dim, size_arg, tensors
 
 TOL = dict(rtol=1e-10, atol=1e-10)
@@ -44,7 +47,10 @@ def conv_case(draw, transpose):
     w = draw(tensors(w_shape))
     b = draw(tensors((cout,))) if draw(st.booleans()) else None
     return dict(dims=dims, x=x, w=w, b=b, stride=stride, padding=padding, dilation=dilation,
-                groups=groups, output_padding=output_padding)
+                groups=groups, output_padding=output_padding, algorithm=draw(ALGORITHMS))
+
+
+ALGORITHMS = st.sampled_from(list(tc.algorithms.CONV_ALGORITHMS))
 
 
 @given(conv_case(transpose=False))
@@ -57,9 +63,10 @@ def test_conv_matches_torch(case):
     theirs_fn = reference.conv if strided_same else F.__dict__[f"conv{dims}d"]
     x, w, b = case["x"], case["w"], case["b"]
     leaves((x, w, b))
-    compare(lambda x, w, b: ours_fn(x, w, b, stride, padding, dilation, groups),
-            lambda x, w, b: theirs_fn(x, w, b, stride, padding, dilation, groups),
-            (x, w, b), **TOL)
+    with tc.set_conv_algorithm(case["algorithm"]):
+        compare(lambda x, w, b: ours_fn(x, w, b, stride, padding, dilation, groups),
+                lambda x, w, b: theirs_fn(x, w, b, stride, padding, dilation, groups),
+                (x, w, b), **TOL)
 
 
 @given(conv_case(transpose=True))
@@ -69,9 +76,33 @@ def test_conv_transpose_matches_torch(case):
             case["dilation"])
     x, w, b = case["x"], case["w"], case["b"]
     leaves((x, w, b))
-    compare(lambda x, w, b: CF.__dict__[f"conv_transpose{dims}d"](x, w, b, *args),
-            lambda x, w, b: F.__dict__[f"conv_transpose{dims}d"](x, w, b, *args),
-            (x, w, b), **TOL)
+    with tc.set_conv_algorithm(case["algorithm"]):
+        compare(lambda x, w, b: CF.__dict__[f"conv_transpose{dims}d"](x, w, b, *args),
+                lambda x, w, b: F.__dict__[f"conv_transpose{dims}d"](x, w, b, *args),
+                (x, w, b), **TOL)
+
+
+@given(data=st.data())
+def test_winograd_shapes_match_torch(data):
+    """3x3 (or 1x3x3) stride-1 convs and their transposes, where F(4x4, 3x3) computes the forward
+    and both gradients: outputs that are not a multiple of the 4x4 tile, channel counts across the
+    vector width, padding wider than a tile's overlap, both layouts, batch 1 and unbatched."""
+    dims = data.draw(st.sampled_from([2, 2, 3]))
+    cin, cout = data.draw(st.integers(1, 20)), data.draw(st.integers(1, 20))
+    batch = data.draw(st.sampled_from([None, 1, 2]))
+    spatial = ([data.draw(st.integers(1, 3))] if dims == 3 else []) + [
+        data.draw(st.integers(1, 13)) for _ in range(2)]
+    kernel = ([1] if dims == 3 else []) + [3, 3]
+    padding = tuple(([0] if dims == 3 else []) + [data.draw(st.integers(0, 4)) for _ in range(2)])
+    transpose = data.draw(st.booleans())
+    x = data.draw(tensors(((batch,) if batch else ()) + (cin, *spatial)))
+    w = data.draw(tensors((cin, cout, *kernel) if transpose else (cout, cin, *kernel)))
+    b = data.draw(tensors((cout,)))
+    leaves((x, w, b))
+    name = f"conv_transpose{dims}d" if transpose else f"conv{dims}d"
+    with tc.set_conv_algorithm("winograd"):
+        compare(lambda x, w, b: CF.__dict__[name](x, w, b, 1, padding),
+                lambda x, w, b: F.__dict__[name](x, w, b, 1, padding), (x, w, b), **TOL)
 
 
 @pytest.mark.parametrize("dims", [1, 2, 3])
