@@ -25,6 +25,15 @@ struct ConvGeometry {
   CONVPOOL_HOST_DEVICE int64_t image_numel() const { return image[0] * image[1] * image[2]; }
   CONVPOOL_HOST_DEVICE int64_t grid_numel() const { return grid[0] * grid[1] * grid[2]; }
   CONVPOOL_HOST_DEVICE int64_t kernel_numel() const { return kernel[0] * kernel[1] * kernel[2]; }
+
+  // A 1x1 kernel with stride 1 and no padding reads the image as it is: the image is its own
+  // column matrix (no im2col), and col2im is the identity.
+  CONVPOOL_HOST_DEVICE bool is_pointwise() const {
+    for (int d = 0; d < kSpatialDims; ++d) {
+      if (kernel[d] != 1 || stride[d] != 1 || pad[d] != 0 || grid[d] != image[d]) return false;
+    }
+    return true;
+  }
 };
 
 }  // namespace convpool

@@ -19,17 +19,6 @@ c10::optional<at::Tensor> to_float(const c10::optional<at::Tensor>& t) {
   return t->to(at::kFloat);
 }
 
-// A 1x1 kernel with stride 1 and no padding reads the image as it is: its column matrix is the
-// image itself, and col2im is the identity.
-bool is_pointwise(const ConvGeometry& g) {
-  for (int d = 0; d < kSpatialDims; ++d) {
-    if (g.kernel[d] != 1 || g.stride[d] != 1 || g.pad[d] != 0 || g.grid[d] != g.image[d]) {
-      return false;
-    }
-  }
-  return true;
-}
-
 void add_bias(at::Tensor& output, const c10::optional<at::Tensor>& bias) {
   if (!bias.has_value() || !bias->defined()) return;
   std::vector<int64_t> shape(output.dim(), 1);
@@ -98,7 +87,7 @@ at::Tensor conv_nchw(const at::Tensor& input, const at::Tensor& weight,
   }
   const int64_t rows_per_group = g.channels / groups * g.kernel_numel();
   const auto w = weight.contiguous().view({groups, out_channels / groups, rows_per_group});
-  const bool pointwise = is_pointwise(g);
+  const bool pointwise = g.is_pointwise();
   auto col = pointwise ? at::Tensor() : at::empty({g.channels * g.kernel_numel(), g.grid_numel()}, x.options());
   auto out = output.view({batch, groups, out_channels / groups, g.grid_numel()});
   for (int64_t n = 0; n < batch; ++n) {
@@ -146,7 +135,7 @@ at::Tensor conv_transpose_nchw(const at::Tensor& input, const at::Tensor& weight
   // [groups, in / groups, out / groups * K] -> its transpose, so each group's GEMM maps the
   // input channels to the column rows of its output channels.
   const auto w = weight.contiguous().view({groups, in_per_group, rows_per_group}).transpose(1, 2);
-  const bool pointwise = is_pointwise(g);
+  const bool pointwise = g.is_pointwise();
   auto col = pointwise ? at::Tensor() : at::empty({g.channels * g.kernel_numel(), g.grid_numel()}, x.options());
   for (int64_t n = 0; n < batch; ++n) {
     auto image = output[n];
@@ -232,24 +221,11 @@ at::Tensor conv_weight_grad(const at::Tensor& grad_output, const at::Tensor& inp
                             dilation, groups, backend)
         .to(input.scalar_type());
   }
-  const int64_t batch = input.size(0);
-  const int64_t rows_per_group = g.channels / groups * g.kernel_numel();
-  auto grad_weight = at::zeros({groups, out_channels / groups, rows_per_group}, input.options());
-  if (grad_output.numel() == 0 || input.numel() == 0) {
-    return grad_weight.view(weight_size).contiguous(input.suggest_memory_format());
-  }
-
   // The result has the input's memory format (as the fakes say), whichever kernel computes it.
   const auto format = input.suggest_memory_format();
+  const bool empty = grad_output.numel() == 0 || input.numel() == 0;
   const bool depthwise = backend.depthwise_weight_grad != nullptr && groups == g.channels;
-  if (depthwise_in_place(input, depthwise, backend)) {
-    ConvGeometry cl = g;
-    cl.channels_last = true;
-    backend.depthwise_weight_grad(grad_output.contiguous(format), input.contiguous(format),
-                                  grad_weight, cl);
-    return grad_weight.view(weight_size).contiguous(format);
-  }
-  if (!depthwise && dense_engine(backend, input, g)) {
+  if (!empty && !depthwise && dense_engine(backend, input, g)) {
     ConvGeometry in_format = g;
     in_format.channels_last = format != at::MemoryFormat::Contiguous;
     auto result = at::empty(weight_size, input.options().memory_format(format));
@@ -257,9 +233,20 @@ at::Tensor conv_weight_grad(const at::Tensor& grad_output, const at::Tensor& inp
                               in_format);
     return result;
   }
+  const int64_t batch = input.size(0);
+  const int64_t rows_per_group = g.channels / groups * g.kernel_numel();
+  auto grad_weight = at::zeros({groups, out_channels / groups, rows_per_group}, input.options());
+  if (empty) return grad_weight.view(weight_size).contiguous(format);
+  if (depthwise_in_place(input, depthwise, backend)) {
+    ConvGeometry cl = g;
+    cl.channels_last = true;
+    backend.depthwise_weight_grad(grad_output.contiguous(format), input.contiguous(format),
+                                  grad_weight, cl);
+    return grad_weight.view(weight_size).contiguous(format);
+  }
   const auto x = input.contiguous();
   const auto go = grad_output.contiguous().view({batch, groups, out_channels / groups, g.grid_numel()});
-  const bool pointwise = is_pointwise(g);
+  const bool pointwise = g.is_pointwise();
   auto col = pointwise ? at::Tensor() : at::empty({g.channels * g.kernel_numel(), g.grid_numel()}, x.options());
   for (int64_t n = 0; n < batch; ++n) {
     const auto image = x[n];

@@ -56,17 +56,6 @@ Placement identity_placement(const ConvGeometry& g) {
   return p;
 }
 
-// A 1x1 kernel with stride 1 and no padding reads the image as it is: the input is the column
-// matrix.
-bool is_pointwise(const ConvGeometry& g) {
-  for (int d = 0; d < kSpatialDims; ++d) {
-    if (g.kernel[d] != 1 || g.stride[d] != 1 || g.pad[d] != 0 || g.grid[d] != g.image[d]) {
-      return false;
-    }
-  }
-  return true;
-}
-
 // Pixels per block: a column block of about kColumnBytes, and small enough for kMinBlocks blocks
 // where every block still gets kMinPixels.
 // The block count is then rounded up to an even number and the blocks made equal, so that two
@@ -209,7 +198,7 @@ void conv_nchw(const T* x, const T* w, T* y, const ConvGeometry& g, Shape s,
                const Placement& place) {
   const int64_t C = g.channels, G = g.groups, K = s.out_channels, cg = C / G, kg = K / G;
   const int64_t rows = cg * g.kernel_numel(), grid = g.grid_numel(), out_numel = place.numel();
-  const bool pointwise = is_pointwise(g);
+  const bool pointwise = g.is_pointwise();
   const int64_t P = block_pixels(grid * s.batch, rows * static_cast<int64_t>(sizeof(T)));
   const int64_t per_sample = (grid + P - 1) / P;
   const int64_t P_eff = std::min(P, grid);
@@ -252,7 +241,7 @@ void conv_cl(const T* x, const T* w, T* y, const ConvGeometry& g, Shape s,
   const int64_t C = g.channels, G = g.groups, K = s.out_channels, cg = C / G, kg = K / G;
   const int64_t taps = g.kernel_numel(), rows = taps * cg, grid = g.grid_numel();
   const int64_t total = s.batch * grid, out_numel = place.numel();
-  const bool pointwise = is_pointwise(g);
+  const bool pointwise = g.is_pointwise();
   const int64_t P = block_pixels(total, rows * static_cast<int64_t>(sizeof(T)));
   at::parallel_for(0, (total + P - 1) / P, 1, [&](int64_t begin, int64_t end) {
     std::vector<T> col(pointwise ? 0 : rows * P);
@@ -445,7 +434,7 @@ template <typename T>
 void weight_grad_nchw(const T* go, const T* x, T* gw, const ConvGeometry& g, Shape s) {
   const int64_t C = g.channels, G = g.groups, K = s.out_channels, cg = C / G, kg = K / G;
   const int64_t rows = cg * g.kernel_numel(), grid = g.grid_numel();
-  const bool pointwise = is_pointwise(g);
+  const bool pointwise = g.is_pointwise();
   const int64_t P = block_pixels(grid * s.batch, rows * static_cast<int64_t>(sizeof(T)));
   const int64_t per_sample = (grid + P - 1) / P;
   std::vector<std::vector<T>> cols(kWeightGradChunks);
@@ -475,7 +464,7 @@ template <typename T>
 void weight_grad_cl(const T* go, const T* x, T* gw, const ConvGeometry& g, Shape s) {
   const int64_t C = g.channels, G = g.groups, K = s.out_channels, cg = C / G, kg = K / G;
   const int64_t taps = g.kernel_numel(), rows = taps * cg, total = s.batch * g.grid_numel();
-  const bool pointwise = is_pointwise(g);
+  const bool pointwise = g.is_pointwise();
   const int64_t P = block_pixels(total, rows * static_cast<int64_t>(sizeof(T)));
   std::vector<std::vector<T>> cols(kWeightGradChunks);
   sum_over_blocks((total + P - 1) / P, gw, K * rows,
