@@ -26,6 +26,7 @@ import torch.nn.functional as F
 import torch_convpool.functional as CF
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import memory  # noqa: E402  (benchmarks/memory.py)
 import models  # noqa: E402  (benchmarks/models.py)
 
 
@@ -36,6 +37,7 @@ class Case:
     ours: Callable
     theirs: Callable
     flops: float = 0.0  # forward multiply-adds x 2 (dense convolutions), for GFLOP/s
+    floor: bool = False  # memory-bound (pooling): also time the memory floor
 
 
 def _x(*shape, channels_last=False):
@@ -89,7 +91,27 @@ def _conv_transpose_case(name, n, c, hw, out, k, stride, padding, channels_last=
 def _pool_case(name, fn, shape, channels_last=False, **kw):
     def make(device):
         return (_x(*shape, channels_last=channels_last)(device),)
-    return Case(name, make, lambda x: getattr(CF, fn)(x, **kw), lambda x: getattr(F, fn)(x, **kw))
+    return Case(name + (" channels_last" if channels_last else ""), make,
+                lambda x: getattr(CF, fn)(x, **kw), lambda x: getattr(F, fn)(x, **kw), floor=True)
+
+
+def _pool_both(name, fn, shape, **kw):
+    return [_pool_case(name, fn, shape, **kw), _pool_case(name, fn, shape, channels_last=True, **kw)]
+
+
+def _floor(x, out):
+    """The memory floor of a pooling op: reading its input once and allocating and writing its
+    output (forward); for forward+backward also writing and reading grad_output and allocating
+    and writing grad_input."""
+    def forward():
+        x.sum()
+        torch.empty_like(out).fill_(0)
+
+    def forward_backward():
+        forward()
+        torch.empty_like(out).fill_(1).sum()
+        torch.empty_like(x).fill_(0)
+    return forward, forward_backward
 
 
 POOL_SHAPE = (32, 64, 112, 112)
@@ -110,23 +132,30 @@ CASES = [
     _conv_transpose_case("conv_transpose 4x4 stride 2, N8 C64 28x28 -> 32", 8, 64, 28, 32, 4, 2, 1),
     _conv_transpose_case("conv_transpose 4x4 stride 2, N8 C64 28x28 -> 32", 8, 64, 28, 32, 4, 2, 1,
                          channels_last=True),
-    _conv_case("depthwise 3x3, N8 C256 28x28", 8, 256, 28, 256, 3, padding=1, groups=256),
-    _conv_case("depthwise 3x3, N8 C256 28x28", 8, 256, 28, 256, 3, padding=1, groups=256,
-               channels_last=True),
-    _pool_case("max_pool2d 2/2, N32 C64 112x112", "max_pool2d", POOL_SHAPE, kernel_size=2, stride=2),
-    _pool_case("max_pool2d 3/2 pad 1, N32 C64 112x112", "max_pool2d", POOL_SHAPE, kernel_size=3,
-               stride=2, padding=1),
-    _pool_case("max_pool2d 3/2 pad 1 channels_last, N32 C64 112x112", "max_pool2d", POOL_SHAPE,
-               channels_last=True, kernel_size=3, stride=2, padding=1),
-    _pool_case("avg_pool2d 2/2, N32 C64 112x112", "avg_pool2d", POOL_SHAPE, kernel_size=2, stride=2),
-    _pool_case("avg_pool2d 3/1 pad 1, N32 C64 112x112", "avg_pool2d", POOL_SHAPE, kernel_size=3,
-               stride=1, padding=1),
-    _pool_case("adaptive_avg_pool2d(1), N32 C64 112x112", "adaptive_avg_pool2d", POOL_SHAPE,
-               output_size=1),
-    _pool_case("adaptive_avg_pool2d(7), N32 C64 112x112", "adaptive_avg_pool2d", POOL_SHAPE,
-               output_size=7),
-    _pool_case("adaptive_max_pool2d(7), N32 C64 112x112", "adaptive_max_pool2d", POOL_SHAPE,
-               output_size=7),
+    *_both_layouts("depthwise 3x3, N8 C256 28x28", 8, 256, 28, 256, 3, padding=1, groups=256),
+    *_both_layouts("depthwise 3x3 stride 2, N8 C256 28x28", 8, 256, 28, 256, 3, stride=2,
+                   padding=1, groups=256),
+    *_both_layouts("depthwise 5x5, N8 C256 28x28", 8, 256, 28, 256, 5, padding=2, groups=256),
+    *_both_layouts("depthwise 3x3, N8 C128 56x56", 8, 128, 56, 128, 3, padding=1, groups=128),
+    *_both_layouts("depthwise 3x3 stride 2, N8 C128 56x56", 8, 128, 56, 128, 3, stride=2,
+                   padding=1, groups=128),
+    *_both_layouts("depthwise 5x5, N8 C128 56x56", 8, 128, 56, 128, 5, padding=2, groups=128),
+    *_both_layouts("grouped 3x3 (16 per group, RegNet), N8 C128 28x28", 8, 128, 28, 128, 3,
+                   padding=1, groups=8),
+    *_pool_both("max_pool2d 2/2, N32 C64 112x112", "max_pool2d", POOL_SHAPE, kernel_size=2,
+                stride=2),
+    *_pool_both("max_pool2d 3/2 pad 1, N32 C64 112x112", "max_pool2d", POOL_SHAPE, kernel_size=3,
+                stride=2, padding=1),
+    *_pool_both("avg_pool2d 2/2, N32 C64 112x112", "avg_pool2d", POOL_SHAPE, kernel_size=2,
+                stride=2),
+    *_pool_both("avg_pool2d 3/1 pad 1, N32 C64 112x112", "avg_pool2d", POOL_SHAPE, kernel_size=3,
+                stride=1, padding=1),
+    *_pool_both("adaptive_avg_pool2d(1), N32 C64 112x112", "adaptive_avg_pool2d", POOL_SHAPE,
+                output_size=1),
+    *_pool_both("adaptive_avg_pool2d(7), N32 C64 112x112", "adaptive_avg_pool2d", POOL_SHAPE,
+                output_size=7),
+    *_pool_both("adaptive_max_pool2d(7), N32 C64 112x112", "adaptive_max_pool2d", POOL_SHAPE,
+                output_size=7),
     _pool_case("max_pool3d 2/2, N4 C32 32x56x56", "max_pool3d", (4, 32, 32, 56, 56), kernel_size=2),
 ]
 
@@ -172,9 +201,19 @@ def run(device: str, repeats: int, name_filter: str) -> list[tuple]:
         theirs_bwd, ours_bwd = _time_pair(_forward_backward(case.theirs, args),
                                           _forward_backward(case.ours, args), device, repeats)
         gflops = (case.flops / ours_fwd / 1e6, case.flops / theirs_fwd / 1e6) if case.flops else None
+        floor = None
+        if case.floor:
+            with torch.no_grad():
+                fwd_floor, bwd_floor = _floor(args[0], case.ours(*args))
+                _, floor_fwd = _time_pair(lambda: None, fwd_floor, device, repeats)
+                _, floor_bwd = _time_pair(lambda: None, bwd_floor, device, repeats)
+            floor = (floor_fwd, floor_bwd)
         row = (case.name, theirs_fwd, ours_fwd, theirs_fwd / ours_fwd, theirs_bwd, ours_bwd,
-               theirs_bwd / ours_bwd, gflops)
+               theirs_bwd / ours_bwd, gflops, floor)
         rate = f"  ours {gflops[0]:5.0f} GFLOP/s (torch {gflops[1]:4.0f})" if gflops else ""
+        if floor:
+            rate = (f"  floor {floor[0]:.1f} / {floor[1]:.1f} ms: ours x{ours_fwd / floor[0]:.2f}"
+                    f" / x{ours_bwd / floor[1]:.2f}")
         print(f"{row[0]:62s} fwd {row[1]:8.2f} / {row[2]:8.2f} ms  x{row[3]:5.2f}   "
               f"fwd+bwd {row[4]:8.2f} / {row[5]:8.2f} ms  x{row[6]:5.2f}{rate}", flush=True)
         rows.append(row)
@@ -211,14 +250,19 @@ def to_markdown(rows, device: str, repeats: int, command: str, peak: float,
         "",
         f"float32 matmul peak measured in the same run (torch.mm 2048^3): {peak:.0f} GFLOP/s.",
         "ratio = torch time / our time (> 1: ours is faster); GFLOP/s of the forward (ours / torch's)"
-        " for the dense convolutions.",
+        " for the dense convolutions; for pooling, the memory floor measured in the same run "
+        "(reading the input once, allocating and writing the output; with the backward also "
+        "grad_output and grad_input) and our time as a multiple of it (fwd / fwd+bwd).",
         "",
         "| case | torch fwd ms | ours fwd ms | ratio | torch fwd+bwd ms | ours fwd+bwd ms | ratio "
-        "| fwd GFLOP/s ours / torch |",
+        "| fwd GFLOP/s ours / torch, or floor ms (ours x floor) |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for name, tf, of, rf, tb, ob, rb, gflops in rows:
+    for name, tf, of, rf, tb, ob, rb, gflops, floor in rows:
         rate = f"{gflops[0]:.0f} / {gflops[1]:.0f}" if gflops else ""
+        if floor:
+            rate = (f"{floor[0]:.1f} / {floor[1]:.1f} (x{of / floor[0]:.2f} / "
+                    f"x{ob / floor[1]:.2f})")
         lines.append(f"| {name} | {tf:.2f} | {of:.2f} | {rf:.2f} | {tb:.2f} | {ob:.2f} | {rb:.2f} "
                      f"| {rate} |")
     if model_rows:
@@ -254,6 +298,9 @@ def main(argv=None) -> int:
     if not args.no_models and args.device == "cpu" and models.available():
         model_rows = models.run(max(3, args.repeats // 2), args.filter)
     section = to_markdown(rows, args.device, args.repeats, command, peak, model_rows)
+    if args.device == "cpu" and not args.filter:
+        memory_rows = memory.op_rows() + (memory.model_rows() if models.available() else [])
+        section += memory.to_markdown(memory_rows)
     if args.output != "-":
         _write_section(args.output, args.device, section)
     return 0

@@ -29,6 +29,21 @@ TORCH_LIBRARY(convpool, m) {
         "int[] dilation, bool ceil_mode) -> (Tensor, Tensor)");
   m.def("max_pool_backward(Tensor grad_output, Tensor input, Tensor indices, int[] kernel_size, "
         "int[] stride, SymInt[] padding, int[] dilation, bool ceil_mode) -> Tensor");
+  // Max pooling without indices: `values` computes the maximum alone (no gradient needed);
+  // `positions` also returns each maximum's position in its window as uint8 (the input's memory
+  // format), which is what autograd saves on the CPU, and `positions_backward` takes it back
+  // (input_size and channels_last: the forward input's sizes and memory format).
+  m.def("max_pool_values(Tensor input, int[] kernel_size, int[] stride, SymInt[] padding, "
+        "int[] dilation, bool ceil_mode) -> Tensor");
+  m.def("max_pool_positions(Tensor input, int[] kernel_size, int[] stride, SymInt[] padding, "
+        "int[] dilation, bool ceil_mode) -> (Tensor, Tensor)");
+  m.def("max_pool_positions_backward(Tensor grad_output, Tensor positions, SymInt[] input_size, "
+        "bool channels_last, int[] kernel_size, int[] stride, SymInt[] padding, int[] dilation, "
+        "bool ceil_mode) -> Tensor");
+  m.def("adaptive_max_pool_values(Tensor input, SymInt[] output_size) -> Tensor");
+  m.def("adaptive_max_pool_positions(Tensor input, SymInt[] output_size) -> (Tensor, Tensor)");
+  m.def("adaptive_max_pool_positions_backward(Tensor grad_output, Tensor positions, "
+        "SymInt[] input_size, bool channels_last) -> Tensor");
   m.def("avg_pool(Tensor input, int[] kernel_size, int[] stride, SymInt[] padding, "
         "bool ceil_mode, bool count_include_pad, int? divisor_override) -> Tensor");
   m.def("avg_pool_backward(Tensor grad_output, Tensor input, int[] kernel_size, int[] stride, "

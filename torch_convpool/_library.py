@@ -58,6 +58,36 @@ def _max_pool_backward_fake(grad_output, input, indices, kernel_size, stride, pa
     return _like_input(input, input.shape)
 
 
+@torch.library.register_fake("convpool::max_pool_values")
+def _max_pool_values_fake(input, kernel_size, stride, padding, dilation, ceil_mode):
+    shape = pool_output_shape(input.shape, kernel_size, stride, padding, dilation, ceil_mode)
+    return _like_input(input, shape)
+
+
+@torch.library.register_fake("convpool::max_pool_positions")
+def _max_pool_positions_fake(input, kernel_size, stride, padding, dilation, ceil_mode):
+    shape = pool_output_shape(input.shape, kernel_size, stride, padding, dilation, ceil_mode)
+    return _like_input(input, shape), _like_input(input, shape, torch.uint8)
+
+
+def _grad_from_positions(grad_output, input_size, channels_last):
+    # The forward input's sizes and memory format, as the real kernels allocate it.
+    if not channels_last:
+        memory_format = torch.contiguous_format
+    elif len(input_size) == 5:
+        memory_format = torch.channels_last_3d
+    else:
+        memory_format = torch.channels_last
+    return torch.empty(list(input_size), dtype=grad_output.dtype, device=grad_output.device,
+                       memory_format=memory_format)
+
+
+@torch.library.register_fake("convpool::max_pool_positions_backward")
+def _max_pool_positions_backward_fake(grad_output, positions, input_size, channels_last,
+                                      kernel_size, stride, padding, dilation, ceil_mode):
+    return _grad_from_positions(grad_output, input_size, channels_last)
+
+
 @torch.library.register_fake("convpool::avg_pool")
 def _avg_pool_fake(input, kernel_size, stride, padding, ceil_mode, count_include_pad,
                    divisor_override):
@@ -81,6 +111,22 @@ def _adaptive_max_pool_fake(input, output_size):
 @torch.library.register_fake("convpool::adaptive_max_pool_backward")
 def _adaptive_max_pool_backward_fake(grad_output, input, indices):
     return _like_input(input, input.shape)
+
+
+@torch.library.register_fake("convpool::adaptive_max_pool_values")
+def _adaptive_max_pool_values_fake(input, output_size):
+    return _like_input(input, [*input.shape[:2], *output_size])
+
+
+@torch.library.register_fake("convpool::adaptive_max_pool_positions")
+def _adaptive_max_pool_positions_fake(input, output_size):
+    shape = [*input.shape[:2], *output_size]
+    return _like_input(input, shape), _like_input(input, shape, torch.uint8)
+
+
+@torch.library.register_fake("convpool::adaptive_max_pool_positions_backward")
+def _adaptive_max_pool_positions_backward_fake(grad_output, positions, input_size, channels_last):
+    return _grad_from_positions(grad_output, input_size, channels_last)
 
 
 @torch.library.register_fake("convpool::adaptive_avg_pool")

@@ -1,5 +1,6 @@
 #include "pool_shape.h"
 
+#include <ATen/ATen.h>
 #include <c10/util/irange.h>
 
 namespace convpool {
@@ -13,7 +14,8 @@ void place(int64_t* dst, at::IntArrayRef src, int64_t fill) {
   for (const auto d : c10::irange(kSpatialDims)) dst[d] = d < lead ? fill : src[d - lead];
 }
 
-int64_t check_input(const char* op, const at::Tensor& input, int64_t dims) {
+int64_t check_input(const char* op, const at::Tensor& input, int64_t dims,
+                    PoolTypes types = PoolTypes::kFloating) {
   TORCH_CHECK(dims >= 1 && dims <= kSpatialDims, op, ": expected 1 to 3 spatial dims, got ", dims);
   TORCH_CHECK(input.dim() == dims + 2, op, ": expected a ", dims + 2, "-d input [N, C, ",
               dims == 1 ? "L" : dims == 2 ? "H, W" : "D, H, W", "], but got input of size ",
@@ -22,8 +24,16 @@ int64_t check_input(const char* op, const at::Tensor& input, int64_t dims) {
     TORCH_CHECK(input.size(d) > 0, op, ": expected non-empty channel and spatial dims (only the ",
                 "batch may be 0), but got input of size ", input.sizes());
   }
-  TORCH_CHECK(at::isFloatingType(input.scalar_type()), op,
-              ": expected a floating point input, but got ", input.scalar_type());
+  const auto type = input.scalar_type();
+  const bool taken = at::isFloatingType(type) ||
+                     (types == PoolTypes::kFloatingOrInt64 && type == at::kLong) ||
+                     (types == PoolTypes::kFloatingOrIntegral && at::isIntegralType(type, false));
+  TORCH_CHECK_NOT_IMPLEMENTED(taken, op, ": not implemented for '", c10::toString(type), "' (",
+                              types == PoolTypes::kFloating ? "floating point types only"
+                              : types == PoolTypes::kFloatingOrInt64
+                                  ? "floating point types and int64 only"
+                                  : "floating point and integer types only",
+                              ", as torch's)");
   return dims;
 }
 
@@ -45,8 +55,8 @@ int64_t pool_output_length(int64_t input, int64_t kernel, int64_t stride, int64_
 
 PoolGeometry pool_geometry(const char* op, const at::Tensor& input, at::IntArrayRef kernel,
                            at::IntArrayRef stride, at::IntArrayRef padding,
-                           at::IntArrayRef dilation, bool ceil_mode) {
-  const int64_t dims = check_input(op, input, static_cast<int64_t>(kernel.size()));
+                           at::IntArrayRef dilation, bool ceil_mode, PoolTypes types) {
+  const int64_t dims = check_input(op, input, static_cast<int64_t>(kernel.size()), types);
   check_list(op, "stride", stride, dims);
   check_list(op, "dilation", dilation, dims);
   check_list(op, "padding", padding, 2 * dims);
@@ -109,6 +119,10 @@ PoolGeometry adaptive_pool_geometry(const char* op, const at::Tensor& input,
     g.pad_end[d] = g.input[d];
   }
   return g;
+}
+
+at::Tensor input_shape(at::IntArrayRef input_size, const at::Tensor& like) {
+  return at::empty(input_size, like.options().device(at::kMeta));
 }
 
 std::vector<int64_t> pool_output_sizes(const at::Tensor& input, const PoolGeometry& g) {

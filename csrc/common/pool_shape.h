@@ -13,15 +13,24 @@ namespace convpool {
 int64_t pool_output_length(int64_t input, int64_t kernel, int64_t stride, int64_t pad_before,
                            int64_t pad_after, int64_t dilation, bool ceil_mode);
 
+// The element types an op takes, as torch's CPU pooling: floating point everywhere; max pooling
+// also the integer types, average pooling also int64. Anything else is NotImplementedError.
+enum class PoolTypes { kFloating, kFloatingOrInt64, kFloatingOrIntegral };
+
 // Regular windows. Checks input rank, positive kernel/stride/dilation, padding at most half the
 // effective kernel and a positive output size.
 PoolGeometry pool_geometry(const char* op, const at::Tensor& input, at::IntArrayRef kernel,
                            at::IntArrayRef stride, at::IntArrayRef padding,
-                           at::IntArrayRef dilation, bool ceil_mode);
+                           at::IntArrayRef dilation, bool ceil_mode,
+                           PoolTypes types = PoolTypes::kFloating);
 
 // Adaptive windows; output sizes must be non-negative.
 PoolGeometry adaptive_pool_geometry(const char* op, const at::Tensor& input,
                                     at::IntArrayRef output_size);
+
+// The geometry a backward op needs, from the forward input's sizes alone (a meta tensor of them
+// carries the shape through the same checks).
+at::Tensor input_shape(at::IntArrayRef input_size, const at::Tensor& like);
 
 // [N, C, output...] for an input of `spatial_dims` spatial dims.
 std::vector<int64_t> pool_output_sizes(const at::Tensor& input, const PoolGeometry& g);

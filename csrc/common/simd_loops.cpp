@@ -21,41 +21,89 @@ inline void scale_accumulate_impl(T* __restrict__ acc, T w, const T* __restrict_
   }
 }
 
-constexpr int64_t kBlock = 64;
+// Forced inline: each ISA clone must compile these bodies for its own vector width.
+#define CONVPOOL_INLINE inline __attribute__((always_inline))
+
+// Vectors of 64 bytes (one AVX-512 register; two or four narrower ones on the other clones).
+template <typename T>
+struct Vec64 {
+  typedef T type __attribute__((vector_size(64)));
+};
 
 template <typename T>
-inline void depthwise_pixel_impl(T* __restrict__ out, const T* const* pixels,
-                                 const T* __restrict__ weights, int64_t taps, int64_t channels) {
-  int64_t c0 = 0;
-  for (; c0 + kBlock <= channels; c0 += kBlock) {
-    T acc[kBlock] = {};
+CONVPOOL_INLINE typename Vec64<T>::type load(const T* p) {
+  typename Vec64<T>::type v;
+  __builtin_memcpy(&v, p, sizeof(v));
+  return v;
+}
+
+// One block of kVectors * (64 / sizeof(T)) channels starting at c0, over the whole line.
+
+template <typename T, int kVectors>
+CONVPOOL_INLINE void depthwise_block(T* __restrict__ out, const T* const* pixels,
+                            const T* __restrict__ weights, int64_t count, int64_t taps,
+                            int64_t channels, int64_t c0) {
+  using V = typename Vec64<T>::type;
+  constexpr int64_t kLanes = 64 / sizeof(T);
+  constexpr int64_t kMaxTaps = 9;  // kernels up to 3x3 keep every weight in registers
+  V w[kMaxTaps][kVectors];
+  const bool held = taps <= kMaxTaps;
+  if (held) {
     for (int64_t t = 0; t < taps; ++t) {
-      const T* __restrict__ px = pixels[t];
-      if (px == nullptr) continue;
-      const T* __restrict__ w = weights + t * channels + c0;
-      for (int64_t c = 0; c < kBlock; ++c) acc[c] += w[c] * px[c0 + c];
+      for (int v = 0; v < kVectors; ++v) w[t][v] = load(weights + t * channels + c0 + v * kLanes);
     }
-    for (int64_t c = 0; c < kBlock; ++c) out[c0 + c] = acc[c];
+  }
+  for (int64_t p = 0; p < count; ++p) {
+    V acc[kVectors] = {};
+    const T* const* px = pixels + p * taps;
+    for (int64_t t = 0; t < taps; ++t) {
+      if (px[t] == nullptr) continue;
+      for (int v = 0; v < kVectors; ++v) {
+        const V wt = held ? w[t][v] : load(weights + t * channels + c0 + v * kLanes);
+        acc[v] += wt * load(px[t] + c0 + v * kLanes);
+      }
+    }
+    for (int v = 0; v < kVectors; ++v) {
+      __builtin_memcpy(out + p * channels + c0 + v * kLanes, &acc[v], sizeof(V));
+    }
+  }
+}
+
+template <typename T>
+CONVPOOL_INLINE void depthwise_line_impl(T* __restrict__ out, const T* const* pixels,
+                                const T* __restrict__ weights, int64_t count, int64_t taps,
+                                int64_t channels) {
+  constexpr int64_t kLanes = 64 / sizeof(T);
+  int64_t c0 = 0;
+  for (; c0 + 2 * kLanes <= channels; c0 += 2 * kLanes) {
+    depthwise_block<T, 2>(out, pixels, weights, count, taps, channels, c0);
+  }
+  for (; c0 + kLanes <= channels; c0 += kLanes) {
+    depthwise_block<T, 1>(out, pixels, weights, count, taps, channels, c0);
   }
   if (c0 == channels) return;
-  for (int64_t c = c0; c < channels; ++c) out[c] = T(0);
-  for (int64_t t = 0; t < taps; ++t) {
-    const T* __restrict__ px = pixels[t];
-    if (px == nullptr) continue;
-    const T* __restrict__ w = weights + t * channels;
-    for (int64_t c = c0; c < channels; ++c) out[c] += w[c] * px[c];
+  for (int64_t p = 0; p < count; ++p) {
+    const T* const* px = pixels + p * taps;
+    for (int64_t c = c0; c < channels; ++c) {
+      T sum = T(0);
+      for (int64_t t = 0; t < taps; ++t) {
+        if (px[t] != nullptr) sum += weights[t * channels + c] * px[t][c];
+      }
+      out[p * channels + c] = sum;
+    }
   }
 }
 
 }  // namespace
 
-CONVPOOL_CLONES void depthwise_pixel(float* out, const float* const* pixels, const float* weights,
-                                     int64_t taps, int64_t channels) {
-  depthwise_pixel_impl(out, pixels, weights, taps, channels);
+CONVPOOL_CLONES void depthwise_line(float* out, const float* const* pixels, const float* weights,
+                                    int64_t count, int64_t taps, int64_t channels) {
+  depthwise_line_impl(out, pixels, weights, count, taps, channels);
 }
-CONVPOOL_CLONES void depthwise_pixel(double* out, const double* const* pixels,
-                                     const double* weights, int64_t taps, int64_t channels) {
-  depthwise_pixel_impl(out, pixels, weights, taps, channels);
+CONVPOOL_CLONES void depthwise_line(double* out, const double* const* pixels,
+                                    const double* weights, int64_t count, int64_t taps,
+                                    int64_t channels) {
+  depthwise_line_impl(out, pixels, weights, count, taps, channels);
 }
 
 CONVPOOL_CLONES void multiply_accumulate(float* acc, const float* w, const float* x, int64_t n) {

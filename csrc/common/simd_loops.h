@@ -15,12 +15,14 @@ void multiply_accumulate(double* acc, const double* w, const double* x, int64_t 
 void scale_accumulate(float* acc, float w, const float* x, int64_t stride, int64_t n);
 void scale_accumulate(double* acc, double w, const double* x, int64_t stride, int64_t n);
 
-// out[c] = sum_t weights[t * channels + c] * pixels[t][c] over the taps whose pixel is not null
-// (a depthwise output pixel, channels_last). Channel blocks stay in registers across all taps.
-void depthwise_pixel(float* out, const float* const* pixels, const float* weights, int64_t taps,
-                     int64_t channels);
-void depthwise_pixel(double* out, const double* const* pixels, const double* weights, int64_t taps,
-                     int64_t channels);
+// A line of depthwise output pixels, channels_last: for each pixel p < count,
+//   out[p * channels + c] = sum_t weights[t * channels + c] * pixels[p * taps + t][c]
+// over the taps whose pixel pointer is not null. A block of channels keeps its weights for every
+// tap and its sums in vector registers while it walks the line.
+void depthwise_line(float* out, const float* const* pixels, const float* weights, int64_t count,
+                    int64_t taps, int64_t channels);
+void depthwise_line(double* out, const double* const* pixels, const double* weights,
+                    int64_t count, int64_t taps, int64_t channels);
 
 // The same for any (accumulator, element) pair: the vector clones where they are the same type
 // (float, double), a plain converting loop otherwise (float16 / bfloat16 into float).

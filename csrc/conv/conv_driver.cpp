@@ -4,6 +4,7 @@
 #include <c10/core/DeviceGuard.h>
 
 #include "../common/conv_shape.h"
+#include "../common/huge_pages.h"
 
 namespace convpool {
 namespace {
@@ -52,7 +53,7 @@ at::Tensor run_in_input_format(LayoutKernel kernel, const at::Tensor& input,
                                ConvGeometry g, std::vector<int64_t> sizes,
                                bool any_weight_layout = false) {
   const auto format = input.suggest_memory_format();
-  auto output = at::empty(sizes, input.options().memory_format(format));
+  auto output = prefer_huge_pages(at::empty(sizes, input.options().memory_format(format)));
   if (output.numel() == 0) return output;
   if (input.numel() == 0) return output.zero_(), add_bias(output, bias), output;
   g.channels_last = format != at::MemoryFormat::Contiguous;
@@ -75,7 +76,7 @@ at::Tensor conv_nchw(const at::Tensor& input, const at::Tensor& weight,
   if (!depthwise && dense_engine(backend, input, g)) {
     return run_in_input_format(backend.dense_conv, input, weight, bias, g, sizes, true);
   }
-  auto output = at::empty(sizes, input.options());
+  auto output = prefer_huge_pages(at::empty(sizes, input.options()));
   if (output.numel() == 0) return output;
   if (input.numel() == 0) return output.zero_(), add_bias(output, bias), output;
 
@@ -120,7 +121,7 @@ at::Tensor conv_transpose_nchw(const at::Tensor& input, const at::Tensor& weight
   if (!depthwise && dense_engine(backend, input, g) && backend.all_finite(weight)) {
     return run_in_input_format(backend.dense_conv_transpose, input, weight, bias, g, sizes, true);
   }
-  auto output = at::empty(sizes, input.options());
+  auto output = prefer_huge_pages(at::empty(sizes, input.options()));
   if (output.numel() == 0) return output;
   if (input.numel() == 0) return output.zero_(), add_bias(output, bias), output;
 
@@ -170,7 +171,8 @@ at::Tensor run_conv(ConvCompute compute, const at::Tensor& input, const at::Tens
           : compute(input, weight, bias, g, out_channels, backend);
   const auto format = input.suggest_memory_format();
   if (format == at::MemoryFormat::Contiguous) return result;
-  const auto formatted = at::empty(result.sizes(), result.options().memory_format(format));
+  const auto formatted =
+      prefer_huge_pages(at::empty(result.sizes(), result.options().memory_format(format)));
   if (result.strides() == formatted.strides()) return result;  // made in place (depthwise)
   return formatted.copy_(result);
 }
@@ -237,11 +239,12 @@ at::Tensor conv_weight_grad(const at::Tensor& grad_output, const at::Tensor& inp
   const int64_t rows_per_group = g.channels / groups * g.kernel_numel();
   auto grad_weight = at::zeros({groups, out_channels / groups, rows_per_group}, input.options());
   if (empty) return grad_weight.view(weight_size).contiguous(format);
-  if (depthwise_in_place(input, depthwise, backend)) {
-    ConvGeometry cl = g;
-    cl.channels_last = true;
-    backend.depthwise_weight_grad(grad_output.contiguous(format), input.contiguous(format),
-                                  grad_weight, cl);
+  if (depthwise) {
+    ConvGeometry in_layout = g;
+    in_layout.channels_last = depthwise_in_place(input, depthwise, backend);
+    const auto kernel_format = in_layout.channels_last ? format : at::MemoryFormat::Contiguous;
+    backend.depthwise_weight_grad(grad_output.contiguous(kernel_format),
+                                  input.contiguous(kernel_format), grad_weight, in_layout);
     return grad_weight.view(weight_size).contiguous(format);
   }
   const auto x = input.contiguous();

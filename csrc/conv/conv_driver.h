@@ -29,8 +29,9 @@ struct ConvBackend {
                                    const at::Tensor& output, const ConvGeometry& g) = nullptr;
   // The depthwise kernels also take channels_last tensors as they are (g.channels_last).
   bool depthwise_channels_last = false;
-  // Optional: the depthwise weight gradient from channels_last grad_output and input, into a
-  // zeroed [C * m, K] grad_weight (only called with g.channels_last).
+  // Optional: the depthwise weight gradient from grad_output and input, both in the layout
+  // g.channels_last says (channels_last only where depthwise_channels_last), into a
+  // [C * m, K] grad_weight.
   void (*depthwise_weight_grad)(const at::Tensor& grad_output, const at::Tensor& input,
                                 const at::Tensor& grad_weight, const ConvGeometry& g) = nullptr;
   // Optional engine for the dense (non-depthwise) convs of float32/float64 tensors, computed in

@@ -10,6 +10,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "../common/huge_pages.h"
 #include "blocked_transpose.h"
 #include "conv_algorithm.h"
 #include "conv_lines.h"
@@ -531,7 +532,7 @@ void via_channels_last(std::initializer_list<at::Tensor> inputs, const at::Tenso
   const auto format = channels_last_format(result.dim() >= 4 ? result : *inputs.begin());
   std::vector<at::Tensor> converted;
   for (const auto& t : inputs) converted.push_back(t.contiguous(format));
-  auto staged = at::empty(result.sizes(), result.options().memory_format(format));
+  auto staged = prefer_huge_pages(at::empty(result.sizes(), result.options().memory_format(format)));
   g.channels_last = true;
   compute(converted, staged, g);
   result.copy_(staged);

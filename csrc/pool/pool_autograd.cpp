@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "pool_ops.h"
+#include "window_offsets.h"
 
 namespace convpool {
 namespace {
@@ -98,6 +99,167 @@ class MaxBackwardFunction : public torch::autograd::Function<MaxBackwardFunction
             at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
   }
 };
+
+// Whether max pooling's autograd saves window positions (uint8, window_offsets.h) instead of
+// the input and torch's int64 indices: on the CPU, which has the kernels, where a window spans
+// at most 256 positions. Adaptive windows are counted from concrete sizes; under symbolic ones
+// the indices are saved.
+bool saves_positions(const at::Tensor& input, bool regular, const RegularWindow& w,
+                     const SymInts& output_size) {
+  if (!input.is_cpu()) return false;
+  int64_t positions = 1;
+  for (size_t d = 0; d < (regular ? w.kernel.size() : output_size.size()); ++d) {
+    if (regular) {
+      positions *= w.kernel[d];
+      continue;
+    }
+    const auto length = input.sym_size(2 + static_cast<int64_t>(d)).maybe_as_int();
+    const auto out = output_size[d].maybe_as_int();
+    if (!length.has_value() || !out.has_value() || *out == 0) return false;
+    positions *= *length % *out == 0 ? *length / *out : *length / *out + 2;
+  }
+  return positions <= kMaxWindowPositions;
+}
+
+// torch's flat in-plane indices of the elements that saved positions point at (the double
+// backward reads its gradient there): the inverse of window_offsets.h's numbering, in ATen ops.
+at::Tensor indices_from_positions(const at::Tensor& positions, const SymInts& input_size,
+                                  bool regular, const RegularWindow& w) {
+  const int64_t dims = positions.dim() - 2;
+  const auto longs = positions.options().dtype(at::kLong);
+  auto rest = positions.to(at::kLong);
+  std::vector<at::Tensor> coordinate(dims);
+  for (int64_t d = dims - 1; d >= 0; --d) {
+    const auto out = positions.sym_size(2 + d);
+    const auto o = at::arange(c10::Scalar(out), longs);
+    at::Tensor origin;
+    int64_t extent, step;
+    if (regular) {
+      extent = w.kernel[d];
+      step = w.dilation[d];
+      origin = o.mul(w.stride[d]).sub(c10::Scalar(w.padding[d]));
+    } else {
+      const int64_t length = input_size[2 + d].guard_int(__FILE__, __LINE__);
+      const int64_t count = out.guard_int(__FILE__, __LINE__);
+      extent = length % count == 0 ? length / count : length / count + 2;
+      step = 1;
+      origin = o.mul(length).div(count, "floor");
+    }
+    std::vector<int64_t> shape(dims + 2, 1);
+    shape[2 + d] = -1;
+    coordinate[d] = origin.view(shape).add(rest.remainder(extent).mul(step));
+    rest = rest.div(extent, "floor");
+  }
+  auto index = coordinate[0];
+  for (int64_t d = 1; d < dims; ++d) {
+    index = index.mul(c10::Scalar(input_size[2 + d])).add(coordinate[d]);
+  }
+  return index.expand_symint(positions.sym_sizes()).contiguous();
+}
+
+// The input gradient of max pooling from saved positions; differentiable in grad_output.
+class MaxPositionsBackwardFunction
+    : public torch::autograd::Function<MaxPositionsBackwardFunction> {
+ public:
+  // `anchor` (graph_anchor()) ties the result to the forward input, as torch's backward, which
+  // takes the input itself: differentiating it again with respect to the input gives zeros.
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& grad_output,
+                            const at::Tensor& positions, const at::Tensor& anchor,
+                            const SymInts& input_size, bool channels_last, bool regular,
+                            const RegularWindow& w) {
+    at::AutoDispatchBelowADInplaceOrView guard;
+    ctx->save_for_backward({positions, anchor});
+    ctx->saved_data["input_size"] = input_size;
+    ctx->saved_data["regular"] = regular;
+    if (regular) save_window(ctx, w);
+    return regular ? ops::max_pool_positions_backward(grad_output, positions, input_size,
+                                                      channels_last, w.kernel, w.stride,
+                                                      w.padding, w.dilation, w.ceil_mode)
+                   : ops::adaptive_max_pool_positions_backward(grad_output, positions,
+                                                               input_size, channels_last);
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const auto& positions = saved[0];
+    const auto& anchor = saved[1];
+    const auto input_size = ctx->saved_data["input_size"].toSymIntVector();
+    const bool regular = ctx->saved_data["regular"].toBool();
+    const auto w = regular ? load_window(ctx) : RegularWindow{};
+    const auto indices = indices_from_positions(positions, input_size, regular, w);
+    variable_list result{at::Tensor(), at::Tensor(),
+                         anchor.defined() ? at::zeros_like(anchor) : at::Tensor()};
+    if (!regular) {
+      result[0] = gather_at_indices(grads[0], indices);
+    } else {
+      // An empty window's gradient went nowhere and reads nothing back (its position is
+      // meaningless, hence the clamp).
+      c10::SymInt plane = 1;
+      for (size_t d = 2; d < input_size.size(); ++d) plane = plane * input_size[d];
+      const auto inside = at::clamp(indices, at::Scalar(0), at::Scalar(plane - 1));
+      result[0] = at::where(nonempty_windows(grads[0], w), gather_at_indices(grads[0], inside),
+                            at::zeros({}, grads[0].options()));
+    }
+    result.resize(8);
+    return result;
+  }
+};
+
+// Max pooling for callers that want no indices (return_indices=False): saves positions where
+// it can (saves_positions), else the input and torch's indices.
+class MaxPoolValuesFunction : public torch::autograd::Function<MaxPoolValuesFunction> {
+ public:
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& input,
+                            const at::Tensor& anchor, bool positions, bool regular,
+                            const RegularWindow& w, const SymInts& output_size) {
+    at::AutoDispatchBelowADInplaceOrView guard;
+    ctx->saved_data["regular"] = regular;
+    ctx->saved_data["positions"] = positions;
+    if (regular) save_window(ctx, w);
+    at::Tensor output, record;
+    if (positions) {
+      std::tie(output, record) =
+          regular ? ops::max_pool_positions(input, w.kernel, w.stride, w.padding, w.dilation,
+                                            w.ceil_mode)
+                  : ops::adaptive_max_pool_positions(input, output_size);
+      ctx->save_for_backward({record, anchor});
+      ctx->saved_data["input_size"] = input.sym_sizes().vec();
+      ctx->saved_data["channels_last"] =
+          input.suggest_memory_format() != at::MemoryFormat::Contiguous;
+    } else {
+      std::tie(output, record) =
+          regular ? ops::max_pool(input, w.kernel, w.stride, w.padding, w.dilation, w.ceil_mode)
+                  : ops::adaptive_max_pool(input, output_size);
+      ctx->save_for_backward({input, record});
+    }
+    return output;
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const bool regular = ctx->saved_data["regular"].toBool();
+    const auto w = regular ? load_window(ctx) : RegularWindow{};
+    at::Tensor grad_input;
+    if (ctx->saved_data["positions"].toBool()) {
+      grad_input = MaxPositionsBackwardFunction::apply(
+          grads[0], saved[0], saved[1], ctx->saved_data["input_size"].toSymIntVector(),
+          ctx->saved_data["channels_last"].toBool(), regular, w);
+    } else {
+      grad_input = MaxBackwardFunction::apply(grads[0], saved[0], saved[1], regular, w);
+    }
+    return {grad_input, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+  }
+};
+
+// A one-element copy of the input's first element: a graph edge to the input that keeps 4
+// bytes alive instead of the input (as_strided's backward records only the geometry).
+at::Tensor graph_anchor(const at::Tensor& input) {
+  const bool empty = TORCH_GUARD_SIZE_OBLIVIOUS(input.sym_numel().sym_eq(0));
+  return empty ? input : input.as_strided({1}, {1}).clone();
+}
+
+// No gradient needed: the maximum alone, no indices computed or stored.
+bool needs_grad(const at::Tensor& input) {
+  return at::GradMode::is_enabled() && input.requires_grad();
+}
 
 class MaxPoolFunction : public torch::autograd::Function<MaxPoolFunction> {
  public:
@@ -258,6 +420,44 @@ TORCH_LIBRARY_IMPL(convpool, Autograd, m) {
   m.impl("adaptive_max_pool_backward",
          +[](const Tensor& grad_output, const Tensor& input, const Tensor& indices) {
            return MaxBackwardFunction::apply(grad_output, input, indices, false, RegularWindow{});
+         });
+  m.impl("max_pool_values", +[](const Tensor& input, IntArrayRef kernel, IntArrayRef stride,
+                                SymIntArrayRef padding, IntArrayRef dilation, bool ceil_mode) {
+    if (!needs_grad(input)) {
+      at::AutoDispatchBelowADInplaceOrView guard;
+      return ops::max_pool_values(input, kernel, stride, padding, dilation, ceil_mode);
+    }
+    const RegularWindow w{kernel.vec(), stride.vec(), dilation.vec(), padding.vec(), ceil_mode};
+    const bool positions = saves_positions(input, true, w, SymInts{});
+    return MaxPoolValuesFunction::apply(input, positions ? graph_anchor(input) : input, positions,
+                                        true, w, SymInts{});
+  });
+  m.impl("adaptive_max_pool_values", +[](const Tensor& input, SymIntArrayRef output_size) {
+    if (!needs_grad(input)) {
+      at::AutoDispatchBelowADInplaceOrView guard;
+      return ops::adaptive_max_pool_values(input, output_size);
+    }
+    const auto sizes = output_size.vec();
+    const bool positions = saves_positions(input, false, RegularWindow{}, sizes);
+    return MaxPoolValuesFunction::apply(input, positions ? graph_anchor(input) : input, positions,
+                                        false, RegularWindow{}, sizes);
+  });
+  m.impl("max_pool_positions_backward",
+         +[](const Tensor& grad_output, const Tensor& positions, SymIntArrayRef input_size,
+             bool channels_last, IntArrayRef kernel, IntArrayRef stride, SymIntArrayRef padding,
+             IntArrayRef dilation, bool ceil_mode) {
+           return MaxPositionsBackwardFunction::apply(
+               grad_output, positions, grad_output, input_size.vec(), channels_last, true,
+               RegularWindow{kernel.vec(), stride.vec(), dilation.vec(), padding.vec(), ceil_mode});
+         });
+  m.impl("adaptive_max_pool_positions_backward",
+         +[](const Tensor& grad_output, const Tensor& positions, SymIntArrayRef input_size,
+             bool channels_last) {
+           // Called directly there is no forward input to tie to: grad_output stands in (the
+           // zeros it gets back add nothing).
+           return MaxPositionsBackwardFunction::apply(grad_output, positions, grad_output,
+                                                      input_size.vec(), channels_last, false,
+                                                      RegularWindow{});
          });
   m.impl("avg_pool", +[](const Tensor& input, IntArrayRef kernel, IntArrayRef stride,
                          SymIntArrayRef padding, bool ceil_mode, bool count_include_pad,

@@ -1,4 +1,4 @@
-// CPU launchers of the pooling family.
+// CPU launchers of the pooling family (max pooling's forward is max_pool_cpu.cpp's).
 //
 // Forward: at::parallel_for over output lines, the outer window spans hoisted out of the inner
 // loop, each window reduced by the shared element functions; a channels_last input is pooled in
@@ -18,87 +18,19 @@
 #include "../common/cpu_gather_mode.h"
 #include "../common/tap_run.h"
 #include "pool_driver.h"
+#include "max_pool_cpu.h"
+#include "pool_cpu_loops.h"
 #include "pool_elements.h"
 
 namespace convpool {
 namespace {
 
-constexpr int64_t kWorkPerTask = 1 << 15;  // elements touched per parallel_for chunk, roughly
-
-int64_t window_numel(const PoolGeometry& g) {
-  if (g.adaptive) {
-    int64_t n = 1;
-    for (int d = 0; d < kSpatialDims; ++d) n *= (g.input[d] + g.output[d] - 1) / std::max<int64_t>(1, g.output[d]) + 1;
-    return n;
-  }
-  return g.kernel[0] * g.kernel[1] * g.kernel[2];
-}
-
-// Runs body(line, sample_or_plane, d, h) over the lines (outer, d, h) of an [outer, d, h, w]
-// volume, `work_per_line` elements each.
-template <typename Body>
-void for_each_line(int64_t outer, const int64_t* sizes, int64_t work_per_line, Body&& body) {
-  const int64_t lines = outer * sizes[0] * sizes[1];
-  const int64_t grain = std::max<int64_t>(1, kWorkPerTask / std::max<int64_t>(1, work_per_line));
-  at::parallel_for(0, lines, grain, [&](int64_t begin, int64_t end) {
-    for (int64_t line = begin; line < end; ++line) {
-      const int64_t h = line % sizes[1];
-      const int64_t d = line / sizes[1] % sizes[0];
-      body(line, line / (sizes[1] * sizes[0]), d, h);
-    }
-  });
-}
+using namespace pool_cpu;
 
 // ---- forward, NCHW ---------------------------------------------------------------------------
 // Regular windows go a whole output line at a time: for each window row and kernel tap along w,
-// one pass over the outputs that tap reaches (a strided, vectorisable loop); each output still
-// sees its taps in row-major order, so ties and NaNs resolve exactly as in max_over. Adaptive
-// windows (sizes vary along the line) go window by window.
-
-std::vector<TapRun> tap_runs(const PoolGeometry& g) {
-  std::vector<TapRun> runs;
-  for (int64_t kw = 0; kw < g.kernel[2]; ++kw) {
-    runs.push_back(tap_run(kw, g.stride[2], g.pad[2], g.dilation[2], g.input[2], g.output[2]));
-  }
-  return runs;
-}
-
-template <typename scalar_t, typename index_t>
-void max_forward_lines(const scalar_t* in, scalar_t* out, int64_t* idx, const PoolGeometry& g) {
-  using acc_t = at::opmath_type<scalar_t>;
-  const auto runs = tap_runs(g);
-  const int64_t s = g.stride[2], OW = g.output[2];
-  for_each_line(g.planes, g.output, OW * window_numel(g),
-                [&](int64_t line, int64_t plane, int64_t od, int64_t oh) {
-    std::vector<acc_t> best(OW, -std::numeric_limits<acc_t>::infinity());
-    std::vector<index_t> best_index(OW);
-    acc_t* __restrict__ b = best.data();
-    index_t* __restrict__ bi = best_index.data();
-    const Span sd = window_span(g, 0, od), sh = window_span(g, 1, oh);
-    const int64_t first_row = (sd.begin * g.input[1] + sh.begin) * g.input[2];
-    for (int64_t ow = 0; ow < OW; ++ow) bi[ow] = static_cast<index_t>(first_row + window_span(g, 2, ow).begin);
-    const scalar_t* plane_in = in + plane * g.input_numel();
-    for (int64_t id = sd.begin; id < sd.end; id += sd.step) {
-      for (int64_t ih = sh.begin; ih < sh.end; ih += sh.step) {
-        const int64_t row = (id * g.input[1] + ih) * g.input[2];
-        const scalar_t* __restrict__ r = plane_in + row;
-        for (const auto& run : runs) {
-          for (int64_t ow = run.lo; ow < run.hi; ++ow) {
-            const int64_t iw = ow * s + run.offset;
-            const acc_t v = static_cast<acc_t>(r[iw]);
-            const bool take = (v > b[ow]) | (v != v);
-            b[ow] = take ? v : b[ow];
-            bi[ow] = take ? static_cast<index_t>(row + iw) : bi[ow];
-          }
-        }
-      }
-    }
-    for (int64_t ow = 0; ow < OW; ++ow) {
-      out[line * OW + ow] = static_cast<scalar_t>(b[ow]);
-      idx[line * OW + ow] = bi[ow];
-    }
-  });
-}
+// one pass over the outputs that tap reaches (a strided, vectorisable loop). Adaptive windows
+// (sizes vary along the line) go window by window.
 
 template <typename scalar_t>
 void average_forward_lines(const scalar_t* in, scalar_t* out, const PoolGeometry& g) {
@@ -126,29 +58,6 @@ void average_forward_lines(const scalar_t* in, scalar_t* out, const PoolGeometry
 }
 
 template <typename scalar_t>
-void max_forward_planes(const scalar_t* in, scalar_t* out, int64_t* idx, const PoolGeometry& g) {
-  if (!g.adaptive) {
-    if (g.input_numel() <= std::numeric_limits<int32_t>::max()) {
-      max_forward_lines<scalar_t, int32_t>(in, out, idx, g);
-    } else {
-      max_forward_lines<scalar_t, int64_t>(in, out, idx, g);
-    }
-    return;
-  }
-  using acc_t = at::opmath_type<scalar_t>;
-  for_each_line(g.planes, g.output, g.output[2] * window_numel(g),
-                [&](int64_t line, int64_t plane, int64_t od, int64_t oh) {
-    const scalar_t* plane_in = in + plane * g.input_numel();
-    Window win{window_span(g, 0, od), window_span(g, 1, oh), {}};
-    for (int64_t ow = 0; ow < g.output[2]; ++ow) {
-      win.w = window_span(g, 2, ow);
-      const int64_t o = line * g.output[2] + ow;
-      max_over<scalar_t, acc_t, /*kBranchless=*/false>(plane_in, 1, g, win, out + o, idx + o);
-    }
-  });
-}
-
-template <typename scalar_t>
 void average_forward_planes(const scalar_t* in, scalar_t* out, const PoolGeometry& g) {
   if (!g.adaptive) return average_forward_lines(in, out, g);
   using acc_t = at::opmath_type<scalar_t>;
@@ -165,50 +74,6 @@ void average_forward_planes(const scalar_t* in, scalar_t* out, const PoolGeometr
 }
 
 // ---- forward, channels_last: [N, D, H, W, C], channels innermost ----------------------------
-
-// Indices are tracked as index_t (int32 when the plane allows): with every lane 32 bits wide the
-// channel loop vectorises.
-template <typename scalar_t, typename index_t>
-void max_forward_channels_last(const scalar_t* in, scalar_t* out, int64_t* idx,
-                               const PoolGeometry& g) {
-  using acc_t = at::opmath_type<scalar_t>;
-  const int64_t C = g.channels;
-  const int64_t batch = g.planes / C;
-  for_each_line(batch, g.output, g.output[2] * window_numel(g) * C,
-                [&](int64_t line, int64_t n, int64_t od, int64_t oh) {
-    std::vector<acc_t> best(C);
-    std::vector<index_t> best_index(C);
-    const scalar_t* sample = in + n * g.input_numel() * C;
-    Window win{window_span(g, 0, od), window_span(g, 1, oh), {}};
-    for (int64_t ow = 0; ow < g.output[2]; ++ow) {
-      win.w = window_span(g, 2, ow);
-      std::fill(best.begin(), best.end(), -std::numeric_limits<acc_t>::infinity());
-      std::fill(best_index.begin(), best_index.end(), static_cast<index_t>(first_index(g, win)));
-      acc_t* __restrict__ b = best.data();
-      index_t* __restrict__ bi = best_index.data();
-      for (int64_t id = win.d.begin; id < win.d.end; id += win.d.step) {
-        for (int64_t ih = win.h.begin; ih < win.h.end; ih += win.h.step) {
-          const int64_t row = (id * g.input[1] + ih) * g.input[2];
-          for (int64_t iw = win.w.begin; iw < win.w.end; iw += win.w.step) {
-            const scalar_t* __restrict__ pixel = sample + (row + iw) * C;
-            const index_t here = static_cast<index_t>(row + iw);
-            for (int64_t c = 0; c < C; ++c) {
-              const acc_t v = static_cast<acc_t>(pixel[c]);
-              const bool take = (v > b[c]) | (v != v);
-              b[c] = take ? v : b[c];
-              bi[c] = take ? here : bi[c];
-            }
-          }
-        }
-      }
-      const int64_t o = (line * g.output[2] + ow) * C;
-      for (int64_t c = 0; c < C; ++c) {
-        out[o + c] = static_cast<scalar_t>(b[c]);
-        idx[o + c] = bi[c];
-      }
-    }
-  });
-}
 
 template <typename scalar_t>
 void average_forward_channels_last(const scalar_t* in, scalar_t* out, const PoolGeometry& g) {
@@ -240,53 +105,6 @@ void average_forward_channels_last(const scalar_t* in, scalar_t* out, const Pool
 }
 
 // ---- backward: scatter, one task per plane (NCHW) or per (sample, channel block) ------------
-
-// The per-plane accumulator: grad_input itself, or a float32 buffer for float16/bfloat16.
-template <typename scalar_t>
-struct PlaneAccumulator {
-  using acc_t = at::opmath_type<scalar_t>;
-  static constexpr bool kDirect = std::is_same_v<scalar_t, acc_t>;
-  scalar_t* dst;
-  std::vector<acc_t> buffer;
-  int64_t n;
-  PlaneAccumulator(scalar_t* dst, int64_t n) : dst(dst), n(n) {
-    if constexpr (kDirect) {
-      std::fill(dst, dst + n, scalar_t(0));
-    } else {
-      buffer.assign(n, acc_t(0));
-    }
-  }
-  acc_t* data() {
-    if constexpr (kDirect) return dst; else return buffer.data();
-  }
-  ~PlaneAccumulator() {
-    if constexpr (!kDirect) {
-      for (int64_t i = 0; i < n; ++i) dst[i] = static_cast<scalar_t>(buffer[i]);
-    }
-  }
-};
-
-// One flag per output of a plane: 1 where the window is empty (its gradient goes nowhere). Empty
-// when no window is, which is almost always: the loops below then skip the test.
-std::vector<uint8_t> empty_windows(const PoolGeometry& g) {
-  if (g.adaptive) return {};
-  bool any = false;
-  std::vector<uint8_t> empty_along[kSpatialDims];
-  for (int d = 0; d < kSpatialDims; ++d) {
-    for (int64_t o = 0; o < g.output[d]; ++o) {
-      empty_along[d].push_back(window_is_empty(g, d, o));
-      any = any || empty_along[d].back();
-    }
-  }
-  if (!any) return {};
-  std::vector<uint8_t> empty(g.output_numel());
-  for (int64_t o = 0; o < g.output_numel(); ++o) {
-    const int64_t ow = o % g.output[2], oh = o / g.output[2] % g.output[1];
-    const int64_t od = o / (g.output[2] * g.output[1]);
-    empty[o] = empty_along[0][od] | empty_along[1][oh] | empty_along[2][ow];
-  }
-  return empty;
-}
 
 // The indices were checked once by the driver (check_max_indices): every one of a non-empty
 // window lies inside the plane, so the loops carry no bounds checks.
@@ -352,41 +170,6 @@ void average_backward_planes(const scalar_t* grad, scalar_t* grad_in, const Pool
       }
     }
   });
-}
-
-constexpr int64_t kChannelBlock = 64;
-
-// Runs body(n, c_begin, c_end) for every (sample, channel block) of a channels_last volume.
-template <typename Body>
-void for_each_channel_block(const PoolGeometry& g, Body&& body) {
-  const int64_t C = g.channels;
-  const int64_t blocks = (C + kChannelBlock - 1) / kChannelBlock;
-  at::parallel_for(0, g.planes / C * blocks, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t task = begin; task < end; ++task) {
-      const int64_t c0 = task % blocks * kChannelBlock;
-      body(task / blocks, c0, std::min(C, c0 + kChannelBlock));
-    }
-  });
-}
-
-// Each (sample, channel block) task owns its columns of grad_input: float and double accumulate
-// in place; float16/bfloat16 in a float32 block first.
-template <typename scalar_t, typename Body>
-void accumulate_channel_block(scalar_t* grad_in, const PoolGeometry& g, int64_t n, int64_t c0,
-                              int64_t c1, Body&& body) {
-  using acc_t = at::opmath_type<scalar_t>;
-  const int64_t C = g.channels, in_numel = g.input_numel(), width = c1 - c0;
-  scalar_t* dst = grad_in + n * in_numel * C + c0;
-  if constexpr (std::is_same_v<scalar_t, acc_t>) {
-    for (int64_t i = 0; i < in_numel; ++i) std::fill(dst + i * C, dst + i * C + width, scalar_t(0));
-    body(dst, C);
-  } else {
-    std::vector<acc_t> acc(in_numel * width, acc_t(0));
-    body(acc.data(), width);
-    for (int64_t i = 0; i < in_numel; ++i) {
-      for (int64_t c = 0; c < width; ++c) dst[i * C + c] = static_cast<scalar_t>(acc[i * width + c]);
-    }
-  }
 }
 
 template <typename scalar_t>
@@ -471,24 +254,9 @@ void average_backward_gather(const scalar_t* grad, scalar_t* grad_in, const Pool
 
 // ---- the backend --------------------------------------------------------------------------
 
-void max_forward_cpu(const at::Tensor& input, const at::Tensor& output, const at::Tensor& indices,
-                     const PoolGeometry& g) {
-  CONVPOOL_DISPATCH_FLOATING_TYPES(input.scalar_type(), "max_pool_cpu", [&] {
-    const auto* in = input.const_data_ptr<scalar_t>();
-    auto* out = output.data_ptr<scalar_t>();
-    auto* idx = indices.data_ptr<int64_t>();
-    if (!g.channels_last) {
-      max_forward_planes(in, out, idx, g);
-    } else if (g.input_numel() <= std::numeric_limits<int32_t>::max()) {
-      max_forward_channels_last<scalar_t, int32_t>(in, out, idx, g);
-    } else {
-      max_forward_channels_last<scalar_t, int64_t>(in, out, idx, g);
-    }
-  });
-}
-
 void average_forward_cpu(const at::Tensor& input, const at::Tensor& output, const PoolGeometry& g) {
-  CONVPOOL_DISPATCH_FLOATING_TYPES(input.scalar_type(), "avg_pool_cpu", [&] {
+  // torch's CPU average pooling also takes int64 (a truncating division).
+  AT_DISPATCH_FLOATING_TYPES_AND3(at::kHalf, at::kBFloat16, at::kLong, input.scalar_type(), "avg_pool_cpu", [&] {
     const auto* in = input.const_data_ptr<scalar_t>();
     auto* out = output.data_ptr<scalar_t>();
     g.channels_last ? average_forward_channels_last(in, out, g) : average_forward_planes(in, out, g);
@@ -549,8 +317,11 @@ void unpool_cpu(const at::Tensor& input, const at::Tensor& indices, const at::Te
 // channels_last kernels pool in place; in gather mode the CPU mimics CUDA (NCHW) entirely.
 bool cpu_takes_channels_last() { return !cpu_gather_mode(); }
 
-const PoolBackend kCpuBackend{max_forward_cpu, average_forward_cpu, max_backward_cpu,
-                              average_backward_cpu, unpool_cpu, cpu_takes_channels_last};
+const PoolBackend kCpuBackend{cpu::max_pool_forward,      average_forward_cpu,
+                              max_backward_cpu,             average_backward_cpu,
+                              unpool_cpu,                   cpu_takes_channels_last,
+                              cpu::max_pool_forward_values, cpu::max_pool_forward_positions,
+                              cpu::max_pool_backward_positions};
 
 }  // namespace
 

@@ -5,7 +5,9 @@
 
 #include <vector>
 
+#include "../common/huge_pages.h"
 #include "../common/pool_shape.h"
+#include "window_offsets.h"
 
 namespace convpool {
 namespace {
@@ -26,8 +28,8 @@ Layout layout_of(const at::Tensor& input, const PoolBackend& backend) {
 
 at::Tensor empty_like_format(at::IntArrayRef sizes, const at::TensorOptions& options,
                              const Layout& layout) {
-  return at::empty(sizes, options.memory_format(layout.in_place ? layout.format
-                                                                : at::MemoryFormat::Contiguous));
+  return prefer_huge_pages(at::empty(
+      sizes, options.memory_format(layout.in_place ? layout.format : at::MemoryFormat::Contiguous)));
 }
 
 // The tensor a launcher reads: in the layout's format when pooled in place, else NCHW.
@@ -37,7 +39,8 @@ at::Tensor for_kernel(const at::Tensor& t, const Layout& layout) {
 
 at::Tensor in_format(const at::Tensor& result, const Layout& layout) {
   if (layout.in_place || layout.format == at::MemoryFormat::Contiguous) return result;
-  return at::empty(result.sizes(), result.options().memory_format(layout.format)).copy_(result);
+  return prefer_huge_pages(at::empty(result.sizes(), result.options().memory_format(layout.format)))
+      .copy_(result);
 }
 
 PoolGeometry with_layout(PoolGeometry g, const Layout& layout) {
@@ -56,6 +59,74 @@ std::tuple<at::Tensor, at::Tensor> run_max(const at::Tensor& input, const PoolGe
     backend.max_forward(for_kernel(input, layout), output, indices, with_layout(g, layout));
   }
   return {in_format(output, layout), in_format(indices, layout)};
+}
+
+at::Tensor run_max_values(const at::Tensor& input, const PoolGeometry& g,
+                          const PoolBackend& backend) {
+  const c10::DeviceGuard guard(input.device());
+  const auto layout = layout_of(input, backend);
+  auto output = empty_like_format(pool_output_sizes(input, g), input.options(), layout);
+  if (output.numel() == 0) return in_format(output, layout);
+  if (backend.max_forward_values != nullptr) {
+    backend.max_forward_values(for_kernel(input, layout), output, with_layout(g, layout));
+  } else {
+    const auto indices = at::empty_like(output, output.options().dtype(at::kLong));
+    backend.max_forward(for_kernel(input, layout), output, indices, with_layout(g, layout));
+  }
+  return in_format(output, layout);
+}
+
+void check_positions_fit(const char* op, const PoolGeometry& g) {
+  TORCH_CHECK(window_positions(g) <= kMaxWindowPositions, op, ": a window spans ",
+              window_positions(g), " positions, but positions are stored as uint8 (at most ",
+              kMaxWindowPositions, ")");
+}
+
+std::tuple<at::Tensor, at::Tensor> run_max_positions(const char* op, const at::Tensor& input,
+                                                     const PoolGeometry& g,
+                                                     const PoolBackend& backend) {
+  check_positions_fit(op, g);
+  const c10::DeviceGuard guard(input.device());
+  const auto layout = layout_of(input, backend);
+  const auto sizes = pool_output_sizes(input, g);
+  auto output = empty_like_format(sizes, input.options(), layout);
+  auto positions = empty_like_format(sizes, input.options().dtype(at::kByte), layout);
+  if (output.numel() > 0) {
+    backend.max_forward_positions(for_kernel(input, layout), output, positions,
+                                  with_layout(g, layout));
+  }
+  return {in_format(output, layout), in_format(positions, layout)};
+}
+
+// `input` is a meta tensor of the forward input's sizes (input_shape()).
+at::Tensor run_max_positions_backward(const char* op, const at::Tensor& grad_output,
+                                      const at::Tensor& positions, const at::Tensor& input,
+                                      bool channels_last, const PoolGeometry& g,
+                                      const PoolBackend& backend) {
+  const auto expected = pool_output_sizes(input, g);
+  TORCH_CHECK(grad_output.sizes() == at::IntArrayRef(expected), op, ": expected grad_output of size ",
+              at::IntArrayRef(expected), ", but got ", grad_output.sizes());
+  TORCH_CHECK(positions.sizes() == grad_output.sizes(), op, ": positions (", positions.sizes(),
+              ") must have grad_output's size (", grad_output.sizes(), ")");
+  TORCH_CHECK(positions.scalar_type() == at::kByte, op, ": expected uint8 positions, but got ",
+              positions.scalar_type());
+  TORCH_CHECK(positions.device() == grad_output.device(), op,
+              ": positions and grad_output must be on the same device");
+  TORCH_CHECK(!channels_last || input.dim() >= 4, op,
+              ": channels_last needs a 2-d or 3-d pooling, but the input has ", input.dim(), " dims");
+  check_positions_fit(op, g);
+  const c10::DeviceGuard guard(grad_output.device());
+  const auto format = !channels_last           ? at::MemoryFormat::Contiguous
+                      : input.dim() == 5 ? at::MemoryFormat::ChannelsLast3d
+                                         : at::MemoryFormat::ChannelsLast;
+  const Layout layout{format, channels_last && backend.takes_channels_last != nullptr &&
+                                  backend.takes_channels_last()};
+  auto grad_input = empty_like_format(input.sizes(), grad_output.options(), layout);
+  if (grad_input.numel() > 0) {
+    backend.max_backward_positions(for_kernel(grad_output, layout), for_kernel(positions, layout),
+                                   grad_input, with_layout(g, layout));
+  }
+  return in_format(grad_input, layout);
 }
 
 at::Tensor run_average(const at::Tensor& input, const PoolGeometry& g, const PoolBackend& backend) {
@@ -154,8 +225,42 @@ std::tuple<at::Tensor, at::Tensor> max_pool(const at::Tensor& input, at::IntArra
                                             const PoolBackend& backend) {
   return run_max(input,
                  pool_geometry("convpool::max_pool", input, kernel, stride, padding, dilation,
-                               ceil_mode),
+                               ceil_mode, PoolTypes::kFloatingOrIntegral),
                  backend);
+}
+
+at::Tensor max_pool_values(const at::Tensor& input, at::IntArrayRef kernel, at::IntArrayRef stride,
+                           at::IntArrayRef padding, at::IntArrayRef dilation, bool ceil_mode,
+                           const PoolBackend& backend) {
+  return run_max_values(input,
+                        pool_geometry("convpool::max_pool_values", input, kernel, stride, padding,
+                                      dilation, ceil_mode, PoolTypes::kFloatingOrIntegral),
+                        backend);
+}
+
+std::tuple<at::Tensor, at::Tensor> max_pool_positions(const at::Tensor& input,
+                                                      at::IntArrayRef kernel,
+                                                      at::IntArrayRef stride,
+                                                      at::IntArrayRef padding,
+                                                      at::IntArrayRef dilation, bool ceil_mode,
+                                                      const PoolBackend& backend) {
+  const char* op = "convpool::max_pool_positions";
+  return run_max_positions(op, input,
+                           pool_geometry(op, input, kernel, stride, padding, dilation, ceil_mode,
+                                         PoolTypes::kFloatingOrIntegral),
+                           backend);
+}
+
+at::Tensor max_pool_positions_backward(const at::Tensor& grad_output, const at::Tensor& positions,
+                                       at::IntArrayRef input_size, bool channels_last,
+                                       at::IntArrayRef kernel, at::IntArrayRef stride,
+                                       at::IntArrayRef padding, at::IntArrayRef dilation,
+                                       bool ceil_mode, const PoolBackend& backend) {
+  const char* op = "convpool::max_pool_positions_backward";
+  const auto input = input_shape(input_size, grad_output);
+  return run_max_positions_backward(
+      op, grad_output, positions, input, channels_last,
+      pool_geometry(op, input, kernel, stride, padding, dilation, ceil_mode), backend);
 }
 
 at::Tensor max_pool_backward(const at::Tensor& grad_output, const at::Tensor& input,
@@ -173,7 +278,8 @@ at::Tensor avg_pool(const at::Tensor& input, at::IntArrayRef kernel, at::IntArra
                     c10::optional<int64_t> divisor_override, const PoolBackend& backend) {
   const char* op = "convpool::avg_pool";
   const std::vector<int64_t> no_dilation(kernel.size(), 1);
-  const auto g = pool_geometry(op, input, kernel, stride, padding, no_dilation, ceil_mode);
+  const auto g = pool_geometry(op, input, kernel, stride, padding, no_dilation, ceil_mode,
+                               PoolTypes::kFloatingOrInt64);
   return run_average(input, with_divisor(g, op, count_include_pad, divisor_override), backend);
 }
 
@@ -205,6 +311,33 @@ at::Tensor adaptive_max_pool_backward(const at::Tensor& grad_output, const at::T
                           backend);
 }
 
+at::Tensor adaptive_max_pool_values(const at::Tensor& input, at::IntArrayRef output_size,
+                                    const PoolBackend& backend) {
+  return run_max_values(
+      input, adaptive_pool_geometry("convpool::adaptive_max_pool_values", input, output_size),
+      backend);
+}
+
+std::tuple<at::Tensor, at::Tensor> adaptive_max_pool_positions(const at::Tensor& input,
+                                                               at::IntArrayRef output_size,
+                                                               const PoolBackend& backend) {
+  const char* op = "convpool::adaptive_max_pool_positions";
+  return run_max_positions(op, input, adaptive_pool_geometry(op, input, output_size), backend);
+}
+
+at::Tensor adaptive_max_pool_positions_backward(const at::Tensor& grad_output,
+                                                const at::Tensor& positions,
+                                                at::IntArrayRef input_size, bool channels_last,
+                                                const PoolBackend& backend) {
+  const char* op = "convpool::adaptive_max_pool_positions_backward";
+  const auto input = input_shape(input_size, grad_output);
+  TORCH_CHECK(grad_output.dim() == input.dim(), op, ": grad_output and input ranks differ");
+  check_adaptive_grad_nonempty(op, grad_output);
+  return run_max_positions_backward(
+      op, grad_output, positions, input, channels_last,
+      adaptive_pool_geometry(op, input, grad_output.sizes().slice(2)), backend);
+}
+
 at::Tensor adaptive_avg_pool(const at::Tensor& input, at::IntArrayRef output_size,
                              const PoolBackend& backend) {
   return run_average(
@@ -234,8 +367,8 @@ at::Tensor max_unpool(const at::Tensor& input, const at::Tensor& indices,
   TORCH_CHECK(indices.scalar_type() == at::kLong, op, ": expected int64 indices, but got ",
               indices.scalar_type());
   TORCH_CHECK(indices.device() == input.device(), op, ": indices and input must be on the same device");
-  TORCH_CHECK(at::isFloatingType(input.scalar_type()), op,
-              ": expected a floating point input, but got ", input.scalar_type());
+  TORCH_CHECK_NOT_IMPLEMENTED(at::isFloatingType(input.scalar_type()), op,
+                              ": expected a floating point input, but got ", input.scalar_type());
   std::vector<int64_t> sizes{input.size(0), input.size(1)};
   int64_t plane = 1;
   for (const auto size : output_size) {
@@ -246,7 +379,7 @@ at::Tensor max_unpool(const at::Tensor& input, const at::Tensor& indices,
     plane *= size;
   }
   const c10::DeviceGuard guard(input.device());
-  auto output = at::zeros(sizes, input.options());
+  auto output = prefer_huge_pages(at::empty(sizes, input.options())).zero_();
   if (indices.numel() > 0 && plane > 0) {
     // One reduction up front keeps every launcher free of bounds checks (and a CUDA kernel
     // cannot raise).

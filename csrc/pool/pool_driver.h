@@ -25,6 +25,15 @@ struct PoolBackend {
   // Whether the pooling launchers take channels_last tensors as they are (g.channels_last) rather
   // than contiguous NCHW copies; nullptr: never.
   bool (*takes_channels_last)();
+  // Max pooling that records nothing (no gradient needed), or the window position as uint8
+  // (window_offsets.h, what autograd saves), and the backward from those positions. nullptr:
+  // values come from max_forward with its indices dropped; positions are not offered.
+  void (*max_forward_values)(const at::Tensor& input, const at::Tensor& output,
+                             const PoolGeometry& g) = nullptr;
+  void (*max_forward_positions)(const at::Tensor& input, const at::Tensor& output,
+                                const at::Tensor& positions, const PoolGeometry& g) = nullptr;
+  void (*max_backward_positions)(const at::Tensor& grad_output, const at::Tensor& positions,
+                                 const at::Tensor& grad_input, const PoolGeometry& g) = nullptr;
 };
 
 std::tuple<at::Tensor, at::Tensor> max_pool(const at::Tensor& input, at::IntArrayRef kernel,
@@ -35,6 +44,20 @@ at::Tensor max_pool_backward(const at::Tensor& grad_output, const at::Tensor& in
                              const at::Tensor& indices, at::IntArrayRef kernel,
                              at::IntArrayRef stride, at::IntArrayRef padding,
                              at::IntArrayRef dilation, bool ceil_mode, const PoolBackend& backend);
+at::Tensor max_pool_values(const at::Tensor& input, at::IntArrayRef kernel, at::IntArrayRef stride,
+                           at::IntArrayRef padding, at::IntArrayRef dilation, bool ceil_mode,
+                           const PoolBackend& backend);
+std::tuple<at::Tensor, at::Tensor> max_pool_positions(const at::Tensor& input,
+                                                      at::IntArrayRef kernel,
+                                                      at::IntArrayRef stride,
+                                                      at::IntArrayRef padding,
+                                                      at::IntArrayRef dilation, bool ceil_mode,
+                                                      const PoolBackend& backend);
+at::Tensor max_pool_positions_backward(const at::Tensor& grad_output, const at::Tensor& positions,
+                                       at::IntArrayRef input_size, bool channels_last,
+                                       at::IntArrayRef kernel, at::IntArrayRef stride,
+                                       at::IntArrayRef padding, at::IntArrayRef dilation,
+                                       bool ceil_mode, const PoolBackend& backend);
 at::Tensor avg_pool(const at::Tensor& input, at::IntArrayRef kernel, at::IntArrayRef stride,
                     at::IntArrayRef padding, bool ceil_mode, bool count_include_pad,
                     c10::optional<int64_t> divisor_override, const PoolBackend& backend);
@@ -47,6 +70,15 @@ std::tuple<at::Tensor, at::Tensor> adaptive_max_pool(const at::Tensor& input,
                                                      const PoolBackend& backend);
 at::Tensor adaptive_max_pool_backward(const at::Tensor& grad_output, const at::Tensor& input,
                                       const at::Tensor& indices, const PoolBackend& backend);
+at::Tensor adaptive_max_pool_values(const at::Tensor& input, at::IntArrayRef output_size,
+                                    const PoolBackend& backend);
+std::tuple<at::Tensor, at::Tensor> adaptive_max_pool_positions(const at::Tensor& input,
+                                                               at::IntArrayRef output_size,
+                                                               const PoolBackend& backend);
+at::Tensor adaptive_max_pool_positions_backward(const at::Tensor& grad_output,
+                                                const at::Tensor& positions,
+                                                at::IntArrayRef input_size, bool channels_last,
+                                                const PoolBackend& backend);
 at::Tensor adaptive_avg_pool(const at::Tensor& input, at::IntArrayRef output_size,
                              const PoolBackend& backend);
 at::Tensor adaptive_avg_pool_backward(const at::Tensor& grad_output, const at::Tensor& input,
@@ -71,6 +103,36 @@ void register_pool_kernels(torch::Library& m) {
            return max_pool_backward(grad_output, input, indices, kernel, stride, padding,
                                     dilation, ceil_mode, backend);
          });
+  m.impl("max_pool_values", +[](const Tensor& input, IntArrayRef kernel, IntArrayRef stride,
+                                IntArrayRef padding, IntArrayRef dilation, bool ceil_mode) {
+    return max_pool_values(input, kernel, stride, padding, dilation, ceil_mode, backend);
+  });
+  m.impl("adaptive_max_pool_values", +[](const Tensor& input, IntArrayRef output_size) {
+    return adaptive_max_pool_values(input, output_size, backend);
+  });
+  if (backend.max_forward_positions != nullptr && backend.max_backward_positions != nullptr) {
+    m.impl("max_pool_positions", +[](const Tensor& input, IntArrayRef kernel, IntArrayRef stride,
+                                     IntArrayRef padding, IntArrayRef dilation, bool ceil_mode) {
+      return max_pool_positions(input, kernel, stride, padding, dilation, ceil_mode, backend);
+    });
+    m.impl("max_pool_positions_backward",
+           +[](const Tensor& grad_output, const Tensor& positions, IntArrayRef input_size,
+               bool channels_last, IntArrayRef kernel, IntArrayRef stride, IntArrayRef padding,
+               IntArrayRef dilation, bool ceil_mode) {
+             return max_pool_positions_backward(grad_output, positions, input_size,
+                                                channels_last, kernel, stride, padding, dilation,
+                                                ceil_mode, backend);
+           });
+    m.impl("adaptive_max_pool_positions", +[](const Tensor& input, IntArrayRef output_size) {
+      return adaptive_max_pool_positions(input, output_size, backend);
+    });
+    m.impl("adaptive_max_pool_positions_backward",
+           +[](const Tensor& grad_output, const Tensor& positions, IntArrayRef input_size,
+               bool channels_last) {
+             return adaptive_max_pool_positions_backward(grad_output, positions, input_size,
+                                                         channels_last, backend);
+           });
+  }
   m.impl("avg_pool", +[](const Tensor& input, IntArrayRef kernel, IntArrayRef stride,
                          IntArrayRef padding, bool ceil_mode, bool count_include_pad,
                          c10::optional<int64_t> divisor_override) {

@@ -33,6 +33,50 @@ Tensor max_pool_backward(const Tensor& grad_output, const Tensor& input, const T
   return op.call(grad_output, input, indices, kernel, stride, padding, dilation, ceil_mode);
 }
 
+Tensor max_pool_values(const Tensor& input, IntArrayRef kernel, IntArrayRef stride,
+                       SymIntArrayRef padding, IntArrayRef dilation, bool ceil_mode) {
+  static const auto op = handle<Tensor(const Tensor&, IntArrayRef, IntArrayRef, SymIntArrayRef,
+                                       IntArrayRef, bool)>("convpool::max_pool_values");
+  return op.call(input, kernel, stride, padding, dilation, ceil_mode);
+}
+
+TensorPair max_pool_positions(const Tensor& input, IntArrayRef kernel, IntArrayRef stride,
+                              SymIntArrayRef padding, IntArrayRef dilation, bool ceil_mode) {
+  static const auto op = handle<TensorPair(const Tensor&, IntArrayRef, IntArrayRef, SymIntArrayRef,
+                                           IntArrayRef, bool)>("convpool::max_pool_positions");
+  return op.call(input, kernel, stride, padding, dilation, ceil_mode);
+}
+
+Tensor max_pool_positions_backward(const Tensor& grad_output, const Tensor& positions,
+                                   SymIntArrayRef input_size, bool channels_last,
+                                   IntArrayRef kernel, IntArrayRef stride, SymIntArrayRef padding,
+                                   IntArrayRef dilation, bool ceil_mode) {
+  static const auto op =
+      handle<Tensor(const Tensor&, const Tensor&, SymIntArrayRef, bool, IntArrayRef, IntArrayRef,
+                    SymIntArrayRef, IntArrayRef, bool)>("convpool::max_pool_positions_backward");
+  return op.call(grad_output, positions, input_size, channels_last, kernel, stride, padding,
+                 dilation, ceil_mode);
+}
+
+Tensor adaptive_max_pool_values(const Tensor& input, SymIntArrayRef output_size) {
+  static const auto op =
+      handle<Tensor(const Tensor&, SymIntArrayRef)>("convpool::adaptive_max_pool_values");
+  return op.call(input, output_size);
+}
+
+TensorPair adaptive_max_pool_positions(const Tensor& input, SymIntArrayRef output_size) {
+  static const auto op =
+      handle<TensorPair(const Tensor&, SymIntArrayRef)>("convpool::adaptive_max_pool_positions");
+  return op.call(input, output_size);
+}
+
+Tensor adaptive_max_pool_positions_backward(const Tensor& grad_output, const Tensor& positions,
+                                            SymIntArrayRef input_size, bool channels_last) {
+  static const auto op = handle<Tensor(const Tensor&, const Tensor&, SymIntArrayRef, bool)>(
+      "convpool::adaptive_max_pool_positions_backward");
+  return op.call(grad_output, positions, input_size, channels_last);
+}
+
 Tensor avg_pool(const Tensor& input, IntArrayRef kernel, IntArrayRef stride,
                 SymIntArrayRef padding, bool ceil_mode, bool count_include_pad,
                 std::optional<int64_t> divisor_override) {

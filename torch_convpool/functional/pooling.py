@@ -51,6 +51,15 @@ def _max_pool(op, dims, input, kernel_size, stride, padding, dilation, ceil_mode
     batched = check_batched(input, dims, op)
     x = input if batched else input.unsqueeze(0)
     kernel, stride, pad, dilation, _ = _window(op, dims, x, kernel_size, stride, padding, dilation)
+    if not return_indices:
+        if dims == 1 and not input.is_floating_point():
+            # torch's max_pool1d takes integer tensors only when it returns indices.
+            raise NotImplementedError(f'"max_pool1d_impl" not implemented for {input.dtype}')
+        # No indices to return: the op computes none, and saves for backward only each
+        # maximum's one-byte position in its window (see window_offsets.h).
+        out = torch.ops.convpool.max_pool_values.default(x, kernel, stride, pad, dilation,
+                                                         bool(ceil_mode))
+        return out if batched else out.squeeze(0)
     out, indices = torch.ops.convpool.max_pool.default(x, kernel, stride, pad, dilation,
                                                        bool(ceil_mode))
     if not batched:
@@ -100,6 +109,9 @@ def _adaptive(op, dims, input, output_size, maximum: bool, return_indices: bool 
     sizes = _output_size(op, dims, x, output_size)
     if not maximum:
         out = torch.ops.convpool.adaptive_avg_pool.default(x, sizes)
+        return out if batched else out.squeeze(0)
+    if not return_indices:
+        out = torch.ops.convpool.adaptive_max_pool_values.default(x, sizes)
         return out if batched else out.squeeze(0)
     out, indices = torch.ops.convpool.adaptive_max_pool.default(x, sizes)
     if not batched:

@@ -1,0 +1,111 @@
+"""Depthwise convolution (groups == in_channels, any depth multiplier) against torch, in both
+layouts and 1-d to 3-d: the CPU's direct kernels (padded phase planes in NCHW, per-pixel channel
+vectors in channels_last) at their edges: strides that split the columns into phases, dilation,
+padding wider than the kernel reaches, outputs of one element, channel counts that are not a
+multiple of the vector width, multipliers > 1, conv_transpose and all three gradients."""
+import itertools
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import torch_convpool.functional as CF
+
+SHAPES = {1: (13,), 2: (9, 8), 3: (5, 6, 7)}
+
+
+def _layout(x, channels_last):
+    if not channels_last or x.dim() < 4:
+        return x
+    return x.contiguous(memory_format=torch.channels_last if x.dim() == 4 else
+                        torch.channels_last_3d)
+
+
+def _check(dims, channels_last, channels, multiplier, kernel, stride, padding, dilation,
+           dtype=torch.double, batch=2):
+    x = _layout(torch.randn(batch, channels, *SHAPES[dims], dtype=dtype), channels_last)
+    w = torch.randn(channels * multiplier, 1, *([kernel] * dims), dtype=dtype)
+    kw = dict(stride=stride, padding=padding, dilation=dilation, groups=channels)
+    try:
+        expected = getattr(F, f"conv{dims}d")(x, w, **kw)
+    except RuntimeError:
+        return False  # a geometry torch rejects (output smaller than one element)
+    x.requires_grad_()
+    w.requires_grad_()
+    out = getattr(CF, f"conv{dims}d")(x, w, **kw)
+    tol = dict(rtol=1e-10, atol=1e-10) if dtype == torch.double else dict(rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(out, expected, **tol)
+    assert out.is_contiguous(memory_format=torch.channels_last) == expected.is_contiguous(
+        memory_format=torch.channels_last)
+    grad = torch.randn_like(out)
+    ours = torch.autograd.grad(out, (x, w), grad)
+    theirs = torch.autograd.grad(getattr(F, f"conv{dims}d")(x, w, **kw), (x, w), grad)
+    for a, b in zip(ours, theirs):
+        torch.testing.assert_close(a, b, **tol)
+    return True
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("dims", [1, 2, 3])
+def test_geometry_grid(dims, channels_last):
+    if channels_last and dims == 1:
+        pytest.skip("no channels_last for 3-d tensors")
+    checked = 0
+    for multiplier, kernel, stride, padding, dilation in itertools.product(
+            [1, 2], [1, 2, 3], [1, 2, 3], [0, 2], [1, 2]):
+        checked += _check(dims, channels_last, 3, multiplier, kernel, stride, padding, dilation,
+                          batch=1 if dims == 3 else 2)
+    assert checked > 40
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("channels", [1, 15, 17, 33, 80])  # around the 16/32-lane blocks
+def test_channel_counts_and_float32(channels, channels_last):
+    for kernel, stride, padding in [(3, 1, 1), (3, 2, 1), (5, 1, 2), (7, 2, 0)]:
+        _check(2, channels_last, channels, 1, kernel, stride, padding, 1, dtype=torch.float32)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_windows_larger_than_the_input(channels_last):
+    # Padding makes a window reach past both ends; one output element per dim.
+    assert _check(2, channels_last, 4, 1, 5, 3, 4, 2, batch=1)
+    assert _check(2, channels_last, 4, 3, 9, 1, 4, 1, batch=1)
+
+
+def test_unbatched_and_batch_one():
+    x = torch.randn(6, 10, 11, dtype=torch.double, requires_grad=True)
+    w = torch.randn(12, 1, 3, 3, dtype=torch.double, requires_grad=True)
+    torch.testing.assert_close(CF.conv2d(x, w, padding=1, groups=6),
+                               F.conv2d(x, w, padding=1, groups=6))
+    torch.autograd.gradcheck(lambda a, b: CF.conv2d(a[None], b, stride=2, padding=1, groups=6),
+                             (x, w))
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("stride,padding,output_padding", [(1, 0, 0), (2, 1, 1), (3, 2, 0)])
+def test_conv_transpose(stride, padding, output_padding, channels_last):
+    x = _layout(torch.randn(2, 6, 7, 8, dtype=torch.double), channels_last)
+    for multiplier in [1, 2]:
+        w = torch.randn(6, multiplier, 3, 3, dtype=torch.double)
+        kw = dict(stride=stride, padding=padding, output_padding=output_padding, groups=6)
+        torch.testing.assert_close(CF.conv_transpose2d(x, w, **kw), F.conv_transpose2d(x, w, **kw))
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_gradgradcheck(channels_last):
+    x = _layout(torch.randn(1, 3, 6, 5, dtype=torch.double), channels_last).requires_grad_()
+    w = torch.randn(6, 1, 3, 3, dtype=torch.double, requires_grad=True)
+    fn = lambda a, b: CF.conv2d(a, b, stride=2, padding=1, dilation=1, groups=3)  # noqa: E731
+    torch.autograd.gradcheck(fn, (x, w))
+    torch.autograd.gradgradcheck(fn, (x, w))
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_types_accumulate_in_float32(dtype):
+    x = torch.randn(2, 8, 12, 12).to(dtype)
+    w = torch.randn(8, 1, 3, 3).to(dtype)
+    ours = CF.conv2d(x, w, padding=1, groups=8).float()
+    exact = F.conv2d(x.double(), w.double(), padding=1, groups=8).float()
+    # One rounding of the float32 sum to the half type.
+    eps = torch.finfo(dtype).eps
+    torch.testing.assert_close(ours, exact, rtol=eps, atol=eps * exact.abs().max().item())
