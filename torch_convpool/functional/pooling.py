@@ -51,8 +51,15 @@ def _max_pool(op, dims, input, kernel_size, stride, padding, dilation, ceil_mode
     batched = check_batched(input, dims, op)
     x = input if batched else input.unsqueeze(0)
     kernel, stride, pad, dilation, _ = _window(op, dims, x, kernel_size, stride, padding, dilation)
-    out, indices = torch.ops.convpool.max_pool.default(x, kernel, stride, pad, dilation,
-                                                       bool(ceil_mode))
+    args = (x, kernel, stride, pad, dilation, bool(ceil_mode))
+    if return_indices and dims == 3 and torch.is_autocast_enabled("cpu"):
+        # Under CPU autocast torch's max_pool3d computes in float32 (as our op's autocast kernel
+        # does), but its max_pool3d_with_indices, which return_indices=True calls, follows the
+        # input: the op cannot tell the two apart, so this call leaves autocast.
+        with torch.autocast("cpu", enabled=False):
+            out, indices = torch.ops.convpool.max_pool.default(*args)
+    else:
+        out, indices = torch.ops.convpool.max_pool.default(*args)
     if not batched:
         out, indices = out.squeeze(0), indices.squeeze(0)
     return (out, indices) if return_indices else out
