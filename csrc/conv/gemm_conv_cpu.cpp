@@ -537,6 +537,52 @@ void weight_grad_cl(const T* go, const T* x, Accumulator<T>* gw, const ConvGeome
   });
 }
 
+// bfloat16 weight gradient in channels_last when the column matrix of the whole batch fits in
+// kWholeColumnBytes: every pixel's row is gathered once, then grad_weight is split by columns into
+// kColumnSlices fixed slices, each one GEMM over all pixels. Each entry is rounded once (as in
+// torch's), and there are no bfloat16 partial sums to widen and add: with few pixels and many
+// weights (C512 7x7 at batch 8: 392 pixels, 2.4M weights) those passes cost more than the GEMMs.
+constexpr int64_t kWholeColumnBytes = 16 << 20;
+constexpr int64_t kColumnSlices = 8;
+
+template <typename T>
+bool whole_columns_fit(const ConvGeometry& g, Shape s) {
+  const int64_t rows = g.kernel_numel() * (g.channels / g.groups);
+  return g.channels_last &&
+         s.batch * g.grid_numel() * rows * static_cast<int64_t>(sizeof(T)) <= kWholeColumnBytes;
+}
+
+template <typename T>
+void weight_grad_cl_whole(const T* go, const T* x, T* gw, const ConvGeometry& g, Shape s) {
+  const int64_t C = g.channels, G = g.groups, K = s.out_channels, cg = C / G, kg = K / G;
+  const int64_t rows = g.kernel_numel() * cg, total = s.batch * g.grid_numel();
+  const bool pointwise = g.is_pointwise();
+  const int64_t P = block_pixels(total, rows * static_cast<int64_t>(sizeof(T)));
+  const int64_t slice = (rows + kColumnSlices - 1) / kColumnSlices;
+  std::vector<T> col(pointwise ? 0 : total * rows);
+  for (int64_t gi = 0; gi < G; ++gi) {
+    at::Tensor pixels;  // [total, rows]
+    if (pointwise) {
+      pixels = matrix(x + gi * cg, total, cg, C, 1);
+    } else {
+      at::parallel_for(0, (total + P - 1) / P, 1, [&](int64_t begin, int64_t end) {
+        for (int64_t b = begin; b < end; ++b) {
+          const int64_t m0 = b * P, m1 = std::min(total, m0 + P);
+          gather_rows_cl(x, g, gi * cg, cg, m0, m1, col.data() + m0 * rows);
+        }
+      });
+      pixels = matrix(col.data(), total, rows, rows, 1);
+    }
+    const auto grad_t = matrix(go + gi * kg, kg, total, 1, K);
+    at::parallel_for(0, kColumnSlices, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t j = begin; j < end; ++j) {
+        const int64_t n0 = std::min(rows, j * slice), n1 = std::min(rows, n0 + slice);
+        if (n0 < n1) gemm(grad_t, pixels.narrow(1, n0, n1 - n0), gw + gi * kg * rows + n0, rows, false);
+      }
+    });
+  }
+}
+
 template <typename T>
 void weight_grad_any(const T* go, const T* x, Accumulator<T>* gw, const ConvGeometry& g, Shape s,
                      int64_t go_numel, int64_t x_numel) {
@@ -670,8 +716,12 @@ void gemm_conv_weight_grad(const at::Tensor& grad_output, const at::Tensor& inpu
     const Shape s{input.size(0), grad_output.size(1)};
     const auto* go = grad_output.const_data_ptr<scalar_t>();
     const auto* x = input.const_data_ptr<scalar_t>();
-    // bfloat16 is summed in a float32 copy of grad_weight's layout, rounded once at the end.
     constexpr bool in_place = std::is_same_v<Acc, scalar_t>;
+    if (!in_place && whole_columns_fit<scalar_t>(g, s)) {
+      return weight_grad_cl_whole(go, x, grad_weight.data_ptr<scalar_t>(), g, s);
+    }
+    // Otherwise bfloat16 is summed in a float32 copy of grad_weight's layout, rounded once at
+    // the end.
     const auto summed = in_place ? grad_weight
                                  : at::empty_like(grad_weight, grad_weight.options().dtype(at::kFloat));
     weight_grad_any(go, x, summed.data_ptr<Acc>(), g, s, grad_output.numel(), input.numel());
