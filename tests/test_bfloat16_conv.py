@@ -147,3 +147,22 @@ def test_non_finite_bfloat16_matches_torch(op):
     a, e = ours(x, w, stride=2), theirs(x.float(), w.float(), stride=2)
     assert a.dtype == torch.bfloat16
     assert torch.equal(a.isnan(), e.isnan()) and torch.equal(a.isinf(), e.isinf())
+
+
+@pytest.mark.parametrize("case", ["3x3 channels_last", "many blocks", "many blocks channels_last"])
+def test_bfloat16_bitwise_deterministic_across_thread_counts(case):
+    """Every bfloat16 GEMM runs single-threaded on a fixed block or column slice, and partial sums
+    are added in a fixed order: 1 and 2 threads give the same bits."""
+    dims, batch, channels, spatial, out_channels, kernel, kw, cl = CASES[case]
+    x, w, b = _operands(dims, batch, channels, spatial, out_channels, kernel, 1, cl)
+    threads = torch.get_num_threads()
+    results = []
+    try:
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            torch.manual_seed(1)
+            results.append(_value_and_grads(CONV[dims][0], x, w, b, **kw)[0])
+    finally:
+        torch.set_num_threads(threads)
+    for a, e in zip(*results):
+        assert torch.equal(a, e)
