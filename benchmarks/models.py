@@ -1,9 +1,12 @@
 """Whole-model rows of the benchmark: torchvision models converted with torch_convpool.convert(),
 timed against the unconverted model in the same process, alternately (inference and a training
-step, NCHW and channels_last). Needs torchvision matched to the installed torch; skipped without.
+step, NCHW and channels_last; in float32, and resnet18 also under
+torch.autocast("cpu", dtype=torch.bfloat16) against torch's under the same autocast). Needs
+torchvision matched to the installed torch; skipped without.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import statistics
 import time
@@ -14,8 +17,8 @@ import torch
 import torch_convpool
 
 MODELS = {
-    "resnet18": dict(batch=8, size=224),
-    "mobilenet_v2": dict(batch=8, size=224),
+    "resnet18": dict(batch=8, size=224, autocast=True),
+    "mobilenet_v2": dict(batch=8, size=224, autocast=False),
 }
 
 
@@ -40,19 +43,25 @@ def _alternate(theirs: Callable, ours: Callable, repeats: int, warmup: int = 2):
     return statistics.median(samples[0]) * 1e3, statistics.median(samples[1]) * 1e3
 
 
-def _inference(model, x):
+def _autocast(dtype):
+    return torch.autocast("cpu", dtype=dtype) if dtype is not None else contextlib.nullcontext()
+
+
+def _inference(model, x, autocast=None):
     def run():
-        with torch.no_grad():
+        with torch.no_grad(), _autocast(autocast):
             model(x)
     return run
 
 
-def _training_step(model, x):
+def _training_step(model, x, autocast=None):
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
 
     def run():
         optimizer.zero_grad(set_to_none=True)
-        model(x).sum().backward()
+        with _autocast(autocast):
+            loss = model(x).float().sum()
+        loss.backward()
         optimizer.step()
     return run
 
@@ -75,9 +84,12 @@ def run(repeats: int, name_filter: str = "") -> list[tuple]:
                 theirs = theirs.to(memory_format=torch.channels_last)
                 ours = ours.to(memory_format=torch.channels_last)
                 x = x.to(memory_format=torch.channels_last)
-            for mode, make in (("inference", _inference), ("training step", _training_step)):
-                t, o = _alternate(make(theirs, x), make(ours, x), repeats)
-                row = (f"{label}, {mode}", t, o, t / o)
-                print(f"{row[0]:60s} {t:8.1f} / {o:8.1f} ms  x{t / o:5.2f}", flush=True)
-                rows.append(row)
+            precisions = [None] + ([torch.bfloat16] if cfg["autocast"] else [])
+            for autocast in precisions:
+                suffix = ", bfloat16 autocast" if autocast is not None else ""
+                for mode, make in (("inference", _inference), ("training step", _training_step)):
+                    t, o = _alternate(make(theirs, x, autocast), make(ours, x, autocast), repeats)
+                    row = (f"{label}{suffix}, {mode}", t, o, t / o)
+                    print(f"{row[0]:72s} {t:8.1f} / {o:8.1f} ms  x{t / o:5.2f}", flush=True)
+                    rows.append(row)
     return rows

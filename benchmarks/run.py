@@ -40,9 +40,9 @@ class Case:
     floor: bool = False  # memory-bound (pooling): also time the memory floor
 
 
-def _x(*shape, channels_last=False):
+def _x(*shape, channels_last=False, dtype=torch.float32):
     def make(device):
-        x = torch.randn(*shape, device=device)
+        x = torch.randn(*shape, device=device, dtype=dtype)
         if channels_last and x.dim() == 4:
             x = x.to(memory_format=torch.channels_last)
         elif channels_last and x.dim() == 5:
@@ -55,12 +55,12 @@ _CONV = {1: (CF.conv1d, F.conv1d), 2: (CF.conv2d, F.conv2d), 3: (CF.conv3d, F.co
 
 
 def _conv_case(name, n, c, size, out, k, stride=1, padding=0, dilation=1, groups=1,
-               channels_last=False, dims=2):
+               channels_last=False, dims=2, dtype=torch.float32):
     spatial = (size,) * dims if isinstance(size, int) else tuple(size)
 
     def make(device):
-        x = _x(n, c, *spatial, channels_last=channels_last)(device)
-        w = torch.randn(out, c // groups, *([k] * dims), device=device)
+        x = _x(n, c, *spatial, channels_last=channels_last, dtype=dtype)(device)
+        w = torch.randn(out, c // groups, *([k] * dims), device=device, dtype=dtype)
         return x, w
     kw = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
     outputs = 1
@@ -129,6 +129,13 @@ CASES = [
     _conv_case("conv1d k3 dilation 8, N8 C64 L16000", 8, 64, 16000, 64, 3, padding=8, dilation=8,
                dims=1),
     *_both_layouts("conv3d 3x3x3, N2 C32 16x56x56", 2, 32, (16, 56, 56), 32, 3, padding=1, dims=3),
+    # bfloat16: ours through a bfloat16 GEMM (AMX / AVX512-BF16), torch's through oneDNN's
+    *_both_layouts("conv 3x3 bfloat16, N8 C64 56x56 -> 64", 8, 64, 56, 64, 3, padding=1,
+                   dtype=torch.bfloat16),
+    *_both_layouts("conv 3x3 bfloat16, N8 C512 7x7 -> 512", 8, 512, 7, 512, 3, padding=1,
+                   dtype=torch.bfloat16),
+    *_both_layouts("conv 1x1 bfloat16, N8 C256 14x14 -> 1024", 8, 256, 14, 1024, 1,
+                   dtype=torch.bfloat16),
     _conv_transpose_case("conv_transpose 4x4 stride 2, N8 C64 28x28 -> 32", 8, 64, 28, 32, 4, 2, 1),
     _conv_transpose_case("conv_transpose 4x4 stride 2, N8 C64 28x28 -> 32", 8, 64, 28, 32, 4, 2, 1,
                          channels_last=True),
@@ -238,14 +245,29 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def cpu_low_precision_flags() -> str:
+    """The CPU's bfloat16/float16 matrix and vector extensions (what a bfloat16 GEMM can reach)."""
+    wanted = ("amx_bf16", "amx_fp16", "avx512_bf16", "avx512_fp16")
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = line.split(":", 1)[1].split()
+                    return " ".join(w for w in wanted if w in flags) or "no bf16/fp16 extensions"
+    except OSError:
+        pass
+    return "flags unknown"
+
+
 def to_markdown(rows, device: str, repeats: int, command: str, peak: float,
                 model_rows=()) -> str:
     machine = (torch.cuda.get_device_name() if device == "cuda"
-               else f"{cpu_model()}, {torch.get_num_threads()} threads")
+               else f"{cpu_model()} ({cpu_low_precision_flags()}), {torch.get_num_threads()} threads")
     lines = [
         f"## {device.upper()}: {machine}",
         "",
-        f"torch {torch.__version__}, float32, median of {repeats} after warm-up, "
+        f"torch {torch.__version__}, float32 unless a case names bfloat16, median of {repeats} "
+        f"after warm-up, "
         f"{datetime.date.today().isoformat()}. Command: `{command}`",
         "",
         f"float32 matmul peak measured in the same run (torch.mm 2048^3): {peak:.0f} GFLOP/s.",

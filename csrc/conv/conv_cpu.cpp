@@ -124,7 +124,8 @@ const ConvBackend kCpuBackend{im2col_cpu,
                               cpu::gemm_conv_transpose,
                               cpu::gemm_conv_weight_grad,
                               use_gemm_engine,
-                              cpu::all_finite};
+                              cpu::all_finite,
+                              cpu::gemm_engine_computes};
 
 }  // namespace
 

@@ -38,9 +38,26 @@ bool depthwise_in_place(const at::Tensor& input, bool depthwise, const ConvBacke
 }
 
 bool dense_engine(const ConvBackend& backend, const at::Tensor& input, const ConvGeometry& g) {
-  const auto type = input.scalar_type();
   return backend.use_dense_engine != nullptr && backend.all_finite != nullptr &&
-         (type == at::kFloat || type == at::kDouble) && backend.use_dense_engine(g);
+         backend.dense_engine_computes != nullptr &&
+         backend.dense_engine_computes(input.scalar_type()) && backend.use_dense_engine(g);
+}
+
+// Whether a float16/bfloat16 call that the dense engine does not take is computed in float32.
+bool upcasts(const at::Tensor& input, bool dense, const ConvBackend& backend) {
+  return !dense && backend.upcast_reduced_precision && is_reduced_precision(input);
+}
+
+using ConvCompute = at::Tensor (*)(const at::Tensor&, const at::Tensor&,
+                                   const c10::optional<at::Tensor>&, const ConvGeometry&, int64_t,
+                                   const ConvBackend&);
+
+// `compute` in float32 on float32 copies, rounded once to the input's dtype.
+at::Tensor in_float32(ConvCompute compute, const at::Tensor& input, const at::Tensor& weight,
+                      const c10::optional<at::Tensor>& bias, const ConvGeometry& g,
+                      int64_t out_channels, const ConvBackend& backend) {
+  return compute(to_float(input), to_float(weight), to_float(bias), g, out_channels, backend)
+      .to(input.scalar_type());
 }
 
 using LayoutKernel = void (*)(const at::Tensor&, const at::Tensor&, const at::Tensor&,
@@ -70,12 +87,14 @@ at::Tensor conv_nchw(const at::Tensor& input, const at::Tensor& weight,
   const int64_t batch = input.size(0), groups = g.groups;
   const auto sizes = conv_output_sizes(g, ConvRole::kConv, batch, out_channels, input.dim() - 2);
   const bool depthwise = backend.depthwise_conv != nullptr && groups == g.channels;
+  const bool dense = !depthwise && dense_engine(backend, input, g);
+  if (upcasts(input, dense, backend)) {
+    return in_float32(conv_nchw, input, weight, bias, g, out_channels, backend);
+  }
   if (depthwise_in_place(input, depthwise, backend)) {
     return run_in_input_format(backend.depthwise_conv, input, weight, bias, g, sizes);
   }
-  if (!depthwise && dense_engine(backend, input, g)) {
-    return run_in_input_format(backend.dense_conv, input, weight, bias, g, sizes, true);
-  }
+  if (dense) return run_in_input_format(backend.dense_conv, input, weight, bias, g, sizes, true);
   auto output = prefer_huge_pages(at::empty(sizes, input.options()));
   if (output.numel() == 0) return output;
   if (input.numel() == 0) return output.zero_(), add_bias(output, bias), output;
@@ -113,12 +132,16 @@ at::Tensor conv_transpose_nchw(const at::Tensor& input, const at::Tensor& weight
   const auto sizes =
       conv_output_sizes(g, ConvRole::kTranspose, batch, out_channels, input.dim() - 2);
   const bool depthwise = backend.depthwise_conv_transpose != nullptr && groups == out_channels;
+  // The dense engine gathers by phases, multiplying padding zeros by the weight; with inf or NaN
+  // weights that gives NaN where torch's scatter gives inf, so those take the im2col path.
+  const bool dense = !depthwise && dense_engine(backend, input, g) && backend.all_finite(weight);
+  if (upcasts(input, dense, backend)) {
+    return in_float32(conv_transpose_nchw, input, weight, bias, g, out_channels, backend);
+  }
   if (depthwise_in_place(input, depthwise, backend)) {
     return run_in_input_format(backend.depthwise_conv_transpose, input, weight, bias, g, sizes);
   }
-  // The dense engine gathers by phases, multiplying padding zeros by the weight; with inf or NaN
-  // weights that gives NaN where torch's scatter gives inf, so those take the im2col path.
-  if (!depthwise && dense_engine(backend, input, g) && backend.all_finite(weight)) {
+  if (dense) {
     return run_in_input_format(backend.dense_conv_transpose, input, weight, bias, g, sizes, true);
   }
   auto output = prefer_huge_pages(at::empty(sizes, input.options()));
@@ -154,21 +177,13 @@ at::Tensor conv_transpose_nchw(const at::Tensor& input, const at::Tensor& weight
   return output;
 }
 
-using ConvCompute = at::Tensor (*)(const at::Tensor&, const at::Tensor&,
-                                   const c10::optional<at::Tensor>&, const ConvGeometry&, int64_t,
-                                   const ConvBackend&);
-
-// Runs `compute` (upcasting float16/bfloat16 where the backend asks) and gives the result the
-// input's memory format, as torch's convolutions do for channels_last inputs.
+// Runs `compute` and gives the result the input's memory format, as torch's convolutions do for
+// channels_last inputs.
 at::Tensor run_conv(ConvCompute compute, const at::Tensor& input, const at::Tensor& weight,
                     const c10::optional<at::Tensor>& bias, const ConvGeometry& g,
                     int64_t out_channels, const ConvBackend& backend) {
   const c10::DeviceGuard guard(input.device());
-  const auto result =
-      backend.upcast_reduced_precision && is_reduced_precision(input)
-          ? compute(to_float(input), to_float(weight), to_float(bias), g, out_channels, backend)
-                .to(input.scalar_type())
-          : compute(input, weight, bias, g, out_channels, backend);
+  const auto result = compute(input, weight, bias, g, out_channels, backend);
   const auto format = input.suggest_memory_format();
   if (format == at::MemoryFormat::Contiguous) return result;
   const auto formatted =
@@ -218,16 +233,17 @@ at::Tensor conv_weight_grad(const at::Tensor& grad_output, const at::Tensor& inp
               weight_size, ", but got ", grad_output.sizes());
   check_conv_tensors(op, input, grad_output, c10::nullopt, out_channels);
   const c10::DeviceGuard guard(input.device());
-  if (backend.upcast_reduced_precision && is_reduced_precision(input)) {
+  const bool empty = grad_output.numel() == 0 || input.numel() == 0;
+  const bool depthwise = backend.depthwise_weight_grad != nullptr && groups == g.channels;
+  const bool dense = !empty && !depthwise && dense_engine(backend, input, g);
+  if (upcasts(input, dense, backend)) {
     return conv_weight_grad(to_float(grad_output), to_float(input), weight_size, stride, padding,
                             dilation, groups, backend)
         .to(input.scalar_type());
   }
   // The result has the input's memory format (as the fakes say), whichever kernel computes it.
   const auto format = input.suggest_memory_format();
-  const bool empty = grad_output.numel() == 0 || input.numel() == 0;
-  const bool depthwise = backend.depthwise_weight_grad != nullptr && groups == g.channels;
-  if (!empty && !depthwise && dense_engine(backend, input, g)) {
+  if (dense) {
     ConvGeometry in_format = g;
     in_format.channels_last = format != at::MemoryFormat::Contiguous;
     auto result = at::empty(weight_size, input.options().memory_format(format));

@@ -16,8 +16,9 @@ struct ConvBackend {
   // image [C, image...] <- col [C * K, G] of one sample (gather: each image element sums the
   // column entries that read it).
   void (*col2im)(const at::Tensor& col, const at::Tensor& image, const ConvGeometry& g);
-  // Compute float16/bfloat16 in float32 and round once at the end (the CPU has no fast
-  // reduced-precision GEMM; CUDA's cuBLAS accumulates in float32 itself).
+  // Compute float16/bfloat16 in float32 and round once at the end, on every path that has no
+  // reduced-precision kernel of its own (dense_engine_computes); CUDA's cuBLAS accumulates in
+  // float32 itself.
   bool upcast_reduced_precision;
   // Optional direct kernels for depthwise convolutions (one image channel per group), where
   // im2col + a batch of 1-row GEMMs wastes most of its time; nullptr: the im2col path.
@@ -34,10 +35,10 @@ struct ConvBackend {
   // [C * m, K] grad_weight.
   void (*depthwise_weight_grad)(const at::Tensor& grad_output, const at::Tensor& input,
                                 const at::Tensor& grad_weight, const ConvGeometry& g) = nullptr;
-  // Optional engine for the dense (non-depthwise) convs of float32/float64 tensors, computed in
-  // the input's memory format (g.channels_last): conv, conv_transpose and the weight gradient,
-  // with the same arguments as the depthwise kernels. Used where use_dense_engine(g) says so;
-  // elsewhere the im2col path.
+  // Optional engine for the dense (non-depthwise) convs of the dtypes dense_engine_computes
+  // names, computed in the input's memory format (g.channels_last): conv, conv_transpose and the
+  // weight gradient, with the same arguments as the depthwise kernels. Used where
+  // use_dense_engine(g) says so; elsewhere the im2col path.
   void (*dense_conv)(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& output,
                      const ConvGeometry& g) = nullptr;
   void (*dense_conv_transpose)(const at::Tensor& input, const at::Tensor& weight,
@@ -48,6 +49,9 @@ struct ConvBackend {
   // Whether a tensor holds only finite values: the dense conv_transpose multiplies padding zeros
   // by the weight, which gives NaN for an inf weight where a scatter gives inf.
   bool (*all_finite)(const at::Tensor& t) = nullptr;
+  // The dtypes the dense engine computes in as they are (bfloat16 included where it has a
+  // bfloat16 GEMM); the others are cast to float32 or take the im2col path.
+  bool (*dense_engine_computes)(at::ScalarType type) = nullptr;
 };
 
 at::Tensor conv_forward(const at::Tensor& input, const at::Tensor& weight,

@@ -279,8 +279,13 @@ void conv_cl(const T* x, const T* w, T* y, const ConvGeometry& g, Shape s,
 // no temporaries (at::isfinite(w).all() took 13% of a 512-channel dgrad).
 template <typename T>
 bool all_finite(const T* data, int64_t n) {
-  using Bits = std::conditional_t<sizeof(T) == 8, uint64_t, uint32_t>;
-  constexpr Bits kExponent = static_cast<Bits>(sizeof(T) == 8 ? 0x7ff0000000000000ull : 0x7f800000ull);
+  using Bits = std::conditional_t<sizeof(T) == 8, uint64_t,
+                                  std::conditional_t<sizeof(T) == 4, uint32_t, uint16_t>>;
+  constexpr Bits kExponent = static_cast<Bits>(
+      std::is_same_v<T, double> ? 0x7ff0000000000000ull
+      : std::is_same_v<T, float> ? 0x7f800000ull
+      : std::is_same_v<T, c10::BFloat16> ? 0x7f80ull
+                                         : 0x7c00ull);  // c10::Half
   std::atomic<bool> finite{true};
   at::parallel_for(0, n, 1 << 16, [&](int64_t begin, int64_t end) {
     Bits non_finite = 0;
@@ -303,14 +308,23 @@ bool winograd_for(const ConvGeometry& g, int64_t out_channels, const T* a, int64
          all_finite(a, a_numel) && all_finite(b, b_numel);
 }
 
+// Winograd computes float32 and float64 only: its transforms lose about a decimal digit (see
+// winograd_cpu.h), which bfloat16's three digits cannot spare, and AMX makes the bfloat16 GEMM
+// fast anyway.
+template <typename T>
+constexpr bool kWinogradType = std::is_same_v<T, float> || std::is_same_v<T, double>;
+
 template <typename T>
 void conv_any(const T* x, const T* w, T* y, const ConvGeometry& g, Shape s,
               const Placement& place) {
-  if (place.identity &&
-      winograd_for(g, s.out_channels, x, s.batch * g.channels * g.image_numel(), w,
-                   s.out_channels * g.channels / g.groups * g.kernel_numel())) {
-    winograd_conv(x, w, y, g, s.batch, s.out_channels);
-  } else if (g.channels_last) {
+  if constexpr (kWinogradType<T>) {
+    if (place.identity &&
+        winograd_for(g, s.out_channels, x, s.batch * g.channels * g.image_numel(), w,
+                     s.out_channels * g.channels / g.groups * g.kernel_numel())) {
+      return winograd_conv(x, w, y, g, s.batch, s.out_channels);
+    }
+  }
+  if (g.channels_last) {
     conv_cl(x, w, y, g, s, place);
   } else {
     conv_nchw(x, w, y, g, s, place);
@@ -431,15 +445,51 @@ void sum_over_blocks(int64_t blocks, T* result, int64_t size, Accumulate&& accum
   }
 }
 
+// The type a weight gradient is summed in: its own for float32/float64, float32 for bfloat16.
 template <typename T>
-void weight_grad_nchw(const T* go, const T* x, T* gw, const ConvGeometry& g, Shape s) {
+using Accumulator = std::conditional_t<std::is_floating_point_v<T>, T, float>;
+
+// acc [a.rows, b.cols] (row stride ldc) = a x b, or += when `accumulate`.
+// bfloat16: each GEMM sums its own products in float32 (oneDNN, AMX) but hands back its result
+// rounded once to bfloat16, into `scratch`; the sum across GEMM calls (pixel blocks, chunks) is
+// float32. Error: with u = 2^-8 (bfloat16's unit roundoff) a block's partial sum S_b comes back
+// within u|S_b|, and float32 additions cost ~2^-24 each, so before the final rounding to bfloat16
+// (which adds u|S| itself) the total is off by at most u * sum_b |S_b|: u|S| when the partials
+// share a sign, and about u|S| / sqrt(B) for B blocks whose roundings are independent. Summing in
+// bfloat16 instead (a beta = 1 GEMM into a bfloat16 accumulator) rounds the running sum at every
+// one of the B additions: up to u * B / 2 * |S|, growing with the batch.
+template <typename T, typename Acc>
+void accumulate_gemm(const at::Tensor& a, const at::Tensor& b, Acc* acc, int64_t ldc,
+                     bool accumulate, std::vector<T>& scratch) {
+  if constexpr (std::is_same_v<T, Acc>) {
+    gemm(a, b, acc, ldc, accumulate);
+  } else {
+    const int64_t rows = a.size(0), cols = b.size(1);
+    scratch.resize(rows * cols);
+    gemm(a, b, scratch.data(), cols, false);
+    for (int64_t i = 0; i < rows; ++i) {
+      Acc* __restrict__ out = acc + i * ldc;
+      const T* __restrict__ in = scratch.data() + i * cols;
+      if (accumulate) {
+        for (int64_t j = 0; j < cols; ++j) out[j] += static_cast<Acc>(in[j]);
+      } else {
+        for (int64_t j = 0; j < cols; ++j) out[j] = static_cast<Acc>(in[j]);
+      }
+    }
+  }
+}
+
+template <typename T>
+void weight_grad_nchw(const T* go, const T* x, Accumulator<T>* gw, const ConvGeometry& g,
+                      Shape s) {
   const int64_t C = g.channels, G = g.groups, K = s.out_channels, cg = C / G, kg = K / G;
   const int64_t rows = cg * g.kernel_numel(), grid = g.grid_numel();
   const bool pointwise = g.is_pointwise();
   const int64_t P = block_pixels(grid * s.batch, rows * static_cast<int64_t>(sizeof(T)));
   const int64_t per_sample = (grid + P - 1) / P;
-  std::vector<std::vector<T>> cols(kWeightGradChunks);
-  sum_over_blocks(s.batch * per_sample, gw, K * rows, [&](int64_t chunk, int64_t b, T* acc, bool first) {
+  std::vector<std::vector<T>> cols(kWeightGradChunks), scratch(kWeightGradChunks);
+  sum_over_blocks(s.batch * per_sample, gw, K * rows,
+                  [&](int64_t chunk, int64_t b, Accumulator<T>* acc, bool first) {
     const int64_t n = b / per_sample, q0 = b % per_sample * P, q1 = std::min(grid, q0 + P);
     const int64_t width = q1 - q0;
     auto& col = cols[chunk];
@@ -454,7 +504,7 @@ void weight_grad_nchw(const T* go, const T* x, T* gw, const ConvGeometry& g, Sha
         columns_t = matrix(col.data(), width, rows, 1, width);
       }
       const auto grad = matrix(go + (n * K + gi * kg) * grid + q0, kg, width, grid, 1);
-      gemm(grad, columns_t, acc + gi * kg * rows, rows, !first);
+      accumulate_gemm(grad, columns_t, acc + gi * kg * rows, rows, !first, scratch[chunk]);
     }
   });
 }
@@ -462,14 +512,15 @@ void weight_grad_nchw(const T* go, const T* x, T* gw, const ConvGeometry& g, Sha
 // channels_last: per group grad_weight[kg, taps * cg] (channels_last layout, written as it is)
 // = grad_output^T[kg, pixels] x rows[pixels, taps * cg], summed over pixel blocks.
 template <typename T>
-void weight_grad_cl(const T* go, const T* x, T* gw, const ConvGeometry& g, Shape s) {
+void weight_grad_cl(const T* go, const T* x, Accumulator<T>* gw, const ConvGeometry& g,
+                    Shape s) {
   const int64_t C = g.channels, G = g.groups, K = s.out_channels, cg = C / G, kg = K / G;
   const int64_t taps = g.kernel_numel(), rows = taps * cg, total = s.batch * g.grid_numel();
   const bool pointwise = g.is_pointwise();
   const int64_t P = block_pixels(total, rows * static_cast<int64_t>(sizeof(T)));
-  std::vector<std::vector<T>> cols(kWeightGradChunks);
+  std::vector<std::vector<T>> cols(kWeightGradChunks), scratch(kWeightGradChunks);
   sum_over_blocks((total + P - 1) / P, gw, K * rows,
-                  [&](int64_t chunk, int64_t b, T* acc, bool first) {
+                  [&](int64_t chunk, int64_t b, Accumulator<T>* acc, bool first) {
     const int64_t m0 = b * P, m1 = std::min(total, m0 + P), height = m1 - m0;
     auto& col = cols[chunk];
     if (!pointwise) col.resize(rows * P);
@@ -482,14 +533,76 @@ void weight_grad_cl(const T* go, const T* x, T* gw, const ConvGeometry& g, Shape
         pixels = matrix(col.data(), height, rows, rows, 1);
       }
       const auto grad_t = matrix(go + m0 * K + gi * kg, kg, height, 1, K);
-      gemm(grad_t, pixels, acc + gi * kg * rows, rows, !first);
+      accumulate_gemm(grad_t, pixels, acc + gi * kg * rows, rows, !first, scratch[chunk]);
     }
   });
 }
 
+// bfloat16 weight gradient in channels_last when the column matrix of the whole batch fits in
+// kWholeColumnBytes: every pixel's row is gathered once, then grad_weight is split by columns into
+// kColumnSlices fixed slices, each one GEMM over all pixels. Each entry is rounded once (as in
+// torch's), and there are no bfloat16 partial sums to widen and add: with few pixels and many
+// weights (C512 7x7 at batch 8: 392 pixels, 2.4M weights) those passes cost more than the GEMMs.
+constexpr int64_t kWholeColumnBytes = 16 << 20;
+constexpr int64_t kColumnSlices = 8;
+
+template <typename T>
+bool whole_columns_fit(const ConvGeometry& g, Shape s) {
+  const int64_t rows = g.kernel_numel() * (g.channels / g.groups);
+  return g.channels_last &&
+         s.batch * g.grid_numel() * rows * static_cast<int64_t>(sizeof(T)) <= kWholeColumnBytes;
+}
+
+template <typename T>
+void weight_grad_cl_whole(const T* go, const T* x, T* gw, const ConvGeometry& g, Shape s) {
+  const int64_t C = g.channels, G = g.groups, K = s.out_channels, cg = C / G, kg = K / G;
+  const int64_t rows = g.kernel_numel() * cg, total = s.batch * g.grid_numel();
+  const bool pointwise = g.is_pointwise();
+  const int64_t P = block_pixels(total, rows * static_cast<int64_t>(sizeof(T)));
+  const int64_t slice = (rows + kColumnSlices - 1) / kColumnSlices;
+  std::vector<T> col(pointwise ? 0 : total * rows);
+  for (int64_t gi = 0; gi < G; ++gi) {
+    at::Tensor pixels;  // [total, rows]
+    if (pointwise) {
+      pixels = matrix(x + gi * cg, total, cg, C, 1);
+    } else {
+      at::parallel_for(0, (total + P - 1) / P, 1, [&](int64_t begin, int64_t end) {
+        for (int64_t b = begin; b < end; ++b) {
+          const int64_t m0 = b * P, m1 = std::min(total, m0 + P);
+          gather_rows_cl(x, g, gi * cg, cg, m0, m1, col.data() + m0 * rows);
+        }
+      });
+      pixels = matrix(col.data(), total, rows, rows, 1);
+    }
+    const auto grad_t = matrix(go + gi * kg, kg, total, 1, K);
+    at::parallel_for(0, kColumnSlices, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t j = begin; j < end; ++j) {
+        const int64_t n0 = std::min(rows, j * slice), n1 = std::min(rows, n0 + slice);
+        if (n0 < n1) gemm(grad_t, pixels.narrow(1, n0, n1 - n0), gw + gi * kg * rows + n0, rows, false);
+      }
+    });
+  }
+}
+
+template <typename T>
+void weight_grad_any(const T* go, const T* x, Accumulator<T>* gw, const ConvGeometry& g, Shape s,
+                     int64_t go_numel, int64_t x_numel) {
+  if constexpr (kWinogradType<T>) {
+    if (winograd_for(g, s.out_channels, go, go_numel, x, x_numel)) {
+      return winograd_weight_grad(go, x, gw, g, s.batch, s.out_channels);
+    }
+  }
+  if (g.channels_last) {
+    weight_grad_cl(go, x, gw, g, s);
+  } else {
+    weight_grad_nchw(go, x, gw, g, s);
+  }
+}
+
 void check_dtype(const at::Tensor& t, const char* who) {
-  TORCH_CHECK(t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble, who,
-              ": the GEMM engine computes float32 and float64, but got ", t.scalar_type());
+  TORCH_CHECK(gemm_engine_computes(t.scalar_type()), who,
+              ": the GEMM engine computes float32, float64 and bfloat16, but got ",
+              t.scalar_type());
 }
 
 at::MemoryFormat channels_last_format(const at::Tensor& t) {
@@ -540,9 +653,13 @@ void via_channels_last(std::initializer_list<at::Tensor> inputs, const at::Tenso
 
 }  // namespace
 
+bool gemm_engine_computes(at::ScalarType type) {
+  return type == at::kFloat || type == at::kDouble || type == at::kBFloat16;
+}
+
 bool all_finite(const at::Tensor& t) {
   bool result = true;
-  AT_DISPATCH_FLOATING_TYPES(t.scalar_type(), "all_finite", [&] {
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, t.scalar_type(), "all_finite", [&] {
     const auto contiguous = t.contiguous();
     result = all_finite(contiguous.const_data_ptr<scalar_t>(), contiguous.numel());
   });
@@ -557,7 +674,7 @@ void gemm_conv(const at::Tensor& input, const at::Tensor& weight, const at::Tens
       gemm_conv(in[0], weight, out, cl);
     });
   }
-  AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "gemm_conv", [&] {
+  AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, input.scalar_type(), "gemm_conv", [&] {
     std::vector<scalar_t> storage;
     conv_any(input.const_data_ptr<scalar_t>(), weight_in_layout(weight, g.channels_last, storage),
              output.data_ptr<scalar_t>(), g, Shape{input.size(0), output.size(1)},
@@ -573,7 +690,7 @@ void gemm_conv_transpose(const at::Tensor& input, const at::Tensor& weight,
       gemm_conv_transpose(in[0], weight, out, cl);
     });
   }
-  AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "gemm_conv_transpose", [&] {
+  AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, input.scalar_type(), "gemm_conv_transpose", [&] {
     // The phases' sub-weights are built from either layout directly: no relayout pass.
     const bool w_cl = weight.dim() >= 4 && !weight.is_contiguous() &&
                       weight.is_contiguous(channels_last_format(weight));
@@ -595,18 +712,21 @@ void gemm_conv_weight_grad(const at::Tensor& grad_output, const at::Tensor& inpu
   TORCH_CHECK(g.channels_last ? grad_weight.is_contiguous(channels_last_format(grad_weight))
                               : grad_weight.is_contiguous(),
               "gemm_conv_weight_grad: grad_weight must have the input's memory format");
-  AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "gemm_conv_weight_grad", [&] {
+  AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, input.scalar_type(), "gemm_conv_weight_grad", [&] {
+    using Acc = Accumulator<scalar_t>;
     const Shape s{input.size(0), grad_output.size(1)};
     const auto* go = grad_output.const_data_ptr<scalar_t>();
     const auto* x = input.const_data_ptr<scalar_t>();
-    auto* gw = grad_weight.data_ptr<scalar_t>();
-    if (winograd_for(g, s.out_channels, go, grad_output.numel(), x, input.numel())) {
-      winograd_weight_grad(go, x, gw, g, s.batch, s.out_channels);
-    } else if (g.channels_last) {
-      weight_grad_cl(go, x, gw, g, s);
-    } else {
-      weight_grad_nchw(go, x, gw, g, s);
+    constexpr bool in_place = std::is_same_v<Acc, scalar_t>;
+    if (!in_place && whole_columns_fit<scalar_t>(g, s)) {
+      return weight_grad_cl_whole(go, x, grad_weight.data_ptr<scalar_t>(), g, s);
     }
+    // Otherwise bfloat16 is summed in a float32 copy of grad_weight's layout, rounded once at
+    // the end.
+    const auto summed = in_place ? grad_weight
+                                 : at::empty_like(grad_weight, grad_weight.options().dtype(at::kFloat));
+    weight_grad_any(go, x, summed.data_ptr<Acc>(), g, s, grad_output.numel(), input.numel());
+    if (!in_place) grad_weight.copy_(summed);
   });
 }
 

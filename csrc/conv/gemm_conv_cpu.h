@@ -39,7 +39,14 @@ void gemm_conv_transpose(const at::Tensor& input, const at::Tensor& weight,
 void gemm_conv_weight_grad(const at::Tensor& grad_output, const at::Tensor& input,
                            const at::Tensor& grad_weight, const ConvGeometry& g);
 
-// Whether a float32/float64 tensor holds no inf or NaN (one parallel pass).
+// The dtypes the engine computes in: float32, float64, and bfloat16 through a bfloat16 GEMM
+// (oneDNN: AMX / AVX512-BF16 where the CPU has them) that accumulates in float32, as torch's
+// bfloat16 convolutions do. float16 is not among them: at::mm in float16 ran slower than in
+// float32 on the machines measured (82-146 against 90-190 GFLOP/s, one thread), so float16
+// convs are computed in float32 and rounded once.
+bool gemm_engine_computes(at::ScalarType type);
+
+// Whether a floating-point tensor holds no inf or NaN (one parallel pass).
 bool all_finite(const at::Tensor& t);
 
 }  // namespace convpool::cpu
