@@ -12,6 +12,9 @@ import torch.nn.functional as F
 import torch_convpool.functional as CF
 
 SHAPES = {1: (13,), 2: (9, 8), 3: (5, 6, 7)}
+# NCHW planes of at least 32x32 elements run the NCHW kernels; smaller ones run the
+# channels_last kernels on copies (kStagedPixels in depthwise_cpu.cpp): both are tested.
+LARGE = {1: (1100,), 2: (33, 40), 3: (8, 12, 12)}
 
 
 def _layout(x, channels_last):
@@ -22,8 +25,8 @@ def _layout(x, channels_last):
 
 
 def _check(dims, channels_last, channels, multiplier, kernel, stride, padding, dilation,
-           dtype=torch.double, batch=2):
-    x = _layout(torch.randn(batch, channels, *SHAPES[dims], dtype=dtype), channels_last)
+           dtype=torch.double, batch=2, shapes=SHAPES):
+    x = _layout(torch.randn(batch, channels, *shapes[dims], dtype=dtype), channels_last)
     w = torch.randn(channels * multiplier, 1, *([kernel] * dims), dtype=dtype)
     kw = dict(stride=stride, padding=padding, dilation=dilation, groups=channels)
     try:
@@ -56,6 +59,16 @@ def test_geometry_grid(dims, channels_last):
         checked += _check(dims, channels_last, 3, multiplier, kernel, stride, padding, dilation,
                           batch=1 if dims == 3 else 2)
     assert checked > 40
+
+
+@pytest.mark.parametrize("dims", [1, 2, 3])
+def test_large_nchw_planes(dims):
+    checked = 0
+    for multiplier, kernel, stride, padding, dilation in [
+            (1, 3, 1, 1, 1), (2, 3, 2, 1, 1), (1, 5, 3, 0, 2), (1, 2, 2, 2, 1), (3, 1, 1, 0, 1)]:
+        checked += _check(dims, False, 2, multiplier, kernel, stride, padding, dilation, batch=1,
+                          shapes=LARGE)
+    assert checked >= 4  # a 5-tap kernel dilated by 2 does not fit the 3-d depth of 8
 
 
 @pytest.mark.parametrize("channels_last", [False, True])

@@ -12,6 +12,7 @@
 
 #include "../common/huge_pages.h"
 #include "blocked_transpose.h"
+#include "channels_last_staging.h"
 #include "conv_algorithm.h"
 #include "conv_lines.h"
 #include "winograd_cpu.h"
@@ -605,9 +606,6 @@ void check_dtype(const at::Tensor& t, const char* who) {
               t.scalar_type());
 }
 
-at::MemoryFormat channels_last_format(const at::Tensor& t) {
-  return t.dim() == 5 ? at::MemoryFormat::ChannelsLast3d : at::MemoryFormat::ChannelsLast;
-}
 
 // The weight's data in the layout the path of `channels_last` multiplies by: as it is when it
 // already has that layout (a channels_last model), else relaid into `storage`.
@@ -632,24 +630,14 @@ const T* weight_in_layout(const at::Tensor& weight, bool channels_last, std::vec
 
 // NCHW blocks cannot span samples, so with small images (ResNet's 7x7 stage) every block of a few
 // dozen pixels would stream the whole weight again; copying such small tensors to channels_last
-// and back costs far less (C512 7x7: 10.2 ms NCHW vs 8.2 ms channels_last).
+// and back costs far less (C512 7x7: 10.2 ms NCHW vs 8.2 ms channels_last). A 1x1 conv gathers
+// nothing: its per-sample GEMMs read the NCHW image as it is, and the copies would cost more
+// than they save (mobilenet_v2's 14x14 and 7x7 stages).
 bool small_nchw_image(const at::Tensor& t, const ConvGeometry& g, int64_t pixels) {
-  return !g.channels_last && t.dim() >= 4 && t.size(0) > 1 && pixels < kMinPixels;
+  return !g.channels_last && t.dim() >= 4 && t.size(0) > 1 && pixels < kMinPixels &&
+         !g.is_pointwise();
 }
 
-// Runs `compute` on channels_last copies of `inputs` into a channels_last result, then copies
-// that into `result` (NCHW).
-template <typename Compute>
-void via_channels_last(std::initializer_list<at::Tensor> inputs, const at::Tensor& result,
-                       ConvGeometry g, Compute&& compute) {
-  const auto format = channels_last_format(result.dim() >= 4 ? result : *inputs.begin());
-  std::vector<at::Tensor> converted;
-  for (const auto& t : inputs) converted.push_back(t.contiguous(format));
-  auto staged = prefer_huge_pages(at::empty(result.sizes(), result.options().memory_format(format)));
-  g.channels_last = true;
-  compute(converted, staged, g);
-  result.copy_(staged);
-}
 
 }  // namespace
 
