@@ -110,14 +110,15 @@ def plot_receptive_field(path: str, image: Optional[Tensor], heat: Tensor, box: 
 
     if image is not None:
         ax = axes.pop(0)
-        ax.imshow(image.detach().cpu(), cmap="gray")
-        ax.contour(heat.detach().cpu(), levels=[0.25, 0.5, 0.75], cmap="autumn", linewidths=1.5)
+        ax.imshow(image.detach().cpu().numpy(), cmap="gray")
+        ax.contour(heat.detach().cpu().numpy(), levels=[0.25, 0.5, 0.75], cmap="autumn",
+                   linewidths=1.5)
         draw_box(ax)
         ax.set_title("an input; effective field at 25/50/75%\nof its peak (contours)",
                      fontsize=10)
         ax.legend(loc="lower center", fontsize=8, framealpha=0.8)
     for ax, (h, label) in zip(axes, heats):
-        shown = ax.imshow(h.detach().cpu(), cmap="inferno", vmin=0, vmax=1)
+        shown = ax.imshow(h.detach().cpu().numpy(), cmap="inferno", vmin=0, vmax=1)
         draw_box(ax)
         above_half = int((h >= 0.5).sum())
         ax.set_title(f"effective field, {label}: {above_half} px at >= 50%\n"
