@@ -39,7 +39,8 @@ if [ -z "${FORCE_CUDA:-}" ]; then
   NVCC=$(command -v nvcc || true)
   [ -z "$NVCC" ] && [ -x /usr/local/cuda/bin/nvcc ] && NVCC=/usr/local/cuda/bin/nvcc
   # One interpreter start (torch's import takes a second or two): "<torch has CUDA> <GPU visible>".
-  read -r TORCH_CUDA GPU_VISIBLE < <("$PY" -c 'import torch; print(int(torch.version.cuda is not None), int(torch.cuda.is_available()))')
+  TORCH_CUDA=0 GPU_VISIBLE=0
+  read -r TORCH_CUDA GPU_VISIBLE < <("$PY" -c 'import torch; print(int(torch.version.cuda is not None), int(torch.cuda.is_available()))') || true
   if [ -n "$NVCC" ] && [ "$TORCH_CUDA" = 1 ]; then
     export FORCE_CUDA=1
     # The toolkit root holds lib64/libcudart; a bare nvcc on PATH may live elsewhere.
