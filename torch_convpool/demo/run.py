@@ -23,14 +23,12 @@ def run_demo(epochs: int = 12, out_dir: str = "demo_output", seed: int = 0) -> i
     data = load_digits(seed=seed)
     print(f"scikit-learn digits: {len(data.train_labels)} training and {len(data.test_labels)} "
           f"held-out images, 8x8 upsampled to {tuple(data.train_images.shape[2:])}")
-    histories = {}
     untrained = build_model("ours", seed)
     models = {"torch_convpool": build_model("ours", seed), "torch.nn": build_model("torch", seed)}
-    for name, model in models.items():
-        histories[name] = train(model, data, epochs=epochs, seed=seed, desc=f"{name:>14s}")
+    histories = train(models, data, epochs=epochs, seed=seed)
     for name, h in histories.items():
         print(f"{name:>14s}: held-out accuracy {h.test_accuracy[-1]:.1%} after {epochs} epochs, "
-              f"{h.seconds:.1f} s of training on the {torch.get_num_threads()}-thread CPU")
+              f"{h.seconds:.1f} s of training ({torch.get_num_threads()} threads)")
 
     os.makedirs(out_dir, exist_ok=True)
     curves = os.path.join(out_dir, "training_curves.png")
