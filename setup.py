@@ -48,6 +48,11 @@ def _write_build_meta(with_cuda: bool) -> None:
 def _extension():
     with_cuda = _want_cuda()
     sources = sorted(glob.glob("csrc/**/*.cpp", recursive=True))
+    # setuptools rebuilds only when a source or a dependency is newer than the library: the
+    # headers are listed so that a header-only change rebuilds too (ninja then recompiles the
+    # files that include it).
+    headers = sorted(glob.glob("csrc/**/*.h", recursive=True)
+                     + glob.glob("csrc/**/*.cuh", recursive=True))
     define_macros = [("CONVPOOL_TORCH_VERSION", f'"{torch.__version__}"')]
     cxx_flags = ["-O3", "-fopenmp"] if os.name != "nt" else ["/O2"]
     link_flags = ["-fopenmp"] if os.name != "nt" else []
@@ -63,6 +68,7 @@ def _extension():
         return CppExtension(
             "torch_convpool._C",
             sources,
+            depends=headers,
             define_macros=define_macros,
             extra_compile_args={"cxx": cxx_flags},
             extra_link_args=link_flags,
@@ -75,6 +81,7 @@ def _extension():
     return CUDAExtension(
         "torch_convpool._C",
         sources,
+        depends=headers,
         define_macros=define_macros,
         include_dirs=_nvidia_wheel_include(),
         extra_compile_args={"cxx": cxx_flags, "nvcc": ["-O3"]},

@@ -29,6 +29,21 @@ def test_check_command_self_tests_every_op(capsys):
         assert op in out
 
 
-def test_demo_trains(capsys):
-    assert main(["demo", "--steps", "20"]) == 0
-    assert "held-out accuracy" in capsys.readouterr().out
+def test_demo_trains_both_models_and_draws(capsys, tmp_path):
+    pytest.importorskip("sklearn")
+    pytest.importorskip("matplotlib")
+    assert main(["demo", "--epochs", "1", "--out-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "torch_convpool: held-out accuracy" in out and "torch.nn: held-out accuracy" in out
+    assert "receptive field of the last conv layer: 22x22 px" in out
+    for png in ("training_curves.png", "receptive_field.png"):
+        assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_rf_command_plots_a_model(capsys, tmp_path):
+    pytest.importorskip("matplotlib")
+    png = tmp_path / "rf.png"
+    assert main(["rf", "tests.rf_models:resnet_like", "--input-size", "3", "32", "32",
+                 "--plot", str(png)]) == 0
+    assert "wrote" in capsys.readouterr().out
+    assert png.read_bytes()[:4] == b"\x89PNG"

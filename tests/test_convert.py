@@ -3,12 +3,13 @@ import copy
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules.conv import _ConvNd
 from torch.testing import assert_close
 
 import torch_convpool.nn as cnn
-from torch_convpool.convert import CONVERTIBLE, convert
+from torch_convpool.convert import CONVERTIBLE, conversion_report, convert
 
 
 class BasicBlock(nn.Module):
@@ -234,3 +235,142 @@ def test_torchvision_resnet18():
                for m in fast.modules() if isinstance(m, _ConvNd))
     with torch.no_grad():
         assert_close(fast(x), model(x), rtol=1e-4, atol=1e-4)
+
+
+class GoogLeNetStyle(nn.Module):
+    """An inception block written with functional calls (weights as parameters, no conv or pool
+    modules): only the rerouting can make it ours."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Parameter(torch.randn(8, 3, 7, 7) * 0.1)
+        self.branch1 = nn.Parameter(torch.randn(4, 8, 1, 1) * 0.3)
+        self.branch3 = nn.Parameter(torch.randn(4, 8, 3, 3) * 0.1)
+        self.branch5 = nn.Parameter(torch.randn(4, 8, 5, 5) * 0.1)
+        self.pool_proj = nn.Parameter(torch.randn(4, 8, 1, 1) * 0.3)
+        self.fc = nn.Linear(16, 5)
+
+    def forward(self, x):
+        x = F.max_pool2d(F.relu(F.conv2d(x, self.stem, stride=2, padding=3)), 3, 2, ceil_mode=True)
+        branches = [
+            F.conv2d(x, self.branch1),
+            F.conv2d(x, self.branch3, padding=1),
+            F.conv2d(x, self.branch5, padding=2),
+            F.conv2d(F.max_pool2d(x, 3, 1, padding=1), self.pool_proj),
+        ]
+        x = F.avg_pool2d(torch.cat(branches, 1), 2)
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+
+
+def _torchvision(name):
+    models = pytest.importorskip("torchvision.models")
+    return getattr(models, name)(num_classes=5)
+
+
+# (model factory, the calls its forward makes outside modules)
+WHOLE_MODELS = {
+    "resnet18": (lambda: _torchvision("resnet18"), {}),
+    "mobilenet_v2": (lambda: _torchvision("mobilenet_v2"), {"F.adaptive_avg_pool2d": 1}),
+    "densenet121": (lambda: _torchvision("densenet121"), {"F.adaptive_avg_pool2d": 1}),
+    "googlenet_style": (GoogLeNetStyle, {"F.conv2d": 5, "F.max_pool2d": 2, "F.avg_pool2d": 1,
+                                         "F.adaptive_avg_pool2d": 1}),
+}
+
+
+def _profiled_step(net: nn.Module, x: torch.Tensor):
+    """One training step's output and gradients, and the torch conv/pool ops it ran."""
+    net.zero_grad()
+    with torch.profiler.profile() as prof:
+        out = net(x)
+        out.square().sum().backward()
+    ops = {e.name for e in prof.events()
+           if e.name.startswith("aten::") and ("conv" in e.name or "pool" in e.name)}
+    return out, {k: p.grad for k, p in net.named_parameters()}, ops
+
+
+@pytest.mark.parametrize("name", WHOLE_MODELS)
+def test_whole_model_is_ours_with_torchs_outputs_and_gradients(name):
+    factory, functional_calls = WHOLE_MODELS[name]
+    torch.manual_seed(0)
+    # Compared in eval mode: BatchNorm in training over a batch of 1x1 maps amplifies float32
+    # rounding differences in the gradients (to ~1e-3 in resnet18); in eval it is pointwise.
+    model = factory().eval()
+    fast = convert(model)
+    x = torch.randn(1, 3, 32, 32)
+    expected, expected_grads, torch_ops = _profiled_step(model, x)
+    out, grads, ops = _profiled_step(fast, x)
+    assert torch_ops and not ops  # torch's run shows its ops, so the check can fail
+    assert_close(out, expected, rtol=1e-4, atol=1e-4)
+    for key, grad in grads.items():
+        scale = expected_grads[key].abs().max().item()
+        assert_close(grad, expected_grads[key], rtol=1e-3, atol=1e-4 * scale + 1e-6, msg=key)
+    # A training step (BatchNorm on batch statistics, Dropout on) runs no torch conv/pool op.
+    assert not _profiled_step(fast.train(), torch.randn(2, 3, 32, 32))[2]
+    report = conversion_report(fast)
+    assert report.kept == [] and not report.left_to_torch
+    assert {k: v // 2 for k, v in report.rerouted.items()} == functional_calls  # 2 steps ran
+    assert "replaced" in str(report)
+
+
+def test_the_report_lists_subclasses_and_layers_we_lack():
+    class MyConv(nn.Conv2d):
+        pass
+
+    model = nn.Sequential(MyConv(3, 4, 3), nn.LPPool2d(2, 2),
+                          nn.FractionalMaxPool2d(2, output_size=2), nn.Conv2d(4, 4, 1))
+    fast = convert(model, example_inputs=(torch.randn(1, 3, 10, 10),))
+    report = conversion_report(fast)
+    assert report.replaced == {"nn.Conv2d": 1}
+    assert [(k.path, k.type_name) for k in report.kept] == [
+        ("0", "MyConv"), ("1", "LPPool2d"), ("2", "FractionalMaxPool2d")]
+    # MyConv's functional call is ours; LP and fractional pooling stay torch's
+    assert report.rerouted == {"F.conv2d": 1}
+    assert sorted(report.left_to_torch) == [
+        ("F.fractional_max_pool2d", "no counterpart in torch_convpool"),
+        ("F.lp_pool2d", "no counterpart in torch_convpool")]
+    text = str(report)
+    assert "MyConv" in text and "FractionalMaxPool2d" in text and "rerouted" in text
+
+
+def test_example_inputs_leave_batchnorm_statistics_alone():
+    model, x = build("resnet")
+    before = {k: b.clone() for k, b in model.named_buffers()}
+    fast = convert(model, inplace=True, example_inputs=(x,))
+    assert all(torch.equal(b, before[k]) for k, b in fast.named_buffers())
+    assert conversion_report(fast).replaced["nn.Conv2d"] == 6
+
+
+def test_functional_false_swaps_modules_only():
+    model = GoogLeNetStyle()
+    fast = convert(model, functional=False)
+    assert "forward" not in fast.__dict__
+    with torch.profiler.profile() as prof:
+        fast(torch.randn(1, 3, 32, 32))
+    assert any(e.name.startswith("aten::conv") for e in prof.events())
+    assert "not rerouted" in str(conversion_report(fast))
+
+
+def test_conversion_report_of_an_unconverted_model_is_a_value_error():
+    with pytest.raises(ValueError, match="convert"):
+        conversion_report(nn.Conv2d(1, 1, 1))
+
+
+def test_converted_model_compiles_and_exports_with_our_ops():
+    torch.manual_seed(0)
+    model = GoogLeNetStyle().eval()
+    fast, x = convert(model), torch.randn(1, 3, 32, 32)
+    targets = []
+
+    def backend(gm, example_inputs):
+        targets.extend(str(n.target) for n in gm.graph.nodes if n.op == "call_function")
+        return gm
+
+    with torch.no_grad():
+        assert_close(torch.compile(fast, backend=backend)(x), model(x), rtol=1e-4, atol=1e-4)
+    assert {"convpool.conv.default", "convpool.max_pool.default", "convpool.avg_pool.default",
+            "convpool.adaptive_avg_pool.default"} <= set(targets)
+    program = torch.export.export(fast, (x,))
+    ops = {str(n.target) for n in program.graph.nodes if n.op == "call_function"}
+    assert "convpool.conv.default" in ops and not [op for op in ops if "convolution" in op]
+    with torch.no_grad():
+        assert_close(program.module()(x), model(x), rtol=1e-4, atol=1e-4)

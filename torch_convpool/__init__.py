@@ -9,13 +9,16 @@ from . import functional, nn
 from .nn import *  # noqa: F401,F403
 from .nn import __all__ as _nn_all
 from .receptive_field import ReceptiveFieldReport, receptive_field
-from .convert import convert
+from .convert import conversion_report, convert
+from .conversion_report import ConversionReport
+from .reroute import enabled
 from .algorithms import get_conv_algorithm, set_conv_algorithm
 
 __version__ = "0.1.0"
 
 __all__ = [
     "functional", "nn", "build_info", "receptive_field", "ReceptiveFieldReport", "convert",
+    "conversion_report", "ConversionReport", "enabled",
     "set_conv_algorithm", "get_conv_algorithm",
     *_nn_all,
 ]

@@ -26,9 +26,9 @@ def _check(args) -> int:
 
 
 def _demo(args) -> int:
-    from ._demo import train_demo
+    from .demo import run_demo
 
-    return train_demo(steps=args.steps)
+    return run_demo(epochs=args.epochs, out_dir=args.out_dir)
 
 
 def _bench(args) -> int:
@@ -62,6 +62,15 @@ def _rf(args) -> int:
         return 2
     model = build().to(args.device)
     print(receptive_field(model, args.input_size, device=args.device, verify=not args.no_verify))
+    if args.plot:
+        from .rf_plot import plot_model_receptive_field
+
+        try:
+            layer = plot_model_receptive_field(args.plot, model, args.input_size, args.device)
+        except ValueError as error:
+            print(f"rf: cannot plot: {error}", file=sys.stderr)
+            return 2
+        print(f"wrote {args.plot} (the centre unit of {layer})")
     return 0
 
 
@@ -69,8 +78,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m torch_convpool")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("check", help="show what the build holds and self-test every op").set_defaults(fn=_check)
-    demo = sub.add_parser("demo", help="train a small CNN made of our layers for a few steps")
-    demo.add_argument("--steps", type=int, default=60)
+    demo = sub.add_parser("demo", help="train a CNN of our layers and one of torch.nn's on "
+                          "scikit-learn's digits; write training-curve and receptive-field PNGs")
+    demo.add_argument("--epochs", type=int, default=12)
+    demo.add_argument("--out-dir", default="demo_output", help="where the PNGs go")
     demo.set_defaults(fn=_demo)
     bench = sub.add_parser("bench", help="run the benchmarks (arguments go to benchmarks/run.py)")
     bench.add_argument("rest", nargs=argparse.REMAINDER)
@@ -82,6 +93,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="one input's size without the batch dim, e.g. 3 224 224")
     rf.add_argument("--device", default="cpu")
     rf.add_argument("--no-verify", action="store_true", help="skip the gradient check")
+    rf.add_argument("--plot", metavar="PNG", help="draw the analytic and the effective receptive "
+                    "field of the last spatial layer's centre unit into this PNG")
     rf.set_defaults(fn=_rf)
     args = parser.parse_args(argv)
     return args.fn(args)

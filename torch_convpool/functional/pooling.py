@@ -18,6 +18,8 @@ __all__ = [
 ]
 
 PoolPadding = Union[str, IntOrTuple]
+# the output, or (output, indices) with return_indices=True
+MaybeIndices = Union[Tensor, tuple[Tensor, Tensor]]
 OutputSize = Union[int, None, Sequence[Optional[int]]]
 
 
@@ -165,7 +167,7 @@ def _max_unpool(op, dims, input, indices, kernel_size, stride, padding, output_s
 
 def max_pool1d(input: Tensor, kernel_size: IntOrTuple, stride: Optional[IntOrTuple] = None,
                padding: PoolPadding = 0, dilation: IntOrTuple = 1, ceil_mode: bool = False,
-               return_indices: bool = False):
+               return_indices: bool = False) -> MaybeIndices:
     r"""1-d max pooling over :math:`(N, C, L)` or :math:`(C, L)`; as
     :func:`torch.nn.functional.max_pool1d`, plus ``padding='same'`` with any stride."""
     return _max_pool("max_pool1d", 1, input, kernel_size, stride, padding, dilation, ceil_mode,
@@ -174,7 +176,7 @@ def max_pool1d(input: Tensor, kernel_size: IntOrTuple, stride: Optional[IntOrTup
 
 def max_pool2d(input: Tensor, kernel_size: IntOrTuple, stride: Optional[IntOrTuple] = None,
                padding: PoolPadding = 0, dilation: IntOrTuple = 1, ceil_mode: bool = False,
-               return_indices: bool = False):
+               return_indices: bool = False) -> MaybeIndices:
     r"""2-d max pooling over :math:`(N, C, H, W)` or :math:`(C, H, W)`; as
     :func:`torch.nn.functional.max_pool2d`, plus ``padding='same'`` with any stride (padded
     elements never win). Indices are flat within each (n, c) plane, usable by ``max_unpool2d``.
@@ -191,7 +193,7 @@ def max_pool2d(input: Tensor, kernel_size: IntOrTuple, stride: Optional[IntOrTup
 
 def max_pool3d(input: Tensor, kernel_size: IntOrTuple, stride: Optional[IntOrTuple] = None,
                padding: PoolPadding = 0, dilation: IntOrTuple = 1, ceil_mode: bool = False,
-               return_indices: bool = False):
+               return_indices: bool = False) -> MaybeIndices:
     r"""3-d max pooling over :math:`(N, C, D, H, W)` or :math:`(C, D, H, W)`; as
     :func:`torch.nn.functional.max_pool3d`, plus ``padding='same'``."""
     return _max_pool("max_pool3d", 3, input, kernel_size, stride, padding, dilation, ceil_mode,
@@ -240,17 +242,20 @@ def adaptive_avg_pool3d(input: Tensor, output_size: OutputSize) -> Tensor:
     return _adaptive("adaptive_avg_pool3d", 3, input, output_size, maximum=False)
 
 
-def adaptive_max_pool1d(input: Tensor, output_size: OutputSize, return_indices: bool = False):
+def adaptive_max_pool1d(input: Tensor, output_size: OutputSize,
+                        return_indices: bool = False) -> MaybeIndices:
     r"""As :func:`torch.nn.functional.adaptive_max_pool1d`."""
     return _adaptive("adaptive_max_pool1d", 1, input, output_size, True, return_indices)
 
 
-def adaptive_max_pool2d(input: Tensor, output_size: OutputSize, return_indices: bool = False):
+def adaptive_max_pool2d(input: Tensor, output_size: OutputSize,
+                        return_indices: bool = False) -> MaybeIndices:
     r"""As :func:`torch.nn.functional.adaptive_max_pool2d`."""
     return _adaptive("adaptive_max_pool2d", 2, input, output_size, True, return_indices)
 
 
-def adaptive_max_pool3d(input: Tensor, output_size: OutputSize, return_indices: bool = False):
+def adaptive_max_pool3d(input: Tensor, output_size: OutputSize,
+                        return_indices: bool = False) -> MaybeIndices:
     r"""As :func:`torch.nn.functional.adaptive_max_pool3d`."""
     return _adaptive("adaptive_max_pool3d", 3, input, output_size, True, return_indices)
 
