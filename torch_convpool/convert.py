@@ -7,6 +7,8 @@ from typing import Optional
 import torch
 from torch import nn
 
+from . import nn as ours
+
 __all__ = ["convert", "CONVERTIBLE"]
 
 # The torch.nn classes convert() knows; each is swapped only if torch_convpool.nn has a class of
@@ -87,8 +89,6 @@ def _twin(module: nn.Module) -> Optional[nn.Module]:
     name = type(module).__name__
     if name not in CONVERTIBLE or type(module) is not getattr(nn, name, None):
         return None
-    from . import nn as ours  # at call time: the pooling classes may be added after import
-
     cls = getattr(ours, name, None)
     if cls is None or not issubclass(cls, type(module)):
         return None

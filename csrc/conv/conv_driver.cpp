@@ -26,6 +26,23 @@ void add_bias(at::Tensor& output, const c10::optional<at::Tensor>& bias) {
   output.add_(bias->view(shape));
 }
 
+// The dtype results are computed in: the input's, or float32 for float16/bfloat16 on a backend
+// that takes them as they are (its kernels and GEMMs sum in float32 and write float32; the
+// bias is added to that and the result rounded once).
+at::ScalarType result_type(const at::Tensor& input, const ConvBackend& backend) {
+  return is_reduced_precision(input) && !backend.upcast_reduced_precision ? at::kFloat
+                                                                          : input.scalar_type();
+}
+
+// out = a @ b (batched), out in the result type.
+void bmm_into(at::Tensor out, const at::Tensor& a, const at::Tensor& b, const ConvBackend& backend) {
+  if (out.scalar_type() == a.scalar_type()) {
+    at::bmm_out(out, a, b);
+  } else {
+    backend.mixed_precision_bmm(out, a, b);
+  }
+}
+
 }  // namespace
 
 namespace {
@@ -61,8 +78,8 @@ at::Tensor run_in_input_format(LayoutKernel kernel, const at::Tensor& input,
   return output;
 }
 
-// conv on checked arguments, in the input's dtype, into a new NCHW-contiguous output (or, for a
-// depthwise kernel that pools channels_last as it is, a channels_last one).
+// conv on checked arguments, in the result type, into a new NCHW-contiguous output (or, for a
+// depthwise kernel that takes channels_last tensors as they are, a channels_last one).
 at::Tensor conv_nchw(const at::Tensor& input, const at::Tensor& weight,
                      const c10::optional<at::Tensor>& bias, const ConvGeometry& g,
                      int64_t out_channels, const ConvBackend& backend) {
@@ -75,7 +92,7 @@ at::Tensor conv_nchw(const at::Tensor& input, const at::Tensor& weight,
   if (!depthwise && dense_engine(backend, input, g)) {
     return run_in_input_format(backend.dense_conv, input, weight, bias, g, sizes, true);
   }
-  auto output = at::empty(sizes, input.options());
+  auto output = at::empty(sizes, input.options().dtype(result_type(input, backend)));
   if (output.numel() == 0) return output;
   if (input.numel() == 0) return output.zero_(), add_bias(output, bias), output;
 
@@ -97,14 +114,13 @@ at::Tensor conv_nchw(const at::Tensor& input, const at::Tensor& weight,
     } else {
       backend.im2col(image, col, g);
     }
-    auto out_n = out[n];
-    at::bmm_out(out_n, w, col.view({groups, rows_per_group, g.grid_numel()}));
+    bmm_into(out[n], w, col.view({groups, rows_per_group, g.grid_numel()}), backend);
   }
   add_bias(output, bias);
   return output;
 }
 
-// conv_transpose on checked arguments, in the input's dtype, into a new NCHW-contiguous output.
+// conv_transpose on checked arguments, in the result type, into a new NCHW-contiguous output.
 at::Tensor conv_transpose_nchw(const at::Tensor& input, const at::Tensor& weight,
                                const c10::optional<at::Tensor>& bias, const ConvGeometry& g,
                                int64_t out_channels, const ConvBackend& backend) {
@@ -120,7 +136,8 @@ at::Tensor conv_transpose_nchw(const at::Tensor& input, const at::Tensor& weight
   if (!depthwise && dense_engine(backend, input, g) && backend.all_finite(weight)) {
     return run_in_input_format(backend.dense_conv_transpose, input, weight, bias, g, sizes, true);
   }
-  auto output = at::empty(sizes, input.options());
+  const auto result_options = input.options().dtype(result_type(input, backend));
+  auto output = at::empty(sizes, result_options);
   if (output.numel() == 0) return output;
   if (input.numel() == 0) return output.zero_(), add_bias(output, bias), output;
 
@@ -136,16 +153,15 @@ at::Tensor conv_transpose_nchw(const at::Tensor& input, const at::Tensor& weight
   // input channels to the column rows of its output channels.
   const auto w = weight.contiguous().view({groups, in_per_group, rows_per_group}).transpose(1, 2);
   const bool pointwise = g.is_pointwise();
-  auto col = pointwise ? at::Tensor() : at::empty({g.channels * g.kernel_numel(), g.grid_numel()}, x.options());
+  // The column matrix is a GEMM result: in the result type, so col2im sums unrounded products.
+  auto col = pointwise ? at::Tensor() : at::empty({g.channels * g.kernel_numel(), g.grid_numel()}, result_options);
   for (int64_t n = 0; n < batch; ++n) {
     auto image = output[n];
     const auto grid = x[n].view({groups, in_per_group, g.grid_numel()});
     if (pointwise) {
-      auto out_n = image.view({groups, rows_per_group, g.grid_numel()});
-      at::bmm_out(out_n, w, grid);
+      bmm_into(image.view({groups, rows_per_group, g.grid_numel()}), w, grid, backend);
     } else {
-      auto col_groups = col.view({groups, rows_per_group, g.grid_numel()});
-      at::bmm_out(col_groups, w, grid);
+      bmm_into(col.view({groups, rows_per_group, g.grid_numel()}), w, grid, backend);
       backend.col2im(col, image, g);
     }
   }
@@ -164,10 +180,10 @@ at::Tensor run_conv(ConvCompute compute, const at::Tensor& input, const at::Tens
                     int64_t out_channels, const ConvBackend& backend) {
   const c10::DeviceGuard guard(input.device());
   const auto result =
-      backend.upcast_reduced_precision && is_reduced_precision(input)
-          ? compute(to_float(input), to_float(weight), to_float(bias), g, out_channels, backend)
-                .to(input.scalar_type())
-          : compute(input, weight, bias, g, out_channels, backend);
+      (backend.upcast_reduced_precision && is_reduced_precision(input)
+           ? compute(to_float(input), to_float(weight), to_float(bias), g, out_channels, backend)
+           : compute(input, weight, bias, g, out_channels, backend))
+          .to(input.scalar_type());
   const auto format = input.suggest_memory_format();
   if (format == at::MemoryFormat::Contiguous) return result;
   const auto formatted = at::empty(result.sizes(), result.options().memory_format(format));
@@ -235,19 +251,30 @@ at::Tensor conv_weight_grad(const at::Tensor& grad_output, const at::Tensor& inp
   }
   const int64_t batch = input.size(0);
   const int64_t rows_per_group = g.channels / groups * g.kernel_numel();
-  auto grad_weight = at::zeros({groups, out_channels / groups, rows_per_group}, input.options());
-  if (empty) return grad_weight.view(weight_size).contiguous(format);
+  // Summed over the batch in the result type (float32 for float16/bfloat16), rounded once.
+  auto grad_weight = at::zeros({groups, out_channels / groups, rows_per_group},
+                               input.options().dtype(result_type(input, backend)));
+  const auto finish = [&] {
+    return grad_weight.view(weight_size).contiguous(format).to(input.scalar_type());
+  };
+  if (empty) return finish();
   if (depthwise_in_place(input, depthwise, backend)) {
     ConvGeometry cl = g;
     cl.channels_last = true;
     backend.depthwise_weight_grad(grad_output.contiguous(format), input.contiguous(format),
                                   grad_weight, cl);
-    return grad_weight.view(weight_size).contiguous(format);
+    return finish();
+  }
+  if (depthwise && !backend.depthwise_channels_last) {
+    backend.depthwise_weight_grad(grad_output.contiguous(), input.contiguous(), grad_weight, g);
+    return finish();
   }
   const auto x = input.contiguous();
   const auto go = grad_output.contiguous().view({batch, groups, out_channels / groups, g.grid_numel()});
   const bool pointwise = g.is_pointwise();
   auto col = pointwise ? at::Tensor() : at::empty({g.channels * g.kernel_numel(), g.grid_numel()}, x.options());
+  const bool mixed = grad_weight.scalar_type() != input.scalar_type();
+  auto partial = mixed ? at::empty_like(grad_weight) : at::Tensor();
   for (int64_t n = 0; n < batch; ++n) {
     const auto image = x[n];
     if (pointwise) {
@@ -255,9 +282,15 @@ at::Tensor conv_weight_grad(const at::Tensor& grad_output, const at::Tensor& inp
     } else {
       backend.im2col(image, col, g);
     }
-    grad_weight.baddbmm_(go[n], col.view({groups, rows_per_group, g.grid_numel()}).transpose(1, 2));
+    const auto col_t = col.view({groups, rows_per_group, g.grid_numel()}).transpose(1, 2);
+    if (mixed) {
+      bmm_into(partial, go[n], col_t, backend);
+      grad_weight.add_(partial);
+    } else {
+      grad_weight.baddbmm_(go[n], col_t);
+    }
   }
-  return grad_weight.view(weight_size).contiguous(format);
+  return finish();
 }
 
 }  // namespace convpool

@@ -10,14 +10,19 @@
 
 namespace convpool {
 
+// out = a @ b (batched) for float16/bfloat16 a and b into a float32 out, computed in float32.
+using MixedPrecisionBmm = void (*)(at::Tensor& out, const at::Tensor& a, const at::Tensor& b);
+
 struct ConvBackend {
   // col [C * K, G] <- image [C, image...] of one sample.
   void (*im2col)(const at::Tensor& image, const at::Tensor& col, const ConvGeometry& g);
   // image [C, image...] <- col [C * K, G] of one sample (gather: each image element sums the
   // column entries that read it).
   void (*col2im)(const at::Tensor& col, const at::Tensor& image, const ConvGeometry& g);
-  // Compute float16/bfloat16 in float32 and round once at the end (the CPU has no fast
-  // reduced-precision GEMM; CUDA's cuBLAS accumulates in float32 itself).
+  // true: compute float16/bfloat16 convs on float32 copies of the inputs and round once at the
+  // end (the CPU's kernels). false: the kernels read float16/bfloat16 as they are, sum in float32
+  // and write float32 results, the GEMMs go through mixed_precision_bmm, and the driver adds the
+  // bias in float32 and rounds once (the CUDA kernels, on the GPU and emulated).
   bool upcast_reduced_precision;
   // Optional direct kernels for depthwise convolutions (one image channel per group), where
   // im2col + a batch of 1-row GEMMs wastes most of its time; nullptr: the im2col path.
@@ -27,10 +32,12 @@ struct ConvBackend {
   // conv_transpose: output [N, C, image...] from input [N, C * m, grid...], weight [C * m, 1, K...].
   void (*depthwise_conv_transpose)(const at::Tensor& input, const at::Tensor& weight,
                                    const at::Tensor& output, const ConvGeometry& g) = nullptr;
-  // The depthwise kernels also take channels_last tensors as they are (g.channels_last).
+  // The depthwise kernels also take channels_last tensors as they are (g.channels_last). false:
+  // they take NCHW tensors only, and every depthwise op goes to them in NCHW.
   bool depthwise_channels_last = false;
-  // Optional: the depthwise weight gradient from channels_last grad_output and input, into a
-  // zeroed [C * m, K] grad_weight (only called with g.channels_last).
+  // Optional: the depthwise weight gradient into a zeroed [C * m, K] grad_weight, from
+  // grad_output and input in the layout the depthwise kernels take (channels_last only when
+  // depthwise_channels_last).
   void (*depthwise_weight_grad)(const at::Tensor& grad_output, const at::Tensor& input,
                                 const at::Tensor& grad_weight, const ConvGeometry& g) = nullptr;
   // Optional engine for the dense (non-depthwise) convs of float32/float64 tensors, computed in
@@ -47,6 +54,8 @@ struct ConvBackend {
   // Whether a tensor holds only finite values: the dense conv_transpose multiplies padding zeros
   // by the weight, which gives NaN for an inf weight where a scatter gives inf.
   bool (*all_finite)(const at::Tensor& t) = nullptr;
+  // Required where upcast_reduced_precision is false.
+  MixedPrecisionBmm mixed_precision_bmm = nullptr;
 };
 
 at::Tensor conv_forward(const at::Tensor& input, const at::Tensor& weight,
@@ -66,27 +75,31 @@ at::Tensor conv_weight_grad(const at::Tensor& grad_output, const at::Tensor& inp
                             at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups,
                             const ConvBackend& backend);
 
+// The CUDA kernels' backend run on the CPU (conv_emulated.cpp): what the CPU registration
+// delegates to while cuda_emulation() is on.
+const ConvBackend& emulated_cuda_conv_backend();
+
 // Registers the three conv ops for the dispatch key of the enclosing TORCH_LIBRARY_IMPL block,
-// computed by `backend`.
-template <const ConvBackend& backend>
+// computed by the backend that `backend()` returns at each call.
+template <const ConvBackend& (*backend)()>
 void register_conv_kernels(torch::Library& m) {
   using at::IntArrayRef;
   using at::Tensor;
   m.impl("conv", +[](const Tensor& input, const Tensor& weight, const c10::optional<Tensor>& bias,
                      IntArrayRef stride, IntArrayRef padding, IntArrayRef dilation, int64_t groups) {
-    return conv_forward(input, weight, bias, stride, padding, dilation, groups, backend);
+    return conv_forward(input, weight, bias, stride, padding, dilation, groups, backend());
   });
   m.impl("conv_transpose",
          +[](const Tensor& input, const Tensor& weight, const c10::optional<Tensor>& bias,
              IntArrayRef stride, IntArrayRef padding, IntArrayRef dilation, int64_t groups) {
            return conv_transpose_forward(input, weight, bias, stride, padding, dilation, groups,
-                                         backend);
+                                         backend());
          });
   m.impl("conv_weight_grad",
          +[](const Tensor& grad_output, const Tensor& input, IntArrayRef weight_size,
              IntArrayRef stride, IntArrayRef padding, IntArrayRef dilation, int64_t groups) {
            return conv_weight_grad(grad_output, input, weight_size, stride, padding, dilation,
-                                   groups, backend);
+                                   groups, backend());
          });
 }
 

@@ -54,51 +54,55 @@ at::Tensor adaptive_avg_pool_backward(const at::Tensor& grad_output, const at::T
 at::Tensor max_unpool(const at::Tensor& input, const at::Tensor& indices,
                       at::IntArrayRef output_size, const PoolBackend& backend);
 
+// The CUDA kernels' backend run on the CPU (pool_emulated.cpp): what the CPU registration
+// delegates to while cuda_emulation() is on.
+const PoolBackend& emulated_cuda_pool_backend();
+
 // Registers every pooling op for the dispatch key of the enclosing TORCH_LIBRARY_IMPL block,
-// computed by `backend`.
-template <const PoolBackend& backend>
+// computed by the backend that `backend()` returns at each call.
+template <const PoolBackend& (*backend)()>
 void register_pool_kernels(torch::Library& m) {
   using at::IntArrayRef;
   using at::Tensor;
   m.impl("max_pool", +[](const Tensor& input, IntArrayRef kernel, IntArrayRef stride,
                          IntArrayRef padding, IntArrayRef dilation, bool ceil_mode) {
-    return max_pool(input, kernel, stride, padding, dilation, ceil_mode, backend);
+    return max_pool(input, kernel, stride, padding, dilation, ceil_mode, backend());
   });
   m.impl("max_pool_backward",
          +[](const Tensor& grad_output, const Tensor& input, const Tensor& indices,
              IntArrayRef kernel, IntArrayRef stride, IntArrayRef padding, IntArrayRef dilation,
              bool ceil_mode) {
            return max_pool_backward(grad_output, input, indices, kernel, stride, padding,
-                                    dilation, ceil_mode, backend);
+                                    dilation, ceil_mode, backend());
          });
   m.impl("avg_pool", +[](const Tensor& input, IntArrayRef kernel, IntArrayRef stride,
                          IntArrayRef padding, bool ceil_mode, bool count_include_pad,
                          c10::optional<int64_t> divisor_override) {
     return avg_pool(input, kernel, stride, padding, ceil_mode, count_include_pad,
-                    divisor_override, backend);
+                    divisor_override, backend());
   });
   m.impl("avg_pool_backward",
          +[](const Tensor& grad_output, const Tensor& input, IntArrayRef kernel,
              IntArrayRef stride, IntArrayRef padding, bool ceil_mode, bool count_include_pad,
              c10::optional<int64_t> divisor_override) {
            return avg_pool_backward(grad_output, input, kernel, stride, padding, ceil_mode,
-                                    count_include_pad, divisor_override, backend);
+                                    count_include_pad, divisor_override, backend());
          });
   m.impl("adaptive_max_pool", +[](const Tensor& input, IntArrayRef output_size) {
-    return adaptive_max_pool(input, output_size, backend);
+    return adaptive_max_pool(input, output_size, backend());
   });
   m.impl("adaptive_max_pool_backward",
          +[](const Tensor& grad_output, const Tensor& input, const Tensor& indices) {
-           return adaptive_max_pool_backward(grad_output, input, indices, backend);
+           return adaptive_max_pool_backward(grad_output, input, indices, backend());
          });
   m.impl("adaptive_avg_pool", +[](const Tensor& input, IntArrayRef output_size) {
-    return adaptive_avg_pool(input, output_size, backend);
+    return adaptive_avg_pool(input, output_size, backend());
   });
   m.impl("adaptive_avg_pool_backward", +[](const Tensor& grad_output, const Tensor& input) {
-    return adaptive_avg_pool_backward(grad_output, input, backend);
+    return adaptive_avg_pool_backward(grad_output, input, backend());
   });
   m.impl("max_unpool", +[](const Tensor& input, const Tensor& indices, IntArrayRef output_size) {
-    return max_unpool(input, indices, output_size, backend);
+    return max_unpool(input, indices, output_size, backend());
   });
 }
 
