@@ -17,6 +17,7 @@ bool cuda_emulation();
 // 96 elements, so the loop's stepping is exercised too.
 constexpr int64_t kEmulatedBlocks = 3;
 constexpr int64_t kEmulatedThreadsPerBlock = 32;
+constexpr int64_t kParallelFrom = 1 << 16;  // elements
 
 // Runs body(i) for i in [0, n) as CudaLaunch does (cuda_launch.cuh): each (block, thread) pair
 // starts at block * threads_per_block + thread and steps by the grid's size. Blocks run in
@@ -26,7 +27,10 @@ struct EmulatedLaunch {
   static void run(const Body& body, int64_t n) {
     if (n == 0) return;
     constexpr int64_t grid_threads = kEmulatedBlocks * kEmulatedThreadsPerBlock;
-    at::parallel_for(0, kEmulatedBlocks, 1, [&](int64_t first_block, int64_t last_block) {
+    // Small launches (every test's) run their blocks one after the other on the calling thread:
+    // a parallel region per launch costs more than the work, most of all on a loaded machine.
+    const int64_t grain = n < kParallelFrom ? kEmulatedBlocks : 1;
+    at::parallel_for(0, kEmulatedBlocks, grain, [&](int64_t first_block, int64_t last_block) {
       for (int64_t block = first_block; block < last_block; ++block) {
         for (int64_t thread = 0; thread < kEmulatedThreadsPerBlock; ++thread) {
           for (int64_t i = block * kEmulatedThreadsPerBlock + thread; i < n; i += grid_threads) {

@@ -5,6 +5,8 @@
 #include <ATen/ATen.h>
 #include <ATen/OpMathType.h>
 
+#include <type_traits>
+
 #include "../common/dispatch.h"
 #include "conv_driver.h"
 #include "conv_kernels.h"
@@ -32,53 +34,41 @@ struct LaunchedConvKernels {
 
   static void depthwise_conv(const at::Tensor& input, const at::Tensor& weight,
                              const at::Tensor& output, const ConvGeometry& g) {
-    with_types(input, output, "depthwise_conv", [&](auto scalar, auto acc, auto out) {
-      using scalar_t = decltype(scalar);
-      using out_t = decltype(out);
-      Launch::run(kernels::DepthwiseConv<scalar_t, decltype(acc), out_t>{
-                      input.const_data_ptr<scalar_t>(), weight.const_data_ptr<scalar_t>(),
-                      output.data_ptr<out_t>(), g, output.size(1) / g.channels},
-                  output.numel());
-    });
+    launch_depthwise<kernels::DepthwiseConv>(input, weight, output, g, output.size(1) / g.channels);
   }
 
   static void depthwise_conv_transpose(const at::Tensor& input, const at::Tensor& weight,
                                        const at::Tensor& output, const ConvGeometry& g) {
-    with_types(input, output, "depthwise_conv_transpose", [&](auto scalar, auto acc, auto out) {
-      using scalar_t = decltype(scalar);
-      using out_t = decltype(out);
-      Launch::run(kernels::DepthwiseConvTranspose<scalar_t, decltype(acc), out_t>{
-                      input.const_data_ptr<scalar_t>(), weight.const_data_ptr<scalar_t>(),
-                      output.data_ptr<out_t>(), g, input.size(1) / g.channels},
-                  output.numel());
-    });
+    launch_depthwise<kernels::DepthwiseConvTranspose>(input, weight, output, g,
+                                                      input.size(1) / g.channels);
   }
 
   static void depthwise_weight_grad(const at::Tensor& grad_output, const at::Tensor& input,
                                     const at::Tensor& grad_weight, const ConvGeometry& g) {
-    with_types(input, grad_weight, "depthwise_weight_grad", [&](auto scalar, auto acc, auto out) {
-      using scalar_t = decltype(scalar);
-      using out_t = decltype(out);
-      Launch::run(kernels::DepthwiseWeightGrad<scalar_t, decltype(acc), out_t>{
-                      grad_output.const_data_ptr<scalar_t>(), input.const_data_ptr<scalar_t>(),
-                      grad_weight.data_ptr<out_t>(), g, grad_output.size(1) / g.channels,
-                      input.size(0)},
-                  grad_weight.numel());
-    });
+    launch_depthwise<kernels::DepthwiseWeightGrad>(grad_output, input, grad_weight, g,
+                                                   grad_output.size(1) / g.channels, input.size(0));
   }
 
  private:
-  // Calls f(scalar_t{}, acc_t{}, out_t{}) for the input's dtype; out_t is the result's dtype,
-  // which is the input's or, for float16/bfloat16, float32 (the driver rounds it).
-  template <typename F>
-  static void with_types(const at::Tensor& input, const at::Tensor& result, const char* name,
-                         F&& f) {
-    CONVPOOL_DISPATCH_FLOATING_TYPES(input.scalar_type(), "depthwise", [&] {
+  // Launches Kernel<scalar_t, acc_t, out_t>{a, b, result, g, multiplier, extra...} over the
+  // elements of `result`. out_t is the result's dtype: the inputs' or, for float16/bfloat16,
+  // float32 (the driver adds the bias and rounds it).
+  template <template <typename, typename, typename> class Kernel, typename... Extra>
+  static void launch_depthwise(const at::Tensor& a, const at::Tensor& b, const at::Tensor& result,
+                               const ConvGeometry& g, int64_t multiplier, Extra... extra) {
+    CONVPOOL_DISPATCH_FLOATING_TYPES(a.scalar_type(), "depthwise", [&] {
       using acc_t = at::opmath_type<scalar_t>;
-      if (result.scalar_type() == input.scalar_type()) return f(scalar_t{}, acc_t{}, scalar_t{});
-      TORCH_INTERNAL_ASSERT(result.scalar_type() == at::kFloat, name, ": unexpected result dtype ",
-                            result.scalar_type(), " for ", input.scalar_type());
-      f(scalar_t{}, acc_t{}, float{});
+      const auto run = [&](auto* out) {
+        using out_t = std::remove_pointer_t<decltype(out)>;
+        Launch::run(Kernel<scalar_t, acc_t, out_t>{a.const_data_ptr<scalar_t>(),
+                                                   b.const_data_ptr<scalar_t>(), out, g,
+                                                   multiplier, extra...},
+                    result.numel());
+      };
+      if (result.scalar_type() == a.scalar_type()) return run(result.data_ptr<scalar_t>());
+      TORCH_INTERNAL_ASSERT(result.scalar_type() == at::kFloat, "unexpected result dtype ",
+                            result.scalar_type(), " for ", a.scalar_type());
+      run(result.data_ptr<float>());
     });
   }
 };
