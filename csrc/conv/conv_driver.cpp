@@ -193,10 +193,10 @@ at::Tensor run_conv(ConvCompute compute, const at::Tensor& input, const at::Tens
 
 }  // namespace
 
-at::Tensor conv_forward(const at::Tensor& input, const at::Tensor& weight,
-                        const c10::optional<at::Tensor>& bias, at::IntArrayRef stride,
-                        at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups,
-                        const ConvBackend& backend) {
+at::Tensor compute_conv(const at::Tensor& input, const at::Tensor& weight,
+                                const c10::optional<at::Tensor>& bias, at::IntArrayRef stride,
+                                at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups,
+                                const ConvBackend& backend) {
   const char* op = "convpool::conv";
   const auto g = conv_geometry(op, ConvRole::kConv, input.sizes(), weight.sizes(), stride, padding,
                                dilation, groups);
@@ -205,10 +205,10 @@ at::Tensor conv_forward(const at::Tensor& input, const at::Tensor& weight,
   return run_conv(conv_nchw, input, weight, bias, g, out_channels, backend);
 }
 
-at::Tensor conv_transpose_forward(const at::Tensor& input, const at::Tensor& weight,
-                                  const c10::optional<at::Tensor>& bias, at::IntArrayRef stride,
-                                  at::IntArrayRef padding, at::IntArrayRef dilation,
-                                  int64_t groups, const ConvBackend& backend) {
+at::Tensor compute_conv_transpose(const at::Tensor& input, const at::Tensor& weight,
+                                          const c10::optional<at::Tensor>& bias, at::IntArrayRef stride,
+                                          at::IntArrayRef padding, at::IntArrayRef dilation,
+                                          int64_t groups, const ConvBackend& backend) {
   const char* op = "convpool::conv_transpose";
   const auto g = conv_geometry(op, ConvRole::kTranspose, input.sizes(), weight.sizes(), stride,
                                padding, dilation, groups);
@@ -217,10 +217,10 @@ at::Tensor conv_transpose_forward(const at::Tensor& input, const at::Tensor& wei
   return run_conv(conv_transpose_nchw, input, weight, bias, g, out_channels, backend);
 }
 
-at::Tensor conv_weight_grad(const at::Tensor& grad_output, const at::Tensor& input,
-                            at::IntArrayRef weight_size, at::IntArrayRef stride,
-                            at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups,
-                            const ConvBackend& backend) {
+at::Tensor compute_conv_weight_grad(const at::Tensor& grad_output, const at::Tensor& input,
+                                    at::IntArrayRef weight_size, at::IntArrayRef stride,
+                                    at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups,
+                                    const ConvBackend& backend) {
   const char* op = "convpool::conv_weight_grad";
   const auto g = conv_geometry(op, ConvRole::kConv, input.sizes(), weight_size, stride, padding,
                                dilation, groups);
@@ -233,8 +233,8 @@ at::Tensor conv_weight_grad(const at::Tensor& grad_output, const at::Tensor& inp
   check_conv_tensors(op, input, grad_output, c10::nullopt, out_channels);
   const c10::DeviceGuard guard(input.device());
   if (backend.upcast_reduced_precision && is_reduced_precision(input)) {
-    return conv_weight_grad(to_float(grad_output), to_float(input), weight_size, stride, padding,
-                            dilation, groups, backend)
+    return compute_conv_weight_grad(to_float(grad_output), to_float(input), weight_size, stride, padding,
+                                    dilation, groups, backend)
         .to(input.scalar_type());
   }
   // The result has the input's memory format (as the fakes say), whichever kernel computes it.

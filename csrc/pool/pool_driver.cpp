@@ -148,39 +148,39 @@ PoolGeometry with_divisor(PoolGeometry g, const char* op, bool count_include_pad
 
 }  // namespace
 
-std::tuple<at::Tensor, at::Tensor> max_pool(const at::Tensor& input, at::IntArrayRef kernel,
-                                            at::IntArrayRef stride, at::IntArrayRef padding,
-                                            at::IntArrayRef dilation, bool ceil_mode,
-                                            const PoolBackend& backend) {
+std::tuple<at::Tensor, at::Tensor> compute_max_pool(const at::Tensor& input, at::IntArrayRef kernel,
+                                                    at::IntArrayRef stride, at::IntArrayRef padding,
+                                                    at::IntArrayRef dilation, bool ceil_mode,
+                                                    const PoolBackend& backend) {
   return run_max(input,
                  pool_geometry("convpool::max_pool", input, kernel, stride, padding, dilation,
                                ceil_mode),
                  backend);
 }
 
-at::Tensor max_pool_backward(const at::Tensor& grad_output, const at::Tensor& input,
-                             const at::Tensor& indices, at::IntArrayRef kernel,
-                             at::IntArrayRef stride, at::IntArrayRef padding,
-                             at::IntArrayRef dilation, bool ceil_mode, const PoolBackend& backend) {
+at::Tensor compute_max_pool_backward(const at::Tensor& grad_output, const at::Tensor& input,
+                                     const at::Tensor& indices, at::IntArrayRef kernel,
+                                     at::IntArrayRef stride, at::IntArrayRef padding,
+                                     at::IntArrayRef dilation, bool ceil_mode, const PoolBackend& backend) {
   const char* op = "convpool::max_pool_backward";
   return run_max_backward(op, grad_output, input, indices,
                           pool_geometry(op, input, kernel, stride, padding, dilation, ceil_mode),
                           backend);
 }
 
-at::Tensor avg_pool(const at::Tensor& input, at::IntArrayRef kernel, at::IntArrayRef stride,
-                    at::IntArrayRef padding, bool ceil_mode, bool count_include_pad,
-                    c10::optional<int64_t> divisor_override, const PoolBackend& backend) {
+at::Tensor compute_avg_pool(const at::Tensor& input, at::IntArrayRef kernel, at::IntArrayRef stride,
+                            at::IntArrayRef padding, bool ceil_mode, bool count_include_pad,
+                            c10::optional<int64_t> divisor_override, const PoolBackend& backend) {
   const char* op = "convpool::avg_pool";
   const std::vector<int64_t> no_dilation(kernel.size(), 1);
   const auto g = pool_geometry(op, input, kernel, stride, padding, no_dilation, ceil_mode);
   return run_average(input, with_divisor(g, op, count_include_pad, divisor_override), backend);
 }
 
-at::Tensor avg_pool_backward(const at::Tensor& grad_output, const at::Tensor& input,
-                             at::IntArrayRef kernel, at::IntArrayRef stride,
-                             at::IntArrayRef padding, bool ceil_mode, bool count_include_pad,
-                             c10::optional<int64_t> divisor_override, const PoolBackend& backend) {
+at::Tensor compute_avg_pool_backward(const at::Tensor& grad_output, const at::Tensor& input,
+                                     at::IntArrayRef kernel, at::IntArrayRef stride,
+                                     at::IntArrayRef padding, bool ceil_mode, bool count_include_pad,
+                                     c10::optional<int64_t> divisor_override, const PoolBackend& backend) {
   const char* op = "convpool::avg_pool_backward";
   const std::vector<int64_t> no_dilation(kernel.size(), 1);
   const auto g = pool_geometry(op, input, kernel, stride, padding, no_dilation, ceil_mode);
@@ -188,15 +188,15 @@ at::Tensor avg_pool_backward(const at::Tensor& grad_output, const at::Tensor& in
                               with_divisor(g, op, count_include_pad, divisor_override), backend);
 }
 
-std::tuple<at::Tensor, at::Tensor> adaptive_max_pool(const at::Tensor& input,
-                                                     at::IntArrayRef output_size,
-                                                     const PoolBackend& backend) {
+std::tuple<at::Tensor, at::Tensor> compute_adaptive_max_pool(const at::Tensor& input,
+                                                             at::IntArrayRef output_size,
+                                                             const PoolBackend& backend) {
   return run_max(input, adaptive_pool_geometry("convpool::adaptive_max_pool", input, output_size),
                  backend);
 }
 
-at::Tensor adaptive_max_pool_backward(const at::Tensor& grad_output, const at::Tensor& input,
-                                      const at::Tensor& indices, const PoolBackend& backend) {
+at::Tensor compute_adaptive_max_pool_backward(const at::Tensor& grad_output, const at::Tensor& input,
+                                              const at::Tensor& indices, const PoolBackend& backend) {
   const char* op = "convpool::adaptive_max_pool_backward";
   TORCH_CHECK(grad_output.dim() == input.dim(), op, ": grad_output and input ranks differ");
   check_adaptive_grad_nonempty(op, grad_output);
@@ -205,14 +205,14 @@ at::Tensor adaptive_max_pool_backward(const at::Tensor& grad_output, const at::T
                           backend);
 }
 
-at::Tensor adaptive_avg_pool(const at::Tensor& input, at::IntArrayRef output_size,
-                             const PoolBackend& backend) {
+at::Tensor compute_adaptive_avg_pool(const at::Tensor& input, at::IntArrayRef output_size,
+                                     const PoolBackend& backend) {
   return run_average(
       input, adaptive_pool_geometry("convpool::adaptive_avg_pool", input, output_size), backend);
 }
 
-at::Tensor adaptive_avg_pool_backward(const at::Tensor& grad_output, const at::Tensor& input,
-                                      const PoolBackend& backend) {
+at::Tensor compute_adaptive_avg_pool_backward(const at::Tensor& grad_output, const at::Tensor& input,
+                                              const PoolBackend& backend) {
   const char* op = "convpool::adaptive_avg_pool_backward";
   TORCH_CHECK(grad_output.dim() == input.dim(), op, ": grad_output and input ranks differ");
   check_adaptive_grad_nonempty(op, grad_output);
@@ -221,8 +221,8 @@ at::Tensor adaptive_avg_pool_backward(const at::Tensor& grad_output, const at::T
                               backend);
 }
 
-at::Tensor max_unpool(const at::Tensor& input, const at::Tensor& indices,
-                      at::IntArrayRef output_size, const PoolBackend& backend) {
+at::Tensor compute_max_unpool(const at::Tensor& input, const at::Tensor& indices,
+                              at::IntArrayRef output_size, const PoolBackend& backend) {
   const char* op = "convpool::max_unpool";
   const int64_t dims = static_cast<int64_t>(output_size.size());
   TORCH_CHECK(dims >= 1 && dims <= kSpatialDims && input.dim() == dims + 2, op,

@@ -27,32 +27,32 @@ struct PoolBackend {
   bool (*takes_channels_last)();
 };
 
-std::tuple<at::Tensor, at::Tensor> max_pool(const at::Tensor& input, at::IntArrayRef kernel,
-                                            at::IntArrayRef stride, at::IntArrayRef padding,
-                                            at::IntArrayRef dilation, bool ceil_mode,
-                                            const PoolBackend& backend);
-at::Tensor max_pool_backward(const at::Tensor& grad_output, const at::Tensor& input,
-                             const at::Tensor& indices, at::IntArrayRef kernel,
-                             at::IntArrayRef stride, at::IntArrayRef padding,
-                             at::IntArrayRef dilation, bool ceil_mode, const PoolBackend& backend);
-at::Tensor avg_pool(const at::Tensor& input, at::IntArrayRef kernel, at::IntArrayRef stride,
-                    at::IntArrayRef padding, bool ceil_mode, bool count_include_pad,
-                    c10::optional<int64_t> divisor_override, const PoolBackend& backend);
-at::Tensor avg_pool_backward(const at::Tensor& grad_output, const at::Tensor& input,
-                             at::IntArrayRef kernel, at::IntArrayRef stride,
-                             at::IntArrayRef padding, bool ceil_mode, bool count_include_pad,
-                             c10::optional<int64_t> divisor_override, const PoolBackend& backend);
-std::tuple<at::Tensor, at::Tensor> adaptive_max_pool(const at::Tensor& input,
-                                                     at::IntArrayRef output_size,
-                                                     const PoolBackend& backend);
-at::Tensor adaptive_max_pool_backward(const at::Tensor& grad_output, const at::Tensor& input,
-                                      const at::Tensor& indices, const PoolBackend& backend);
-at::Tensor adaptive_avg_pool(const at::Tensor& input, at::IntArrayRef output_size,
-                             const PoolBackend& backend);
-at::Tensor adaptive_avg_pool_backward(const at::Tensor& grad_output, const at::Tensor& input,
-                                      const PoolBackend& backend);
-at::Tensor max_unpool(const at::Tensor& input, const at::Tensor& indices,
-                      at::IntArrayRef output_size, const PoolBackend& backend);
+std::tuple<at::Tensor, at::Tensor> compute_max_pool(const at::Tensor& input, at::IntArrayRef kernel,
+                                                    at::IntArrayRef stride, at::IntArrayRef padding,
+                                                    at::IntArrayRef dilation, bool ceil_mode,
+                                                    const PoolBackend& backend);
+at::Tensor compute_max_pool_backward(const at::Tensor& grad_output, const at::Tensor& input,
+                                     const at::Tensor& indices, at::IntArrayRef kernel,
+                                     at::IntArrayRef stride, at::IntArrayRef padding,
+                                     at::IntArrayRef dilation, bool ceil_mode, const PoolBackend& backend);
+at::Tensor compute_avg_pool(const at::Tensor& input, at::IntArrayRef kernel, at::IntArrayRef stride,
+                            at::IntArrayRef padding, bool ceil_mode, bool count_include_pad,
+                            c10::optional<int64_t> divisor_override, const PoolBackend& backend);
+at::Tensor compute_avg_pool_backward(const at::Tensor& grad_output, const at::Tensor& input,
+                                     at::IntArrayRef kernel, at::IntArrayRef stride,
+                                     at::IntArrayRef padding, bool ceil_mode, bool count_include_pad,
+                                     c10::optional<int64_t> divisor_override, const PoolBackend& backend);
+std::tuple<at::Tensor, at::Tensor> compute_adaptive_max_pool(const at::Tensor& input,
+                                                             at::IntArrayRef output_size,
+                                                             const PoolBackend& backend);
+at::Tensor compute_adaptive_max_pool_backward(const at::Tensor& grad_output, const at::Tensor& input,
+                                              const at::Tensor& indices, const PoolBackend& backend);
+at::Tensor compute_adaptive_avg_pool(const at::Tensor& input, at::IntArrayRef output_size,
+                                     const PoolBackend& backend);
+at::Tensor compute_adaptive_avg_pool_backward(const at::Tensor& grad_output, const at::Tensor& input,
+                                              const PoolBackend& backend);
+at::Tensor compute_max_unpool(const at::Tensor& input, const at::Tensor& indices,
+                              at::IntArrayRef output_size, const PoolBackend& backend);
 
 // The CUDA kernels' backend run on the CPU (pool_emulated.cpp): what the CPU registration
 // delegates to while cuda_emulation() is on.
@@ -66,43 +66,43 @@ void register_pool_kernels(torch::Library& m) {
   using at::Tensor;
   m.impl("max_pool", +[](const Tensor& input, IntArrayRef kernel, IntArrayRef stride,
                          IntArrayRef padding, IntArrayRef dilation, bool ceil_mode) {
-    return max_pool(input, kernel, stride, padding, dilation, ceil_mode, backend());
+    return compute_max_pool(input, kernel, stride, padding, dilation, ceil_mode, backend());
   });
   m.impl("max_pool_backward",
          +[](const Tensor& grad_output, const Tensor& input, const Tensor& indices,
              IntArrayRef kernel, IntArrayRef stride, IntArrayRef padding, IntArrayRef dilation,
              bool ceil_mode) {
-           return max_pool_backward(grad_output, input, indices, kernel, stride, padding,
-                                    dilation, ceil_mode, backend());
+           return compute_max_pool_backward(grad_output, input, indices, kernel, stride, padding,
+                                            dilation, ceil_mode, backend());
          });
   m.impl("avg_pool", +[](const Tensor& input, IntArrayRef kernel, IntArrayRef stride,
                          IntArrayRef padding, bool ceil_mode, bool count_include_pad,
                          c10::optional<int64_t> divisor_override) {
-    return avg_pool(input, kernel, stride, padding, ceil_mode, count_include_pad,
-                    divisor_override, backend());
+    return compute_avg_pool(input, kernel, stride, padding, ceil_mode, count_include_pad,
+                            divisor_override, backend());
   });
   m.impl("avg_pool_backward",
          +[](const Tensor& grad_output, const Tensor& input, IntArrayRef kernel,
              IntArrayRef stride, IntArrayRef padding, bool ceil_mode, bool count_include_pad,
              c10::optional<int64_t> divisor_override) {
-           return avg_pool_backward(grad_output, input, kernel, stride, padding, ceil_mode,
-                                    count_include_pad, divisor_override, backend());
+           return compute_avg_pool_backward(grad_output, input, kernel, stride, padding, ceil_mode,
+                                            count_include_pad, divisor_override, backend());
          });
   m.impl("adaptive_max_pool", +[](const Tensor& input, IntArrayRef output_size) {
-    return adaptive_max_pool(input, output_size, backend());
+    return compute_adaptive_max_pool(input, output_size, backend());
   });
   m.impl("adaptive_max_pool_backward",
          +[](const Tensor& grad_output, const Tensor& input, const Tensor& indices) {
-           return adaptive_max_pool_backward(grad_output, input, indices, backend());
+           return compute_adaptive_max_pool_backward(grad_output, input, indices, backend());
          });
   m.impl("adaptive_avg_pool", +[](const Tensor& input, IntArrayRef output_size) {
-    return adaptive_avg_pool(input, output_size, backend());
+    return compute_adaptive_avg_pool(input, output_size, backend());
   });
   m.impl("adaptive_avg_pool_backward", +[](const Tensor& grad_output, const Tensor& input) {
-    return adaptive_avg_pool_backward(grad_output, input, backend());
+    return compute_adaptive_avg_pool_backward(grad_output, input, backend());
   });
   m.impl("max_unpool", +[](const Tensor& input, const Tensor& indices, IntArrayRef output_size) {
-    return max_unpool(input, indices, output_size, backend());
+    return compute_max_unpool(input, indices, output_size, backend());
   });
 }
 
