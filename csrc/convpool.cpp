@@ -8,7 +8,7 @@
 #include <torch/library.h>
 
 #include "build_info.h"
-#include "common/cpu_gather_mode.h"
+#include "common/cuda_emulation.h"
 #include "conv/conv_algorithm.h"
 
 TORCH_LIBRARY(convpool, m) {
@@ -60,11 +60,11 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, module) {
   module.def("build_info", &convpool::build_info,
              "What this build holds: CUDA compiled in or not, the torch and CUDA versions it was "
              "built against, OpenMP and the parallel backend.");
-  module.def("_set_cpu_gather_mode", &convpool::set_cpu_gather_mode,
-             "Testing aid: make the CPU kernels run the CUDA kernels' gather element functions "
-             "(col2im, pooling backward) instead of their own scatter loops, so CPU tests check "
-             "the GPU's index math.");
-  module.def("_cpu_gather_mode", &convpool::cpu_gather_mode);
+  module.def("_set_cuda_emulation", &convpool::set_cuda_emulation,
+             "Testing aid (torch_convpool.testing.cuda_emulation()): compute CPU tensors with the "
+             "CUDA kernels' bodies through an emulated grid-stride launch, float16/bfloat16 "
+             "included, instead of the CPU's own kernels.");
+  module.def("_cuda_emulation", &convpool::cuda_emulation);
   module.def("_set_conv_algorithm", &convpool::set_conv_algorithm,
              "Forces the algorithm of the CPU's dense convolutions: 'auto', 'gemm' or 'im2col'.");
   module.def("_conv_algorithm", &convpool::conv_algorithm_name);

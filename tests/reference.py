@@ -72,3 +72,44 @@ def avg_pool_same(x, dims, kernel, stride=None):
     total = _AVG[dims](F.pad(x, pad), kernel, s, 0)
     count = _AVG[dims](F.pad(torch.ones_like(x), pad), kernel, s, 0)
     return total / count
+
+
+def float32_accumulation_bound(dtype, terms, exact, magnitude):
+    """The largest error of a float16/bfloat16 result that sums `terms` products in float32 and
+    rounds once to `dtype`, as every op of ours promises: Higham's bound for a float32 sum of n
+    terms in any order, gamma_n * sum|term| with gamma_n = n u / (1 - n u) (Accuracy and
+    Stability of Numerical Algorithms, 2nd ed., 3.1 and 4.2), plus half a unit in the last place
+    of the rounded result (half the smallest subnormal below the normal range). `exact` is the
+    float64 result from the same rounded inputs, `magnitude` sum|term| (the op on absolute
+    values). A sum kept in `dtype` breaks it from a few terms on."""
+    u32 = torch.finfo(torch.float32).eps / 2
+    u = torch.finfo(dtype).eps / 2
+    gamma = terms * u32 / (1 - terms * u32)
+    sum_error = gamma * magnitude
+    return u * (exact.abs() + sum_error) + sum_error + u * torch.finfo(dtype).tiny
+
+
+def assert_float32_accumulation(ours, exact_fn, inputs, terms):
+    """ours(*inputs) on float16/bfloat16 `inputs`, and its gradient for every input, against
+    exact_fn (torch's op, bilinear or linear in the inputs) in float64 on the same rounded
+    values, within float32_accumulation_bound. `terms`: the longest sum in any of them."""
+    dtype = inputs[0].dtype
+    ours_in = [t.detach().requires_grad_() for t in inputs]
+    exact_in = [t.detach().double().requires_grad_() for t in inputs]
+    abs_in = [t.detach().double().abs().requires_grad_() for t in inputs]
+    out = ours(*ours_in)
+    exact, magnitude = exact_fn(*exact_in), exact_fn(*abs_in)
+    g = torch.randn(exact.shape, dtype=torch.float64).to(dtype)
+    results = [("output", out, exact, magnitude)]
+    results += zip([f"grad of input {i}" for i in range(len(inputs))],
+                   torch.autograd.grad(out, ours_in, g),
+                   torch.autograd.grad(exact, exact_in, g.double()),
+                   torch.autograd.grad(magnitude, abs_in, g.double().abs()))
+    for name, got, want, size in results:
+        assert got.dtype == dtype, name
+        error = (got.double() - want).abs()
+        bound = float32_accumulation_bound(dtype, terms, want, size)
+        worst = (error - bound).argmax()
+        assert bool((error <= bound).all()), (
+            f"{name}: error {error.flatten()[worst].item():.3g} exceeds the float32-accumulation "
+            f"bound {bound.flatten()[worst].item():.3g} at flat index {worst.item()}")

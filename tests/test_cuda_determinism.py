@@ -9,6 +9,8 @@ CASES = {
     "conv2d": lambda x: CF.conv2d(x, torch.ones(8, 4, 3, 3, device=x.device) / 9, stride=2, padding=1),
     "conv3d": lambda x: CF.conv3d(x.unsqueeze(2).expand(-1, -1, 4, -1, -1).contiguous(),
                                   torch.ones(8, 4, 3, 3, 3, device=x.device), padding=1),
+    "depthwise_conv2d": lambda x: CF.conv2d(x, torch.ones(8, 1, 3, 3, device=x.device), padding=1,
+                                            groups=4),
     "conv_transpose2d": lambda x: CF.conv_transpose2d(x, torch.ones(4, 3, 4, 4, device=x.device),
                                                       stride=2, padding=1),
     "max_pool2d": lambda x: CF.max_pool2d(x, 3, 1, 1),

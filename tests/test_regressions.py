@@ -52,7 +52,7 @@ WIDE_PADDING = [
 
 @pytest.mark.parametrize("dims,channels,groups,kernel,stride,padding,dilation,spatial", WIDE_PADDING)
 @pytest.mark.parametrize("bias", [False, True])
-def test_conv_padding_wider_than_input(cpu_gather_mode, dims, channels, groups, kernel, stride,
+def test_conv_padding_wider_than_input(cpu_kernels, dims, channels, groups, kernel, stride,
                                        padding, dilation, spatial, bias):
     spatial = (spatial,) * dims if isinstance(spatial, int) else spatial
     kernel = (kernel,) * dims if isinstance(kernel, int) else kernel
@@ -65,7 +65,7 @@ def test_conv_padding_wider_than_input(cpu_gather_mode, dims, channels, groups, 
 
 @pytest.mark.parametrize("dims", [1, 2, 3])
 @pytest.mark.parametrize("groups", [1, 2])
-def test_conv_same_padding_wider_than_input(cpu_gather_mode, dims, groups):
+def test_conv_same_padding_wider_than_input(cpu_kernels, dims, groups):
     # 'same' with kernel 3, dilation 4: 8 elements of padding around a length-2 input.
     x, w = leaves((1, 4, *([2] * dims)), (2, 4 // groups, *([3] * dims)))
     ours, theirs = CONV[dims]
@@ -75,7 +75,7 @@ def test_conv_same_padding_wider_than_input(cpu_gather_mode, dims, groups):
 
 @pytest.mark.parametrize("dims", [1, 2, 3])
 @pytest.mark.parametrize("groups", [1, 2])
-def test_conv_transpose_padding_wider_than_output(cpu_gather_mode, dims, groups):
+def test_conv_transpose_padding_wider_than_output(cpu_kernels, dims, groups):
     # kernel 3, dilation 3, stride 2, padding 3 on a length-2 input: the output (length 3) is
     # narrower than the padding; every tap but the middle one falls outside it.
     x, w, b = leaves((2, 4, *([2] * dims)), (4, 6 // groups, *([3] * dims)), (6,))
@@ -84,7 +84,7 @@ def test_conv_transpose_padding_wider_than_output(cpu_gather_mode, dims, groups)
     grads_match(ours(x, w, *args), theirs(x, w, *args), (x, w, b))
 
 
-def test_conv1d_exhaustive_small_wide_padding(cpu_gather_mode):
+def test_conv1d_exhaustive_small_wide_padding(cpu_kernels):
     """Every small 1-d case of padding >= input with dilation, two channels per group."""
     for length, kernel, stride, padding, dilation in itertools.product(
             [1, 2, 3], [1, 2, 3], [1, 2, 3], [2, 3, 5], [1, 2, 3]):
@@ -116,7 +116,7 @@ EMPTY_WINDOWS = [
 
 @pytest.mark.parametrize("dims,spatial,kw", EMPTY_WINDOWS)
 @pytest.mark.parametrize("fmt", ["contiguous", "channels_last"])
-def test_max_pool_empty_window(cpu_gather_mode, dims, spatial, kw, fmt):
+def test_max_pool_empty_window(cpu_kernels, dims, spatial, kw, fmt):
     x = torch.randn(2, 3, *spatial, dtype=torch.float64)
     if fmt == "channels_last":
         if dims == 1:
@@ -164,7 +164,7 @@ def raw_backward(grad, x, idx):
 
 
 @pytest.mark.parametrize("bad", [-1, 4, 1 << 40])
-def test_max_pool_backward_rejects_out_of_plane_index(device, cpu_gather_mode, bad):
+def test_max_pool_backward_rejects_out_of_plane_index(device, bad):
     x = torch.randn(2, 3, 4, device=device)
     _, idx = torch.ops.convpool.max_pool(x, [2], [2], [0, 0], [1], False)
     idx = idx.clone()

@@ -9,6 +9,7 @@ from typing import Any, Optional, Sequence
 import torch
 from torch import nn
 
+from . import nn as ours
 from .conversion_report import ConversionReport, KeptLayer
 from .reroute import RerouteMode
 
@@ -170,8 +171,6 @@ def _twin(module: nn.Module) -> Optional[nn.Module]:
     name = type(module).__name__
     if name not in CONVERTIBLE or type(module) is not getattr(nn, name, None):
         return None
-    from . import nn as ours  # at call time: the pooling classes may be added after import
-
     cls = getattr(ours, name, None)
     if cls is None or not issubclass(cls, type(module)):
         return None

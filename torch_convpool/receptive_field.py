@@ -39,6 +39,8 @@ from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_leaves
 from torch.utils.weak import WeakIdKeyDictionary
 
+from ._args import conv_padding, ntuple
+
 __all__ = ["receptive_field", "ReceptiveFieldReport", "LayerField"]
 
 Number = Union[int, float]
@@ -308,22 +310,6 @@ def _fmt(values: tuple) -> str:
     return "x".join(one(v) for v in values)
 
 
-def _ntuple(value, dims: int) -> tuple:
-    if value is None:
-        return ()
-    if isinstance(value, int):
-        return (value,) * dims
-    values = tuple(value)
-    return values * dims if len(values) == 1 else values
-
-
-def _same_before(length: int, k: int, s: int, d: int) -> int:
-    """TensorFlow's 'same' before-padding (torch's own 'same' when s == 1)."""
-    out = -(-length // s)
-    total = max((out - 1) * s + (k - 1) * d + 1 - length, 0)
-    return total // 2
-
-
 def _layer_geometry(module: nn.Module, in_sizes: Sequence[int], out_sizes: Sequence[int]):
     """(kernel, stride, before-padding, dilation, approximate, kind, first window) of one call,
     per dim; stride as a Fraction (adaptive pools have fractional strides); the first window's
@@ -338,16 +324,13 @@ def _layer_geometry(module: nn.Module, in_sizes: Sequence[int], out_sizes: Seque
             start_window.append(windows[0])
         return (tuple(kernel), tuple(stride), (0,) * dims, (1,) * dims, True, "adaptive pooling",
                 tuple(start_window))
-    kernel = _ntuple(module.kernel_size, dims)
-    stride = _ntuple(module.stride, dims) or kernel  # pools: None or () means kernel_size
-    dilation = _ntuple(getattr(module, "dilation", 1), dims)  # AvgPool has none
-    padding = module.padding
-    if isinstance(padding, str):
-        padding = ((0,) * dims if padding == "valid" else
-                   tuple(_same_before(L, k, s, d)
-                         for L, k, s, d in zip(in_sizes, kernel, stride, dilation)))
-    else:
-        padding = _ntuple(padding, dims)
+    op = type(module).__name__
+    kernel = ntuple(module.kernel_size, dims, "kernel_size", op)
+    # pools: a stride of None or () means kernel_size
+    stride = kernel if module.stride in (None, ()) else ntuple(module.stride, dims, "stride", op)
+    dilation = ntuple(getattr(module, "dilation", 1), dims, "dilation", op)  # AvgPool has none
+    # 'same' is TensorFlow's rule (torch's own with stride 1), as our layers apply it.
+    padding = conv_padding(module.padding, dims, in_sizes, kernel, stride, dilation, op)[:dims]
     kind = ("conv-transpose" if isinstance(module, _ConvTransposeNd) else
             "max unpooling" if isinstance(module, _MaxUnpoolNd) else
             "conv" if isinstance(module, _ConvNd) else

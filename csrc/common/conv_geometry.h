@@ -36,4 +36,12 @@ struct ConvGeometry {
   }
 };
 
+// Splits a flat tap index into its (kd, kh, kw).
+CONVPOOL_HOST_DEVICE void split_tap(const ConvGeometry& g, int64_t k, int64_t& kd, int64_t& kh,
+                                    int64_t& kw) {
+  kw = k % g.kernel[2];
+  kh = k / g.kernel[2] % g.kernel[1];
+  kd = k / (g.kernel[2] * g.kernel[1]);
+}
+
 }  // namespace convpool

@@ -7,6 +7,7 @@
 
 #include "conv_geometry.h"  // kSpatialDims
 #include "host_device.h"
+#include "tap_run.h"
 
 namespace convpool {
 
@@ -74,7 +75,9 @@ CONVPOOL_HOST_DEVICE int64_t average_divisor(const PoolGeometry& g, int64_t od, 
 }
 
 // How many outputs along dim d can have input position i in their window (an upper bound for
-// regular windows: one per kernel tap), and the t-th of them (-1 when that tap covers nothing).
+// regular windows: one per kernel tap), and the t-th of them (-1 when that tap covers nothing),
+// in ascending output order: a gather then adds the outputs' gradients in the order the CPU's
+// scatter (and torch's) adds them, and gets the same float sum, bit for bit.
 CONVPOOL_HOST_DEVICE int64_t covering_candidates(const PoolGeometry& g, int d, int64_t i) {
   if (g.adaptive) {
     return ((i + 1) * g.output[d] + g.input[d] - 1) / g.input[d] - i * g.output[d] / g.input[d];
@@ -84,10 +87,8 @@ CONVPOOL_HOST_DEVICE int64_t covering_candidates(const PoolGeometry& g, int d, i
 
 CONVPOOL_HOST_DEVICE int64_t covering_output(const PoolGeometry& g, int d, int64_t i, int64_t t) {
   if (g.adaptive) return i * g.output[d] / g.input[d] + t;
-  const int64_t shifted = i + g.pad[d] - t * g.dilation[d];
-  if (shifted < 0 || shifted % g.stride[d] != 0) return -1;
-  const int64_t o = shifted / g.stride[d];
-  return o < g.output[d] ? o : -1;
+  return covering_grid_index(i, g.kernel[d] - 1 - t, g.stride[d], g.pad[d], g.dilation[d],
+                             g.output[d]);
 }
 
 }  // namespace convpool

@@ -5,7 +5,7 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
-#include "../common/cpu_gather_mode.h"
+#include "../common/cuda_emulation.h"
 #include "../common/dispatch.h"
 #include "../common/simd_loops.h"
 #include "conv_algorithm.h"
@@ -58,7 +58,7 @@ void im2col_cpu(const at::Tensor& image, const at::Tensor& col, const ConvGeomet
 
 // col2im as a scatter: one task per channel adds that channel's column rows into its image in
 // a fixed order (deterministic).
-void col2im_scatter_cpu(const at::Tensor& col, const at::Tensor& image, const ConvGeometry& g) {
+void col2im_cpu(const at::Tensor& col, const at::Tensor& image, const ConvGeometry& g) {
   CONVPOOL_DISPATCH_FLOATING_TYPES(col.scalar_type(), "col2im_cpu", [&] {
     const scalar_t* src = col.const_data_ptr<scalar_t>();
     scalar_t* dst = image.data_ptr<scalar_t>();
@@ -86,31 +86,6 @@ void col2im_scatter_cpu(const at::Tensor& col, const at::Tensor& image, const Co
   });
 }
 
-// col2im as the CUDA kernel does it: a gather per image element (gather mode, for tests).
-void col2im_gather_cpu(const at::Tensor& col, const at::Tensor& image, const ConvGeometry& g) {
-  CONVPOOL_DISPATCH_FLOATING_TYPES(col.scalar_type(), "col2im_gather_cpu", [&] {
-    using acc_t = at::opmath_type<scalar_t>;
-    const scalar_t* src = col.const_data_ptr<scalar_t>();
-    scalar_t* dst = image.data_ptr<scalar_t>();
-    const int64_t lines = g.channels * g.image[0] * g.image[1];
-    at::parallel_for(0, lines, 1, [&](int64_t begin, int64_t end) {
-      for (int64_t line = begin; line < end; ++line) {
-        const int64_t ih = line % g.image[1];
-        const int64_t id = line / g.image[1] % g.image[0];
-        const int64_t c = line / (g.image[1] * g.image[0]);
-        scalar_t* out = dst + line * g.image[2];
-        for (int64_t iw = 0; iw < g.image[2]; ++iw) {
-          out[iw] = static_cast<scalar_t>(col2im_element<scalar_t, acc_t>(src, g, c, id, ih, iw));
-        }
-      }
-    });
-  });
-}
-
-void col2im_cpu(const at::Tensor& col, const at::Tensor& image, const ConvGeometry& g) {
-  cpu_gather_mode() ? col2im_gather_cpu(col, image, g) : col2im_scatter_cpu(col, image, g);
-}
-
 bool use_gemm_engine(const ConvGeometry&) { return conv_algorithm() != ConvAlgorithm::kIm2col; }
 
 const ConvBackend kCpuBackend{im2col_cpu,
@@ -127,8 +102,13 @@ const ConvBackend kCpuBackend{im2col_cpu,
                               cpu::all_finite,
                               cpu::gemm_engine_computes};
 
+// CPU tensors take the CPU's kernels, or the CUDA kernels' bodies while CUDA emulation is on.
+const ConvBackend& cpu_or_emulated_backend() {
+  return cuda_emulation() ? emulated_cuda_conv_backend() : kCpuBackend;
+}
+
 }  // namespace
 
-TORCH_LIBRARY_IMPL(convpool, CPU, m) { register_conv_kernels<kCpuBackend>(m); }
+TORCH_LIBRARY_IMPL(convpool, CPU, m) { register_conv_kernels<cpu_or_emulated_backend>(m); }
 
 }  // namespace convpool

@@ -27,6 +27,23 @@ void add_bias(at::Tensor& output, const c10::optional<at::Tensor>& bias) {
   output.add_(bias->view(shape));
 }
 
+// The dtype results are computed in: the input's, or float32 for float16/bfloat16 on a backend
+// that takes them as they are (its kernels and GEMMs sum in float32 and write float32; the
+// bias is added to that and the result rounded once).
+at::ScalarType result_type(const at::Tensor& input, const ConvBackend& backend) {
+  return is_reduced_precision(input) && !backend.upcast_reduced_precision ? at::kFloat
+                                                                          : input.scalar_type();
+}
+
+// out = a @ b (batched), out in the result type.
+void bmm_into(at::Tensor out, const at::Tensor& a, const at::Tensor& b, const ConvBackend& backend) {
+  if (out.scalar_type() == a.scalar_type()) {
+    at::bmm_out(out, a, b);
+  } else {
+    backend.mixed_precision_bmm(out, a, b);
+  }
+}
+
 }  // namespace
 
 namespace {
@@ -79,8 +96,8 @@ at::Tensor run_in_input_format(LayoutKernel kernel, const at::Tensor& input,
   return output;
 }
 
-// conv on checked arguments, in the input's dtype, into a new NCHW-contiguous output (or, for a
-// depthwise kernel that pools channels_last as it is, a channels_last one).
+// conv on checked arguments, in the result type, into a new NCHW-contiguous output (or, for a
+// depthwise kernel that takes channels_last tensors as they are, a channels_last one).
 at::Tensor conv_nchw(const at::Tensor& input, const at::Tensor& weight,
                      const c10::optional<at::Tensor>& bias, const ConvGeometry& g,
                      int64_t out_channels, const ConvBackend& backend) {
@@ -95,7 +112,8 @@ at::Tensor conv_nchw(const at::Tensor& input, const at::Tensor& weight,
     return run_in_input_format(backend.depthwise_conv, input, weight, bias, g, sizes);
   }
   if (dense) return run_in_input_format(backend.dense_conv, input, weight, bias, g, sizes, true);
-  auto output = prefer_huge_pages(at::empty(sizes, input.options()));
+  auto output =
+      prefer_huge_pages(at::empty(sizes, input.options().dtype(result_type(input, backend))));
   if (output.numel() == 0) return output;
   if (input.numel() == 0) return output.zero_(), add_bias(output, bias), output;
 
@@ -117,14 +135,13 @@ at::Tensor conv_nchw(const at::Tensor& input, const at::Tensor& weight,
     } else {
       backend.im2col(image, col, g);
     }
-    auto out_n = out[n];
-    at::bmm_out(out_n, w, col.view({groups, rows_per_group, g.grid_numel()}));
+    bmm_into(out[n], w, col.view({groups, rows_per_group, g.grid_numel()}), backend);
   }
   add_bias(output, bias);
   return output;
 }
 
-// conv_transpose on checked arguments, in the input's dtype, into a new NCHW-contiguous output.
+// conv_transpose on checked arguments, in the result type, into a new NCHW-contiguous output.
 at::Tensor conv_transpose_nchw(const at::Tensor& input, const at::Tensor& weight,
                                const c10::optional<at::Tensor>& bias, const ConvGeometry& g,
                                int64_t out_channels, const ConvBackend& backend) {
@@ -144,7 +161,8 @@ at::Tensor conv_transpose_nchw(const at::Tensor& input, const at::Tensor& weight
   if (dense) {
     return run_in_input_format(backend.dense_conv_transpose, input, weight, bias, g, sizes, true);
   }
-  auto output = prefer_huge_pages(at::empty(sizes, input.options()));
+  const auto result_options = input.options().dtype(result_type(input, backend));
+  auto output = prefer_huge_pages(at::empty(sizes, result_options));
   if (output.numel() == 0) return output;
   if (input.numel() == 0) return output.zero_(), add_bias(output, bias), output;
 
@@ -160,16 +178,15 @@ at::Tensor conv_transpose_nchw(const at::Tensor& input, const at::Tensor& weight
   // input channels to the column rows of its output channels.
   const auto w = weight.contiguous().view({groups, in_per_group, rows_per_group}).transpose(1, 2);
   const bool pointwise = g.is_pointwise();
-  auto col = pointwise ? at::Tensor() : at::empty({g.channels * g.kernel_numel(), g.grid_numel()}, x.options());
+  // The column matrix is a GEMM result: in the result type, so col2im sums unrounded products.
+  auto col = pointwise ? at::Tensor() : at::empty({g.channels * g.kernel_numel(), g.grid_numel()}, result_options);
   for (int64_t n = 0; n < batch; ++n) {
     auto image = output[n];
     const auto grid = x[n].view({groups, in_per_group, g.grid_numel()});
     if (pointwise) {
-      auto out_n = image.view({groups, rows_per_group, g.grid_numel()});
-      at::bmm_out(out_n, w, grid);
+      bmm_into(image.view({groups, rows_per_group, g.grid_numel()}), w, grid, backend);
     } else {
-      auto col_groups = col.view({groups, rows_per_group, g.grid_numel()});
-      at::bmm_out(col_groups, w, grid);
+      bmm_into(col.view({groups, rows_per_group, g.grid_numel()}), w, grid, backend);
       backend.col2im(col, image, g);
     }
   }
@@ -183,7 +200,9 @@ at::Tensor run_conv(ConvCompute compute, const at::Tensor& input, const at::Tens
                     const c10::optional<at::Tensor>& bias, const ConvGeometry& g,
                     int64_t out_channels, const ConvBackend& backend) {
   const c10::DeviceGuard guard(input.device());
-  const auto result = compute(input, weight, bias, g, out_channels, backend);
+  // float16/bfloat16 results of kernels that sum in float32 (CUDA's) are rounded here, once.
+  const auto result =
+      compute(input, weight, bias, g, out_channels, backend).to(input.scalar_type());
   const auto format = input.suggest_memory_format();
   if (format == at::MemoryFormat::Contiguous) return result;
   const auto formatted =
@@ -194,10 +213,10 @@ at::Tensor run_conv(ConvCompute compute, const at::Tensor& input, const at::Tens
 
 }  // namespace
 
-at::Tensor conv_forward(const at::Tensor& input, const at::Tensor& weight,
-                        const c10::optional<at::Tensor>& bias, at::IntArrayRef stride,
-                        at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups,
-                        const ConvBackend& backend) {
+at::Tensor compute_conv(const at::Tensor& input, const at::Tensor& weight,
+                                const c10::optional<at::Tensor>& bias, at::IntArrayRef stride,
+                                at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups,
+                                const ConvBackend& backend) {
   const char* op = "convpool::conv";
   const auto g = conv_geometry(op, ConvRole::kConv, input.sizes(), weight.sizes(), stride, padding,
                                dilation, groups);
@@ -206,10 +225,10 @@ at::Tensor conv_forward(const at::Tensor& input, const at::Tensor& weight,
   return run_conv(conv_nchw, input, weight, bias, g, out_channels, backend);
 }
 
-at::Tensor conv_transpose_forward(const at::Tensor& input, const at::Tensor& weight,
-                                  const c10::optional<at::Tensor>& bias, at::IntArrayRef stride,
-                                  at::IntArrayRef padding, at::IntArrayRef dilation,
-                                  int64_t groups, const ConvBackend& backend) {
+at::Tensor compute_conv_transpose(const at::Tensor& input, const at::Tensor& weight,
+                                          const c10::optional<at::Tensor>& bias, at::IntArrayRef stride,
+                                          at::IntArrayRef padding, at::IntArrayRef dilation,
+                                          int64_t groups, const ConvBackend& backend) {
   const char* op = "convpool::conv_transpose";
   const auto g = conv_geometry(op, ConvRole::kTranspose, input.sizes(), weight.sizes(), stride,
                                padding, dilation, groups);
@@ -218,10 +237,10 @@ at::Tensor conv_transpose_forward(const at::Tensor& input, const at::Tensor& wei
   return run_conv(conv_transpose_nchw, input, weight, bias, g, out_channels, backend);
 }
 
-at::Tensor conv_weight_grad(const at::Tensor& grad_output, const at::Tensor& input,
-                            at::IntArrayRef weight_size, at::IntArrayRef stride,
-                            at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups,
-                            const ConvBackend& backend) {
+at::Tensor compute_conv_weight_grad(const at::Tensor& grad_output, const at::Tensor& input,
+                                    at::IntArrayRef weight_size, at::IntArrayRef stride,
+                                    at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups,
+                                    const ConvBackend& backend) {
   const char* op = "convpool::conv_weight_grad";
   const auto g = conv_geometry(op, ConvRole::kConv, input.sizes(), weight_size, stride, padding,
                                dilation, groups);
@@ -237,8 +256,8 @@ at::Tensor conv_weight_grad(const at::Tensor& grad_output, const at::Tensor& inp
   const bool depthwise = backend.depthwise_weight_grad != nullptr && groups == g.channels;
   const bool dense = !empty && !depthwise && dense_engine(backend, input, g);
   if (upcasts(input, dense, backend)) {
-    return conv_weight_grad(to_float(grad_output), to_float(input), weight_size, stride, padding,
-                            dilation, groups, backend)
+    return compute_conv_weight_grad(to_float(grad_output), to_float(input), weight_size, stride,
+                                    padding, dilation, groups, backend)
         .to(input.scalar_type());
   }
   // The result has the input's memory format (as the fakes say), whichever kernel computes it.
@@ -253,20 +272,28 @@ at::Tensor conv_weight_grad(const at::Tensor& grad_output, const at::Tensor& inp
   }
   const int64_t batch = input.size(0);
   const int64_t rows_per_group = g.channels / groups * g.kernel_numel();
-  auto grad_weight = at::zeros({groups, out_channels / groups, rows_per_group}, input.options());
-  if (empty) return grad_weight.view(weight_size).contiguous(format);
+  // Summed over the batch in the result type (float32 for float16/bfloat16), rounded once.
+  auto grad_weight = at::zeros({groups, out_channels / groups, rows_per_group},
+                               input.options().dtype(result_type(input, backend)));
+  const auto finish = [&] {
+    return grad_weight.view(weight_size).contiguous(format).to(input.scalar_type());
+  };
+  if (empty) return finish();
   if (depthwise) {
+    // channels_last where the kernels take it as it is, else NCHW.
     ConvGeometry in_layout = g;
     in_layout.channels_last = depthwise_in_place(input, depthwise, backend);
     const auto kernel_format = in_layout.channels_last ? format : at::MemoryFormat::Contiguous;
     backend.depthwise_weight_grad(grad_output.contiguous(kernel_format),
                                   input.contiguous(kernel_format), grad_weight, in_layout);
-    return grad_weight.view(weight_size).contiguous(format);
+    return finish();
   }
   const auto x = input.contiguous();
   const auto go = grad_output.contiguous().view({batch, groups, out_channels / groups, g.grid_numel()});
   const bool pointwise = g.is_pointwise();
   auto col = pointwise ? at::Tensor() : at::empty({g.channels * g.kernel_numel(), g.grid_numel()}, x.options());
+  const bool mixed = grad_weight.scalar_type() != input.scalar_type();
+  auto partial = mixed ? at::empty_like(grad_weight) : at::Tensor();
   for (int64_t n = 0; n < batch; ++n) {
     const auto image = x[n];
     if (pointwise) {
@@ -274,9 +301,15 @@ at::Tensor conv_weight_grad(const at::Tensor& grad_output, const at::Tensor& inp
     } else {
       backend.im2col(image, col, g);
     }
-    grad_weight.baddbmm_(go[n], col.view({groups, rows_per_group, g.grid_numel()}).transpose(1, 2));
+    const auto col_t = col.view({groups, rows_per_group, g.grid_numel()}).transpose(1, 2);
+    if (mixed) {
+      bmm_into(partial, go[n], col_t, backend);
+      grad_weight.add_(partial);
+    } else {
+      grad_weight.baddbmm_(go[n], col_t);
+    }
   }
-  return grad_weight.view(weight_size).contiguous(format);
+  return finish();
 }
 
 }  // namespace convpool

@@ -19,13 +19,6 @@ inline TapRun width_run(const ConvGeometry& g, int64_t kw) {
   return tap_run(kw, g.stride[2], g.pad[2], g.dilation[2], g.image[2], g.grid[2]);
 }
 
-// Splits a flat tap index into its (kd, kh, kw).
-inline void split_tap(const ConvGeometry& g, int64_t k, int64_t& kd, int64_t& kh, int64_t& kw) {
-  kw = k % g.kernel[2];
-  kh = k / g.kernel[2] % g.kernel[1];
-  kd = k / (g.kernel[2] * g.kernel[1]);
-}
-
 // The taps [lo, hi) of a `taps`-long kernel whose input position base + t * dilation lies in
 // [0, size), for a window that starts at `base` (= o * stride - pad).
 inline void taps_inside(int64_t base, int64_t taps, int64_t dilation, int64_t size, int64_t& lo,

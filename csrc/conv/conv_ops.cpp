@@ -1,12 +1,9 @@
 #include "conv_ops.h"
 
+#include "../common/op_handle.h"
+
 namespace convpool::ops {
 namespace {
-
-template <typename Signature>
-c10::TypedOperatorHandle<Signature> op_handle(const char* name) {
-  return c10::Dispatcher::singleton().findSchemaOrThrow(name, "").typed<Signature>();
-}
 
 using ConvSignature = at::Tensor(const at::Tensor&, const at::Tensor&,
                                  const std::optional<at::Tensor>&, c10::SymIntArrayRef,

@@ -1,8 +1,11 @@
 #pragma once
-// im2col / col2im element functions, shared by the CPU loops and the CUDA grid-stride kernels.
+// im2col / col2im element functions: the bodies of the CUDA kernels (conv_kernels.h), also used by
+// the CPU's channels_last depthwise loops.
 // A column matrix holds, for one sample, rows (channel, kernel tap) and columns (grid position):
 // col[(c * K + k) * G + o] = image[c, o * stride - pad + k * dilation] (0 in the padding).
 #include "../common/conv_geometry.h"
+#include "../common/flat_index.h"
+#include "../common/tap_run.h"
 
 namespace convpool {
 
@@ -23,25 +26,12 @@ CONVPOOL_HOST_DEVICE int64_t conv_tap_offset(const ConvGeometry& g, int64_t kd, 
 template <typename scalar_t>
 CONVPOOL_HOST_DEVICE scalar_t im2col_element(const scalar_t* image, const ConvGeometry& g,
                                              int64_t index) {
-  int64_t rest = index;
-  const int64_t ow = rest % g.grid[2]; rest /= g.grid[2];
-  const int64_t oh = rest % g.grid[1]; rest /= g.grid[1];
-  const int64_t od = rest % g.grid[0]; rest /= g.grid[0];
-  const int64_t kw = rest % g.kernel[2]; rest /= g.kernel[2];
-  const int64_t kh = rest % g.kernel[1]; rest /= g.kernel[1];
-  const int64_t kd = rest % g.kernel[0];
-  const int64_t c = rest / g.kernel[0];
-  const int64_t offset = conv_tap_offset(g, kd, kh, kw, od, oh, ow);
+  const FlatIndex o = split_flat_index(index, g.grid);  // o.outer: the column row (c, tap)
+  const int64_t c = o.outer / g.kernel_numel();
+  int64_t kd, kh, kw;
+  split_tap(g, o.outer % g.kernel_numel(), kd, kh, kw);
+  const int64_t offset = conv_tap_offset(g, kd, kh, kw, o.d, o.h, o.w);
   return offset < 0 ? scalar_t(0) : image[c * g.image_numel() + offset];
-}
-
-// Grid index along one dim whose window covers image position `i` with tap `k`, or -1.
-CONVPOOL_HOST_DEVICE int64_t covering_grid_index(int64_t i, int64_t k, int64_t stride,
-                                                 int64_t pad, int64_t dilation, int64_t grid) {
-  const int64_t shifted = i + pad - k * dilation;
-  if (shifted < 0 || shifted % stride != 0) return -1;
-  const int64_t o = shifted / stride;
-  return o < grid ? o : -1;
 }
 
 // col2im as a gather: image element (c, id, ih, iw) is the sum of the column entries of every
@@ -72,16 +62,12 @@ CONVPOOL_HOST_DEVICE acc_t col2im_element(const scalar_t* col, const ConvGeometr
   return sum;
 }
 
-// Image element at flat `index` (row-major over [C, image...]) for the CUDA kernel.
+// Image element at flat `index` (row-major over [C, image...]).
 template <typename scalar_t, typename acc_t>
 CONVPOOL_HOST_DEVICE acc_t col2im_element_at(const scalar_t* col, const ConvGeometry& g,
                                              int64_t index) {
-  int64_t rest = index;
-  const int64_t iw = rest % g.image[2]; rest /= g.image[2];
-  const int64_t ih = rest % g.image[1]; rest /= g.image[1];
-  const int64_t id = rest % g.image[0];
-  const int64_t c = rest / g.image[0];
-  return col2im_element<scalar_t, acc_t>(col, g, c, id, ih, iw);
+  const FlatIndex i = split_flat_index(index, g.image);
+  return col2im_element<scalar_t, acc_t>(col, g, i.outer, i.d, i.h, i.w);
 }
 
 }  // namespace convpool

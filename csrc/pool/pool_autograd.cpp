@@ -10,6 +10,7 @@
 #include <limits>
 #include <vector>
 
+#include "../common/cuda_emulation.h"
 #include "pool_ops.h"
 #include "window_offsets.h"
 
@@ -101,12 +102,13 @@ class MaxBackwardFunction : public torch::autograd::Function<MaxBackwardFunction
 };
 
 // Whether max pooling's autograd saves window positions (uint8, window_offsets.h) instead of
-// the input and torch's int64 indices: on the CPU, which has the kernels, where a window spans
+// the input and torch's int64 indices: on the CPU's own kernels, where a window spans
 // at most 256 positions. Adaptive windows are counted from concrete sizes; under symbolic ones
 // the indices are saved.
 bool saves_positions(const at::Tensor& input, bool regular, const RegularWindow& w,
                      const SymInts& output_size) {
-  if (!input.is_cpu()) return false;
+  // Under CUDA emulation the CPU runs the CUDA kernels, which save indices as on the GPU.
+  if (!input.is_cpu() || cuda_emulation()) return false;
   int64_t positions = 1;
   for (size_t d = 0; d < (regular ? w.kernel.size() : output_size.size()); ++d) {
     if (regular) {

@@ -5,8 +5,8 @@
 // place, channels innermost (contiguous, vectorisable), with no layout copies.
 // Backward: each plane (NCHW) or each (sample, channel block) (channels_last) is owned by one
 // task and scattered into in order: deterministic, and one pass over the outputs instead of a
-// gather over every input element. The gather kernels that CUDA runs are kept here too, selectable
-// (cpu_gather_mode.h) so CPU tests exercise the GPU's index math.
+// gather over every input element. (The CUDA kernels' gathers run on the CPU under CUDA emulation:
+// pool_emulated.cpp.)
 #include <ATen/ATen.h>
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
@@ -15,7 +15,7 @@
 #include <vector>
 
 #include "../common/dispatch.h"
-#include "../common/cpu_gather_mode.h"
+#include "../common/cuda_emulation.h"
 #include "../common/tap_run.h"
 #include "pool_driver.h"
 #include "max_pool_cpu.h"
@@ -226,32 +226,6 @@ void average_backward_channels_last(const scalar_t* grad, scalar_t* grad_in, con
   });
 }
 
-// ---- backward: gather, as the CUDA kernels do (NCHW) -----------------------------------------
-
-template <typename scalar_t>
-void max_backward_gather(const scalar_t* grad, const int64_t* idx, scalar_t* grad_in,
-                         const PoolGeometry& g) {
-  using acc_t = at::opmath_type<scalar_t>;
-  for_each_line(g.planes, g.input, g.input[2], [&](int64_t line, int64_t plane, int64_t id, int64_t ih) {
-    const int64_t offset = plane * g.output_numel();
-    for (int64_t iw = 0; iw < g.input[2]; ++iw) {
-      grad_in[line * g.input[2] + iw] =
-          max_backward_element<scalar_t, acc_t>(grad + offset, idx + offset, g, id, ih, iw);
-    }
-  });
-}
-
-template <typename scalar_t>
-void average_backward_gather(const scalar_t* grad, scalar_t* grad_in, const PoolGeometry& g) {
-  using acc_t = at::opmath_type<scalar_t>;
-  for_each_line(g.planes, g.input, g.input[2], [&](int64_t line, int64_t plane, int64_t id, int64_t ih) {
-    const scalar_t* plane_grad = grad + plane * g.output_numel();
-    for (int64_t iw = 0; iw < g.input[2]; ++iw) {
-      grad_in[line * g.input[2] + iw] = average_backward_element<scalar_t, acc_t>(plane_grad, g, id, ih, iw);
-    }
-  });
-}
-
 // ---- the backend --------------------------------------------------------------------------
 
 void average_forward_cpu(const at::Tensor& input, const at::Tensor& output, const PoolGeometry& g) {
@@ -271,8 +245,6 @@ void max_backward_cpu(const at::Tensor& grad_output, const at::Tensor& indices,
     auto* out = grad_input.data_ptr<scalar_t>();
     if (g.channels_last) {
       max_backward_channels_last(grad, idx, out, g);
-    } else if (cpu_gather_mode()) {
-      max_backward_gather(grad, idx, out, g);
     } else {
       max_backward_planes(grad, idx, out, g);
     }
@@ -286,8 +258,6 @@ void average_backward_cpu(const at::Tensor& grad_output, const at::Tensor& grad_
     auto* out = grad_input.data_ptr<scalar_t>();
     if (g.channels_last) {
       average_backward_channels_last(grad, out, g);
-    } else if (cpu_gather_mode()) {
-      average_backward_gather(grad, out, g);
     } else {
       average_backward_planes(grad, out, g);
     }
@@ -314,8 +284,8 @@ void unpool_cpu(const at::Tensor& input, const at::Tensor& indices, const at::Te
   });
 }
 
-// channels_last kernels pool in place; in gather mode the CPU mimics CUDA (NCHW) entirely.
-bool cpu_takes_channels_last() { return !cpu_gather_mode(); }
+// The channels_last kernels pool in place.
+bool cpu_takes_channels_last() { return true; }
 
 const PoolBackend kCpuBackend{cpu::max_pool_forward,      average_forward_cpu,
                               max_backward_cpu,             average_backward_cpu,
@@ -323,8 +293,13 @@ const PoolBackend kCpuBackend{cpu::max_pool_forward,      average_forward_cpu,
                               cpu::max_pool_forward_values, cpu::max_pool_forward_positions,
                               cpu::max_pool_backward_positions};
 
+// CPU tensors take the CPU's kernels, or the CUDA kernels' bodies while CUDA emulation is on.
+const PoolBackend& cpu_or_emulated_backend() {
+  return cuda_emulation() ? emulated_cuda_pool_backend() : kCpuBackend;
+}
+
 }  // namespace
 
-TORCH_LIBRARY_IMPL(convpool, CPU, m) { register_pool_kernels<kCpuBackend>(m); }
+TORCH_LIBRARY_IMPL(convpool, CPU, m) { register_pool_kernels<cpu_or_emulated_backend>(m); }
 
 }  // namespace convpool

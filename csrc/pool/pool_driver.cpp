@@ -86,6 +86,9 @@ std::tuple<at::Tensor, at::Tensor> run_max_positions(const char* op, const at::T
                                                      const PoolGeometry& g,
                                                      const PoolBackend& backend) {
   check_positions_fit(op, g);
+  TORCH_CHECK(backend.max_forward_positions != nullptr, op,
+              ": window positions are computed on the CPU only (CUDA and its emulation save "
+              "indices)");
   const c10::DeviceGuard guard(input.device());
   const auto layout = layout_of(input, backend);
   const auto sizes = pool_output_sizes(input, g);
@@ -115,6 +118,9 @@ at::Tensor run_max_positions_backward(const char* op, const at::Tensor& grad_out
   TORCH_CHECK(!channels_last || input.dim() >= 4, op,
               ": channels_last needs a 2-d or 3-d pooling, but the input has ", input.dim(), " dims");
   check_positions_fit(op, g);
+  TORCH_CHECK(backend.max_backward_positions != nullptr, op,
+              ": window positions are computed on the CPU only (CUDA and its emulation save "
+              "indices)");
   const c10::DeviceGuard guard(grad_output.device());
   const auto format = !channels_last           ? at::MemoryFormat::Contiguous
                       : input.dim() == 5 ? at::MemoryFormat::ChannelsLast3d
@@ -219,17 +225,17 @@ PoolGeometry with_divisor(PoolGeometry g, const char* op, bool count_include_pad
 
 }  // namespace
 
-std::tuple<at::Tensor, at::Tensor> max_pool(const at::Tensor& input, at::IntArrayRef kernel,
-                                            at::IntArrayRef stride, at::IntArrayRef padding,
-                                            at::IntArrayRef dilation, bool ceil_mode,
-                                            const PoolBackend& backend) {
+std::tuple<at::Tensor, at::Tensor> compute_max_pool(const at::Tensor& input, at::IntArrayRef kernel,
+                                                    at::IntArrayRef stride, at::IntArrayRef padding,
+                                                    at::IntArrayRef dilation, bool ceil_mode,
+                                                    const PoolBackend& backend) {
   return run_max(input,
                  pool_geometry("convpool::max_pool", input, kernel, stride, padding, dilation,
                                ceil_mode, PoolTypes::kFloatingOrIntegral),
                  backend);
 }
 
-at::Tensor max_pool_values(const at::Tensor& input, at::IntArrayRef kernel, at::IntArrayRef stride,
+at::Tensor compute_max_pool_values(const at::Tensor& input, at::IntArrayRef kernel, at::IntArrayRef stride,
                            at::IntArrayRef padding, at::IntArrayRef dilation, bool ceil_mode,
                            const PoolBackend& backend) {
   return run_max_values(input,
@@ -238,7 +244,7 @@ at::Tensor max_pool_values(const at::Tensor& input, at::IntArrayRef kernel, at::
                         backend);
 }
 
-std::tuple<at::Tensor, at::Tensor> max_pool_positions(const at::Tensor& input,
+std::tuple<at::Tensor, at::Tensor> compute_max_pool_positions(const at::Tensor& input,
                                                       at::IntArrayRef kernel,
                                                       at::IntArrayRef stride,
                                                       at::IntArrayRef padding,
@@ -251,7 +257,7 @@ std::tuple<at::Tensor, at::Tensor> max_pool_positions(const at::Tensor& input,
                            backend);
 }
 
-at::Tensor max_pool_positions_backward(const at::Tensor& grad_output, const at::Tensor& positions,
+at::Tensor compute_max_pool_positions_backward(const at::Tensor& grad_output, const at::Tensor& positions,
                                        at::IntArrayRef input_size, bool channels_last,
                                        at::IntArrayRef kernel, at::IntArrayRef stride,
                                        at::IntArrayRef padding, at::IntArrayRef dilation,
@@ -263,19 +269,19 @@ at::Tensor max_pool_positions_backward(const at::Tensor& grad_output, const at::
       pool_geometry(op, input, kernel, stride, padding, dilation, ceil_mode), backend);
 }
 
-at::Tensor max_pool_backward(const at::Tensor& grad_output, const at::Tensor& input,
-                             const at::Tensor& indices, at::IntArrayRef kernel,
-                             at::IntArrayRef stride, at::IntArrayRef padding,
-                             at::IntArrayRef dilation, bool ceil_mode, const PoolBackend& backend) {
+at::Tensor compute_max_pool_backward(const at::Tensor& grad_output, const at::Tensor& input,
+                                     const at::Tensor& indices, at::IntArrayRef kernel,
+                                     at::IntArrayRef stride, at::IntArrayRef padding,
+                                     at::IntArrayRef dilation, bool ceil_mode, const PoolBackend& backend) {
   const char* op = "convpool::max_pool_backward";
   return run_max_backward(op, grad_output, input, indices,
                           pool_geometry(op, input, kernel, stride, padding, dilation, ceil_mode),
                           backend);
 }
 
-at::Tensor avg_pool(const at::Tensor& input, at::IntArrayRef kernel, at::IntArrayRef stride,
-                    at::IntArrayRef padding, bool ceil_mode, bool count_include_pad,
-                    c10::optional<int64_t> divisor_override, const PoolBackend& backend) {
+at::Tensor compute_avg_pool(const at::Tensor& input, at::IntArrayRef kernel, at::IntArrayRef stride,
+                            at::IntArrayRef padding, bool ceil_mode, bool count_include_pad,
+                            c10::optional<int64_t> divisor_override, const PoolBackend& backend) {
   const char* op = "convpool::avg_pool";
   const std::vector<int64_t> no_dilation(kernel.size(), 1);
   const auto g = pool_geometry(op, input, kernel, stride, padding, no_dilation, ceil_mode,
@@ -283,10 +289,10 @@ at::Tensor avg_pool(const at::Tensor& input, at::IntArrayRef kernel, at::IntArra
   return run_average(input, with_divisor(g, op, count_include_pad, divisor_override), backend);
 }
 
-at::Tensor avg_pool_backward(const at::Tensor& grad_output, const at::Tensor& input,
-                             at::IntArrayRef kernel, at::IntArrayRef stride,
-                             at::IntArrayRef padding, bool ceil_mode, bool count_include_pad,
-                             c10::optional<int64_t> divisor_override, const PoolBackend& backend) {
+at::Tensor compute_avg_pool_backward(const at::Tensor& grad_output, const at::Tensor& input,
+                                     at::IntArrayRef kernel, at::IntArrayRef stride,
+                                     at::IntArrayRef padding, bool ceil_mode, bool count_include_pad,
+                                     c10::optional<int64_t> divisor_override, const PoolBackend& backend) {
   const char* op = "convpool::avg_pool_backward";
   const std::vector<int64_t> no_dilation(kernel.size(), 1);
   const auto g = pool_geometry(op, input, kernel, stride, padding, no_dilation, ceil_mode);
@@ -294,15 +300,15 @@ at::Tensor avg_pool_backward(const at::Tensor& grad_output, const at::Tensor& in
                               with_divisor(g, op, count_include_pad, divisor_override), backend);
 }
 
-std::tuple<at::Tensor, at::Tensor> adaptive_max_pool(const at::Tensor& input,
-                                                     at::IntArrayRef output_size,
-                                                     const PoolBackend& backend) {
+std::tuple<at::Tensor, at::Tensor> compute_adaptive_max_pool(const at::Tensor& input,
+                                                             at::IntArrayRef output_size,
+                                                             const PoolBackend& backend) {
   return run_max(input, adaptive_pool_geometry("convpool::adaptive_max_pool", input, output_size),
                  backend);
 }
 
-at::Tensor adaptive_max_pool_backward(const at::Tensor& grad_output, const at::Tensor& input,
-                                      const at::Tensor& indices, const PoolBackend& backend) {
+at::Tensor compute_adaptive_max_pool_backward(const at::Tensor& grad_output, const at::Tensor& input,
+                                              const at::Tensor& indices, const PoolBackend& backend) {
   const char* op = "convpool::adaptive_max_pool_backward";
   TORCH_CHECK(grad_output.dim() == input.dim(), op, ": grad_output and input ranks differ");
   check_adaptive_grad_nonempty(op, grad_output);
@@ -311,21 +317,21 @@ at::Tensor adaptive_max_pool_backward(const at::Tensor& grad_output, const at::T
                           backend);
 }
 
-at::Tensor adaptive_max_pool_values(const at::Tensor& input, at::IntArrayRef output_size,
+at::Tensor compute_adaptive_max_pool_values(const at::Tensor& input, at::IntArrayRef output_size,
                                     const PoolBackend& backend) {
   return run_max_values(
       input, adaptive_pool_geometry("convpool::adaptive_max_pool_values", input, output_size),
       backend);
 }
 
-std::tuple<at::Tensor, at::Tensor> adaptive_max_pool_positions(const at::Tensor& input,
+std::tuple<at::Tensor, at::Tensor> compute_adaptive_max_pool_positions(const at::Tensor& input,
                                                                at::IntArrayRef output_size,
                                                                const PoolBackend& backend) {
   const char* op = "convpool::adaptive_max_pool_positions";
   return run_max_positions(op, input, adaptive_pool_geometry(op, input, output_size), backend);
 }
 
-at::Tensor adaptive_max_pool_positions_backward(const at::Tensor& grad_output,
+at::Tensor compute_adaptive_max_pool_positions_backward(const at::Tensor& grad_output,
                                                 const at::Tensor& positions,
                                                 at::IntArrayRef input_size, bool channels_last,
                                                 const PoolBackend& backend) {
@@ -338,14 +344,14 @@ at::Tensor adaptive_max_pool_positions_backward(const at::Tensor& grad_output,
       adaptive_pool_geometry(op, input, grad_output.sizes().slice(2)), backend);
 }
 
-at::Tensor adaptive_avg_pool(const at::Tensor& input, at::IntArrayRef output_size,
-                             const PoolBackend& backend) {
+at::Tensor compute_adaptive_avg_pool(const at::Tensor& input, at::IntArrayRef output_size,
+                                     const PoolBackend& backend) {
   return run_average(
       input, adaptive_pool_geometry("convpool::adaptive_avg_pool", input, output_size), backend);
 }
 
-at::Tensor adaptive_avg_pool_backward(const at::Tensor& grad_output, const at::Tensor& input,
-                                      const PoolBackend& backend) {
+at::Tensor compute_adaptive_avg_pool_backward(const at::Tensor& grad_output, const at::Tensor& input,
+                                              const PoolBackend& backend) {
   const char* op = "convpool::adaptive_avg_pool_backward";
   TORCH_CHECK(grad_output.dim() == input.dim(), op, ": grad_output and input ranks differ");
   check_adaptive_grad_nonempty(op, grad_output);
@@ -354,8 +360,8 @@ at::Tensor adaptive_avg_pool_backward(const at::Tensor& grad_output, const at::T
                               backend);
 }
 
-at::Tensor max_unpool(const at::Tensor& input, const at::Tensor& indices,
-                      at::IntArrayRef output_size, const PoolBackend& backend) {
+at::Tensor compute_max_unpool(const at::Tensor& input, const at::Tensor& indices,
+                              at::IntArrayRef output_size, const PoolBackend& backend) {
   const char* op = "convpool::max_unpool";
   const int64_t dims = static_cast<int64_t>(output_size.size());
   TORCH_CHECK(dims >= 1 && dims <= kSpatialDims && input.dim() == dims + 2, op,

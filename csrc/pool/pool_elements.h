@@ -1,7 +1,8 @@
 #pragma once
 // Per-output (forward) and per-input (backward, as a gather) element functions of every pooling
-// op, shared by the CPU loops and the CUDA kernels. They work inside one plane: `plane_in` /
-// `plane_out` point at that plane's first element; indices are flat within the plane, as torch's.
+// op, shared by the CPU loops and the CUDA kernels (pool_kernels.h). They work inside one plane:
+// `plane_in` / `plane_grad` / `plane_indices` point at that plane's first element; indices are
+// flat within the plane, as torch's.
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -183,20 +184,6 @@ CONVPOOL_HOST_DEVICE scalar_t average_backward_element(const scalar_t* plane_gra
     sum += static_cast<acc_t>(plane_grad[o]) / static_cast<acc_t>(average_divisor(g, od, oh, ow));
   });
   return static_cast<scalar_t>(sum);
-}
-
-// Splits a flat index over [planes, d, h, w] (sizes from `dims`).
-struct PlaneIndex {
-  int64_t plane, d, h, w;
-};
-
-CONVPOOL_HOST_DEVICE PlaneIndex split_plane_index(int64_t flat, const int64_t* dims) {
-  PlaneIndex r;
-  r.w = flat % dims[2]; flat /= dims[2];
-  r.h = flat % dims[1]; flat /= dims[1];
-  r.d = flat % dims[0];
-  r.plane = flat / dims[0];
-  return r;
 }
 
 }  // namespace convpool

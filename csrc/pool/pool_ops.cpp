@@ -1,14 +1,9 @@
 #include "pool_ops.h"
 
-#include <ATen/core/dispatch/Dispatcher.h>
+#include "../common/op_handle.h"
 
 namespace convpool::ops {
 namespace {
-
-template <typename Signature>
-c10::TypedOperatorHandle<Signature> handle(const char* name) {
-  return c10::Dispatcher::singleton().findSchemaOrThrow(name, "").typed<Signature>();
-}
 
 using at::IntArrayRef;
 using at::Tensor;
@@ -19,8 +14,9 @@ using TensorPair = std::tuple<Tensor, Tensor>;
 
 TensorPair max_pool(const Tensor& input, IntArrayRef kernel, IntArrayRef stride,
                     SymIntArrayRef padding, IntArrayRef dilation, bool ceil_mode) {
-  static const auto op = handle<TensorPair(const Tensor&, IntArrayRef, IntArrayRef, SymIntArrayRef,
-                                           IntArrayRef, bool)>("convpool::max_pool");
+  static const auto op = op_handle<TensorPair(const Tensor&, IntArrayRef, IntArrayRef,
+                                              SymIntArrayRef, IntArrayRef, bool)>(
+      "convpool::max_pool");
   return op.call(input, kernel, stride, padding, dilation, ceil_mode);
 }
 
@@ -28,21 +24,21 @@ Tensor max_pool_backward(const Tensor& grad_output, const Tensor& input, const T
                          IntArrayRef kernel, IntArrayRef stride, SymIntArrayRef padding,
                          IntArrayRef dilation, bool ceil_mode) {
   static const auto op =
-      handle<Tensor(const Tensor&, const Tensor&, const Tensor&, IntArrayRef, IntArrayRef,
-                    SymIntArrayRef, IntArrayRef, bool)>("convpool::max_pool_backward");
+      op_handle<Tensor(const Tensor&, const Tensor&, const Tensor&, IntArrayRef, IntArrayRef,
+                       SymIntArrayRef, IntArrayRef, bool)>("convpool::max_pool_backward");
   return op.call(grad_output, input, indices, kernel, stride, padding, dilation, ceil_mode);
 }
 
 Tensor max_pool_values(const Tensor& input, IntArrayRef kernel, IntArrayRef stride,
                        SymIntArrayRef padding, IntArrayRef dilation, bool ceil_mode) {
-  static const auto op = handle<Tensor(const Tensor&, IntArrayRef, IntArrayRef, SymIntArrayRef,
+  static const auto op = op_handle<Tensor(const Tensor&, IntArrayRef, IntArrayRef, SymIntArrayRef,
                                        IntArrayRef, bool)>("convpool::max_pool_values");
   return op.call(input, kernel, stride, padding, dilation, ceil_mode);
 }
 
 TensorPair max_pool_positions(const Tensor& input, IntArrayRef kernel, IntArrayRef stride,
                               SymIntArrayRef padding, IntArrayRef dilation, bool ceil_mode) {
-  static const auto op = handle<TensorPair(const Tensor&, IntArrayRef, IntArrayRef, SymIntArrayRef,
+  static const auto op = op_handle<TensorPair(const Tensor&, IntArrayRef, IntArrayRef, SymIntArrayRef,
                                            IntArrayRef, bool)>("convpool::max_pool_positions");
   return op.call(input, kernel, stride, padding, dilation, ceil_mode);
 }
@@ -52,7 +48,7 @@ Tensor max_pool_positions_backward(const Tensor& grad_output, const Tensor& posi
                                    IntArrayRef kernel, IntArrayRef stride, SymIntArrayRef padding,
                                    IntArrayRef dilation, bool ceil_mode) {
   static const auto op =
-      handle<Tensor(const Tensor&, const Tensor&, SymIntArrayRef, bool, IntArrayRef, IntArrayRef,
+      op_handle<Tensor(const Tensor&, const Tensor&, SymIntArrayRef, bool, IntArrayRef, IntArrayRef,
                     SymIntArrayRef, IntArrayRef, bool)>("convpool::max_pool_positions_backward");
   return op.call(grad_output, positions, input_size, channels_last, kernel, stride, padding,
                  dilation, ceil_mode);
@@ -60,19 +56,19 @@ Tensor max_pool_positions_backward(const Tensor& grad_output, const Tensor& posi
 
 Tensor adaptive_max_pool_values(const Tensor& input, SymIntArrayRef output_size) {
   static const auto op =
-      handle<Tensor(const Tensor&, SymIntArrayRef)>("convpool::adaptive_max_pool_values");
+      op_handle<Tensor(const Tensor&, SymIntArrayRef)>("convpool::adaptive_max_pool_values");
   return op.call(input, output_size);
 }
 
 TensorPair adaptive_max_pool_positions(const Tensor& input, SymIntArrayRef output_size) {
   static const auto op =
-      handle<TensorPair(const Tensor&, SymIntArrayRef)>("convpool::adaptive_max_pool_positions");
+      op_handle<TensorPair(const Tensor&, SymIntArrayRef)>("convpool::adaptive_max_pool_positions");
   return op.call(input, output_size);
 }
 
 Tensor adaptive_max_pool_positions_backward(const Tensor& grad_output, const Tensor& positions,
                                             SymIntArrayRef input_size, bool channels_last) {
-  static const auto op = handle<Tensor(const Tensor&, const Tensor&, SymIntArrayRef, bool)>(
+  static const auto op = op_handle<Tensor(const Tensor&, const Tensor&, SymIntArrayRef, bool)>(
       "convpool::adaptive_max_pool_positions_backward");
   return op.call(grad_output, positions, input_size, channels_last);
 }
@@ -80,8 +76,9 @@ Tensor adaptive_max_pool_positions_backward(const Tensor& grad_output, const Ten
 Tensor avg_pool(const Tensor& input, IntArrayRef kernel, IntArrayRef stride,
                 SymIntArrayRef padding, bool ceil_mode, bool count_include_pad,
                 std::optional<int64_t> divisor_override) {
-  static const auto op = handle<Tensor(const Tensor&, IntArrayRef, IntArrayRef, SymIntArrayRef,
-                                       bool, bool, std::optional<int64_t>)>("convpool::avg_pool");
+  static const auto op =
+      op_handle<Tensor(const Tensor&, IntArrayRef, IntArrayRef, SymIntArrayRef, bool, bool,
+                       std::optional<int64_t>)>("convpool::avg_pool");
   return op.call(input, kernel, stride, padding, ceil_mode, count_include_pad, divisor_override);
 }
 
@@ -89,39 +86,40 @@ Tensor avg_pool_backward(const Tensor& grad_output, const Tensor& input, IntArra
                          IntArrayRef stride, SymIntArrayRef padding, bool ceil_mode,
                          bool count_include_pad, std::optional<int64_t> divisor_override) {
   static const auto op =
-      handle<Tensor(const Tensor&, const Tensor&, IntArrayRef, IntArrayRef, SymIntArrayRef, bool,
-                    bool, std::optional<int64_t>)>("convpool::avg_pool_backward");
+      op_handle<Tensor(const Tensor&, const Tensor&, IntArrayRef, IntArrayRef, SymIntArrayRef,
+                       bool, bool, std::optional<int64_t>)>("convpool::avg_pool_backward");
   return op.call(grad_output, input, kernel, stride, padding, ceil_mode, count_include_pad,
                  divisor_override);
 }
 
 TensorPair adaptive_max_pool(const Tensor& input, SymIntArrayRef output_size) {
   static const auto op =
-      handle<TensorPair(const Tensor&, SymIntArrayRef)>("convpool::adaptive_max_pool");
+      op_handle<TensorPair(const Tensor&, SymIntArrayRef)>("convpool::adaptive_max_pool");
   return op.call(input, output_size);
 }
 
 Tensor adaptive_max_pool_backward(const Tensor& grad_output, const Tensor& input,
                                   const Tensor& indices) {
-  static const auto op = handle<Tensor(const Tensor&, const Tensor&, const Tensor&)>(
+  static const auto op = op_handle<Tensor(const Tensor&, const Tensor&, const Tensor&)>(
       "convpool::adaptive_max_pool_backward");
   return op.call(grad_output, input, indices);
 }
 
 Tensor adaptive_avg_pool(const Tensor& input, SymIntArrayRef output_size) {
-  static const auto op = handle<Tensor(const Tensor&, SymIntArrayRef)>("convpool::adaptive_avg_pool");
+  static const auto op =
+      op_handle<Tensor(const Tensor&, SymIntArrayRef)>("convpool::adaptive_avg_pool");
   return op.call(input, output_size);
 }
 
 Tensor adaptive_avg_pool_backward(const Tensor& grad_output, const Tensor& input) {
   static const auto op =
-      handle<Tensor(const Tensor&, const Tensor&)>("convpool::adaptive_avg_pool_backward");
+      op_handle<Tensor(const Tensor&, const Tensor&)>("convpool::adaptive_avg_pool_backward");
   return op.call(grad_output, input);
 }
 
 Tensor max_unpool(const Tensor& input, const Tensor& indices, SymIntArrayRef output_size) {
   static const auto op =
-      handle<Tensor(const Tensor&, const Tensor&, SymIntArrayRef)>("convpool::max_unpool");
+      op_handle<Tensor(const Tensor&, const Tensor&, SymIntArrayRef)>("convpool::max_unpool");
   return op.call(input, indices, output_size);
 }
 
