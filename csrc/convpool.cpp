@@ -15,39 +15,50 @@ TORCH_LIBRARY(convpool, m) {
   // Convolution family. Weights are laid out as torch's: conv [out, in / groups, *kernel],
   // conv_transpose [in, out / groups, *kernel]. A negative after-padding crops (conv) or extends
   // (conv_transpose, torch's output_padding) the output.
-  m.def("conv(Tensor input, Tensor weight, Tensor? bias, SymInt[] stride, SymInt[] padding, "
-        "SymInt[] dilation, int groups) -> Tensor");
-  m.def("conv_transpose(Tensor input, Tensor weight, Tensor? bias, SymInt[] stride, "
-        "SymInt[] padding, SymInt[] dilation, int groups) -> Tensor");
-  m.def("conv_weight_grad(Tensor grad_output, Tensor input, SymInt[] weight_size, "
-        "SymInt[] stride, SymInt[] padding, SymInt[] dilation, int groups) -> Tensor");
+  m.def(
+      "conv(Tensor input, Tensor weight, Tensor? bias, SymInt[] stride, SymInt[] padding, "
+      "SymInt[] dilation, int groups) -> Tensor");
+  m.def(
+      "conv_transpose(Tensor input, Tensor weight, Tensor? bias, SymInt[] stride, "
+      "SymInt[] padding, SymInt[] dilation, int groups) -> Tensor");
+  m.def(
+      "conv_weight_grad(Tensor grad_output, Tensor input, SymInt[] weight_size, "
+      "SymInt[] stride, SymInt[] padding, SymInt[] dilation, int groups) -> Tensor");
 
   // Pooling family. Inputs are [N, C, *spatial]; indices are flat within each (n, c) plane, as
   // torch's. The backward ops gather (each input element sums what its windows sent it), so they
   // are deterministic on every device; max pooling's double backward gathers at the indices.
-  m.def("max_pool(Tensor input, int[] kernel_size, int[] stride, SymInt[] padding, "
-        "int[] dilation, bool ceil_mode) -> (Tensor, Tensor)");
-  m.def("max_pool_backward(Tensor grad_output, Tensor input, Tensor indices, int[] kernel_size, "
-        "int[] stride, SymInt[] padding, int[] dilation, bool ceil_mode) -> Tensor");
+  m.def(
+      "max_pool(Tensor input, int[] kernel_size, int[] stride, SymInt[] padding, "
+      "int[] dilation, bool ceil_mode) -> (Tensor, Tensor)");
+  m.def(
+      "max_pool_backward(Tensor grad_output, Tensor input, Tensor indices, int[] kernel_size, "
+      "int[] stride, SymInt[] padding, int[] dilation, bool ceil_mode) -> Tensor");
   // Max pooling without indices: `values` computes the maximum alone (no gradient needed);
   // `positions` also returns each maximum's position in its window as uint8 (the input's memory
   // format), which is what autograd saves on the CPU, and `positions_backward` takes it back
   // (input_size and channels_last: the forward input's sizes and memory format).
-  m.def("max_pool_values(Tensor input, int[] kernel_size, int[] stride, SymInt[] padding, "
-        "int[] dilation, bool ceil_mode) -> Tensor");
-  m.def("max_pool_positions(Tensor input, int[] kernel_size, int[] stride, SymInt[] padding, "
-        "int[] dilation, bool ceil_mode) -> (Tensor, Tensor)");
-  m.def("max_pool_positions_backward(Tensor grad_output, Tensor positions, SymInt[] input_size, "
-        "bool channels_last, int[] kernel_size, int[] stride, SymInt[] padding, int[] dilation, "
-        "bool ceil_mode) -> Tensor");
+  m.def(
+      "max_pool_values(Tensor input, int[] kernel_size, int[] stride, SymInt[] padding, "
+      "int[] dilation, bool ceil_mode) -> Tensor");
+  m.def(
+      "max_pool_positions(Tensor input, int[] kernel_size, int[] stride, SymInt[] padding, "
+      "int[] dilation, bool ceil_mode) -> (Tensor, Tensor)");
+  m.def(
+      "max_pool_positions_backward(Tensor grad_output, Tensor positions, SymInt[] input_size, "
+      "bool channels_last, int[] kernel_size, int[] stride, SymInt[] padding, int[] dilation, "
+      "bool ceil_mode) -> Tensor");
   m.def("adaptive_max_pool_values(Tensor input, SymInt[] output_size) -> Tensor");
   m.def("adaptive_max_pool_positions(Tensor input, SymInt[] output_size) -> (Tensor, Tensor)");
-  m.def("adaptive_max_pool_positions_backward(Tensor grad_output, Tensor positions, "
-        "SymInt[] input_size, bool channels_last) -> Tensor");
-  m.def("avg_pool(Tensor input, int[] kernel_size, int[] stride, SymInt[] padding, "
-        "bool ceil_mode, bool count_include_pad, int? divisor_override) -> Tensor");
-  m.def("avg_pool_backward(Tensor grad_output, Tensor input, int[] kernel_size, int[] stride, "
-        "SymInt[] padding, bool ceil_mode, bool count_include_pad, int? divisor_override) -> Tensor");
+  m.def(
+      "adaptive_max_pool_positions_backward(Tensor grad_output, Tensor positions, "
+      "SymInt[] input_size, bool channels_last) -> Tensor");
+  m.def(
+      "avg_pool(Tensor input, int[] kernel_size, int[] stride, SymInt[] padding, "
+      "bool ceil_mode, bool count_include_pad, int? divisor_override) -> Tensor");
+  m.def(
+      "avg_pool_backward(Tensor grad_output, Tensor input, int[] kernel_size, int[] stride, "
+      "SymInt[] padding, bool ceil_mode, bool count_include_pad, int? divisor_override) -> Tensor");
   m.def("adaptive_max_pool(Tensor input, SymInt[] output_size) -> (Tensor, Tensor)");
   m.def("adaptive_max_pool_backward(Tensor grad_output, Tensor input, Tensor indices) -> Tensor");
   m.def("adaptive_avg_pool(Tensor input, SymInt[] output_size) -> Tensor");

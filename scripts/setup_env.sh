@@ -20,8 +20,9 @@ if [ -z "${TORCHVISION_SPEC+x}" ]; then
   case "$TORCH_SPEC" in torch==2.14.1|torch) TORCHVISION_SPEC=torchvision==0.29.1 ;; *) TORCHVISION_SPEC= ;; esac
 fi
 # Tests (pytest, numpy, hypothesis), the build (ninja, setuptools, wheel) and the demo
-# (scikit-learn's bundled digits, tqdm, matplotlib); pyproject.toml's extras say the same.
-REQUIREMENTS="$TORCH_SPEC $TORCHVISION_SPEC pytest numpy hypothesis ninja setuptools>=64 wheel scikit-learn tqdm matplotlib"
+# (scikit-learn's bundled digits, tqdm, matplotlib), and the style check (ruff, clang-format:
+# tests/test_build.py); pyproject.toml's extras say the same.
+REQUIREMENTS="$TORCH_SPEC $TORCHVISION_SPEC pytest numpy hypothesis ninja setuptools>=64 wheel scikit-learn tqdm matplotlib ruff clang-format"
 
 [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
 PY="$VENV/bin/python"

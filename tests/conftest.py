@@ -6,6 +6,7 @@ import torch
 from hypothesis import HealthCheck, settings
 
 import torch_convpool  # noqa: F401  (loads the ops)
+from torch_convpool.testing import cuda_emulation
 
 # Property-based tests (test_fuzz_*.py). "ci", the default: a fixed set of examples (derandomized,
 # so a red run reproduces), 200 per test, a few hundred per op family, quick enough for
@@ -16,7 +17,6 @@ settings.register_profile("ci", max_examples=200, derandomize=True, database=Non
 settings.register_profile("long", max_examples=2500, **_FUZZ)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
-from torch_convpool.testing import cuda_emulation
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 

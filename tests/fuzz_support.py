@@ -8,7 +8,8 @@ from __future__ import annotations
 import warnings
 
 import torch
-from hypothesis import event, strategies as st
+from hypothesis import event
+from hypothesis import strategies as st
 from torch.testing import assert_close
 
 LAYOUTS = ["contiguous", "channels_last", "strided", "permuted"]

@@ -6,7 +6,6 @@ import torch
 import torch.nn.functional as F
 
 
-
 def ntuple(value, n):
     return [value] * n if isinstance(value, int) else list(value) * (n if len(value) == 1 else 1)
 

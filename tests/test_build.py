@@ -47,3 +47,33 @@ def test_rf_command_plots_a_model(capsys, tmp_path):
                  "--plot", str(png)]) == 0
     assert "wrote" in capsys.readouterr().out
     assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def _tool(name):
+    """The formatter/linter from this environment (scripts/setup_env.sh installs both)."""
+    import os
+    import shutil
+    import sys
+
+    local = os.path.join(os.path.dirname(sys.executable), name)
+    path = local if os.path.exists(local) else shutil.which(name)
+    if path is None:
+        pytest.skip(f"{name} is not installed here (scripts/setup_env.sh installs it)")
+    return path
+
+
+def test_sources_follow_the_formatter_and_linter_settings():
+    # .clang-format for csrc/, [tool.ruff] in pyproject.toml for the Python: style is checked here,
+    # never in review.
+    import pathlib
+    import subprocess
+
+    root = pathlib.Path(__file__).resolve().parent.parent
+    sources = sorted(str(p) for ext in ("*.cpp", "*.h", "*.cu", "*.cuh")
+                     for p in (root / "csrc").rglob(ext))
+    formatted = subprocess.run([_tool("clang-format"), "--dry-run", "--Werror", *sources],
+                               capture_output=True, text=True)
+    assert formatted.returncode == 0, formatted.stderr[-3000:]
+    linted = subprocess.run([_tool("ruff"), "check", "--no-cache", str(root)], capture_output=True,
+                            text=True, cwd=root)
+    assert linted.returncode == 0, linted.stdout[-3000:]

@@ -2,11 +2,11 @@
 import itertools
 
 import pytest
+import reference
 import torch
 from torch.testing import assert_close
 
 import torch_convpool.functional as CF
-import reference
 
 CONV = {1: CF.conv1d, 2: CF.conv2d, 3: CF.conv3d}
 SPATIAL = {1: (11,), 2: (9, 10), 3: (6, 7, 5)}
@@ -91,7 +91,8 @@ def test_backward_matches_torch(device, dims):
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("dims", [1, 2, 3])
-@pytest.mark.parametrize("groups,out_channels", [(1, 6), (2, 6), (4, 8)], ids=["dense", "grouped", "depthwise"])
+@pytest.mark.parametrize("groups,out_channels", [(1, 6), (2, 6), (4, 8)],
+                         ids=["dense", "grouped", "depthwise"])
 def test_reduced_precision_accumulates_in_float32(device, dtype, dims, groups, out_channels):
     """Forward and every gradient within the error of a float32 sum rounded once (the bound is
     derived from the dtype and the sum's length: reference.float32_accumulation_bound)."""
@@ -120,7 +121,8 @@ def test_channels_last_input_gives_channels_last_output(device, groups):
     assert_close(out, expected, rtol=1e-4, atol=1e-4)
     assert out.is_contiguous(memory_format=torch.channels_last)
     assert out.stride() == expected.stride()
-    t = CF.conv_transpose2d(x, w.transpose(0, 1).contiguous() if groups == 1 else torch.randn(4, 2, 3, 3, device=device),
+    t = CF.conv_transpose2d(x, w.transpose(0, 1).contiguous() if groups == 1
+                            else torch.randn(4, 2, 3, 3, device=device),
                             stride=2, groups=groups)
     assert t.is_contiguous(memory_format=torch.channels_last)
 
@@ -130,7 +132,8 @@ def test_channels_last_opcheck():
     w = torch.randn(6, 2, 3, 3, dtype=torch.float64, requires_grad=True)
     torch.library.opcheck(torch.ops.convpool.conv.default, (x, w, None, [1, 1], [1, 1, 1, 1], [1, 1], 2))
     torch.library.opcheck(torch.ops.convpool.conv_transpose.default,
-                          (x, torch.randn(4, 3, 2, 2, dtype=torch.float64), None, [2, 2], [0, 0, 0, 0], [1, 1], 2))
+                          (x, torch.randn(4, 3, 2, 2, dtype=torch.float64), None, [2, 2],
+                           [0, 0, 0, 0], [1, 1], 2))
     # depthwise: the channels_last kernels (forward, transpose, weight gradient)
     dw = torch.randn(8, 1, 3, 3, dtype=torch.float64, requires_grad=True)
     torch.library.opcheck(torch.ops.convpool.conv.default, (x, dw, None, [2, 1], [1, 1, 1, 1], [1, 2], 4))

@@ -4,12 +4,12 @@ bad input and opcheck."""
 import itertools
 
 import pytest
+import reference
 import torch
 from torch.testing import assert_close
 
 import torch_convpool.functional as CF
 import torch_convpool.nn as cnn
-import reference
 
 CONV_T = {1: CF.conv_transpose1d, 2: CF.conv_transpose2d, 3: CF.conv_transpose3d}
 MODULE = {1: cnn.ConvTranspose1d, 2: cnn.ConvTranspose2d, 3: cnn.ConvTranspose3d}

@@ -1,9 +1,9 @@
 """Every backward on CUDA gathers instead of scattering with atomics: two runs are bitwise equal."""
 import pytest
 import torch
+from conftest import CUDA
 
 import torch_convpool.functional as CF
-from conftest import CUDA
 
 CASES = {
     "conv2d": lambda x: CF.conv2d(x, torch.ones(8, 4, 3, 3, device=x.device) / 9, stride=2, padding=1),

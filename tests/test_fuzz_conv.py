@@ -6,14 +6,14 @@ Through the public functional API, each example under a drawn CPU algorithm (set
 auto, the GEMM engine, Winograd where it applies, im2col); a dedicated test draws the 3x3 stride-1
 shapes Winograd computes, at its edges."""
 import pytest
-import torch
-import torch.nn.functional as F
-from hypothesis import given, strategies as st
-
 import reference
-import torch_convpool.functional as CF
-import torch_convpool as tc
+import torch.nn.functional as F
 from fuzz_support import compare, leaves, per_dim, size_arg, tensors
+from hypothesis import given
+from hypothesis import strategies as st
+
+import torch_convpool as tc
+import torch_convpool.functional as CF
 
 TOL = dict(rtol=1e-10, atol=1e-10)
 

@@ -4,13 +4,14 @@ than allowed, 'same', 'valid'), dilation, ceil_mode, count_include_pad, divisor_
 sizes, return_indices, memory layouts, batched and unbatched inputs, an empty batch. Forward
 (values and indices) and the input gradient in float64; where torch raises, ours raises the same
 exception type."""
+import reference
 import torch
 import torch.nn.functional as F
-from hypothesis import given, strategies as st
-
-import reference
-import torch_convpool.functional as CF
 from fuzz_support import compare, leaves, per_dim, size_arg, tensors
+from hypothesis import given
+from hypothesis import strategies as st
+
+import torch_convpool.functional as CF
 
 EXACT = dict(rtol=0, atol=0)
 TOL = dict(rtol=1e-12, atol=1e-12)

@@ -3,12 +3,12 @@ format, unbatched inputs and 'same' padding."""
 import itertools
 
 import pytest
+import reference
 import torch
 import torch.nn.functional as F
 from torch.testing import assert_close
 
 import torch_convpool.functional as CF
-import reference
 
 SIZES = {1: (13,), 2: (9, 10), 3: (7, 6, 8)}
 FORMATS = {

@@ -9,10 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
+import rf_models
 import torch
 from torch import nn
 
-import rf_models
 import torch_convpool.nn as cnn
 from torch_convpool.__main__ import main
 from torch_convpool.nn.separable import DepthwiseSeparableConv2d

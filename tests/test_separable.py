@@ -8,7 +8,9 @@ from torch.testing import assert_close
 
 import torch_convpool.nn as cnn
 from torch_convpool.nn.separable import (
-    DepthwiseSeparableConv1d, DepthwiseSeparableConv2d, DepthwiseSeparableConv3d,
+    DepthwiseSeparableConv1d,
+    DepthwiseSeparableConv2d,
+    DepthwiseSeparableConv3d,
 )
 
 SEPARABLE = {1: DepthwiseSeparableConv1d, 2: DepthwiseSeparableConv2d, 3: DepthwiseSeparableConv3d}

@@ -4,15 +4,15 @@
 ``torch.nn`` for the convolution and pooling families; the ops themselves are
 ``torch.ops.convpool.*``.
 """
-from ._library import _C  # noqa: F401  (loads the compiled ops and their fakes)
 from . import functional, nn
+from ._library import _C  # noqa: F401  (loads the compiled ops and their fakes)
+from .algorithms import get_conv_algorithm, set_conv_algorithm
+from .conversion_report import ConversionReport
+from .convert import conversion_report, convert
 from .nn import *  # noqa: F401,F403
 from .nn import __all__ as _nn_all
 from .receptive_field import ReceptiveFieldReport, receptive_field
-from .convert import conversion_report, convert
-from .conversion_report import ConversionReport
 from .reroute import enabled
-from .algorithms import get_conv_algorithm, set_conv_algorithm
 
 __version__ = "0.1.0"
 

@@ -8,9 +8,11 @@ __all__ = ["main"]
 
 
 def _check(args) -> int:
-    from ._selftest import run_selftests
     import torch
+
     import torch_convpool
+
+    from ._selftest import run_selftests
 
     print(f"torch_convpool {torch_convpool.__version__} with torch {torch.__version__}")
     for key, value in sorted(torch_convpool.build_info().items()):

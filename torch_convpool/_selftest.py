@@ -63,6 +63,7 @@ def run_selftests(devices: list[str]) -> Iterator[tuple[str, bool]]:
                 error = max([(out - expected).abs().max().item()] +
                             [(g - e).abs().max().item() for g, e in zip(grads, expected_grads)])
                 ok = error < 1e-9
-                yield f"  {name:22s} {device:5s} {'OK  ' if ok else 'FAIL'} max |ours - torch| = {error:.1e}", ok
+                verdict = "OK  " if ok else "FAIL"
+                yield f"  {name:22s} {device:5s} {verdict} max |ours - torch| = {error:.1e}", ok
             except Exception as err:  # a self-test reports, it does not crash
                 yield f"  {name:22s} {device:5s} FAIL {type(err).__name__}: {err}", False

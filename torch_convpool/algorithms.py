@@ -44,7 +44,7 @@ class set_conv_algorithm:
         self._previous = get_conv_algorithm()
         _C._set_conv_algorithm(name)
 
-    def __enter__(self) -> "set_conv_algorithm":
+    def __enter__(self) -> set_conv_algorithm:
         return self
 
     def __exit__(self, *exc_info) -> None:

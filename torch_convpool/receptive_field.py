@@ -24,7 +24,6 @@ with the main branch it runs beside, and a U-Net's skip connections are accounte
 from __future__ import annotations
 
 import copy
-import math
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any, NamedTuple, Optional, Sequence, Union
@@ -33,7 +32,11 @@ import torch
 from torch import Tensor, nn
 from torch.nn.modules.conv import _ConvNd, _ConvTransposeNd
 from torch.nn.modules.pooling import (
-    _AdaptiveAvgPoolNd, _AdaptiveMaxPoolNd, _AvgPoolNd, _MaxPoolNd, _MaxUnpoolNd,
+    _AdaptiveAvgPoolNd,
+    _AdaptiveMaxPoolNd,
+    _AvgPoolNd,
+    _MaxPoolNd,
+    _MaxUnpoolNd,
 )
 from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_leaves
@@ -267,7 +270,7 @@ class _Field:
         return len(self.rf)
 
     @staticmethod
-    def identity(dims: int) -> "_Field":
+    def identity(dims: int) -> _Field:
         return _Field((Fraction(1),) * dims, (Fraction(1),) * dims, (Fraction(0),) * dims)
 
     def bounds(self, index: Sequence[int]) -> list[tuple[Fraction, Fraction]]:

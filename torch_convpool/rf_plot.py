@@ -2,9 +2,8 @@
 over an input image (matplotlib, imported only when a picture is made)."""
 from __future__ import annotations
 
-from typing import Optional, Sequence
-
 import textwrap
+from typing import Optional, Sequence
 
 import torch
 from torch import Tensor, nn

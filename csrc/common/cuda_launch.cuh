@@ -32,8 +32,8 @@ struct CudaLaunch {
   template <typename Body>
   static void run(const Body& body, int64_t n) {
     if (n == 0) return;
-    grid_stride_kernel<<<grid_for(n), kThreadsPerBlock, 0, at::cuda::getCurrentCUDAStream()>>>(
-        body, n);
+    grid_stride_kernel<<<grid_for(n), kThreadsPerBlock, 0, at::cuda::getCurrentCUDAStream()>>>(body,
+                                                                                               n);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   }
 };

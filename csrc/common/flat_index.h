@@ -14,8 +14,10 @@ struct FlatIndex {
 // `dims` holds the sizes of d, h and w.
 CONVPOOL_HOST_DEVICE FlatIndex split_flat_index(int64_t flat, const int64_t* dims) {
   FlatIndex r;
-  r.w = flat % dims[2]; flat /= dims[2];
-  r.h = flat % dims[1]; flat /= dims[1];
+  r.w = flat % dims[2];
+  flat /= dims[2];
+  r.h = flat % dims[1];
+  flat /= dims[1];
   r.d = flat % dims[0];
   r.outer = flat / dims[0];
   return r;

@@ -33,12 +33,15 @@ struct PoolGeometry {
 // Positions begin, begin + step, ... < end of one window along one dim, inside the input.
 struct Span {
   int64_t begin, end, step;
-  CONVPOOL_HOST_DEVICE int64_t count() const { return end > begin ? (end - begin + step - 1) / step : 0; }
+  CONVPOOL_HOST_DEVICE int64_t count() const {
+    return end > begin ? (end - begin + step - 1) / step : 0;
+  }
 };
 
 CONVPOOL_HOST_DEVICE Span window_span(const PoolGeometry& g, int d, int64_t o) {
   if (g.adaptive) {
-    return {o * g.input[d] / g.output[d], ((o + 1) * g.input[d] + g.output[d] - 1) / g.output[d], 1};
+    return {o * g.input[d] / g.output[d], ((o + 1) * g.input[d] + g.output[d] - 1) / g.output[d],
+            1};
   }
   const int64_t start = o * g.stride[d] - g.pad[d];
   const int64_t step = g.dilation[d];

@@ -18,8 +18,10 @@ int64_t check_input(const char* op, const at::Tensor& input, int64_t dims,
                     PoolTypes types = PoolTypes::kFloating) {
   TORCH_CHECK(dims >= 1 && dims <= kSpatialDims, op, ": expected 1 to 3 spatial dims, got ", dims);
   TORCH_CHECK(input.dim() == dims + 2, op, ": expected a ", dims + 2, "-d input [N, C, ",
-              dims == 1 ? "L" : dims == 2 ? "H, W" : "D, H, W", "], but got input of size ",
-              input.sizes());
+              dims == 1   ? "L"
+              : dims == 2 ? "H, W"
+                          : "D, H, W",
+              "], but got input of size ", input.sizes());
   for (int64_t d = 1; d < input.dim(); ++d) {
     TORCH_CHECK(input.size(d) > 0, op, ": expected non-empty channel and spatial dims (only the ",
                 "batch may be 0), but got input of size ", input.sizes());
@@ -80,8 +82,8 @@ PoolGeometry pool_geometry(const char* op, const at::Tensor& input, at::IntArray
     TORCH_CHECK(g.dilation[d] > 0, op, ": dilation should be greater than zero, but got ",
                 dilation);
     const int64_t half_span = (g.dilation[d] * (g.kernel[d] - 1) + 1) / 2;
-    TORCH_CHECK(g.pad[d] >= 0 && pad_after[d] >= 0, op,
-                ": padding must be non-negative, but got ", padding);
+    TORCH_CHECK(g.pad[d] >= 0 && pad_after[d] >= 0, op, ": padding must be non-negative, but got ",
+                padding);
     TORCH_CHECK(g.pad[d] <= half_span && pad_after[d] <= half_span, op, ": padding (", padding,
                 ") must be at most half of the effective kernel size (kernel_size ", kernel,
                 ", dilation ", dilation, ")");
@@ -92,9 +94,8 @@ PoolGeometry pool_geometry(const char* op, const at::Tensor& input, at::IntArray
   }
   TORCH_CHECK(output_ok, op, ": given input size ", input.sizes().slice(1),
               ", the calculated output size ",
-              at::IntArrayRef(g.output + kSpatialDims - dims, dims),
-              " is too small (kernel_size ", kernel, ", stride ", stride, ", padding ", padding,
-              ", dilation ", dilation, ")");
+              at::IntArrayRef(g.output + kSpatialDims - dims, dims), " is too small (kernel_size ",
+              kernel, ", stride ", stride, ", padding ", padding, ", dilation ", dilation, ")");
   return g;
 }
 

@@ -12,8 +12,8 @@ inline void multiply_accumulate_impl(T* __restrict__ acc, const T* __restrict__ 
 }
 
 template <typename T>
-inline void scale_accumulate_impl(T* __restrict__ acc, T w, const T* __restrict__ x,
-                                  int64_t stride, int64_t n) {
+inline void scale_accumulate_impl(T* __restrict__ acc, T w, const T* __restrict__ x, int64_t stride,
+                                  int64_t n) {
   if (stride == 1) {
     for (int64_t i = 0; i < n; ++i) acc[i] += w * x[i];
   } else {
@@ -41,8 +41,8 @@ CONVPOOL_INLINE typename Vec64<T>::type load(const T* p) {
 
 template <typename T, int kVectors>
 CONVPOOL_INLINE void depthwise_block(T* __restrict__ out, const T* const* pixels,
-                            const T* __restrict__ weights, int64_t count, int64_t taps,
-                            int64_t channels, int64_t c0) {
+                                     const T* __restrict__ weights, int64_t count, int64_t taps,
+                                     int64_t channels, int64_t c0) {
   using V = typename Vec64<T>::type;
   constexpr int64_t kLanes = 64 / sizeof(T);
   constexpr int64_t kMaxTaps = 9;  // kernels up to 3x3 keep every weight in registers
@@ -71,8 +71,8 @@ CONVPOOL_INLINE void depthwise_block(T* __restrict__ out, const T* const* pixels
 
 template <typename T>
 CONVPOOL_INLINE void depthwise_line_impl(T* __restrict__ out, const T* const* pixels,
-                                const T* __restrict__ weights, int64_t count, int64_t taps,
-                                int64_t channels) {
+                                         const T* __restrict__ weights, int64_t count, int64_t taps,
+                                         int64_t channels) {
   constexpr int64_t kLanes = 64 / sizeof(T);
   int64_t c0 = 0;
   for (; c0 + 2 * kLanes <= channels; c0 += 2 * kLanes) {
@@ -100,9 +100,8 @@ CONVPOOL_CLONES void depthwise_line(float* out, const float* const* pixels, cons
                                     int64_t count, int64_t taps, int64_t channels) {
   depthwise_line_impl(out, pixels, weights, count, taps, channels);
 }
-CONVPOOL_CLONES void depthwise_line(double* out, const double* const* pixels,
-                                    const double* weights, int64_t count, int64_t taps,
-                                    int64_t channels) {
+CONVPOOL_CLONES void depthwise_line(double* out, const double* const* pixels, const double* weights,
+                                    int64_t count, int64_t taps, int64_t channels) {
   depthwise_line_impl(out, pixels, weights, count, taps, channels);
 }
 
@@ -112,7 +111,8 @@ CONVPOOL_CLONES void multiply_accumulate(float* acc, const float* w, const float
 CONVPOOL_CLONES void multiply_accumulate(double* acc, const double* w, const double* x, int64_t n) {
   multiply_accumulate_impl(acc, w, x, n);
 }
-CONVPOOL_CLONES void scale_accumulate(float* acc, float w, const float* x, int64_t stride, int64_t n) {
+CONVPOOL_CLONES void scale_accumulate(float* acc, float w, const float* x, int64_t stride,
+                                      int64_t n) {
   scale_accumulate_impl(acc, w, x, stride, n);
 }
 CONVPOOL_CLONES void scale_accumulate(double* acc, double w, const double* x, int64_t stride,

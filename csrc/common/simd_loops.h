@@ -21,8 +21,8 @@ void scale_accumulate(double* acc, double w, const double* x, int64_t stride, in
 // tap and its sums in vector registers while it walks the line.
 void depthwise_line(float* out, const float* const* pixels, const float* weights, int64_t count,
                     int64_t taps, int64_t channels);
-void depthwise_line(double* out, const double* const* pixels, const double* weights,
-                    int64_t count, int64_t taps, int64_t channels);
+void depthwise_line(double* out, const double* const* pixels, const double* weights, int64_t count,
+                    int64_t taps, int64_t channels);
 
 // The same for any (accumulator, element) pair: the vector clones where they are the same type
 // (float, double), a plain converting loop otherwise (float16 / bfloat16 into float).

@@ -20,11 +20,12 @@ inline at::MemoryFormat channels_last_format(const at::Tensor& t) {
 // that into `result` (NCHW).
 template <typename Compute>
 inline void via_channels_last(std::initializer_list<at::Tensor> inputs, const at::Tensor& result,
-                       ConvGeometry g, Compute&& compute) {
+                              ConvGeometry g, Compute&& compute) {
   const auto format = channels_last_format(result.dim() >= 4 ? result : *inputs.begin());
   std::vector<at::Tensor> converted;
   for (const auto& t : inputs) converted.push_back(t.contiguous(format));
-  auto staged = prefer_huge_pages(at::empty(result.sizes(), result.options().memory_format(format)));
+  auto staged =
+      prefer_huge_pages(at::empty(result.sizes(), result.options().memory_format(format)));
   g.channels_last = true;
   compute(converted, staged, g);
   result.copy_(staged);

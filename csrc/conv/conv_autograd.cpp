@@ -19,8 +19,7 @@ using SymInts = std::vector<c10::SymInt>;
 // The after-padding that makes conv_transpose(grad_output) come out at exactly the conv input's
 // length: the conv dropped `remainder` trailing input elements that no window reached.
 SymInts input_grad_padding(c10::SymIntArrayRef input_sizes, c10::SymIntArrayRef weight_sizes,
-                           const SymInts& stride, const SymInts& padding,
-                           const SymInts& dilation) {
+                           const SymInts& stride, const SymInts& padding, const SymInts& dilation) {
   const size_t dims = stride.size();
   SymInts result(padding.begin(), padding.end());
   for (size_t d = 0; d < dims; ++d) {
@@ -58,10 +57,9 @@ struct SavedSizes {
 
 class ConvFunction : public torch::autograd::Function<ConvFunction> {
  public:
-  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& input,
-                            const at::Tensor& weight, const std::optional<at::Tensor>& bias,
-                            const SymInts& stride, const SymInts& padding,
-                            const SymInts& dilation, int64_t groups) {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& input, const at::Tensor& weight,
+                            const std::optional<at::Tensor>& bias, const SymInts& stride,
+                            const SymInts& padding, const SymInts& dilation, int64_t groups) {
     at::AutoDispatchBelowADInplaceOrView guard;
     ctx->save_for_backward({input, weight});
     save_sizes(ctx, stride, padding, dilation, groups);
@@ -77,10 +75,10 @@ class ConvFunction : public torch::autograd::Function<ConvFunction> {
     const SavedSizes s(ctx);
     at::Tensor grad_input, grad_weight, grad_bias;
     if (ctx->needs_input_grad(0)) {
-      grad_input = ops::conv_transpose(
-          grad, weight, std::nullopt, s.stride,
-          input_grad_padding(input.sym_sizes(), weight.sym_sizes(), s.stride, s.padding, s.dilation),
-          s.dilation, s.groups);
+      grad_input = ops::conv_transpose(grad, weight, std::nullopt, s.stride,
+                                       input_grad_padding(input.sym_sizes(), weight.sym_sizes(),
+                                                          s.stride, s.padding, s.dilation),
+                                       s.dilation, s.groups);
     }
     if (ctx->needs_input_grad(1)) {
       grad_weight = ops::conv_weight_grad(grad, input, weight.sym_sizes(), s.stride, s.padding,
@@ -89,17 +87,16 @@ class ConvFunction : public torch::autograd::Function<ConvFunction> {
     if (ctx->saved_data["has_bias"].toBool() && ctx->needs_input_grad(2)) {
       grad_bias = bias_grad(grad);
     }
-    return {grad_input, grad_weight, grad_bias, at::Tensor(), at::Tensor(), at::Tensor(),
-            at::Tensor()};
+    return {grad_input,   grad_weight,  grad_bias,   at::Tensor(),
+            at::Tensor(), at::Tensor(), at::Tensor()};
   }
 };
 
 class ConvTransposeFunction : public torch::autograd::Function<ConvTransposeFunction> {
  public:
-  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& input,
-                            const at::Tensor& weight, const std::optional<at::Tensor>& bias,
-                            const SymInts& stride, const SymInts& padding,
-                            const SymInts& dilation, int64_t groups) {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& input, const at::Tensor& weight,
+                            const std::optional<at::Tensor>& bias, const SymInts& stride,
+                            const SymInts& padding, const SymInts& dilation, int64_t groups) {
     at::AutoDispatchBelowADInplaceOrView guard;
     ctx->save_for_backward({input, weight});
     save_sizes(ctx, stride, padding, dilation, groups);
@@ -126,8 +123,8 @@ class ConvTransposeFunction : public torch::autograd::Function<ConvTransposeFunc
     if (ctx->saved_data["has_bias"].toBool() && ctx->needs_input_grad(2)) {
       grad_bias = bias_grad(grad);
     }
-    return {grad_input, grad_weight, grad_bias, at::Tensor(), at::Tensor(), at::Tensor(),
-            at::Tensor()};
+    return {grad_input,   grad_weight,  grad_bias,   at::Tensor(),
+            at::Tensor(), at::Tensor(), at::Tensor()};
   }
 };
 
@@ -135,8 +132,8 @@ class ConvWeightGradFunction : public torch::autograd::Function<ConvWeightGradFu
  public:
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& grad_output,
                             const at::Tensor& input, const SymInts& weight_size,
-                            const SymInts& stride, const SymInts& padding,
-                            const SymInts& dilation, int64_t groups) {
+                            const SymInts& stride, const SymInts& padding, const SymInts& dilation,
+                            int64_t groups) {
     at::AutoDispatchBelowADInplaceOrView guard;
     ctx->save_for_backward({grad_output, input});
     save_sizes(ctx, stride, padding, dilation, groups);
@@ -153,7 +150,8 @@ class ConvWeightGradFunction : public torch::autograd::Function<ConvWeightGradFu
     const SavedSizes s(ctx);
     at::Tensor grad_grad_output, grad_input;
     if (ctx->needs_input_grad(0)) {
-      grad_grad_output = ops::conv(input, grad, std::nullopt, s.stride, s.padding, s.dilation, s.groups);
+      grad_grad_output =
+          ops::conv(input, grad, std::nullopt, s.stride, s.padding, s.dilation, s.groups);
     }
     if (ctx->needs_input_grad(1)) {
       grad_input = ops::conv_transpose(
@@ -161,8 +159,8 @@ class ConvWeightGradFunction : public torch::autograd::Function<ConvWeightGradFu
           input_grad_padding(input.sym_sizes(), grad.sym_sizes(), s.stride, s.padding, s.dilation),
           s.dilation, s.groups);
     }
-    return {grad_grad_output, grad_input, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(),
-            at::Tensor()};
+    return {grad_grad_output, grad_input,   at::Tensor(), at::Tensor(),
+            at::Tensor(),     at::Tensor(), at::Tensor()};
   }
 };
 

@@ -36,7 +36,8 @@ at::ScalarType result_type(const at::Tensor& input, const ConvBackend& backend) 
 }
 
 // out = a @ b (batched), out in the result type.
-void bmm_into(at::Tensor out, const at::Tensor& a, const at::Tensor& b, const ConvBackend& backend) {
+void bmm_into(at::Tensor out, const at::Tensor& a, const at::Tensor& b,
+              const ConvBackend& backend) {
   if (out.scalar_type() == a.scalar_type()) {
     at::bmm_out(out, a, b);
   } else {
@@ -126,7 +127,8 @@ at::Tensor conv_nchw(const at::Tensor& input, const at::Tensor& weight,
   const int64_t rows_per_group = g.channels / groups * g.kernel_numel();
   const auto w = weight.contiguous().view({groups, out_channels / groups, rows_per_group});
   const bool pointwise = g.is_pointwise();
-  auto col = pointwise ? at::Tensor() : at::empty({g.channels * g.kernel_numel(), g.grid_numel()}, x.options());
+  auto col = pointwise ? at::Tensor()
+                       : at::empty({g.channels * g.kernel_numel(), g.grid_numel()}, x.options());
   auto out = output.view({batch, groups, out_channels / groups, g.grid_numel()});
   for (int64_t n = 0; n < batch; ++n) {
     const auto image = x[n];
@@ -179,7 +181,8 @@ at::Tensor conv_transpose_nchw(const at::Tensor& input, const at::Tensor& weight
   const auto w = weight.contiguous().view({groups, in_per_group, rows_per_group}).transpose(1, 2);
   const bool pointwise = g.is_pointwise();
   // The column matrix is a GEMM result: in the result type, so col2im sums unrounded products.
-  auto col = pointwise ? at::Tensor() : at::empty({g.channels * g.kernel_numel(), g.grid_numel()}, result_options);
+  auto col = pointwise ? at::Tensor()
+                       : at::empty({g.channels * g.kernel_numel(), g.grid_numel()}, result_options);
   for (int64_t n = 0; n < batch; ++n) {
     auto image = output[n];
     const auto grid = x[n].view({groups, in_per_group, g.grid_numel()});
@@ -214,9 +217,9 @@ at::Tensor run_conv(ConvCompute compute, const at::Tensor& input, const at::Tens
 }  // namespace
 
 at::Tensor compute_conv(const at::Tensor& input, const at::Tensor& weight,
-                                const c10::optional<at::Tensor>& bias, at::IntArrayRef stride,
-                                at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups,
-                                const ConvBackend& backend) {
+                        const c10::optional<at::Tensor>& bias, at::IntArrayRef stride,
+                        at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups,
+                        const ConvBackend& backend) {
   const char* op = "convpool::conv";
   const auto g = conv_geometry(op, ConvRole::kConv, input.sizes(), weight.sizes(), stride, padding,
                                dilation, groups);
@@ -226,9 +229,9 @@ at::Tensor compute_conv(const at::Tensor& input, const at::Tensor& weight,
 }
 
 at::Tensor compute_conv_transpose(const at::Tensor& input, const at::Tensor& weight,
-                                          const c10::optional<at::Tensor>& bias, at::IntArrayRef stride,
-                                          at::IntArrayRef padding, at::IntArrayRef dilation,
-                                          int64_t groups, const ConvBackend& backend) {
+                                  const c10::optional<at::Tensor>& bias, at::IntArrayRef stride,
+                                  at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups,
+                                  const ConvBackend& backend) {
   const char* op = "convpool::conv_transpose";
   const auto g = conv_geometry(op, ConvRole::kTranspose, input.sizes(), weight.sizes(), stride,
                                padding, dilation, groups);
@@ -239,17 +242,18 @@ at::Tensor compute_conv_transpose(const at::Tensor& input, const at::Tensor& wei
 
 at::Tensor compute_conv_weight_grad(const at::Tensor& grad_output, const at::Tensor& input,
                                     at::IntArrayRef weight_size, at::IntArrayRef stride,
-                                    at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups,
-                                    const ConvBackend& backend) {
+                                    at::IntArrayRef padding, at::IntArrayRef dilation,
+                                    int64_t groups, const ConvBackend& backend) {
   const char* op = "convpool::conv_weight_grad";
   const auto g = conv_geometry(op, ConvRole::kConv, input.sizes(), weight_size, stride, padding,
                                dilation, groups);
   const int64_t out_channels = conv_out_channels(ConvRole::kConv, weight_size, groups);
-  const auto expected = conv_output_sizes(g, ConvRole::kConv, input.size(0), out_channels,
-                                          input.dim() - 2);
-  TORCH_CHECK(grad_output.sizes() == at::IntArrayRef(expected), op, ": expected grad_output of size ",
-              at::IntArrayRef(expected), " for input of size ", input.sizes(), " and weight of size ",
-              weight_size, ", but got ", grad_output.sizes());
+  const auto expected =
+      conv_output_sizes(g, ConvRole::kConv, input.size(0), out_channels, input.dim() - 2);
+  TORCH_CHECK(grad_output.sizes() == at::IntArrayRef(expected), op,
+              ": expected grad_output of size ", at::IntArrayRef(expected), " for input of size ",
+              input.sizes(), " and weight of size ", weight_size, ", but got ",
+              grad_output.sizes());
   check_conv_tensors(op, input, grad_output, c10::nullopt, out_channels);
   const c10::DeviceGuard guard(input.device());
   const bool empty = grad_output.numel() == 0 || input.numel() == 0;
@@ -289,9 +293,11 @@ at::Tensor compute_conv_weight_grad(const at::Tensor& grad_output, const at::Ten
     return finish();
   }
   const auto x = input.contiguous();
-  const auto go = grad_output.contiguous().view({batch, groups, out_channels / groups, g.grid_numel()});
+  const auto go =
+      grad_output.contiguous().view({batch, groups, out_channels / groups, g.grid_numel()});
   const bool pointwise = g.is_pointwise();
-  auto col = pointwise ? at::Tensor() : at::empty({g.channels * g.kernel_numel(), g.grid_numel()}, x.options());
+  auto col = pointwise ? at::Tensor()
+                       : at::empty({g.channels * g.kernel_numel(), g.grid_numel()}, x.options());
   const bool mixed = grad_weight.scalar_type() != input.scalar_type();
   auto partial = mixed ? at::empty_like(grad_weight) : at::Tensor();
   for (int64_t n = 0; n < batch; ++n) {

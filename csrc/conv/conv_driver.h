@@ -30,7 +30,8 @@ struct ConvBackend {
   // conv: output [N, C * m, grid...] from input [N, C, image...], weight [C * m, 1, K...].
   void (*depthwise_conv)(const at::Tensor& input, const at::Tensor& weight,
                          const at::Tensor& output, const ConvGeometry& g) = nullptr;
-  // conv_transpose: output [N, C, image...] from input [N, C * m, grid...], weight [C * m, 1, K...].
+  // conv_transpose: output [N, C, image...] from input [N, C * m, grid...], weight [C * m, 1,
+  // K...].
   void (*depthwise_conv_transpose)(const at::Tensor& input, const at::Tensor& weight,
                                    const at::Tensor& output, const ConvGeometry& g) = nullptr;
   // The depthwise kernels also take channels_last tensors as they are (g.channels_last). false:
@@ -63,21 +64,21 @@ struct ConvBackend {
 };
 
 at::Tensor compute_conv(const at::Tensor& input, const at::Tensor& weight,
-                                const c10::optional<at::Tensor>& bias, at::IntArrayRef stride,
-                                at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups,
-                                const ConvBackend& backend);
+                        const c10::optional<at::Tensor>& bias, at::IntArrayRef stride,
+                        at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups,
+                        const ConvBackend& backend);
 
 at::Tensor compute_conv_transpose(const at::Tensor& input, const at::Tensor& weight,
-                                          const c10::optional<at::Tensor>& bias, at::IntArrayRef stride,
-                                          at::IntArrayRef padding, at::IntArrayRef dilation,
-                                          int64_t groups, const ConvBackend& backend);
+                                  const c10::optional<at::Tensor>& bias, at::IntArrayRef stride,
+                                  at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups,
+                                  const ConvBackend& backend);
 
 // d(conv output)/d(weight) contracted with grad_output: sum over batch and grid of
 // grad_output x im2col(input). Deterministic: one GEMM accumulation per sample, in order.
 at::Tensor compute_conv_weight_grad(const at::Tensor& grad_output, const at::Tensor& input,
                                     at::IntArrayRef weight_size, at::IntArrayRef stride,
-                                    at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups,
-                                    const ConvBackend& backend);
+                                    at::IntArrayRef padding, at::IntArrayRef dilation,
+                                    int64_t groups, const ConvBackend& backend);
 
 // The CUDA kernels' backend run on the CPU (conv_emulated.cpp): what the CPU registration
 // delegates to while cuda_emulation() is on.
@@ -89,22 +90,25 @@ template <const ConvBackend& (*backend)()>
 void register_conv_kernels(torch::Library& m) {
   using at::IntArrayRef;
   using at::Tensor;
-  m.impl("conv", +[](const Tensor& input, const Tensor& weight, const c10::optional<Tensor>& bias,
-                     IntArrayRef stride, IntArrayRef padding, IntArrayRef dilation, int64_t groups) {
-    return compute_conv(input, weight, bias, stride, padding, dilation, groups, backend());
-  });
-  m.impl("conv_transpose",
-         +[](const Tensor& input, const Tensor& weight, const c10::optional<Tensor>& bias,
-             IntArrayRef stride, IntArrayRef padding, IntArrayRef dilation, int64_t groups) {
-           return compute_conv_transpose(input, weight, bias, stride, padding, dilation, groups,
-                                                 backend());
-         });
-  m.impl("conv_weight_grad",
-         +[](const Tensor& grad_output, const Tensor& input, IntArrayRef weight_size,
-             IntArrayRef stride, IntArrayRef padding, IntArrayRef dilation, int64_t groups) {
-           return compute_conv_weight_grad(grad_output, input, weight_size, stride, padding, dilation,
-                                           groups, backend());
-         });
+  m.impl(
+      "conv", +[](const Tensor& input, const Tensor& weight, const c10::optional<Tensor>& bias,
+                  IntArrayRef stride, IntArrayRef padding, IntArrayRef dilation, int64_t groups) {
+        return compute_conv(input, weight, bias, stride, padding, dilation, groups, backend());
+      });
+  m.impl(
+      "conv_transpose",
+      +[](const Tensor& input, const Tensor& weight, const c10::optional<Tensor>& bias,
+          IntArrayRef stride, IntArrayRef padding, IntArrayRef dilation, int64_t groups) {
+        return compute_conv_transpose(input, weight, bias, stride, padding, dilation, groups,
+                                      backend());
+      });
+  m.impl(
+      "conv_weight_grad",
+      +[](const Tensor& grad_output, const Tensor& input, IntArrayRef weight_size,
+          IntArrayRef stride, IntArrayRef padding, IntArrayRef dilation, int64_t groups) {
+        return compute_conv_weight_grad(grad_output, input, weight_size, stride, padding, dilation,
+                                        groups, backend());
+      });
 }
 
 }  // namespace convpool

@@ -17,9 +17,9 @@ template <typename Launch>
 struct LaunchedConvKernels {
   static void im2col(const at::Tensor& image, const at::Tensor& col, const ConvGeometry& g) {
     CONVPOOL_DISPATCH_FLOATING_TYPES(image.scalar_type(), "im2col", [&] {
-      Launch::run(kernels::Im2col<scalar_t>{image.const_data_ptr<scalar_t>(),
-                                            col.data_ptr<scalar_t>(), g},
-                  col.numel());
+      Launch::run(
+          kernels::Im2col<scalar_t>{image.const_data_ptr<scalar_t>(), col.data_ptr<scalar_t>(), g},
+          col.numel());
     });
   }
 
@@ -61,8 +61,8 @@ struct LaunchedConvKernels {
       const auto run = [&](auto* out) {
         using out_t = std::remove_pointer_t<decltype(out)>;
         Launch::run(Kernel<scalar_t, acc_t, out_t>{a.const_data_ptr<scalar_t>(),
-                                                   b.const_data_ptr<scalar_t>(), out, g,
-                                                   multiplier, extra...},
+                                                   b.const_data_ptr<scalar_t>(), out, g, multiplier,
+                                                   extra...},
                     result.numel());
       };
       if (result.scalar_type() == a.scalar_type()) return run(result.data_ptr<scalar_t>());
@@ -78,9 +78,13 @@ struct LaunchedConvKernels {
 template <typename Launch>
 ConvBackend launched_conv_backend(MixedPrecisionBmm mixed_precision_bmm) {
   using K = LaunchedConvKernels<Launch>;
-  ConvBackend backend{K::im2col, K::col2im, /*upcast_reduced_precision=*/false,
-                      K::depthwise_conv, K::depthwise_conv_transpose,
-                      /*depthwise_channels_last=*/false, K::depthwise_weight_grad};
+  ConvBackend backend{K::im2col,
+                      K::col2im,
+                      /*upcast_reduced_precision=*/false,
+                      K::depthwise_conv,
+                      K::depthwise_conv_transpose,
+                      /*depthwise_channels_last=*/false,
+                      K::depthwise_weight_grad};
   backend.mixed_precision_bmm = mixed_precision_bmm;
   return backend;
 }

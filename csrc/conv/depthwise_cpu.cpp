@@ -108,24 +108,26 @@ struct PhasePlane {
 
   template <typename scalar_t>
   void load(const ConvGeometry& g, const scalar_t* image) {
-    for_each_run(g, image, [&](acc_t* run, const scalar_t* row, int64_t lo, int64_t hi,
-                               int64_t first) {
-      if (row == nullptr) lo = hi = 0;
-      std::fill(run, run + lo, acc_t(0));
-      for (int64_t j = lo; j < hi; ++j) run[j] = static_cast<acc_t>(row[first + (j - lo) * phases]);
-      std::fill(run + std::max(lo, hi), run + width, acc_t(0));
-    });
+    for_each_run(g, image,
+                 [&](acc_t* run, const scalar_t* row, int64_t lo, int64_t hi, int64_t first) {
+                   if (row == nullptr) lo = hi = 0;
+                   std::fill(run, run + lo, acc_t(0));
+                   for (int64_t j = lo; j < hi; ++j)
+                     run[j] = static_cast<acc_t>(row[first + (j - lo) * phases]);
+                   std::fill(run + std::max(lo, hi), run + width, acc_t(0));
+                 });
   }
 
   // Writes the buffer back to an image; image elements no tap reaches become zero.
   template <typename scalar_t>
   void store(const ConvGeometry& g, scalar_t* image) {
     std::fill(image, image + g.image_numel(), scalar_t(0));
-    for_each_run(g, image, [&](const acc_t* run, scalar_t* row, int64_t lo, int64_t hi,
-                               int64_t first) {
-      if (row == nullptr) return;
-      for (int64_t j = lo; j < hi; ++j) row[first + (j - lo) * phases] = static_cast<scalar_t>(run[j]);
-    });
+    for_each_run(g, image,
+                 [&](const acc_t* run, scalar_t* row, int64_t lo, int64_t hi, int64_t first) {
+                   if (row == nullptr) return;
+                   for (int64_t j = lo; j < hi; ++j)
+                     row[first + (j - lo) * phases] = static_cast<scalar_t>(run[j]);
+                 });
   }
 };
 
@@ -233,10 +235,9 @@ CONVPOOL_CLONES void depthwise_forward_plane_float(const ConvGeometry& g, PhaseP
   forward_plane<float>(g, plane, w, out, acc);
 }
 
-CONVPOOL_CLONES void depthwise_transpose_line_float(const ConvGeometry& g,
-                                                    PhasePlane<float>& plane, const float* w,
-                                                    int64_t od, int64_t oh, const float* line,
-                                                    float* converted) {
+CONVPOOL_CLONES void depthwise_transpose_line_float(const ConvGeometry& g, PhasePlane<float>& plane,
+                                                    const float* w, int64_t od, int64_t oh,
+                                                    const float* line, float* converted) {
   transpose_line(g, plane, w, od, oh, line, converted);
 }
 
@@ -400,7 +401,8 @@ void pixel_line(scalar_t* out, const scalar_t* const* pixels, const std::vector<
       if (px == nullptr) continue;
       const scalar_t* __restrict__ wk = wt.data() + k * wide;
       for (int64_t i = 0; i < wide; ++i) {
-        const acc_t product = static_cast<acc_t>(wk[i]) * static_cast<acc_t>(px[transpose ? i : i / m]);
+        const acc_t product =
+            static_cast<acc_t>(wk[i]) * static_cast<acc_t>(px[transpose ? i : i / m]);
         acc[transpose ? i / m : i] += product;
       }
     }
@@ -466,10 +468,13 @@ void transpose_channels_last(const at::Tensor& input, const at::Tensor& weight,
       const scalar_t* sample = x + line / (g.image[1] * g.image[0]) * g.grid_numel() * Cin;
       rows.clear();
       for (int64_t kd = 0; kd < g.kernel[0]; ++kd) {
-        const int64_t od = covering_grid_index(id, kd, g.stride[0], g.pad[0], g.dilation[0], g.grid[0]);
+        const int64_t od =
+            covering_grid_index(id, kd, g.stride[0], g.pad[0], g.dilation[0], g.grid[0]);
         for (int64_t kh = 0; kh < g.kernel[1]; ++kh) {
-          const int64_t oh = covering_grid_index(ih, kh, g.stride[1], g.pad[1], g.dilation[1], g.grid[1]);
-          rows.push_back(od < 0 || oh < 0 ? nullptr : sample + (od * g.grid[1] + oh) * g.grid[2] * Cin);
+          const int64_t oh =
+              covering_grid_index(ih, kh, g.stride[1], g.pad[1], g.dilation[1], g.grid[1]);
+          rows.push_back(od < 0 || oh < 0 ? nullptr
+                                          : sample + (od * g.grid[1] + oh) * g.grid[2] * Cin);
         }
       }
       for (int64_t iw = 0; iw < W; ++iw) {
@@ -510,7 +515,8 @@ void weight_grad_channels_last(const at::Tensor& grad_output, const at::Tensor& 
         for (int64_t od = 0; od < g.grid[0]; ++od) {
           for (int64_t oh = 0; oh < g.grid[1]; ++oh) {
             tap_rows(g, sample, C, od, oh, rows);
-            const scalar_t* line = go + ((n * g.grid[0] + od) * g.grid[1] + oh) * g.grid[2] * Cout + c0;
+            const scalar_t* line =
+                go + ((n * g.grid[0] + od) * g.grid[1] + oh) * g.grid[2] * Cout + c0;
             for (int64_t ow = 0; ow < g.grid[2]; ++ow) {
               const scalar_t* grad = line + ow * Cout;
               for (int64_t r = 0; r < static_cast<int64_t>(rows.size()); ++r) {
@@ -534,7 +540,8 @@ void weight_grad_channels_last(const at::Tensor& grad_output, const at::Tensor& 
         }
       }
       for (int64_t c = 0; c < width; ++c) {
-        for (int64_t k = 0; k < taps; ++k) gw[(c0 + c) * taps + k] = static_cast<scalar_t>(acc[k * width + c]);
+        for (int64_t k = 0; k < taps; ++k)
+          gw[(c0 + c) * taps + k] = static_cast<scalar_t>(acc[k * width + c]);
       }
     }
   });

@@ -238,8 +238,7 @@ void conv_nchw(const T* x, const T* w, T* y, const ConvGeometry& g, Shape s,
 // channels_last: blocks of output pixels over the whole batch; per group
 // out[block, kg] = rows[block, taps * cg] x weight^T[taps * cg, kg], w in channels_last layout.
 template <typename T>
-void conv_cl(const T* x, const T* w, T* y, const ConvGeometry& g, Shape s,
-             const Placement& place) {
+void conv_cl(const T* x, const T* w, T* y, const ConvGeometry& g, Shape s, const Placement& place) {
   const int64_t C = g.channels, G = g.groups, K = s.out_channels, cg = C / G, kg = K / G;
   const int64_t taps = g.kernel_numel(), rows = taps * cg, grid = g.grid_numel();
   const int64_t total = s.batch * grid, out_numel = place.numel();
@@ -282,11 +281,11 @@ template <typename T>
 bool all_finite(const T* data, int64_t n) {
   using Bits = std::conditional_t<sizeof(T) == 8, uint64_t,
                                   std::conditional_t<sizeof(T) == 4, uint32_t, uint16_t>>;
-  constexpr Bits kExponent = static_cast<Bits>(
-      std::is_same_v<T, double> ? 0x7ff0000000000000ull
-      : std::is_same_v<T, float> ? 0x7f800000ull
-      : std::is_same_v<T, c10::BFloat16> ? 0x7f80ull
-                                         : 0x7c00ull);  // c10::Half
+  constexpr Bits kExponent =
+      static_cast<Bits>(std::is_same_v<T, double>          ? 0x7ff0000000000000ull
+                        : std::is_same_v<T, float>         ? 0x7f800000ull
+                        : std::is_same_v<T, c10::BFloat16> ? 0x7f80ull
+                                                           : 0x7c00ull);  // c10::Half
   std::atomic<bool> finite{true};
   at::parallel_for(0, n, 1 << 16, [&](int64_t begin, int64_t end) {
     Bits non_finite = 0;
@@ -360,8 +359,8 @@ Phase phase_of(const ConvGeometry& g, int d, int64_t r) {
 }
 
 template <typename T>
-void conv_transpose_phases(const T* x, const T* w, bool w_channels_last, T* y, const ConvGeometry& g,
-                           Shape s) {
+void conv_transpose_phases(const T* x, const T* w, bool w_channels_last, T* y,
+                           const ConvGeometry& g, Shape s) {
   const int64_t C = g.channels, G = g.groups, K = s.out_channels, cg = C / G, kg = K / G;
   const int64_t taps = g.kernel_numel();
   bool every_position_reached = true;
@@ -481,40 +480,39 @@ void accumulate_gemm(const at::Tensor& a, const at::Tensor& b, Acc* acc, int64_t
 }
 
 template <typename T>
-void weight_grad_nchw(const T* go, const T* x, Accumulator<T>* gw, const ConvGeometry& g,
-                      Shape s) {
+void weight_grad_nchw(const T* go, const T* x, Accumulator<T>* gw, const ConvGeometry& g, Shape s) {
   const int64_t C = g.channels, G = g.groups, K = s.out_channels, cg = C / G, kg = K / G;
   const int64_t rows = cg * g.kernel_numel(), grid = g.grid_numel();
   const bool pointwise = g.is_pointwise();
   const int64_t P = block_pixels(grid * s.batch, rows * static_cast<int64_t>(sizeof(T)));
   const int64_t per_sample = (grid + P - 1) / P;
   std::vector<std::vector<T>> cols(kWeightGradChunks), scratch(kWeightGradChunks);
-  sum_over_blocks(s.batch * per_sample, gw, K * rows,
-                  [&](int64_t chunk, int64_t b, Accumulator<T>* acc, bool first) {
-    const int64_t n = b / per_sample, q0 = b % per_sample * P, q1 = std::min(grid, q0 + P);
-    const int64_t width = q1 - q0;
-    auto& col = cols[chunk];
-    if (!pointwise) col.resize(rows * std::min(P, grid));
-    for (int64_t gi = 0; gi < G; ++gi) {
-      const T* image = x + (n * C + gi * cg) * g.image_numel();
-      at::Tensor columns_t;  // [width, rows]
-      if (pointwise) {
-        columns_t = matrix(image + q0, width, cg, 1, g.image_numel());
-      } else {
-        gather_columns(image, g, cg, q0, q1, col.data());
-        columns_t = matrix(col.data(), width, rows, 1, width);
-      }
-      const auto grad = matrix(go + (n * K + gi * kg) * grid + q0, kg, width, grid, 1);
-      accumulate_gemm(grad, columns_t, acc + gi * kg * rows, rows, !first, scratch[chunk]);
-    }
-  });
+  sum_over_blocks(
+      s.batch * per_sample, gw, K * rows,
+      [&](int64_t chunk, int64_t b, Accumulator<T>* acc, bool first) {
+        const int64_t n = b / per_sample, q0 = b % per_sample * P, q1 = std::min(grid, q0 + P);
+        const int64_t width = q1 - q0;
+        auto& col = cols[chunk];
+        if (!pointwise) col.resize(rows * std::min(P, grid));
+        for (int64_t gi = 0; gi < G; ++gi) {
+          const T* image = x + (n * C + gi * cg) * g.image_numel();
+          at::Tensor columns_t;  // [width, rows]
+          if (pointwise) {
+            columns_t = matrix(image + q0, width, cg, 1, g.image_numel());
+          } else {
+            gather_columns(image, g, cg, q0, q1, col.data());
+            columns_t = matrix(col.data(), width, rows, 1, width);
+          }
+          const auto grad = matrix(go + (n * K + gi * kg) * grid + q0, kg, width, grid, 1);
+          accumulate_gemm(grad, columns_t, acc + gi * kg * rows, rows, !first, scratch[chunk]);
+        }
+      });
 }
 
 // channels_last: per group grad_weight[kg, taps * cg] (channels_last layout, written as it is)
 // = grad_output^T[kg, pixels] x rows[pixels, taps * cg], summed over pixel blocks.
 template <typename T>
-void weight_grad_cl(const T* go, const T* x, Accumulator<T>* gw, const ConvGeometry& g,
-                    Shape s) {
+void weight_grad_cl(const T* go, const T* x, Accumulator<T>* gw, const ConvGeometry& g, Shape s) {
   const int64_t C = g.channels, G = g.groups, K = s.out_channels, cg = C / G, kg = K / G;
   const int64_t taps = g.kernel_numel(), rows = taps * cg, total = s.batch * g.grid_numel();
   const bool pointwise = g.is_pointwise();
@@ -522,21 +520,22 @@ void weight_grad_cl(const T* go, const T* x, Accumulator<T>* gw, const ConvGeome
   std::vector<std::vector<T>> cols(kWeightGradChunks), scratch(kWeightGradChunks);
   sum_over_blocks((total + P - 1) / P, gw, K * rows,
                   [&](int64_t chunk, int64_t b, Accumulator<T>* acc, bool first) {
-    const int64_t m0 = b * P, m1 = std::min(total, m0 + P), height = m1 - m0;
-    auto& col = cols[chunk];
-    if (!pointwise) col.resize(rows * P);
-    for (int64_t gi = 0; gi < G; ++gi) {
-      at::Tensor pixels;  // [height, rows]
-      if (pointwise) {
-        pixels = matrix(x + m0 * C + gi * cg, height, cg, C, 1);
-      } else {
-        gather_rows_cl(x, g, gi * cg, cg, m0, m1, col.data());
-        pixels = matrix(col.data(), height, rows, rows, 1);
-      }
-      const auto grad_t = matrix(go + m0 * K + gi * kg, kg, height, 1, K);
-      accumulate_gemm(grad_t, pixels, acc + gi * kg * rows, rows, !first, scratch[chunk]);
-    }
-  });
+                    const int64_t m0 = b * P, m1 = std::min(total, m0 + P), height = m1 - m0;
+                    auto& col = cols[chunk];
+                    if (!pointwise) col.resize(rows * P);
+                    for (int64_t gi = 0; gi < G; ++gi) {
+                      at::Tensor pixels;  // [height, rows]
+                      if (pointwise) {
+                        pixels = matrix(x + m0 * C + gi * cg, height, cg, C, 1);
+                      } else {
+                        gather_rows_cl(x, g, gi * cg, cg, m0, m1, col.data());
+                        pixels = matrix(col.data(), height, rows, rows, 1);
+                      }
+                      const auto grad_t = matrix(go + m0 * K + gi * kg, kg, height, 1, K);
+                      accumulate_gemm(grad_t, pixels, acc + gi * kg * rows, rows, !first,
+                                      scratch[chunk]);
+                    }
+                  });
 }
 
 // bfloat16 weight gradient in channels_last when the column matrix of the whole batch fits in
@@ -579,7 +578,8 @@ void weight_grad_cl_whole(const T* go, const T* x, T* gw, const ConvGeometry& g,
     at::parallel_for(0, kColumnSlices, 1, [&](int64_t begin, int64_t end) {
       for (int64_t j = begin; j < end; ++j) {
         const int64_t n0 = std::min(rows, j * slice), n1 = std::min(rows, n0 + slice);
-        if (n0 < n1) gemm(grad_t, pixels.narrow(1, n0, n1 - n0), gw + gi * kg * rows + n0, rows, false);
+        if (n0 < n1)
+          gemm(grad_t, pixels.narrow(1, n0, n1 - n0), gw + gi * kg * rows + n0, rows, false);
       }
     });
   }
@@ -605,7 +605,6 @@ void check_dtype(const at::Tensor& t, const char* who) {
               ": the GEMM engine computes float32, float64 and bfloat16, but got ",
               t.scalar_type());
 }
-
 
 // The weight's data in the layout the path of `channels_last` multiplies by: as it is when it
 // already has that layout (a channels_last model), else relaid into `storage`.
@@ -637,7 +636,6 @@ bool small_nchw_image(const at::Tensor& t, const ConvGeometry& g, int64_t pixels
   return !g.channels_last && t.dim() >= 4 && t.size(0) > 1 && pixels < kMinPixels &&
          !g.is_pointwise();
 }
-
 
 }  // namespace
 
@@ -692,10 +690,9 @@ void gemm_conv_weight_grad(const at::Tensor& grad_output, const at::Tensor& inpu
                            const at::Tensor& grad_weight, const ConvGeometry& g) {
   check_dtype(input, "gemm_conv_weight_grad");
   if (small_nchw_image(input, g, g.grid_numel())) {
-    return via_channels_last({grad_output, input}, grad_weight, g,
-                             [&](auto& in, auto& out, auto& cl) {
-      gemm_conv_weight_grad(in[0], in[1], out, cl);
-    });
+    return via_channels_last(
+        {grad_output, input}, grad_weight, g,
+        [&](auto& in, auto& out, auto& cl) { gemm_conv_weight_grad(in[0], in[1], out, cl); });
   }
   TORCH_CHECK(g.channels_last ? grad_weight.is_contiguous(channels_last_format(grad_weight))
                               : grad_weight.is_contiguous(),
@@ -711,8 +708,9 @@ void gemm_conv_weight_grad(const at::Tensor& grad_output, const at::Tensor& inpu
     }
     // Otherwise bfloat16 is summed in a float32 copy of grad_weight's layout, rounded once at
     // the end.
-    const auto summed = in_place ? grad_weight
-                                 : at::empty_like(grad_weight, grad_weight.options().dtype(at::kFloat));
+    const auto summed = in_place
+                            ? grad_weight
+                            : at::empty_like(grad_weight, grad_weight.options().dtype(at::kFloat));
     weight_grad_any(go, x, summed.data_ptr<Acc>(), g, s, grad_output.numel(), input.numel());
     if (!in_place) grad_weight.copy_(summed);
   });

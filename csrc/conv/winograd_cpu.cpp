@@ -113,16 +113,15 @@ template <typename T>
 // Blocks [begin, end) of output channel chunk [k0, k0 + kc), with U holding that chunk.
 template <typename T>
 [[gnu::always_inline]] inline void run_blocks(const T* x, const T* U, T* y, const Plan& p,
-                                              int64_t k0, int64_t kc, int64_t begin,
-                                              int64_t end) {
+                                              int64_t k0, int64_t kc, int64_t begin, int64_t end) {
   std::vector<T> V_(kPoints * p.block_tiles * p.Cp), M(kPoints * p.block_tiles * kc);
   for (int64_t b = begin; b < end; ++b) {
     const int64_t t0 = b * p.block_tiles, t1 = std::min(p.tiles, t0 + p.block_tiles);
     const int64_t rows = t1 - t0;
     transform_inputs(x, p, t0, t1, V_.data());
     for (int xi = 0; xi < kPoints; ++xi) {
-      small_gemm(V_.data() + xi * rows * p.Cp, p.Cp, U + xi * p.Cp * kc,
-                 M.data() + xi * rows * kc, kc, rows, kc, p.Cp);
+      small_gemm(V_.data() + xi * rows * p.Cp, p.Cp, U + xi * p.Cp * kc, M.data() + xi * rows * kc,
+                 kc, rows, kc, p.Cp);
     }
     transform_outputs(M.data(), p, t0, t1, k0, kc, y);
   }
@@ -132,8 +131,8 @@ CONVPOOL_CLONES void transform_weights_f32(const float* wt, float* U, const Plan
                                            int64_t kc, int64_t b, int64_t e) {
   transform_weights(wt, U, p, k0, kc, b, e);
 }
-CONVPOOL_CLONES void transform_weights_f64(const double* wt, double* U, const Plan& p,
-                                           int64_t k0, int64_t kc, int64_t b, int64_t e) {
+CONVPOOL_CLONES void transform_weights_f64(const double* wt, double* U, const Plan& p, int64_t k0,
+                                           int64_t kc, int64_t b, int64_t e) {
   transform_weights(wt, U, p, k0, kc, b, e);
 }
 CONVPOOL_CLONES void run_blocks_f32(const float* x, const float* U, float* y, const Plan& p,
@@ -153,8 +152,8 @@ void transform_weights_any(const double* wt, double* U, const Plan& p, int64_t k
                            int64_t b, int64_t e) {
   transform_weights_f64(wt, U, p, k0, kc, b, e);
 }
-void run_blocks_any(const float* x, const float* U, float* y, const Plan& p, int64_t k0,
-                    int64_t kc, int64_t b, int64_t e) {
+void run_blocks_any(const float* x, const float* U, float* y, const Plan& p, int64_t k0, int64_t kc,
+                    int64_t b, int64_t e) {
   run_blocks_f32(x, U, y, p, k0, kc, b, e);
 }
 void run_blocks_any(const double* x, const double* U, double* y, const Plan& p, int64_t k0,
@@ -167,9 +166,8 @@ void winograd_conv_impl(const T* x, const T* w, T* y, const ConvGeometry& g, int
                         int64_t out_channels) {
   const Plan p = make_plan<T>(g, batch, out_channels);
   std::vector<T> wt(p.C * 9 * p.Kp), U(kPoints * p.Cp * p.k_chunk);
-  at::parallel_for(0, p.C, 16, [&](int64_t b, int64_t e) {
-    transpose_weights(w, wt.data(), p, b, e);
-  });
+  at::parallel_for(0, p.C, 16,
+                   [&](int64_t b, int64_t e) { transpose_weights(w, wt.data(), p, b, e); });
   for (int64_t chunk = 0; chunk < p.k_chunks; ++chunk) {
     const int64_t k0 = chunk * p.k_chunk, kc = std::min(p.k_chunk, p.Kp - k0);
     at::parallel_for(0, p.Cp, 16, [&](int64_t b, int64_t e) {
@@ -189,8 +187,8 @@ bool winograd_applies(const ConvGeometry& g) {
          g.stride[2] == 1 && g.dilation[1] == 1 && g.dilation[2] == 1;
 }
 
-void winograd_conv(const float* x, const float* w, float* y, const ConvGeometry& g,
-                   int64_t batch, int64_t out_channels) {
+void winograd_conv(const float* x, const float* w, float* y, const ConvGeometry& g, int64_t batch,
+                   int64_t out_channels) {
   winograd_conv_impl(x, w, y, g, batch, out_channels);
 }
 

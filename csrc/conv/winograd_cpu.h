@@ -26,8 +26,8 @@ bool winograd_applies(const ConvGeometry& g);
 
 // y = conv(x, w) for a geometry winograd_applies to, in g's layout (NCHW or channels_last, the
 // weight [K, C, 3, 3] too).
-void winograd_conv(const float* x, const float* w, float* y, const ConvGeometry& g,
-                   int64_t batch, int64_t out_channels);
+void winograd_conv(const float* x, const float* w, float* y, const ConvGeometry& g, int64_t batch,
+                   int64_t out_channels);
 void winograd_conv(const double* x, const double* w, double* y, const ConvGeometry& g,
                    int64_t batch, int64_t out_channels);
 

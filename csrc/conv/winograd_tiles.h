@@ -48,7 +48,7 @@ template <typename T>
 }
 
 struct Plan {
-  int64_t C, K, Cp, Kp;  // channels, padded to whole vectors
+  int64_t C, K, Cp, Kp;   // channels, padded to whole vectors
   int64_t depth, planes;  // batch * depth planes, each a 2-d conv
   int64_t H, W, OH, OW, pad_h, pad_w;
   int64_t TH, TW, tiles;  // tiles per plane along h and w; in all
@@ -142,14 +142,22 @@ template <typename T, int NV, bool kAccumulate>
   a.data += r * a.row;
   c += r * ldc;
   switch (rows - r) {
-    case 7: return micro_kernel<T, 7, NV, kAccumulate>(a, b, ldb, c, ldc, inner);
-    case 6: return micro_kernel<T, 6, NV, kAccumulate>(a, b, ldb, c, ldc, inner);
-    case 5: return micro_kernel<T, 5, NV, kAccumulate>(a, b, ldb, c, ldc, inner);
-    case 4: return micro_kernel<T, 4, NV, kAccumulate>(a, b, ldb, c, ldc, inner);
-    case 3: return micro_kernel<T, 3, NV, kAccumulate>(a, b, ldb, c, ldc, inner);
-    case 2: return micro_kernel<T, 2, NV, kAccumulate>(a, b, ldb, c, ldc, inner);
-    case 1: return micro_kernel<T, 1, NV, kAccumulate>(a, b, ldb, c, ldc, inner);
-    default: return;
+    case 7:
+      return micro_kernel<T, 7, NV, kAccumulate>(a, b, ldb, c, ldc, inner);
+    case 6:
+      return micro_kernel<T, 6, NV, kAccumulate>(a, b, ldb, c, ldc, inner);
+    case 5:
+      return micro_kernel<T, 5, NV, kAccumulate>(a, b, ldb, c, ldc, inner);
+    case 4:
+      return micro_kernel<T, 4, NV, kAccumulate>(a, b, ldb, c, ldc, inner);
+    case 3:
+      return micro_kernel<T, 3, NV, kAccumulate>(a, b, ldb, c, ldc, inner);
+    case 2:
+      return micro_kernel<T, 2, NV, kAccumulate>(a, b, ldb, c, ldc, inner);
+    case 1:
+      return micro_kernel<T, 1, NV, kAccumulate>(a, b, ldb, c, ldc, inner);
+    default:
+      return;
   }
 }
 

@@ -55,10 +55,10 @@ template <typename V>
 }
 
 struct GradPlan {
-  Plan tiles;              // the forward's tiling (output tiles, input windows)
-  int64_t block_tiles;     // tiles transformed together
+  Plan tiles;           // the forward's tiling (output tiles, input windows)
+  int64_t block_tiles;  // tiles transformed together
   int64_t k_chunk, k_chunks;
-  int64_t runs;            // fixed runs of tiles per output channel chunk
+  int64_t runs;  // fixed runs of tiles per output channel chunk
 };
 
 // Gy [36, t1 - t0, kc]: A dY A^T of tiles [t0, t1), channels [k0, k0 + kc), over k.
@@ -160,8 +160,8 @@ CONVPOOL_CLONES void transform_taps_f64(const double* acc, const Plan& p, int64_
   transform_taps(acc, p, k0, kc, cb, ce, taps);
 }
 
-void accumulate_run_any(const float* gy, const float* x, const GradPlan& gp, int64_t tb,
-                        int64_t te, int64_t k0, int64_t kc, float* acc) {
+void accumulate_run_any(const float* gy, const float* x, const GradPlan& gp, int64_t tb, int64_t te,
+                        int64_t k0, int64_t kc, float* acc) {
   accumulate_run_f32(gy, x, gp, tb, te, k0, kc, acc);
 }
 void accumulate_run_any(const double* gy, const double* x, const GradPlan& gp, int64_t tb,
@@ -185,21 +185,21 @@ GradPlan make_grad_plan(const ConvGeometry& g, int64_t batch, int64_t out_channe
   const Plan& p = gp.tiles;
   const int64_t size = static_cast<int64_t>(sizeof(T));
   const int64_t vectors = p.Kp / L;
-  const int64_t chunks = std::clamp(
-      (kPoints * p.Cp * p.Kp * size + kAccumulatorBytes - 1) / kAccumulatorBytes, int64_t{1},
-      vectors);
+  const int64_t chunks =
+      std::clamp((kPoints * p.Cp * p.Kp * size + kAccumulatorBytes - 1) / kAccumulatorBytes,
+                 int64_t{1}, vectors);
   gp.k_chunk = (vectors + chunks - 1) / chunks * L;
   gp.k_chunks = (p.Kp + gp.k_chunk - 1) / gp.k_chunk;
-  gp.block_tiles = std::clamp(kBlockBytes / (kPoints * (p.Cp + gp.k_chunk) * size), kMinTiles,
-                              kMaxTiles);
-  gp.runs = std::clamp(kTasks / gp.k_chunks, int64_t{1},
-                       std::max<int64_t>(1, p.tiles / gp.block_tiles));
+  gp.block_tiles =
+      std::clamp(kBlockBytes / (kPoints * (p.Cp + gp.k_chunk) * size), kMinTiles, kMaxTiles);
+  gp.runs =
+      std::clamp(kTasks / gp.k_chunks, int64_t{1}, std::max<int64_t>(1, p.tiles / gp.block_tiles));
   return gp;
 }
 
 template <typename T>
-void winograd_weight_grad_impl(const T* gy, const T* x, T* gw, const ConvGeometry& g,
-                               int64_t batch, int64_t out_channels) {
+void winograd_weight_grad_impl(const T* gy, const T* x, T* gw, const ConvGeometry& g, int64_t batch,
+                               int64_t out_channels) {
   const GradPlan gp = make_grad_plan<T>(g, batch, out_channels);
   const Plan& p = gp.tiles;
   const int64_t acc_size = kPoints * p.Cp * gp.k_chunk;

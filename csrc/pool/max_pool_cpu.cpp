@@ -41,9 +41,9 @@ struct MaxArgs {
   uint8_t* positions;  // kPosition
   int64_t* indices;    // kIndex
   const PoolGeometry* g;
-  const TapRun* runs;        // per kernel tap along w (regular NCHW windows)
-  const int64_t* w_begin;    // per output along w: its window's first element along w
-  const int64_t* w_position; // and that element's position number along w
+  const TapRun* runs;         // per kernel tap along w (regular NCHW windows)
+  const int64_t* w_begin;     // per output along w: its window's first element along w
+  const int64_t* w_position;  // and that element's position number along w
 };
 
 namespace {
@@ -114,8 +114,8 @@ CONVPOOL_ALWAYS_INLINE void max_lines_nchw(const MaxArgs<scalar_t>& a, int64_t b
           } else {
             // What is recorded is linear in ow: the plane index row + offset + ow * s, or the
             // tap's position, the same for the whole pass.
-            const code_t base = static_cast<code_t>(R == Record::kIndex ? row + run.offset
-                                                                         : row_position + kw);
+            const code_t base =
+                static_cast<code_t>(R == Record::kIndex ? row + run.offset : row_position + kw);
             const code_t step = static_cast<code_t>(R == Record::kIndex ? s : 0);
             for (int64_t ow = run.lo; ow < run.hi; ++ow) {
               const acc_t v = static_cast<acc_t>(tap[ow * s]);
@@ -223,7 +223,8 @@ CONVPOOL_ALWAYS_INLINE void max_pixels_channels_last(const MaxArgs<scalar_t>& a,
                 b[ch] = beats(v, b[ch]) ? v : b[ch];
               }
             } else {
-              const code_t here = static_cast<code_t>(R == Record::kIndex ? row + iw : row_position + pw);
+              const code_t here =
+                  static_cast<code_t>(R == Record::kIndex ? row + iw : row_position + pw);
               for (int64_t ch = 0; ch < C; ++ch) {
                 const acc_t v = static_cast<acc_t>(pixel[ch]);
                 const bool take = beats(v, b[ch]);
@@ -250,9 +251,12 @@ CONVPOOL_ALWAYS_INLINE void max_chunk(const MaxArgs<scalar_t>& a, int64_t begin,
   if (a.g->channels_last) return max_pixels_channels_last<scalar_t, R, code_t>(a, begin, end);
   if (a.g->adaptive) return max_windows_nchw<scalar_t, R, code_t>(a, begin, end);
   switch (a.g->stride[2]) {
-    case 1: return max_lines_nchw<scalar_t, R, code_t, 1>(a, begin, end);
-    case 2: return max_lines_nchw<scalar_t, R, code_t, 2>(a, begin, end);
-    default: return max_lines_nchw<scalar_t, R, code_t, 0>(a, begin, end);
+    case 1:
+      return max_lines_nchw<scalar_t, R, code_t, 1>(a, begin, end);
+    case 2:
+      return max_lines_nchw<scalar_t, R, code_t, 2>(a, begin, end);
+    default:
+      return max_lines_nchw<scalar_t, R, code_t, 0>(a, begin, end);
   }
 }
 
@@ -301,7 +305,8 @@ void max_forward(const at::Tensor& input, const at::Tensor& output, const at::Te
                         w_begin.data(),
                         w_position.data()};
     const int64_t outer = g.channels_last ? g.planes / g.channels : g.planes;
-    const int64_t work = g.output[2] * pool_cpu::window_numel(g) * (g.channels_last ? g.channels : 1);
+    const int64_t work =
+        g.output[2] * pool_cpu::window_numel(g) * (g.channels_last ? g.channels : 1);
     const bool wide = R == Record::kIndex && g.input_numel() > std::numeric_limits<int32_t>::max();
     for_each_line_range(outer, g.output, work, [&](int64_t begin, int64_t end) {
       if (wide) {
@@ -379,9 +384,8 @@ void backward_positions_nchw(const scalar_t* grad, const uint8_t* positions, sca
 template <typename scalar_t, typename acc_t, typename ZeroRows>
 void scatter_positions_channels_last(const scalar_t* src, const uint8_t* pos, acc_t* acc,
                                      int64_t pitch, int64_t width, const PoolGeometry& g,
-                                     const PositionTable& table,
-                                     const std::vector<uint8_t>& empty, ZeroRows&& zero_rows,
-                                     std::atomic<bool>& bad) {
+                                     const PositionTable& table, const std::vector<uint8_t>& empty,
+                                     ZeroRows&& zero_rows, std::atomic<bool>& bad) {
   const int64_t C = g.channels, OW = g.output[2];
   for (int64_t od = 0; od < g.output[0]; ++od) {
     const Span sd = window_span(g, 0, od);
@@ -433,8 +437,8 @@ void backward_positions_channels_last(const scalar_t* grad, const uint8_t* posit
       zero_rows(rows);
     } else {
       pool_cpu::accumulate_channel_block(grad_in, g, n, c0, c1, [&](acc_t* acc, int64_t pitch) {
-        scatter_positions_channels_last(src, pos, acc, pitch, width, g, table, empty,
-                                        [](int64_t) {}, bad);
+        scatter_positions_channels_last(
+            src, pos, acc, pitch, width, g, table, empty, [](int64_t) {}, bad);
       });
     }
   });
@@ -460,17 +464,19 @@ void max_pool_forward_positions(const at::Tensor& input, const at::Tensor& outpu
 void max_pool_backward_positions(const at::Tensor& grad_output, const at::Tensor& positions,
                                  const at::Tensor& grad_input, const PoolGeometry& g) {
   std::atomic<bool> bad{false};
-  CONVPOOL_DISPATCH_FLOATING_TYPES(grad_output.scalar_type(), "max_pool_backward_positions_cpu", [&] {
-    const auto* grad = grad_output.const_data_ptr<scalar_t>();
-    const auto* pos = positions.const_data_ptr<uint8_t>();
-    auto* out = grad_input.data_ptr<scalar_t>();
-    if (g.channels_last) {
-      backward_positions_channels_last(grad, pos, out, g, bad);
-    } else {
-      backward_positions_nchw(grad, pos, out, g, bad);
-    }
-  });
-  TORCH_CHECK(!bad.load(), "max_pool_positions_backward: found a window position outside the "
+  CONVPOOL_DISPATCH_FLOATING_TYPES(grad_output.scalar_type(), "max_pool_backward_positions_cpu",
+                                   [&] {
+                                     const auto* grad = grad_output.const_data_ptr<scalar_t>();
+                                     const auto* pos = positions.const_data_ptr<uint8_t>();
+                                     auto* out = grad_input.data_ptr<scalar_t>();
+                                     if (g.channels_last) {
+                                       backward_positions_channels_last(grad, pos, out, g, bad);
+                                     } else {
+                                       backward_positions_nchw(grad, pos, out, g, bad);
+                                     }
+                                   });
+  TORCH_CHECK(!bad.load(),
+              "max_pool_positions_backward: found a window position outside the "
               "input (positions must come from max_pool_positions with the same arguments)");
 }
 

@@ -175,10 +175,10 @@ class MaxPositionsBackwardFunction
     ctx->saved_data["regular"] = regular;
     if (regular) save_window(ctx, w);
     return regular ? ops::max_pool_positions_backward(grad_output, positions, input_size,
-                                                      channels_last, w.kernel, w.stride,
-                                                      w.padding, w.dilation, w.ceil_mode)
-                   : ops::adaptive_max_pool_positions_backward(grad_output, positions,
-                                                               input_size, channels_last);
+                                                      channels_last, w.kernel, w.stride, w.padding,
+                                                      w.dilation, w.ceil_mode)
+                   : ops::adaptive_max_pool_positions_backward(grad_output, positions, input_size,
+                                                               channels_last);
   }
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const auto saved = ctx->get_saved_variables();
@@ -210,19 +210,19 @@ class MaxPositionsBackwardFunction
 // it can (saves_positions), else the input and torch's indices.
 class MaxPoolValuesFunction : public torch::autograd::Function<MaxPoolValuesFunction> {
  public:
-  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& input,
-                            const at::Tensor& anchor, bool positions, bool regular,
-                            const RegularWindow& w, const SymInts& output_size) {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& input, const at::Tensor& anchor,
+                            bool positions, bool regular, const RegularWindow& w,
+                            const SymInts& output_size) {
     at::AutoDispatchBelowADInplaceOrView guard;
     ctx->saved_data["regular"] = regular;
     ctx->saved_data["positions"] = positions;
     if (regular) save_window(ctx, w);
     at::Tensor output, record;
     if (positions) {
-      std::tie(output, record) =
-          regular ? ops::max_pool_positions(input, w.kernel, w.stride, w.padding, w.dilation,
-                                            w.ceil_mode)
-                  : ops::adaptive_max_pool_positions(input, output_size);
+      std::tie(output, record) = regular
+                                     ? ops::max_pool_positions(input, w.kernel, w.stride, w.padding,
+                                                               w.dilation, w.ceil_mode)
+                                     : ops::adaptive_max_pool_positions(input, output_size);
       ctx->save_for_backward({record, anchor});
       ctx->saved_data["input_size"] = input.sym_sizes().vec();
       ctx->saved_data["channels_last"] =
@@ -403,91 +403,103 @@ TORCH_LIBRARY_IMPL(convpool, Autograd, m) {
   using at::IntArrayRef;
   using at::Tensor;
   using c10::SymIntArrayRef;
-  m.impl("max_pool", +[](const Tensor& input, IntArrayRef kernel, IntArrayRef stride,
-                         SymIntArrayRef padding, IntArrayRef dilation, bool ceil_mode) {
-    return pair(MaxPoolFunction::apply(
-        input, RegularWindow{kernel.vec(), stride.vec(), dilation.vec(), padding.vec(), ceil_mode}));
-  });
-  m.impl("max_pool_backward",
-         +[](const Tensor& grad_output, const Tensor& input, const Tensor& indices,
-             IntArrayRef kernel, IntArrayRef stride, SymIntArrayRef padding, IntArrayRef dilation,
-             bool ceil_mode) {
-           return MaxBackwardFunction::apply(
-               grad_output, input, indices, true,
-               RegularWindow{kernel.vec(), stride.vec(), dilation.vec(), padding.vec(), ceil_mode});
-         });
-  m.impl("adaptive_max_pool", +[](const Tensor& input, SymIntArrayRef output_size) {
-    return pair(AdaptiveMaxPoolFunction::apply(input, output_size.vec()));
-  });
-  m.impl("adaptive_max_pool_backward",
-         +[](const Tensor& grad_output, const Tensor& input, const Tensor& indices) {
-           return MaxBackwardFunction::apply(grad_output, input, indices, false, RegularWindow{});
-         });
-  m.impl("max_pool_values", +[](const Tensor& input, IntArrayRef kernel, IntArrayRef stride,
-                                SymIntArrayRef padding, IntArrayRef dilation, bool ceil_mode) {
-    if (!needs_grad(input)) {
-      at::AutoDispatchBelowADInplaceOrView guard;
-      return ops::max_pool_values(input, kernel, stride, padding, dilation, ceil_mode);
-    }
-    const RegularWindow w{kernel.vec(), stride.vec(), dilation.vec(), padding.vec(), ceil_mode};
-    const bool positions = saves_positions(input, true, w, SymInts{});
-    return MaxPoolValuesFunction::apply(input, positions ? graph_anchor(input) : input, positions,
-                                        true, w, SymInts{});
-  });
-  m.impl("adaptive_max_pool_values", +[](const Tensor& input, SymIntArrayRef output_size) {
-    if (!needs_grad(input)) {
-      at::AutoDispatchBelowADInplaceOrView guard;
-      return ops::adaptive_max_pool_values(input, output_size);
-    }
-    const auto sizes = output_size.vec();
-    const bool positions = saves_positions(input, false, RegularWindow{}, sizes);
-    return MaxPoolValuesFunction::apply(input, positions ? graph_anchor(input) : input, positions,
-                                        false, RegularWindow{}, sizes);
-  });
-  m.impl("max_pool_positions_backward",
-         +[](const Tensor& grad_output, const Tensor& positions, SymIntArrayRef input_size,
-             bool channels_last, IntArrayRef kernel, IntArrayRef stride, SymIntArrayRef padding,
-             IntArrayRef dilation, bool ceil_mode) {
-           return MaxPositionsBackwardFunction::apply(
-               grad_output, positions, grad_output, input_size.vec(), channels_last, true,
-               RegularWindow{kernel.vec(), stride.vec(), dilation.vec(), padding.vec(), ceil_mode});
-         });
-  m.impl("adaptive_max_pool_positions_backward",
-         +[](const Tensor& grad_output, const Tensor& positions, SymIntArrayRef input_size,
-             bool channels_last) {
-           // Called directly there is no forward input to tie to: grad_output stands in (the
-           // zeros it gets back add nothing).
-           return MaxPositionsBackwardFunction::apply(grad_output, positions, grad_output,
-                                                      input_size.vec(), channels_last, false,
-                                                      RegularWindow{});
-         });
-  m.impl("avg_pool", +[](const Tensor& input, IntArrayRef kernel, IntArrayRef stride,
-                         SymIntArrayRef padding, bool ceil_mode, bool count_include_pad,
-                         std::optional<int64_t> divisor_override) {
-    return AvgPoolFunction::apply(
-        input, AverageWindow{RegularWindow{kernel.vec(), stride.vec(), Ints(kernel.size(), 1),
-                                           padding.vec(), ceil_mode},
-                             count_include_pad, divisor_override});
-  });
-  m.impl("avg_pool_backward",
-         +[](const Tensor& grad_output, const Tensor& input, IntArrayRef kernel,
-             IntArrayRef stride, SymIntArrayRef padding, bool ceil_mode, bool count_include_pad,
-             std::optional<int64_t> divisor_override) {
-           return AvgPoolBackwardFunction::apply(
-               grad_output, input,
-               AverageWindow{RegularWindow{kernel.vec(), stride.vec(), Ints(kernel.size(), 1),
-                                           padding.vec(), ceil_mode},
-                             count_include_pad, divisor_override});
-         });
-  m.impl("adaptive_avg_pool", +[](const Tensor& input, SymIntArrayRef output_size) {
-    return AdaptiveAvgPoolFunction::apply(input, output_size.vec());
-  });
-  m.impl("adaptive_avg_pool_backward", +[](const Tensor& grad_output, const Tensor& input) {
-    return AdaptiveAvgPoolBackwardFunction::apply(grad_output, input);
-  });
-  m.impl("max_unpool", +[](const Tensor& input, const Tensor& indices, SymIntArrayRef output_size) {
-    return MaxUnpoolFunction::apply(input, indices, output_size.vec());
-  });
+  m.impl(
+      "max_pool", +[](const Tensor& input, IntArrayRef kernel, IntArrayRef stride,
+                      SymIntArrayRef padding, IntArrayRef dilation, bool ceil_mode) {
+        return pair(MaxPoolFunction::apply(
+            input,
+            RegularWindow{kernel.vec(), stride.vec(), dilation.vec(), padding.vec(), ceil_mode}));
+      });
+  m.impl(
+      "max_pool_backward",
+      +[](const Tensor& grad_output, const Tensor& input, const Tensor& indices, IntArrayRef kernel,
+          IntArrayRef stride, SymIntArrayRef padding, IntArrayRef dilation, bool ceil_mode) {
+        return MaxBackwardFunction::apply(
+            grad_output, input, indices, true,
+            RegularWindow{kernel.vec(), stride.vec(), dilation.vec(), padding.vec(), ceil_mode});
+      });
+  m.impl(
+      "adaptive_max_pool", +[](const Tensor& input, SymIntArrayRef output_size) {
+        return pair(AdaptiveMaxPoolFunction::apply(input, output_size.vec()));
+      });
+  m.impl(
+      "adaptive_max_pool_backward",
+      +[](const Tensor& grad_output, const Tensor& input, const Tensor& indices) {
+        return MaxBackwardFunction::apply(grad_output, input, indices, false, RegularWindow{});
+      });
+  m.impl(
+      "max_pool_values", +[](const Tensor& input, IntArrayRef kernel, IntArrayRef stride,
+                             SymIntArrayRef padding, IntArrayRef dilation, bool ceil_mode) {
+        if (!needs_grad(input)) {
+          at::AutoDispatchBelowADInplaceOrView guard;
+          return ops::max_pool_values(input, kernel, stride, padding, dilation, ceil_mode);
+        }
+        const RegularWindow w{kernel.vec(), stride.vec(), dilation.vec(), padding.vec(), ceil_mode};
+        const bool positions = saves_positions(input, true, w, SymInts{});
+        return MaxPoolValuesFunction::apply(input, positions ? graph_anchor(input) : input,
+                                            positions, true, w, SymInts{});
+      });
+  m.impl(
+      "adaptive_max_pool_values", +[](const Tensor& input, SymIntArrayRef output_size) {
+        if (!needs_grad(input)) {
+          at::AutoDispatchBelowADInplaceOrView guard;
+          return ops::adaptive_max_pool_values(input, output_size);
+        }
+        const auto sizes = output_size.vec();
+        const bool positions = saves_positions(input, false, RegularWindow{}, sizes);
+        return MaxPoolValuesFunction::apply(input, positions ? graph_anchor(input) : input,
+                                            positions, false, RegularWindow{}, sizes);
+      });
+  m.impl(
+      "max_pool_positions_backward",
+      +[](const Tensor& grad_output, const Tensor& positions, SymIntArrayRef input_size,
+          bool channels_last, IntArrayRef kernel, IntArrayRef stride, SymIntArrayRef padding,
+          IntArrayRef dilation, bool ceil_mode) {
+        return MaxPositionsBackwardFunction::apply(
+            grad_output, positions, grad_output, input_size.vec(), channels_last, true,
+            RegularWindow{kernel.vec(), stride.vec(), dilation.vec(), padding.vec(), ceil_mode});
+      });
+  m.impl(
+      "adaptive_max_pool_positions_backward",
+      +[](const Tensor& grad_output, const Tensor& positions, SymIntArrayRef input_size,
+          bool channels_last) {
+        // Called directly there is no forward input to tie to: grad_output stands in (the
+        // zeros it gets back add nothing).
+        return MaxPositionsBackwardFunction::apply(grad_output, positions, grad_output,
+                                                   input_size.vec(), channels_last, false,
+                                                   RegularWindow{});
+      });
+  m.impl(
+      "avg_pool",
+      +[](const Tensor& input, IntArrayRef kernel, IntArrayRef stride, SymIntArrayRef padding,
+          bool ceil_mode, bool count_include_pad, std::optional<int64_t> divisor_override) {
+        return AvgPoolFunction::apply(
+            input, AverageWindow{RegularWindow{kernel.vec(), stride.vec(), Ints(kernel.size(), 1),
+                                               padding.vec(), ceil_mode},
+                                 count_include_pad, divisor_override});
+      });
+  m.impl(
+      "avg_pool_backward", +[](const Tensor& grad_output, const Tensor& input, IntArrayRef kernel,
+                               IntArrayRef stride, SymIntArrayRef padding, bool ceil_mode,
+                               bool count_include_pad, std::optional<int64_t> divisor_override) {
+        return AvgPoolBackwardFunction::apply(
+            grad_output, input,
+            AverageWindow{RegularWindow{kernel.vec(), stride.vec(), Ints(kernel.size(), 1),
+                                        padding.vec(), ceil_mode},
+                          count_include_pad, divisor_override});
+      });
+  m.impl(
+      "adaptive_avg_pool", +[](const Tensor& input, SymIntArrayRef output_size) {
+        return AdaptiveAvgPoolFunction::apply(input, output_size.vec());
+      });
+  m.impl(
+      "adaptive_avg_pool_backward", +[](const Tensor& grad_output, const Tensor& input) {
+        return AdaptiveAvgPoolBackwardFunction::apply(grad_output, input);
+      });
+  m.impl(
+      "max_unpool", +[](const Tensor& input, const Tensor& indices, SymIntArrayRef output_size) {
+        return MaxUnpoolFunction::apply(input, indices, output_size.vec());
+      });
 }
 
 }  // namespace convpool

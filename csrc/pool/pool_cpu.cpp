@@ -39,22 +39,25 @@ void average_forward_lines(const scalar_t* in, scalar_t* out, const PoolGeometry
   const int64_t s = g.stride[2], OW = g.output[2];
   for_each_line(g.planes, g.output, OW * window_numel(g),
                 [&](int64_t line, int64_t plane, int64_t od, int64_t oh) {
-    std::vector<acc_t> sum(OW, acc_t(0));
-    acc_t* __restrict__ acc = sum.data();
-    const Span sd = window_span(g, 0, od), sh = window_span(g, 1, oh);
-    const scalar_t* plane_in = in + plane * g.input_numel();
-    for (int64_t id = sd.begin; id < sd.end; id += sd.step) {
-      for (int64_t ih = sh.begin; ih < sh.end; ih += sh.step) {
-        const scalar_t* __restrict__ r = plane_in + (id * g.input[1] + ih) * g.input[2];
-        for (const auto& run : runs) {
-          for (int64_t ow = run.lo; ow < run.hi; ++ow) acc[ow] += static_cast<acc_t>(r[ow * s + run.offset]);
-        }
-      }
-    }
-    for (int64_t ow = 0; ow < OW; ++ow) {
-      out[line * OW + ow] = static_cast<scalar_t>(divide(acc[ow], average_divisor(g, od, oh, ow)));
-    }
-  });
+                  std::vector<acc_t> sum(OW, acc_t(0));
+                  acc_t* __restrict__ acc = sum.data();
+                  const Span sd = window_span(g, 0, od), sh = window_span(g, 1, oh);
+                  const scalar_t* plane_in = in + plane * g.input_numel();
+                  for (int64_t id = sd.begin; id < sd.end; id += sd.step) {
+                    for (int64_t ih = sh.begin; ih < sh.end; ih += sh.step) {
+                      const scalar_t* __restrict__ r =
+                          plane_in + (id * g.input[1] + ih) * g.input[2];
+                      for (const auto& run : runs) {
+                        for (int64_t ow = run.lo; ow < run.hi; ++ow)
+                          acc[ow] += static_cast<acc_t>(r[ow * s + run.offset]);
+                      }
+                    }
+                  }
+                  for (int64_t ow = 0; ow < OW; ++ow) {
+                    out[line * OW + ow] =
+                        static_cast<scalar_t>(divide(acc[ow], average_divisor(g, od, oh, ow)));
+                  }
+                });
 }
 
 template <typename scalar_t>
@@ -63,14 +66,15 @@ void average_forward_planes(const scalar_t* in, scalar_t* out, const PoolGeometr
   using acc_t = at::opmath_type<scalar_t>;
   for_each_line(g.planes, g.output, g.output[2] * window_numel(g),
                 [&](int64_t line, int64_t plane, int64_t od, int64_t oh) {
-    const scalar_t* plane_in = in + plane * g.input_numel();
-    Window win{window_span(g, 0, od), window_span(g, 1, oh), {}};
-    for (int64_t ow = 0; ow < g.output[2]; ++ow) {
-      win.w = window_span(g, 2, ow);
-      const acc_t sum = sum_over<scalar_t, acc_t>(plane_in, 1, g, win);
-      out[line * g.output[2] + ow] = static_cast<scalar_t>(divide(sum, average_divisor(g, od, oh, ow)));
-    }
-  });
+                  const scalar_t* plane_in = in + plane * g.input_numel();
+                  Window win{window_span(g, 0, od), window_span(g, 1, oh), {}};
+                  for (int64_t ow = 0; ow < g.output[2]; ++ow) {
+                    win.w = window_span(g, 2, ow);
+                    const acc_t sum = sum_over<scalar_t, acc_t>(plane_in, 1, g, win);
+                    out[line * g.output[2] + ow] =
+                        static_cast<scalar_t>(divide(sum, average_divisor(g, od, oh, ow)));
+                  }
+                });
 }
 
 // ---- forward, channels_last: [N, D, H, W, C], channels innermost ----------------------------
@@ -82,26 +86,27 @@ void average_forward_channels_last(const scalar_t* in, scalar_t* out, const Pool
   const int64_t batch = g.planes / C;
   for_each_line(batch, g.output, g.output[2] * window_numel(g) * C,
                 [&](int64_t line, int64_t n, int64_t od, int64_t oh) {
-    std::vector<acc_t> sum(C);
-    const scalar_t* sample = in + n * g.input_numel() * C;
-    Window win{window_span(g, 0, od), window_span(g, 1, oh), {}};
-    for (int64_t ow = 0; ow < g.output[2]; ++ow) {
-      win.w = window_span(g, 2, ow);
-      std::fill(sum.begin(), sum.end(), acc_t(0));
-      for (int64_t id = win.d.begin; id < win.d.end; id += win.d.step) {
-        for (int64_t ih = win.h.begin; ih < win.h.end; ih += win.h.step) {
-          const int64_t row = (id * g.input[1] + ih) * g.input[2];
-          for (int64_t iw = win.w.begin; iw < win.w.end; iw += win.w.step) {
-            const scalar_t* pixel = sample + (row + iw) * C;
-            for (int64_t c = 0; c < C; ++c) sum[c] += static_cast<acc_t>(pixel[c]);
-          }
-        }
-      }
-      const int64_t divisor = average_divisor(g, od, oh, ow);
-      scalar_t* dst = out + (line * g.output[2] + ow) * C;
-      for (int64_t c = 0; c < C; ++c) dst[c] = static_cast<scalar_t>(divide(sum[c], divisor));
-    }
-  });
+                  std::vector<acc_t> sum(C);
+                  const scalar_t* sample = in + n * g.input_numel() * C;
+                  Window win{window_span(g, 0, od), window_span(g, 1, oh), {}};
+                  for (int64_t ow = 0; ow < g.output[2]; ++ow) {
+                    win.w = window_span(g, 2, ow);
+                    std::fill(sum.begin(), sum.end(), acc_t(0));
+                    for (int64_t id = win.d.begin; id < win.d.end; id += win.d.step) {
+                      for (int64_t ih = win.h.begin; ih < win.h.end; ih += win.h.step) {
+                        const int64_t row = (id * g.input[1] + ih) * g.input[2];
+                        for (int64_t iw = win.w.begin; iw < win.w.end; iw += win.w.step) {
+                          const scalar_t* pixel = sample + (row + iw) * C;
+                          for (int64_t c = 0; c < C; ++c) sum[c] += static_cast<acc_t>(pixel[c]);
+                        }
+                      }
+                    }
+                    const int64_t divisor = average_divisor(g, od, oh, ow);
+                    scalar_t* dst = out + (line * g.output[2] + ow) * C;
+                    for (int64_t c = 0; c < C; ++c)
+                      dst[c] = static_cast<scalar_t>(divide(sum[c], divisor));
+                  }
+                });
 }
 
 // ---- backward: scatter, one task per plane (NCHW) or per (sample, channel block) ------------
@@ -194,7 +199,8 @@ void max_backward_channels_last(const scalar_t* grad, const int64_t* idx, scalar
 }
 
 template <typename scalar_t>
-void average_backward_channels_last(const scalar_t* grad, scalar_t* grad_in, const PoolGeometry& g) {
+void average_backward_channels_last(const scalar_t* grad, scalar_t* grad_in,
+                                    const PoolGeometry& g) {
   using acc_t = at::opmath_type<scalar_t>;
   const int64_t C = g.channels, out_numel = g.output_numel();
   for_each_channel_block(g, [&](int64_t n, int64_t c0, int64_t c1) {
@@ -209,7 +215,8 @@ void average_backward_channels_last(const scalar_t* grad, scalar_t* grad_in, con
             win.w = window_span(g, 2, ow);
             const int64_t o = (od * g.output[1] + oh) * g.output[2] + ow;
             const int64_t divisor = average_divisor(g, od, oh, ow);
-            for (int64_t c = 0; c < width; ++c) share[c] = divide(static_cast<acc_t>(src[o * C + c]), divisor);
+            for (int64_t c = 0; c < width; ++c)
+              share[c] = divide(static_cast<acc_t>(src[o * C + c]), divisor);
             for (int64_t id = win.d.begin; id < win.d.end; id += win.d.step) {
               for (int64_t ih = win.h.begin; ih < win.h.end; ih += win.h.step) {
                 const int64_t row = (id * g.input[1] + ih) * g.input[2];
@@ -230,11 +237,13 @@ void average_backward_channels_last(const scalar_t* grad, scalar_t* grad_in, con
 
 void average_forward_cpu(const at::Tensor& input, const at::Tensor& output, const PoolGeometry& g) {
   // torch's CPU average pooling also takes int64 (a truncating division).
-  AT_DISPATCH_FLOATING_TYPES_AND3(at::kHalf, at::kBFloat16, at::kLong, input.scalar_type(), "avg_pool_cpu", [&] {
-    const auto* in = input.const_data_ptr<scalar_t>();
-    auto* out = output.data_ptr<scalar_t>();
-    g.channels_last ? average_forward_channels_last(in, out, g) : average_forward_planes(in, out, g);
-  });
+  AT_DISPATCH_FLOATING_TYPES_AND3(at::kHalf, at::kBFloat16, at::kLong, input.scalar_type(),
+                                  "avg_pool_cpu", [&] {
+                                    const auto* in = input.const_data_ptr<scalar_t>();
+                                    auto* out = output.data_ptr<scalar_t>();
+                                    g.channels_last ? average_forward_channels_last(in, out, g)
+                                                    : average_forward_planes(in, out, g);
+                                  });
 }
 
 void max_backward_cpu(const at::Tensor& grad_output, const at::Tensor& indices,
@@ -287,10 +296,14 @@ void unpool_cpu(const at::Tensor& input, const at::Tensor& indices, const at::Te
 // The channels_last kernels pool in place.
 bool cpu_takes_channels_last() { return true; }
 
-const PoolBackend kCpuBackend{cpu::max_pool_forward,      average_forward_cpu,
-                              max_backward_cpu,             average_backward_cpu,
-                              unpool_cpu,                   cpu_takes_channels_last,
-                              cpu::max_pool_forward_values, cpu::max_pool_forward_positions,
+const PoolBackend kCpuBackend{cpu::max_pool_forward,
+                              average_forward_cpu,
+                              max_backward_cpu,
+                              average_backward_cpu,
+                              unpool_cpu,
+                              cpu_takes_channels_last,
+                              cpu::max_pool_forward_values,
+                              cpu::max_pool_forward_positions,
                               cpu::max_pool_backward_positions};
 
 // CPU tensors take the CPU's kernels, or the CUDA kernels' bodies while CUDA emulation is on.

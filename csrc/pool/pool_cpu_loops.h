@@ -19,7 +19,8 @@ constexpr int64_t kWorkPerTask = 1 << 15;  // elements touched per parallel_for 
 inline int64_t window_numel(const PoolGeometry& g) {
   if (g.adaptive) {
     int64_t n = 1;
-    for (int d = 0; d < kSpatialDims; ++d) n *= (g.input[d] + g.output[d] - 1) / std::max<int64_t>(1, g.output[d]) + 1;
+    for (int d = 0; d < kSpatialDims; ++d)
+      n *= (g.input[d] + g.output[d] - 1) / std::max<int64_t>(1, g.output[d]) + 1;
     return n;
   }
   return g.kernel[0] * g.kernel[1] * g.kernel[2];
@@ -28,7 +29,8 @@ inline int64_t window_numel(const PoolGeometry& g) {
 // Runs chunk(begin, end) over ranges of the lines (outer, d, h) of an [outer, d, h, w] volume,
 // `work_per_line` elements each, in parallel.
 template <typename Chunk>
-void for_each_line_range(int64_t outer, const int64_t* sizes, int64_t work_per_line, Chunk&& chunk) {
+void for_each_line_range(int64_t outer, const int64_t* sizes, int64_t work_per_line,
+                         Chunk&& chunk) {
   const int64_t lines = outer * sizes[0] * sizes[1];
   const int64_t grain = std::max<int64_t>(1, kWorkPerTask / std::max<int64_t>(1, work_per_line));
   at::parallel_for(0, lines, grain, chunk);
@@ -70,7 +72,10 @@ struct PlaneAccumulator {
     }
   }
   acc_t* data() {
-    if constexpr (kDirect) return dst; else return buffer.data();
+    if constexpr (kDirect)
+      return dst;
+    else
+      return buffer.data();
   }
   ~PlaneAccumulator() {
     if constexpr (!kDirect) {
@@ -131,7 +136,8 @@ void accumulate_channel_block(scalar_t* grad_in, const PoolGeometry& g, int64_t 
     std::vector<acc_t> acc(in_numel * width, acc_t(0));
     body(acc.data(), width);
     for (int64_t i = 0; i < in_numel; ++i) {
-      for (int64_t c = 0; c < width; ++c) dst[i * C + c] = static_cast<scalar_t>(acc[i * width + c]);
+      for (int64_t c = 0; c < width; ++c)
+        dst[i * C + c] = static_cast<scalar_t>(acc[i * width + c]);
     }
   }
 }

@@ -22,14 +22,15 @@ struct Layout {
 Layout layout_of(const at::Tensor& input, const PoolBackend& backend) {
   const auto format = input.suggest_memory_format();
   const bool channels_last = format != at::MemoryFormat::Contiguous;
-  return {format, channels_last && backend.takes_channels_last != nullptr &&
-                      backend.takes_channels_last()};
+  return {format,
+          channels_last && backend.takes_channels_last != nullptr && backend.takes_channels_last()};
 }
 
 at::Tensor empty_like_format(at::IntArrayRef sizes, const at::TensorOptions& options,
                              const Layout& layout) {
   return prefer_huge_pages(at::empty(
-      sizes, options.memory_format(layout.in_place ? layout.format : at::MemoryFormat::Contiguous)));
+      sizes,
+      options.memory_format(layout.in_place ? layout.format : at::MemoryFormat::Contiguous)));
 }
 
 // The tensor a launcher reads: in the layout's format when pooled in place, else NCHW.
@@ -107,8 +108,9 @@ at::Tensor run_max_positions_backward(const char* op, const at::Tensor& grad_out
                                       bool channels_last, const PoolGeometry& g,
                                       const PoolBackend& backend) {
   const auto expected = pool_output_sizes(input, g);
-  TORCH_CHECK(grad_output.sizes() == at::IntArrayRef(expected), op, ": expected grad_output of size ",
-              at::IntArrayRef(expected), ", but got ", grad_output.sizes());
+  TORCH_CHECK(grad_output.sizes() == at::IntArrayRef(expected), op,
+              ": expected grad_output of size ", at::IntArrayRef(expected), ", but got ",
+              grad_output.sizes());
   TORCH_CHECK(positions.sizes() == grad_output.sizes(), op, ": positions (", positions.sizes(),
               ") must have grad_output's size (", grad_output.sizes(), ")");
   TORCH_CHECK(positions.scalar_type() == at::kByte, op, ": expected uint8 positions, but got ",
@@ -116,13 +118,14 @@ at::Tensor run_max_positions_backward(const char* op, const at::Tensor& grad_out
   TORCH_CHECK(positions.device() == grad_output.device(), op,
               ": positions and grad_output must be on the same device");
   TORCH_CHECK(!channels_last || input.dim() >= 4, op,
-              ": channels_last needs a 2-d or 3-d pooling, but the input has ", input.dim(), " dims");
+              ": channels_last needs a 2-d or 3-d pooling, but the input has ", input.dim(),
+              " dims");
   check_positions_fit(op, g);
   TORCH_CHECK(backend.max_backward_positions != nullptr, op,
               ": window positions are computed on the CPU only (CUDA and its emulation save "
               "indices)");
   const c10::DeviceGuard guard(grad_output.device());
-  const auto format = !channels_last           ? at::MemoryFormat::Contiguous
+  const auto format = !channels_last     ? at::MemoryFormat::Contiguous
                       : input.dim() == 5 ? at::MemoryFormat::ChannelsLast3d
                                          : at::MemoryFormat::ChannelsLast;
   const Layout layout{format, channels_last && backend.takes_channels_last != nullptr &&
@@ -171,9 +174,9 @@ void check_max_indices(const char* op, const at::Tensor& indices, const PoolGeom
     }
   }
   if (!bad.any().item<bool>()) return;
-  TORCH_CHECK(false, op, ": found an invalid max index: ",
-              indices.masked_select(bad)[0].item<int64_t>(), " (input planes are of size ",
-              at::IntArrayRef(g.input + kSpatialDims - dims, dims), ")");
+  TORCH_CHECK(
+      false, op, ": found an invalid max index: ", indices.masked_select(bad)[0].item<int64_t>(),
+      " (input planes are of size ", at::IntArrayRef(g.input + kSpatialDims - dims, dims), ")");
 }
 
 at::Tensor run_max_backward(const char* op, const at::Tensor& grad_output, const at::Tensor& input,
@@ -210,7 +213,8 @@ void check_adaptive_grad_nonempty(const char* op, const at::Tensor& grad_output)
   for (int64_t d = 1; d < grad_output.dim(); ++d) {
     TORCH_CHECK(grad_output.size(d) > 0, op,
                 ": Expected grad_output to have non-zero size for non-batch dimensions, but "
-                "grad_output has sizes ", grad_output.sizes(), " with dimension ", d, " being empty");
+                "grad_output has sizes ",
+                grad_output.sizes(), " with dimension ", d, " being empty");
   }
 }
 
@@ -235,21 +239,19 @@ std::tuple<at::Tensor, at::Tensor> compute_max_pool(const at::Tensor& input, at:
                  backend);
 }
 
-at::Tensor compute_max_pool_values(const at::Tensor& input, at::IntArrayRef kernel, at::IntArrayRef stride,
-                           at::IntArrayRef padding, at::IntArrayRef dilation, bool ceil_mode,
-                           const PoolBackend& backend) {
+at::Tensor compute_max_pool_values(const at::Tensor& input, at::IntArrayRef kernel,
+                                   at::IntArrayRef stride, at::IntArrayRef padding,
+                                   at::IntArrayRef dilation, bool ceil_mode,
+                                   const PoolBackend& backend) {
   return run_max_values(input,
                         pool_geometry("convpool::max_pool_values", input, kernel, stride, padding,
                                       dilation, ceil_mode, PoolTypes::kFloatingOrIntegral),
                         backend);
 }
 
-std::tuple<at::Tensor, at::Tensor> compute_max_pool_positions(const at::Tensor& input,
-                                                      at::IntArrayRef kernel,
-                                                      at::IntArrayRef stride,
-                                                      at::IntArrayRef padding,
-                                                      at::IntArrayRef dilation, bool ceil_mode,
-                                                      const PoolBackend& backend) {
+std::tuple<at::Tensor, at::Tensor> compute_max_pool_positions(
+    const at::Tensor& input, at::IntArrayRef kernel, at::IntArrayRef stride,
+    at::IntArrayRef padding, at::IntArrayRef dilation, bool ceil_mode, const PoolBackend& backend) {
   const char* op = "convpool::max_pool_positions";
   return run_max_positions(op, input,
                            pool_geometry(op, input, kernel, stride, padding, dilation, ceil_mode,
@@ -257,11 +259,12 @@ std::tuple<at::Tensor, at::Tensor> compute_max_pool_positions(const at::Tensor& 
                            backend);
 }
 
-at::Tensor compute_max_pool_positions_backward(const at::Tensor& grad_output, const at::Tensor& positions,
-                                       at::IntArrayRef input_size, bool channels_last,
-                                       at::IntArrayRef kernel, at::IntArrayRef stride,
-                                       at::IntArrayRef padding, at::IntArrayRef dilation,
-                                       bool ceil_mode, const PoolBackend& backend) {
+at::Tensor compute_max_pool_positions_backward(const at::Tensor& grad_output,
+                                               const at::Tensor& positions,
+                                               at::IntArrayRef input_size, bool channels_last,
+                                               at::IntArrayRef kernel, at::IntArrayRef stride,
+                                               at::IntArrayRef padding, at::IntArrayRef dilation,
+                                               bool ceil_mode, const PoolBackend& backend) {
   const char* op = "convpool::max_pool_positions_backward";
   const auto input = input_shape(input_size, grad_output);
   return run_max_positions_backward(
@@ -272,7 +275,8 @@ at::Tensor compute_max_pool_positions_backward(const at::Tensor& grad_output, co
 at::Tensor compute_max_pool_backward(const at::Tensor& grad_output, const at::Tensor& input,
                                      const at::Tensor& indices, at::IntArrayRef kernel,
                                      at::IntArrayRef stride, at::IntArrayRef padding,
-                                     at::IntArrayRef dilation, bool ceil_mode, const PoolBackend& backend) {
+                                     at::IntArrayRef dilation, bool ceil_mode,
+                                     const PoolBackend& backend) {
   const char* op = "convpool::max_pool_backward";
   return run_max_backward(op, grad_output, input, indices,
                           pool_geometry(op, input, kernel, stride, padding, dilation, ceil_mode),
@@ -291,8 +295,10 @@ at::Tensor compute_avg_pool(const at::Tensor& input, at::IntArrayRef kernel, at:
 
 at::Tensor compute_avg_pool_backward(const at::Tensor& grad_output, const at::Tensor& input,
                                      at::IntArrayRef kernel, at::IntArrayRef stride,
-                                     at::IntArrayRef padding, bool ceil_mode, bool count_include_pad,
-                                     c10::optional<int64_t> divisor_override, const PoolBackend& backend) {
+                                     at::IntArrayRef padding, bool ceil_mode,
+                                     bool count_include_pad,
+                                     c10::optional<int64_t> divisor_override,
+                                     const PoolBackend& backend) {
   const char* op = "convpool::avg_pool_backward";
   const std::vector<int64_t> no_dilation(kernel.size(), 1);
   const auto g = pool_geometry(op, input, kernel, stride, padding, no_dilation, ceil_mode);
@@ -307,41 +313,42 @@ std::tuple<at::Tensor, at::Tensor> compute_adaptive_max_pool(const at::Tensor& i
                  backend);
 }
 
-at::Tensor compute_adaptive_max_pool_backward(const at::Tensor& grad_output, const at::Tensor& input,
-                                              const at::Tensor& indices, const PoolBackend& backend) {
+at::Tensor compute_adaptive_max_pool_backward(const at::Tensor& grad_output,
+                                              const at::Tensor& input, const at::Tensor& indices,
+                                              const PoolBackend& backend) {
   const char* op = "convpool::adaptive_max_pool_backward";
   TORCH_CHECK(grad_output.dim() == input.dim(), op, ": grad_output and input ranks differ");
   check_adaptive_grad_nonempty(op, grad_output);
   return run_max_backward(op, grad_output, input, indices,
-                          adaptive_pool_geometry(op, input, grad_output.sizes().slice(2)),
-                          backend);
+                          adaptive_pool_geometry(op, input, grad_output.sizes().slice(2)), backend);
 }
 
 at::Tensor compute_adaptive_max_pool_values(const at::Tensor& input, at::IntArrayRef output_size,
-                                    const PoolBackend& backend) {
+                                            const PoolBackend& backend) {
   return run_max_values(
       input, adaptive_pool_geometry("convpool::adaptive_max_pool_values", input, output_size),
       backend);
 }
 
 std::tuple<at::Tensor, at::Tensor> compute_adaptive_max_pool_positions(const at::Tensor& input,
-                                                               at::IntArrayRef output_size,
-                                                               const PoolBackend& backend) {
+                                                                       at::IntArrayRef output_size,
+                                                                       const PoolBackend& backend) {
   const char* op = "convpool::adaptive_max_pool_positions";
   return run_max_positions(op, input, adaptive_pool_geometry(op, input, output_size), backend);
 }
 
 at::Tensor compute_adaptive_max_pool_positions_backward(const at::Tensor& grad_output,
-                                                const at::Tensor& positions,
-                                                at::IntArrayRef input_size, bool channels_last,
-                                                const PoolBackend& backend) {
+                                                        const at::Tensor& positions,
+                                                        at::IntArrayRef input_size,
+                                                        bool channels_last,
+                                                        const PoolBackend& backend) {
   const char* op = "convpool::adaptive_max_pool_positions_backward";
   const auto input = input_shape(input_size, grad_output);
   TORCH_CHECK(grad_output.dim() == input.dim(), op, ": grad_output and input ranks differ");
   check_adaptive_grad_nonempty(op, grad_output);
-  return run_max_positions_backward(
-      op, grad_output, positions, input, channels_last,
-      adaptive_pool_geometry(op, input, grad_output.sizes().slice(2)), backend);
+  return run_max_positions_backward(op, grad_output, positions, input, channels_last,
+                                    adaptive_pool_geometry(op, input, grad_output.sizes().slice(2)),
+                                    backend);
 }
 
 at::Tensor compute_adaptive_avg_pool(const at::Tensor& input, at::IntArrayRef output_size,
@@ -350,8 +357,8 @@ at::Tensor compute_adaptive_avg_pool(const at::Tensor& input, at::IntArrayRef ou
       input, adaptive_pool_geometry("convpool::adaptive_avg_pool", input, output_size), backend);
 }
 
-at::Tensor compute_adaptive_avg_pool_backward(const at::Tensor& grad_output, const at::Tensor& input,
-                                              const PoolBackend& backend) {
+at::Tensor compute_adaptive_avg_pool_backward(const at::Tensor& grad_output,
+                                              const at::Tensor& input, const PoolBackend& backend) {
   const char* op = "convpool::adaptive_avg_pool_backward";
   TORCH_CHECK(grad_output.dim() == input.dim(), op, ": grad_output and input ranks differ");
   check_adaptive_grad_nonempty(op, grad_output);
@@ -364,15 +371,16 @@ at::Tensor compute_max_unpool(const at::Tensor& input, const at::Tensor& indices
                               at::IntArrayRef output_size, const PoolBackend& backend) {
   const char* op = "convpool::max_unpool";
   const int64_t dims = static_cast<int64_t>(output_size.size());
-  TORCH_CHECK(dims >= 1 && dims <= kSpatialDims && input.dim() == dims + 2, op,
-              ": expected a ", dims + 2, "-d input for ", dims, " output sizes, but got input of size ",
+  TORCH_CHECK(dims >= 1 && dims <= kSpatialDims && input.dim() == dims + 2, op, ": expected a ",
+              dims + 2, "-d input for ", dims, " output sizes, but got input of size ",
               input.sizes());
   TORCH_CHECK(indices.sizes() == input.sizes(), op,
               ": expected shape of indices to be same as that of the input tensor (", input.sizes(),
               ") but got indices tensor with shape: ", indices.sizes());
   TORCH_CHECK(indices.scalar_type() == at::kLong, op, ": expected int64 indices, but got ",
               indices.scalar_type());
-  TORCH_CHECK(indices.device() == input.device(), op, ": indices and input must be on the same device");
+  TORCH_CHECK(indices.device() == input.device(), op,
+              ": indices and input must be on the same device");
   TORCH_CHECK_NOT_IMPLEMENTED(at::isFloatingType(input.scalar_type()), op,
                               ": expected a floating point input, but got ", input.scalar_type());
   std::vector<int64_t> sizes{input.size(0), input.size(1)};

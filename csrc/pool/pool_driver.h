@@ -43,23 +43,27 @@ std::tuple<at::Tensor, at::Tensor> compute_max_pool(const at::Tensor& input, at:
 at::Tensor compute_max_pool_backward(const at::Tensor& grad_output, const at::Tensor& input,
                                      const at::Tensor& indices, at::IntArrayRef kernel,
                                      at::IntArrayRef stride, at::IntArrayRef padding,
-                                     at::IntArrayRef dilation, bool ceil_mode, const PoolBackend& backend);
+                                     at::IntArrayRef dilation, bool ceil_mode,
+                                     const PoolBackend& backend);
 at::Tensor compute_avg_pool(const at::Tensor& input, at::IntArrayRef kernel, at::IntArrayRef stride,
                             at::IntArrayRef padding, bool ceil_mode, bool count_include_pad,
                             c10::optional<int64_t> divisor_override, const PoolBackend& backend);
 at::Tensor compute_avg_pool_backward(const at::Tensor& grad_output, const at::Tensor& input,
                                      at::IntArrayRef kernel, at::IntArrayRef stride,
-                                     at::IntArrayRef padding, bool ceil_mode, bool count_include_pad,
-                                     c10::optional<int64_t> divisor_override, const PoolBackend& backend);
+                                     at::IntArrayRef padding, bool ceil_mode,
+                                     bool count_include_pad,
+                                     c10::optional<int64_t> divisor_override,
+                                     const PoolBackend& backend);
 std::tuple<at::Tensor, at::Tensor> compute_adaptive_max_pool(const at::Tensor& input,
                                                              at::IntArrayRef output_size,
                                                              const PoolBackend& backend);
-at::Tensor compute_adaptive_max_pool_backward(const at::Tensor& grad_output, const at::Tensor& input,
-                                              const at::Tensor& indices, const PoolBackend& backend);
+at::Tensor compute_adaptive_max_pool_backward(const at::Tensor& grad_output,
+                                              const at::Tensor& input, const at::Tensor& indices,
+                                              const PoolBackend& backend);
 at::Tensor compute_adaptive_avg_pool(const at::Tensor& input, at::IntArrayRef output_size,
                                      const PoolBackend& backend);
-at::Tensor compute_adaptive_avg_pool_backward(const at::Tensor& grad_output, const at::Tensor& input,
-                                              const PoolBackend& backend);
+at::Tensor compute_adaptive_avg_pool_backward(const at::Tensor& grad_output,
+                                              const at::Tensor& input, const PoolBackend& backend);
 at::Tensor compute_max_unpool(const at::Tensor& input, const at::Tensor& indices,
                               at::IntArrayRef output_size, const PoolBackend& backend);
 
@@ -78,8 +82,9 @@ at::Tensor compute_max_pool_positions_backward(const at::Tensor& grad_output,
                                                bool ceil_mode, const PoolBackend& backend);
 at::Tensor compute_adaptive_max_pool_values(const at::Tensor& input, at::IntArrayRef output_size,
                                             const PoolBackend& backend);
-std::tuple<at::Tensor, at::Tensor> compute_adaptive_max_pool_positions(
-    const at::Tensor& input, at::IntArrayRef output_size, const PoolBackend& backend);
+std::tuple<at::Tensor, at::Tensor> compute_adaptive_max_pool_positions(const at::Tensor& input,
+                                                                       at::IntArrayRef output_size,
+                                                                       const PoolBackend& backend);
 at::Tensor compute_adaptive_max_pool_positions_backward(const at::Tensor& grad_output,
                                                         const at::Tensor& positions,
                                                         at::IntArrayRef input_size,
@@ -96,78 +101,91 @@ template <const PoolBackend& (*backend)()>
 void register_pool_kernels(torch::Library& m) {
   using at::IntArrayRef;
   using at::Tensor;
-  m.impl("max_pool", +[](const Tensor& input, IntArrayRef kernel, IntArrayRef stride,
-                         IntArrayRef padding, IntArrayRef dilation, bool ceil_mode) {
-    return compute_max_pool(input, kernel, stride, padding, dilation, ceil_mode, backend());
-  });
-  m.impl("max_pool_backward",
-         +[](const Tensor& grad_output, const Tensor& input, const Tensor& indices,
-             IntArrayRef kernel, IntArrayRef stride, IntArrayRef padding, IntArrayRef dilation,
-             bool ceil_mode) {
-           return compute_max_pool_backward(grad_output, input, indices, kernel, stride, padding,
-                                            dilation, ceil_mode, backend());
-         });
-  m.impl("max_pool_values", +[](const Tensor& input, IntArrayRef kernel, IntArrayRef stride,
-                                IntArrayRef padding, IntArrayRef dilation, bool ceil_mode) {
-    return compute_max_pool_values(input, kernel, stride, padding, dilation, ceil_mode, backend());
-  });
-  m.impl("adaptive_max_pool_values", +[](const Tensor& input, IntArrayRef output_size) {
-    return compute_adaptive_max_pool_values(input, output_size, backend());
-  });
+  m.impl(
+      "max_pool", +[](const Tensor& input, IntArrayRef kernel, IntArrayRef stride,
+                      IntArrayRef padding, IntArrayRef dilation, bool ceil_mode) {
+        return compute_max_pool(input, kernel, stride, padding, dilation, ceil_mode, backend());
+      });
+  m.impl(
+      "max_pool_backward",
+      +[](const Tensor& grad_output, const Tensor& input, const Tensor& indices, IntArrayRef kernel,
+          IntArrayRef stride, IntArrayRef padding, IntArrayRef dilation, bool ceil_mode) {
+        return compute_max_pool_backward(grad_output, input, indices, kernel, stride, padding,
+                                         dilation, ceil_mode, backend());
+      });
+  m.impl(
+      "max_pool_values", +[](const Tensor& input, IntArrayRef kernel, IntArrayRef stride,
+                             IntArrayRef padding, IntArrayRef dilation, bool ceil_mode) {
+        return compute_max_pool_values(input, kernel, stride, padding, dilation, ceil_mode,
+                                       backend());
+      });
+  m.impl(
+      "adaptive_max_pool_values", +[](const Tensor& input, IntArrayRef output_size) {
+        return compute_adaptive_max_pool_values(input, output_size, backend());
+      });
   {
-    m.impl("max_pool_positions", +[](const Tensor& input, IntArrayRef kernel, IntArrayRef stride,
-                                     IntArrayRef padding, IntArrayRef dilation, bool ceil_mode) {
-      return compute_max_pool_positions(input, kernel, stride, padding, dilation, ceil_mode,
-                                        backend());
-    });
-    m.impl("max_pool_positions_backward",
-           +[](const Tensor& grad_output, const Tensor& positions, IntArrayRef input_size,
-               bool channels_last, IntArrayRef kernel, IntArrayRef stride, IntArrayRef padding,
-               IntArrayRef dilation, bool ceil_mode) {
-             return compute_max_pool_positions_backward(grad_output, positions, input_size,
-                                                        channels_last, kernel, stride, padding,
-                                                        dilation, ceil_mode, backend());
-           });
-    m.impl("adaptive_max_pool_positions", +[](const Tensor& input, IntArrayRef output_size) {
-      return compute_adaptive_max_pool_positions(input, output_size, backend());
-    });
-    m.impl("adaptive_max_pool_positions_backward",
-           +[](const Tensor& grad_output, const Tensor& positions, IntArrayRef input_size,
-               bool channels_last) {
-             return compute_adaptive_max_pool_positions_backward(grad_output, positions,
-                                                                 input_size, channels_last,
-                                                                 backend());
-           });
+    m.impl(
+        "max_pool_positions", +[](const Tensor& input, IntArrayRef kernel, IntArrayRef stride,
+                                  IntArrayRef padding, IntArrayRef dilation, bool ceil_mode) {
+          return compute_max_pool_positions(input, kernel, stride, padding, dilation, ceil_mode,
+                                            backend());
+        });
+    m.impl(
+        "max_pool_positions_backward",
+        +[](const Tensor& grad_output, const Tensor& positions, IntArrayRef input_size,
+            bool channels_last, IntArrayRef kernel, IntArrayRef stride, IntArrayRef padding,
+            IntArrayRef dilation, bool ceil_mode) {
+          return compute_max_pool_positions_backward(grad_output, positions, input_size,
+                                                     channels_last, kernel, stride, padding,
+                                                     dilation, ceil_mode, backend());
+        });
+    m.impl(
+        "adaptive_max_pool_positions", +[](const Tensor& input, IntArrayRef output_size) {
+          return compute_adaptive_max_pool_positions(input, output_size, backend());
+        });
+    m.impl(
+        "adaptive_max_pool_positions_backward",
+        +[](const Tensor& grad_output, const Tensor& positions, IntArrayRef input_size,
+            bool channels_last) {
+          return compute_adaptive_max_pool_positions_backward(grad_output, positions, input_size,
+                                                              channels_last, backend());
+        });
   }
-  m.impl("avg_pool", +[](const Tensor& input, IntArrayRef kernel, IntArrayRef stride,
-                         IntArrayRef padding, bool ceil_mode, bool count_include_pad,
-                         c10::optional<int64_t> divisor_override) {
-    return compute_avg_pool(input, kernel, stride, padding, ceil_mode, count_include_pad,
-                            divisor_override, backend());
-  });
-  m.impl("avg_pool_backward",
-         +[](const Tensor& grad_output, const Tensor& input, IntArrayRef kernel,
-             IntArrayRef stride, IntArrayRef padding, bool ceil_mode, bool count_include_pad,
-             c10::optional<int64_t> divisor_override) {
-           return compute_avg_pool_backward(grad_output, input, kernel, stride, padding, ceil_mode,
-                                            count_include_pad, divisor_override, backend());
-         });
-  m.impl("adaptive_max_pool", +[](const Tensor& input, IntArrayRef output_size) {
-    return compute_adaptive_max_pool(input, output_size, backend());
-  });
-  m.impl("adaptive_max_pool_backward",
-         +[](const Tensor& grad_output, const Tensor& input, const Tensor& indices) {
-           return compute_adaptive_max_pool_backward(grad_output, input, indices, backend());
-         });
-  m.impl("adaptive_avg_pool", +[](const Tensor& input, IntArrayRef output_size) {
-    return compute_adaptive_avg_pool(input, output_size, backend());
-  });
-  m.impl("adaptive_avg_pool_backward", +[](const Tensor& grad_output, const Tensor& input) {
-    return compute_adaptive_avg_pool_backward(grad_output, input, backend());
-  });
-  m.impl("max_unpool", +[](const Tensor& input, const Tensor& indices, IntArrayRef output_size) {
-    return compute_max_unpool(input, indices, output_size, backend());
-  });
+  m.impl(
+      "avg_pool",
+      +[](const Tensor& input, IntArrayRef kernel, IntArrayRef stride, IntArrayRef padding,
+          bool ceil_mode, bool count_include_pad, c10::optional<int64_t> divisor_override) {
+        return compute_avg_pool(input, kernel, stride, padding, ceil_mode, count_include_pad,
+                                divisor_override, backend());
+      });
+  m.impl(
+      "avg_pool_backward", +[](const Tensor& grad_output, const Tensor& input, IntArrayRef kernel,
+                               IntArrayRef stride, IntArrayRef padding, bool ceil_mode,
+                               bool count_include_pad, c10::optional<int64_t> divisor_override) {
+        return compute_avg_pool_backward(grad_output, input, kernel, stride, padding, ceil_mode,
+                                         count_include_pad, divisor_override, backend());
+      });
+  m.impl(
+      "adaptive_max_pool", +[](const Tensor& input, IntArrayRef output_size) {
+        return compute_adaptive_max_pool(input, output_size, backend());
+      });
+  m.impl(
+      "adaptive_max_pool_backward",
+      +[](const Tensor& grad_output, const Tensor& input, const Tensor& indices) {
+        return compute_adaptive_max_pool_backward(grad_output, input, indices, backend());
+      });
+  m.impl(
+      "adaptive_avg_pool", +[](const Tensor& input, IntArrayRef output_size) {
+        return compute_adaptive_avg_pool(input, output_size, backend());
+      });
+  m.impl(
+      "adaptive_avg_pool_backward", +[](const Tensor& grad_output, const Tensor& input) {
+        return compute_adaptive_avg_pool_backward(grad_output, input, backend());
+      });
+  m.impl(
+      "max_unpool", +[](const Tensor& input, const Tensor& indices, IntArrayRef output_size) {
+        return compute_max_unpool(input, indices, output_size, backend());
+      });
 }
 
 }  // namespace convpool

@@ -14,7 +14,9 @@
 namespace convpool {
 
 template <typename acc_t>
-CONVPOOL_HOST_DEVICE bool is_nan(acc_t v) { return v != v; }
+CONVPOOL_HOST_DEVICE bool is_nan(acc_t v) {
+  return v != v;
+}
 
 // `take ? a : b` without a branch. Max pooling over random data makes `take` a coin flip, and
 // a mispredicted branch costs more than the arithmetic; g++ keeps float selects as branches, so
@@ -25,7 +27,7 @@ CONVPOOL_HOST_DEVICE T select(bool take, T a, T b) {
   return take ? a : b;
 #else
   using Bits = std::conditional_t<sizeof(T) == 8, uint64_t,
-                                  std::conditional_t<sizeof(T) == 4, uint32_t, uint16_t>>;
+                                  std::conditional_t<sizeof(T) == 4, uint32_t, uint16_t> >;
   Bits x, y;
   std::memcpy(&x, &a, sizeof(T));
   std::memcpy(&y, &b, sizeof(T));
@@ -99,13 +101,14 @@ template <typename scalar_t, typename acc_t>
 CONVPOOL_HOST_DEVICE acc_t sum_over(const scalar_t* plane_in, int64_t stride, const PoolGeometry& g,
                                     const Window& win) {
   // Whole consecutive rows form one contiguous run (a global average reads the plane as one).
-  const bool whole_rows = win.w.begin == 0 && win.w.end == g.input[2] && win.w.step == 1 &&
-                          win.h.step == 1;
+  const bool whole_rows =
+      win.w.begin == 0 && win.w.end == g.input[2] && win.w.step == 1 && win.h.step == 1;
   acc_t sum = acc_t(0);
   for (int64_t id = win.d.begin; id < win.d.end; id += win.d.step) {
     if (whole_rows) {
       const int64_t start = (id * g.input[1] + win.h.begin) * g.input[2];
-      sum += sum_of_run<scalar_t, acc_t>(plane_in + start * stride, win.h.count() * g.input[2], stride);
+      sum += sum_of_run<scalar_t, acc_t>(plane_in + start * stride, win.h.count() * g.input[2],
+                                         stride);
       continue;
     }
     for (int64_t ih = win.h.begin; ih < win.h.end; ih += win.h.step) {

@@ -14,9 +14,9 @@ using TensorPair = std::tuple<Tensor, Tensor>;
 
 TensorPair max_pool(const Tensor& input, IntArrayRef kernel, IntArrayRef stride,
                     SymIntArrayRef padding, IntArrayRef dilation, bool ceil_mode) {
-  static const auto op = op_handle<TensorPair(const Tensor&, IntArrayRef, IntArrayRef,
-                                              SymIntArrayRef, IntArrayRef, bool)>(
-      "convpool::max_pool");
+  static const auto op =
+      op_handle<TensorPair(const Tensor&, IntArrayRef, IntArrayRef, SymIntArrayRef, IntArrayRef,
+                           bool)>("convpool::max_pool");
   return op.call(input, kernel, stride, padding, dilation, ceil_mode);
 }
 
@@ -31,15 +31,17 @@ Tensor max_pool_backward(const Tensor& grad_output, const Tensor& input, const T
 
 Tensor max_pool_values(const Tensor& input, IntArrayRef kernel, IntArrayRef stride,
                        SymIntArrayRef padding, IntArrayRef dilation, bool ceil_mode) {
-  static const auto op = op_handle<Tensor(const Tensor&, IntArrayRef, IntArrayRef, SymIntArrayRef,
-                                       IntArrayRef, bool)>("convpool::max_pool_values");
+  static const auto op =
+      op_handle<Tensor(const Tensor&, IntArrayRef, IntArrayRef, SymIntArrayRef, IntArrayRef, bool)>(
+          "convpool::max_pool_values");
   return op.call(input, kernel, stride, padding, dilation, ceil_mode);
 }
 
 TensorPair max_pool_positions(const Tensor& input, IntArrayRef kernel, IntArrayRef stride,
                               SymIntArrayRef padding, IntArrayRef dilation, bool ceil_mode) {
-  static const auto op = op_handle<TensorPair(const Tensor&, IntArrayRef, IntArrayRef, SymIntArrayRef,
-                                           IntArrayRef, bool)>("convpool::max_pool_positions");
+  static const auto op =
+      op_handle<TensorPair(const Tensor&, IntArrayRef, IntArrayRef, SymIntArrayRef, IntArrayRef,
+                           bool)>("convpool::max_pool_positions");
   return op.call(input, kernel, stride, padding, dilation, ceil_mode);
 }
 
@@ -49,7 +51,7 @@ Tensor max_pool_positions_backward(const Tensor& grad_output, const Tensor& posi
                                    IntArrayRef dilation, bool ceil_mode) {
   static const auto op =
       op_handle<Tensor(const Tensor&, const Tensor&, SymIntArrayRef, bool, IntArrayRef, IntArrayRef,
-                    SymIntArrayRef, IntArrayRef, bool)>("convpool::max_pool_positions_backward");
+                       SymIntArrayRef, IntArrayRef, bool)>("convpool::max_pool_positions_backward");
   return op.call(grad_output, positions, input_size, channels_last, kernel, stride, padding,
                  dilation, ceil_mode);
 }
@@ -73,9 +75,8 @@ Tensor adaptive_max_pool_positions_backward(const Tensor& grad_output, const Ten
   return op.call(grad_output, positions, input_size, channels_last);
 }
 
-Tensor avg_pool(const Tensor& input, IntArrayRef kernel, IntArrayRef stride,
-                SymIntArrayRef padding, bool ceil_mode, bool count_include_pad,
-                std::optional<int64_t> divisor_override) {
+Tensor avg_pool(const Tensor& input, IntArrayRef kernel, IntArrayRef stride, SymIntArrayRef padding,
+                bool ceil_mode, bool count_include_pad, std::optional<int64_t> divisor_override) {
   static const auto op =
       op_handle<Tensor(const Tensor&, IntArrayRef, IntArrayRef, SymIntArrayRef, bool, bool,
                        std::optional<int64_t>)>("convpool::avg_pool");
@@ -86,8 +87,8 @@ Tensor avg_pool_backward(const Tensor& grad_output, const Tensor& input, IntArra
                          IntArrayRef stride, SymIntArrayRef padding, bool ceil_mode,
                          bool count_include_pad, std::optional<int64_t> divisor_override) {
   static const auto op =
-      op_handle<Tensor(const Tensor&, const Tensor&, IntArrayRef, IntArrayRef, SymIntArrayRef,
-                       bool, bool, std::optional<int64_t>)>("convpool::avg_pool_backward");
+      op_handle<Tensor(const Tensor&, const Tensor&, IntArrayRef, IntArrayRef, SymIntArrayRef, bool,
+                       bool, std::optional<int64_t>)>("convpool::avg_pool_backward");
   return op.call(grad_output, input, kernel, stride, padding, ceil_mode, count_include_pad,
                  divisor_override);
 }

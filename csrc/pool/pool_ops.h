@@ -31,8 +31,7 @@ std::tuple<at::Tensor, at::Tensor> adaptive_max_pool_positions(const at::Tensor&
                                                                c10::SymIntArrayRef output_size);
 at::Tensor adaptive_max_pool_positions_backward(const at::Tensor& grad_output,
                                                 const at::Tensor& positions,
-                                                c10::SymIntArrayRef input_size,
-                                                bool channels_last);
+                                                c10::SymIntArrayRef input_size, bool channels_last);
 at::Tensor avg_pool(const at::Tensor& input, at::IntArrayRef kernel, at::IntArrayRef stride,
                     c10::SymIntArrayRef padding, bool ceil_mode, bool count_include_pad,
                     std::optional<int64_t> divisor_override);
