@@ -102,7 +102,8 @@ def test_reduced_precision_accumulates_in_float32(device, dtype, dims, groups, o
     terms = max(x.shape[1] // groups * 3 ** dims + 1, x.shape[0] * x[0, 0].numel())
     reference.assert_float32_accumulation(lambda x, w, b: CONV[dims](x, w, b, **kw),
                                           lambda x, w, b: reference.conv(x, w, b, **kw),
-                                          (x, w, b), terms)
+                                          (x, w, b), terms,
+                                          rounded_apart=reference.rounded_apart(device, dtype))
 
 
 def test_non_contiguous_input_and_weight(device):
@@ -193,7 +194,8 @@ def test_depthwise_channels_last(device, dims, multiplier, stride, padding, dila
         terms = max(3 ** dims + 1, x.shape[0] * out[0, 0].numel())
         reference.assert_float32_accumulation(lambda x, w, b: CONV[dims](x, w, b, **kw),
                                               lambda x, w, b: reference.conv(x, w, b, **kw),
-                                              (x, w, b), terms)
+                                              (x, w, b), terms,
+                                              rounded_apart=reference.rounded_apart(device, dtype))
         return
     assert_close(out, expected, rtol=1e-4, atol=1e-4)
     g = torch.randn_like(expected)

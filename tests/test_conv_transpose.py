@@ -162,7 +162,8 @@ def test_reduced_precision_accumulates_in_float32(device, dtype, dims):
     terms = max(6 // 2 * w[0, 0].numel() + 1, x.shape[0] * x[0, 0].numel())
     reference.assert_float32_accumulation(lambda x, w, b: CONV_T[dims](x, w, b, **kw),
                                           lambda x, w, b: reference.conv_transpose(x, w, b, **kw),
-                                          (x, w, b), terms)
+                                          (x, w, b), terms,
+                                          rounded_apart=reference.rounded_apart(device, dtype))
 
 
 @pytest.mark.parametrize("dims", [1, 2, 3])
