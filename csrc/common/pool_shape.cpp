@@ -101,7 +101,7 @@ PoolGeometry pool_geometry(const char* op, const at::Tensor& input, at::IntArray
 
 PoolGeometry adaptive_pool_geometry(const char* op, const at::Tensor& input,
                                     at::IntArrayRef output_size) {
-  const int64_t dims = check_input(op, input, static_cast<int64_t>(output_size.size()));
+  check_input(op, input, static_cast<int64_t>(output_size.size()));
   PoolGeometry g{};
   g.planes = input.size(0) * input.size(1);
   g.channels = input.size(1);

@@ -24,6 +24,10 @@ inline void scale_accumulate_impl(T* __restrict__ acc, T w, const T* __restrict_
 // Forced inline: each ISA clone must compile these bodies for its own vector width.
 #define CONVPOOL_INLINE inline __attribute__((always_inline))
 
+// The baseline clone passes 64-byte vectors differently from the AVX-512 one; these helpers are
+// always inlined, so no such value crosses a call.
+#pragma GCC diagnostic ignored "-Wpsabi"
+
 // Vectors of 64 bytes (one AVX-512 register; two or four narrower ones on the other clones).
 template <typename T>
 struct Vec64 {
