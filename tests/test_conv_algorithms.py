@@ -61,6 +61,10 @@ CONV_CASES = [
     ((4, 8, 300), 8, (3,), 1, 8, 8, 1),             # conv1d: long lines cut into blocks
     ((2, 6, 5, 7, 6), 8, (3, 3, 3), 1, 1, 1, 1),    # conv3d
     ((2, 16, 3, 9, 10), 16, (1, 3, 3), 1, (0, 1, 1), 1, 1),  # 1x3x3: Winograd per depth slice
+    # Winograd's batched variant (128 x 128 channels and more): output channels that are not a
+    # multiple of the vector width; several chunks of tiles and of output channels.
+    ((2, 128, 9, 11), 130, (3, 3), 1, 1, 1, 1),
+    ((2, 130, 58, 30), 260, (3, 3), 1, 1, 1, 1),
 ]
 
 
@@ -82,6 +86,7 @@ def test_conv_matches_torch(algorithm, case, channels_last):
 TRANSPOSE_CASES = [
     # shape, out channels, kernel, stride, padding, output_padding, dilation, groups
     ((2, 8, 9, 11), 6, (3, 3), 1, 1, 0, 1, 1),      # stride 1: the flipped conv (Winograd)
+    ((2, 136, 7, 9), 128, (3, 3), 1, 1, 0, 1, 1),   # the same, batched Winograd
     ((2, 16, 7, 6), 16, (3, 3), 1, 0, 0, 1, 1),
     ((2, 8, 7, 6), 4, (4, 4), 2, 1, 0, 1, 1),       # every phase has taps
     ((2, 6, 5, 7), 6, (3, 3), 2, 1, 1, 1, 2),       # output_padding, groups
@@ -109,7 +114,7 @@ def test_conv_transpose_matches_torch(algorithm, case, channels_last):
 
 
 @pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "channels_last"])
-@pytest.mark.parametrize("channels", [16, 64, 256])
+@pytest.mark.parametrize("channels", [16, 64, 256, 512])  # 512 x 48: the batched variant
 def test_float32_winograd_error_bound(channels_last, channels):
     """F(4x4, 3x3) in float32: the largest error of the output and of the input gradient stays
     below 1e-4 of the result's RMS (measured 2e-5 to 9e-5 for 16 to 512 channels; direct and GEMM
@@ -131,6 +136,18 @@ def test_float32_winograd_error_bound(channels_last, channels):
 def test_unbatched(algorithm, channels_last):
     x = torch.randn(8, 13, 11, dtype=torch.float64, requires_grad=True)
     w = torch.randn(16, 8, 3, 3, dtype=torch.float64, requires_grad=True)
+    _compare(lambda x, w: CF.conv2d(x, w, padding=1), lambda x, w: F.conv2d(x, w, padding=1), (x, w))
+
+
+@pytest.mark.parametrize("shape,out_channels", [((2, 16, 13, 11), 24), ((2, 128, 9, 7), 136)],
+                         ids=["fused-winograd", "batched-winograd"])
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "channels_last"])
+def test_channels_last_weight(algorithm, shape, out_channels, channels_last):
+    """A channels_last model's weights are channels_last whatever the input's layout: every path
+    reads them as they are (the input gradient's flipped transpose too)."""
+    x = _layout(torch.randn(*shape, dtype=torch.float64), channels_last).requires_grad_()
+    w = torch.randn(out_channels, shape[1], 3, 3, dtype=torch.float64)
+    w = w.to(memory_format=torch.channels_last).requires_grad_()
     _compare(lambda x, w: CF.conv2d(x, w, padding=1), lambda x, w: F.conv2d(x, w, padding=1), (x, w))
 
 
@@ -163,11 +180,12 @@ def test_set_conv_algorithm_restores_and_rejects():
 
 
 @pytest.mark.parametrize("threads", [1, 2])
-def test_results_independent_of_thread_count(threads):
+@pytest.mark.parametrize("channels", [16, 128], ids=["fused-winograd", "batched-winograd"])
+def test_results_independent_of_thread_count(threads, channels):
     """Blocks and partial sums depend on the shapes only, so every thread count gives the same
     bits (the reference is computed with 2 threads)."""
-    x = torch.randn(3, 16, 21, 19).to(memory_format=torch.channels_last).requires_grad_()
-    w = torch.randn(24, 16, 3, 3, requires_grad=True)
+    x = torch.randn(3, channels, 21, 19).to(memory_format=torch.channels_last).requires_grad_()
+    w = torch.randn(channels + 8, channels, 3, 3, requires_grad=True)
 
     def run():
         y = CF.conv2d(x, w, padding=1)
@@ -197,21 +215,29 @@ def test_every_algorithm_agrees_on_a_resnet_block():
 
 
 
-@pytest.mark.parametrize("where", ["input", "weight"])
-def test_non_finite_values_as_torch_on_winograd_shapes(where):
-    """inf and NaN give torch's answer also where auto would pick Winograd (whose transforms would
-    turn inf - inf into NaN): such calls take the GEMM engine."""
-    x = torch.randn(2, 16, 16, 16, dtype=torch.float64)  # 16 tiles per image: Winograd
-    w = torch.randn(16, 16, 3, 3, dtype=torch.float64)
-    t = x if where == "input" else w
+def _poison(t):
     flat = t.view(-1)
     flat[::17] = float("inf")
     flat[5::23] = -float("inf")
     flat[7::29] = float("nan")
+
+
+@pytest.mark.parametrize("where", ["input", "weight", "grad_output"])
+@pytest.mark.parametrize("channels", [16, 128], ids=["fused-winograd", "batched-winograd"])
+def test_non_finite_values_as_torch_on_winograd_shapes(where, channels):
+    """inf and NaN give torch's answer also where auto would pick Winograd (whose transforms would
+    turn inf - inf into NaN): Winograd sees them in its transforms and hands over to the GEMM
+    engine."""
+    x = torch.randn(4, channels, 16, 16, dtype=torch.float64)  # 16 tiles per image: Winograd
+    w = torch.randn(channels, channels, 3, 3, dtype=torch.float64)
+    if where != "grad_output":
+        _poison(x if where == "input" else w)
     x.requires_grad_()
     w.requires_grad_()
     out, ref = CF.conv2d(x, w, padding=1), F.conv2d(x, w, padding=1)
     assert_close(out, ref, equal_nan=True)
     seed = torch.randn_like(ref)
+    if where == "grad_output":
+        _poison(seed)
     for g, e in zip(torch.autograd.grad(out, (x, w), seed), torch.autograd.grad(ref, (x, w), seed)):
         assert_close(g, e, equal_nan=True)

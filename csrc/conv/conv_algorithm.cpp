@@ -40,20 +40,29 @@ std::string conv_algorithm_name() {
 ConvAlgorithm conv_algorithm() { return g_algorithm; }
 
 // Winograd pays where the multiplications it saves outweigh its transforms: enough channels on
-// both sides (the GEMMs' inner and outer sizes), and at least 16 tiles of 4x4 outputs per image
-// (below, the transformed weights are used too few times and partial tiles waste most of the
-// work: ResNet's 7x7 stage stays on the GEMM engine; measured in BENCHMARKS.md).
-bool winograd_pays(const ConvGeometry& g, int64_t out_channels) {
-  const int64_t tiles = g.grid[0] * ((g.grid[1] + 3) / 4) * ((g.grid[2] + 3) / 4);
-  return g.channels >= 16 && out_channels >= 16 && tiles >= 16;
+// both sides (the GEMMs' inner and outer sizes), and enough tiles of 4x4 outputs to use each
+// transformed weight often. The fused blocks (few channels) re-read the transformed weights per
+// block of tiles and need 16 tiles per image; the batched variant (many channels: ResNet's 14x14
+// and 7x7 stages) shares them across the batch: 32 tiles for a conv (C512 7x7 at batch 8: 13.6
+// against 14.3 ms for the GEMM engine, one thread), 64 for a weight gradient, whose GEMMs' inner
+// dimension is the tile count (at 32 tiles the GEMM engine took 15.6 ms, Winograd 24.7).
+bool winograd_pays(const ConvGeometry& g, int64_t batch, int64_t out_channels, ConvPass pass) {
+  if (g.channels < 16 || out_channels < 16) return false;
+  const int64_t image_tiles = g.grid[0] * ((g.grid[1] + 3) / 4) * ((g.grid[2] + 3) / 4);
+  if (cpu::winograd_batched_pays(g, batch, out_channels)) {
+    return batch * image_tiles >= (pass == ConvPass::kWeightGrad ? 64 : 32);
+  }
+  return image_tiles >= 16;
 }
 
-ConvAlgorithm conv_algorithm_for(const ConvGeometry& g, int64_t out_channels) {
+ConvAlgorithm conv_algorithm_for(const ConvGeometry& g, int64_t batch, int64_t out_channels,
+                                 ConvPass pass) {
   const ConvAlgorithm forced = g_algorithm;
   if (forced == ConvAlgorithm::kIm2col || forced == ConvAlgorithm::kGemm) return forced;
   if (!cpu::winograd_applies(g)) return ConvAlgorithm::kGemm;
   if (forced == ConvAlgorithm::kWinograd) return forced;
-  return winograd_pays(g, out_channels) ? ConvAlgorithm::kWinograd : ConvAlgorithm::kGemm;
+  return winograd_pays(g, batch, out_channels, pass) ? ConvAlgorithm::kWinograd
+                                                     : ConvAlgorithm::kGemm;
 }
 
 }  // namespace convpool

@@ -19,8 +19,13 @@ void set_conv_algorithm(const std::string& name);
 std::string conv_algorithm_name();
 ConvAlgorithm conv_algorithm();
 
+// What is computed: a conv (or the stride-1 conv_transpose of an input gradient, as the conv with
+// the flipped kernel), or a weight gradient.
+enum class ConvPass { kForward, kWeightGrad };
+
 // The algorithm for one dense conv on the CPU (g: its geometry, as the GEMM engine computes it):
 // the forced one where it applies, or the rule of "auto". Never kAuto.
-ConvAlgorithm conv_algorithm_for(const ConvGeometry& g, int64_t out_channels);
+ConvAlgorithm conv_algorithm_for(const ConvGeometry& g, int64_t batch, int64_t out_channels,
+                                 ConvPass pass);
 
 }  // namespace convpool

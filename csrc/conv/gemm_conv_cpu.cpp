@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "../common/huge_pages.h"
+#include "blas_gemm.h"
 #include "blocked_transpose.h"
 #include "channels_last_staging.h"
 #include "conv_algorithm.h"
@@ -70,25 +71,6 @@ int64_t block_pixels(int64_t total, int64_t row_bytes) {
   blocks += blocks % 2 == 1 && blocks > 1 ? 1 : 0;
   if (blocks == 1 && total >= 2 * 32) blocks = 2;
   return (total + blocks - 1) / blocks;
-}
-
-template <typename T>
-at::Tensor matrix(const T* data, int64_t rows, int64_t cols, int64_t row_stride,
-                  int64_t col_stride) {
-  return at::from_blob(const_cast<T*>(data), {rows, cols}, {row_stride, col_stride},
-                       at::TensorOptions().dtype(c10::CppTypeToScalarType<T>::value));
-}
-
-// c [a.rows, b.cols] (row stride ldc) = a x b, or += when `accumulate`. Called inside
-// at::parallel_for, so MKL runs it on the calling thread.
-template <typename T>
-void gemm(const at::Tensor& a, const at::Tensor& b, T* c, int64_t ldc, bool accumulate) {
-  auto out = matrix(c, a.size(0), b.size(1), ldc, 1);
-  if (accumulate) {
-    at::addmm_out(out, out, a, b);
-  } else {
-    at::mm_out(out, a, b);
-  }
 }
 
 // Column matrix [cg * taps, q1 - q0] of grid positions [q0, q1) of one sample, channels
@@ -299,31 +281,9 @@ bool all_finite(const T* data, int64_t n) {
   return finite;
 }
 
-// Winograd's transforms mix the values of a tile (inf - inf = NaN where a direct sum gives inf):
-// it runs only where inputs and weights are finite, so non-finite values give torch's answer.
-template <typename T>
-bool winograd_for(const ConvGeometry& g, int64_t out_channels, const T* a, int64_t a_numel,
-                  const T* b, int64_t b_numel) {
-  return conv_algorithm_for(g, out_channels) == ConvAlgorithm::kWinograd &&
-         all_finite(a, a_numel) && all_finite(b, b_numel);
-}
-
-// Winograd computes float32 and float64 only: its transforms lose about a decimal digit (see
-// winograd_cpu.h), which bfloat16's three digits cannot spare, and AMX makes the bfloat16 GEMM
-// fast anyway.
-template <typename T>
-constexpr bool kWinogradType = std::is_same_v<T, float> || std::is_same_v<T, double>;
-
 template <typename T>
 void conv_any(const T* x, const T* w, T* y, const ConvGeometry& g, Shape s,
               const Placement& place) {
-  if constexpr (kWinogradType<T>) {
-    if (place.identity &&
-        winograd_for(g, s.out_channels, x, s.batch * g.channels * g.image_numel(), w,
-                     s.out_channels * g.channels / g.groups * g.kernel_numel())) {
-      return winograd_conv(x, w, y, g, s.batch, s.out_channels);
-    }
-  }
   if (g.channels_last) {
     conv_cl(x, w, y, g, s, place);
   } else {
@@ -586,13 +546,7 @@ void weight_grad_cl_whole(const T* go, const T* x, T* gw, const ConvGeometry& g,
 }
 
 template <typename T>
-void weight_grad_any(const T* go, const T* x, Accumulator<T>* gw, const ConvGeometry& g, Shape s,
-                     int64_t go_numel, int64_t x_numel) {
-  if constexpr (kWinogradType<T>) {
-    if (winograd_for(g, s.out_channels, go, go_numel, x, x_numel)) {
-      return winograd_weight_grad(go, x, gw, g, s.batch, s.out_channels);
-    }
-  }
+void weight_grad_any(const T* go, const T* x, Accumulator<T>* gw, const ConvGeometry& g, Shape s) {
   if (g.channels_last) {
     weight_grad_cl(go, x, gw, g, s);
   } else {
@@ -637,6 +591,95 @@ bool small_nchw_image(const at::Tensor& t, const ConvGeometry& g, int64_t pixels
          !g.is_pointwise();
 }
 
+// The conv a stride-1 conv_transpose computes: the flipped kernel over its input (the one phase
+// of conv_transpose_phases), with `channels` (the transpose's input channels) in.
+ConvGeometry stride_one_transpose_geometry(const ConvGeometry& g, int64_t channels) {
+  ConvGeometry sub = g;
+  for (int d = 0; d < kSpatialDims; ++d) {
+    const Phase ph = phase_of(g, d, 0);
+    sub.image[d] = g.grid[d];
+    sub.grid[d] = ph.positions;
+    sub.kernel[d] = ph.taps;
+    sub.pad[d] = ph.pad;
+    sub.dilation[d] = ph.dilation;
+  }
+  sub.channels = channels;
+  return sub;
+}
+
+// Runs Winograd where the algorithm rule picks it (winograd_cpu.h) and returns whether it did:
+// y = conv(x, weight), or for `transposed` the stride-1 conv_transpose (a 3x3 conv's input
+// gradient), on the tensors as they are: either layout, the weight in its own, so no weight
+// relayout. Float32 and float64 only: the transforms lose about a decimal digit, which bfloat16's
+// three cannot spare (and AMX makes its GEMM fast anyway). Where a value is not finite Winograd
+// declines, and the GEMM engine computes (and overwrites) y.
+bool run_winograd(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& y,
+                  const ConvGeometry& g, bool transposed) {
+  const auto type = x.scalar_type();
+  if ((type != at::kFloat && type != at::kDouble) || weight.scalar_type() != type) return false;
+  bool stride_one = true;
+  for (int d = 0; d < kSpatialDims; ++d) stride_one &= g.stride[d] == 1;
+  if (transposed && !stride_one) return false;
+  const int64_t batch = x.size(0), out_channels = y.size(1);
+  const ConvGeometry conv = transposed ? stride_one_transpose_geometry(g, x.size(1)) : g;
+  if (conv_algorithm_for(conv, batch, out_channels, ConvPass::kForward) != ConvAlgorithm::kWinograd)
+    return false;
+  const bool w_cl = weight.dim() >= 4 && !weight.is_contiguous() &&
+                    weight.is_contiguous(channels_last_format(weight));
+  const auto w = w_cl ? weight : weight.contiguous();
+  bool ran = false;
+  const auto compute = [&](const at::Tensor& in, const at::Tensor& out, const ConvGeometry& c) {
+    AT_DISPATCH_FLOATING_TYPES(type, "winograd_conv", [&] {
+      ran = winograd_conv(in.const_data_ptr<scalar_t>(), w.const_data_ptr<scalar_t>(),
+                          out.data_ptr<scalar_t>(), c, batch, out_channels, {w_cl, transposed});
+    });
+  };
+  if (!conv.channels_last && x.dim() >= 4) {
+    // The input transform gathers whole vectors of channels: in NCHW each lane is a separate
+    // load (C512 7x7: 18.0 ms native against 14.4 through channels_last copies, one thread).
+    const auto format = channels_last_format(x);
+    const auto staged = prefer_huge_pages(at::empty(y.sizes(), y.options().memory_format(format)));
+    ConvGeometry cl = conv;
+    cl.channels_last = true;
+    compute(x.contiguous(format), staged, cl);
+    if (ran) y.copy_(staged);
+  } else {
+    compute(x, y, conv);
+  }
+  return ran;
+}
+
+// grad_weight by Winograd where the rule picks it (as run_winograd), in g's layout.
+bool run_winograd_weight_grad(const at::Tensor& grad_output, const at::Tensor& x,
+                              const at::Tensor& grad_weight, const ConvGeometry& g) {
+  const auto type = x.scalar_type();
+  if (type != at::kFloat && type != at::kDouble) return false;
+  const int64_t batch = x.size(0), out_channels = grad_output.size(1);
+  if (conv_algorithm_for(g, batch, out_channels, ConvPass::kWeightGrad) != ConvAlgorithm::kWinograd)
+    return false;
+  bool ran = false;
+  const auto compute = [&](const at::Tensor& go, const at::Tensor& in, const at::Tensor& gw,
+                           const ConvGeometry& c) {
+    AT_DISPATCH_FLOATING_TYPES(type, "winograd_weight_grad", [&] {
+      ran = winograd_weight_grad(go.const_data_ptr<scalar_t>(), in.const_data_ptr<scalar_t>(),
+                                 gw.data_ptr<scalar_t>(), c, batch, out_channels);
+    });
+  };
+  if (!g.channels_last && x.dim() >= 4) {
+    const auto format = channels_last_format(x);
+    const auto staged = at::empty(grad_weight.sizes(), grad_weight.options().memory_format(format));
+    ConvGeometry cl = g;
+    cl.channels_last = true;
+    compute(grad_output.contiguous(format), x.contiguous(format), staged, cl);
+    if (ran) grad_weight.copy_(staged);
+  } else {
+    TORCH_CHECK(grad_weight.is_contiguous(channels_last_format(grad_weight)),
+                "gemm_conv_weight_grad: grad_weight must have the input's memory format");
+    compute(grad_output, x, grad_weight, g);
+  }
+  return ran;
+}
+
 }  // namespace
 
 bool gemm_engine_computes(at::ScalarType type) {
@@ -646,8 +689,9 @@ bool gemm_engine_computes(at::ScalarType type) {
 bool all_finite(const at::Tensor& t) {
   bool result = true;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, t.scalar_type(), "all_finite", [&] {
-    const auto contiguous = t.contiguous();
-    result = all_finite(contiguous.const_data_ptr<scalar_t>(), contiguous.numel());
+    // A dense tensor (channels_last too) is checked in its own memory order: no copy.
+    const auto dense = t.is_non_overlapping_and_dense() ? t : t.contiguous();
+    result = all_finite(dense.const_data_ptr<scalar_t>(), dense.numel());
   });
   return result;
 }
@@ -655,6 +699,7 @@ bool all_finite(const at::Tensor& t) {
 void gemm_conv(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& output,
                const ConvGeometry& g) {
   check_dtype(input, "gemm_conv");
+  if (run_winograd(input, weight, output, g, /*transposed=*/false)) return;
   if (small_nchw_image(input, g, g.grid_numel())) {
     return via_channels_last({input}, output, g, [&](auto& in, auto& out, auto& cl) {
       gemm_conv(in[0], weight, out, cl);
@@ -671,6 +716,7 @@ void gemm_conv(const at::Tensor& input, const at::Tensor& weight, const at::Tens
 void gemm_conv_transpose(const at::Tensor& input, const at::Tensor& weight,
                          const at::Tensor& output, const ConvGeometry& g) {
   check_dtype(input, "gemm_conv_transpose");
+  if (run_winograd(input, weight, output, g, /*transposed=*/true)) return;
   if (small_nchw_image(input, g, g.image_numel())) {
     return via_channels_last({input}, output, g, [&](auto& in, auto& out, auto& cl) {
       gemm_conv_transpose(in[0], weight, out, cl);
@@ -689,6 +735,7 @@ void gemm_conv_transpose(const at::Tensor& input, const at::Tensor& weight,
 void gemm_conv_weight_grad(const at::Tensor& grad_output, const at::Tensor& input,
                            const at::Tensor& grad_weight, const ConvGeometry& g) {
   check_dtype(input, "gemm_conv_weight_grad");
+  if (run_winograd_weight_grad(grad_output, input, grad_weight, g)) return;
   if (small_nchw_image(input, g, g.grid_numel())) {
     return via_channels_last(
         {grad_output, input}, grad_weight, g,
@@ -711,7 +758,7 @@ void gemm_conv_weight_grad(const at::Tensor& grad_output, const at::Tensor& inpu
     const auto summed = in_place
                             ? grad_weight
                             : at::empty_like(grad_weight, grad_weight.options().dtype(at::kFloat));
-    weight_grad_any(go, x, summed.data_ptr<Acc>(), g, s, grad_output.numel(), input.numel());
+    weight_grad_any(go, x, summed.data_ptr<Acc>(), g, s);
     if (!in_place) grad_weight.copy_(summed);
   });
 }

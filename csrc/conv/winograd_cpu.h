@@ -24,18 +24,41 @@ namespace convpool::cpu {
 // stride 1, dilation 1, one group.
 bool winograd_applies(const ConvGeometry& g);
 
-// y = conv(x, w) for a geometry winograd_applies to, in g's layout (NCHW or channels_last, the
-// weight [K, C, 3, 3] too).
-void winograd_conv(const float* x, const float* w, float* y, const ConvGeometry& g, int64_t batch,
-                   int64_t out_channels);
-void winograd_conv(const double* x, const double* w, double* y, const ConvGeometry& g,
-                   int64_t batch, int64_t out_channels);
+// The weight handed to winograd_conv: the conv's own [K, C, 3, 3], or the forward weight
+// [C, K, 3, 3] of a stride-1 conv_transpose (an input gradient), whose flipped transpose is the
+// conv's weight (read as it is: no flipped copy is made); and its layout.
+struct WinogradWeight {
+  bool channels_last;
+  bool flipped_transpose;
+};
+
+// y = conv(x, w) for a geometry winograd_applies to, in g's layout (NCHW or channels_last).
+// Returns false, with y unspecified, where x or w holds an inf or a NaN: the transforms mix a
+// tile's values (inf - inf = NaN where a direct sum gives inf), so such data is left to the GEMM
+// engine, which gives torch's answer. The weight gradient likewise.
+bool winograd_conv(const float* x, const float* w, float* y, const ConvGeometry& g, int64_t batch,
+                   int64_t out_channels, WinogradWeight weight);
+bool winograd_conv(const double* x, const double* w, double* y, const ConvGeometry& g,
+                   int64_t batch, int64_t out_channels, WinogradWeight weight);
 
 // grad_weight [K, C, 3, 3] of such a conv from its grad_output [N, K, grid...] and input, all in
 // g's layout (winograd_weight_grad_cpu.cpp).
-void winograd_weight_grad(const float* grad_output, const float* x, float* grad_weight,
+bool winograd_weight_grad(const float* grad_output, const float* x, float* grad_weight,
                           const ConvGeometry& g, int64_t batch, int64_t out_channels);
-void winograd_weight_grad(const double* grad_output, const double* x, double* grad_weight,
+bool winograd_weight_grad(const double* grad_output, const double* x, double* grad_weight,
                           const ConvGeometry& g, int64_t batch, int64_t out_channels);
+
+// The variant for many channels and few tiles (winograd_batched_cpu.cpp): whether it beats the
+// fused blocks of winograd_conv for this conv, and its forward and weight gradient. winograd_conv
+// and winograd_weight_grad call them where they pay.
+bool winograd_batched_pays(const ConvGeometry& g, int64_t batch, int64_t out_channels);
+bool winograd_conv_batched(const float* x, const float* w, float* y, const ConvGeometry& g,
+                           int64_t batch, int64_t out_channels, WinogradWeight weight);
+bool winograd_conv_batched(const double* x, const double* w, double* y, const ConvGeometry& g,
+                           int64_t batch, int64_t out_channels, WinogradWeight weight);
+bool winograd_weight_grad_batched(const float* gy, const float* x, float* gw, const ConvGeometry& g,
+                                  int64_t batch, int64_t out_channels);
+bool winograd_weight_grad_batched(const double* gy, const double* x, double* gw,
+                                  const ConvGeometry& g, int64_t batch, int64_t out_channels);
 
 }  // namespace convpool::cpu

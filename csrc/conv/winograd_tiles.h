@@ -9,6 +9,7 @@
 #include <type_traits>
 
 #include "../common/conv_geometry.h"
+#include "blocked_transpose.h"
 
 namespace convpool::cpu::winograd {
 
@@ -47,12 +48,32 @@ template <typename T>
   std::memcpy(p, &v, sizeof(v));
 }
 
+// Whether every value a transform stored is finite: v - v is 0 for a finite v and NaN for an inf
+// or a NaN, so one add per stored vector. Winograd runs only on finite data (see winograd_cpu.h),
+// and every input value reaches a stored value with a nonzero coefficient (no column of B^T, of
+// G or of the gradient's A is zero), so finite transforms mean finite inputs and weights: no pass
+// of its own over them (a separate check took 5 % of a conv).
+template <typename T>
+struct FiniteCheck {
+  Vec<T> sum{};
+  [[gnu::always_inline]] void add(const Vec<T>& v) { sum += v - v; }
+  bool ok() const {
+    for (int64_t l = 0; l < kLanes<T>; ++l) {
+      if (sum[l] != sum[l]) return false;
+    }
+    return true;
+  }
+};
+
 struct Plan {
   int64_t C, K, Cp, Kp;   // channels, padded to whole vectors
   int64_t depth, planes;  // batch * depth planes, each a 2-d conv
   int64_t H, W, OH, OW, pad_h, pad_w;
   int64_t TH, TW, tiles;  // tiles per plane along h and w; in all
   bool channels_last;
+  // The weight handed in: its layout, and whether it is the forward weight [K, C, 3, 3] of the
+  // conv_transpose this conv computes (its flipped transpose [C, K, 3, 3] is this conv's weight).
+  bool weight_channels_last, weight_flipped_transpose;
   int64_t k_chunk, k_chunks;  // output channels per chunk (whole vectors), chunks
   int64_t block_tiles, blocks;
 };
@@ -212,13 +233,15 @@ inline int64_t output_channel_stride(const Plan& p) {
   return p.channels_last ? 1 : p.depth * p.OH * p.OW;
 }
 
-// V[x, t - t0, :] for the tiles [t0, t1): the transformed input, vectorised over channels.
+// V[x, t - t0, :] for the tiles [t0, t1): the transformed input, vectorised over channels. Each
+// point's matrix has `ld` rows (ld >= t1 - t0: a thread may fill part of a larger block).
 template <typename T>
 [[gnu::always_inline]] inline void transform_inputs(const T* x, const Plan& p, int64_t t0,
-                                                    int64_t t1, T* V_) {
+                                                    int64_t t1, T* V_, int64_t ld,
+                                                    FiniteCheck<T>& finite) {
   using V = Vec<T>;
   constexpr int64_t L = kLanes<T>;
-  const int64_t rows = t1 - t0, plane_numel = p.H * p.W;
+  const int64_t plane_numel = p.H * p.W;
   for (int64_t t = t0; t < t1; ++t) {
     const TileWindow tw = tile_window(p, t);
     for (int64_t c0 = 0; c0 < p.Cp; c0 += L) {
@@ -246,7 +269,117 @@ template <typename T>
       for (int j = 0; j < kAlpha; ++j) input_transform(d + j, kAlpha, cols + j, kAlpha);
       V v[kPoints];  // B^T d B
       for (int i = 0; i < kAlpha; ++i) input_transform(cols + i * kAlpha, 1, v + i * kAlpha, 1);
-      for (int xi = 0; xi < kPoints; ++xi) store(V_ + (xi * rows + (t - t0)) * p.Cp + c0, v[xi]);
+      for (int xi = 0; xi < kPoints; ++xi) {
+        store(V_ + (xi * ld + (t - t0)) * p.Cp + c0, v[xi]);
+        finite.add(v[xi]);
+      }
+    }
+  }
+}
+
+// The weight (NCHW [K, C, 3, 3] or channels_last) as [C, 9, Kp] (zero for k >= K): the transform
+// then loads whole vectors.
+template <typename T>
+[[gnu::always_inline]] inline void transpose_weights(const T* w, T* wt, const Plan& p,
+                                                     int64_t c_begin, int64_t c_end) {
+  for (int64_t c = c_begin; c < c_end; ++c) {
+    T* row = wt + c * 9 * p.Kp;
+    for (int i = 0; i < 9; ++i) std::fill(row + i * p.Kp + p.K, row + (i + 1) * p.Kp, T(0));
+  }
+  if (p.weight_flipped_transpose) {
+    // Row (c, i) is w[c, :, 8 - i] of the forward weight [C, K, 9] (channels_last [C, 9, K]).
+    for (int64_t c = c_begin; c < c_end; ++c) {
+      T* row = wt + c * 9 * p.Kp;
+      if (p.weight_channels_last) {
+        for (int i = 0; i < 9; ++i) std::copy_n(w + (c * 9 + 8 - i) * p.K, p.K, row + i * p.Kp);
+      } else {
+        blocked_transpose(w + c * p.K * 9 + 8, int64_t{-1}, int64_t{9}, int64_t{9}, p.K, row,
+                          int64_t{1}, p.Kp);
+      }
+    }
+    return;
+  }
+  if (!p.weight_channels_last) {
+    // NCHW [K, C * 9]: the rows (c, i) wanted are one run of columns, transposed in one pass
+    // (a pass per tap read each cache line of the weight 9 times).
+    blocked_transpose(w + c_begin * 9, p.C * 9, int64_t{1}, p.K, (c_end - c_begin) * 9,
+                      wt + c_begin * 9 * p.Kp, p.Kp, int64_t{1});
+    return;
+  }
+  // channels_last [K, 9, C]: per tap i, [K, c_end - c_begin] -> rows (c, i).
+  for (int i = 0; i < 9; ++i) {
+    blocked_transpose(w + c_begin + i * p.C, p.C * 9, int64_t{1}, p.K, c_end - c_begin,
+                      wt + c_begin * 9 * p.Kp + i * p.Kp, 9 * p.Kp, int64_t{1});
+  }
+}
+
+// u = G g G^T: 3x3 taps (row-major) -> 6x6 points.
+template <typename V>
+[[gnu::always_inline]] inline void kernel_tile_transform(const V* g, V* u) {
+  V rows[kAlpha * 3];  // G g: [6, 3]
+  for (int j = 0; j < 3; ++j) kernel_transform(g[j], g[3 + j], g[6 + j], rows + j, 3);
+  for (int i = 0; i < kAlpha; ++i) {
+    kernel_transform(rows[i * 3], rows[i * 3 + 1], rows[i * 3 + 2], u + i * kAlpha, 1);
+  }
+}
+
+// U = G g G^T of every (c, k) pair with k in [k0, k0 + kc), as panels: for each of the 36 points,
+// column block j (`panel` wide, a whole number of vectors; the last one maybe narrower) is
+// [Cp, width] row-major. With panel >= kc each point's U is one row-major [Cp, kc] matrix.
+template <typename T>
+[[gnu::always_inline]] inline void transform_weights(const T* wt, T* U, const Plan& p, int64_t k0,
+                                                     int64_t kc, int64_t c_begin, int64_t c_end,
+                                                     int64_t panel, FiniteCheck<T>& finite) {
+  using V = Vec<T>;
+  constexpr int64_t L = kLanes<T>;
+  const int64_t NB = panel;
+  for (int64_t c = c_begin; c < c_end; ++c) {
+    for (int64_t kv = 0; kv < kc; kv += L) {
+      V g[9];
+      for (int i = 0; i < 9; ++i) g[i] = c < p.C ? load(wt + (c * 9 + i) * p.Kp + k0 + kv) : V{};
+      V u[kPoints];
+      kernel_tile_transform(g, u);
+      const int64_t block = kv / NB, width = std::min(NB, kc - block * NB);
+      T* dst = U + block * p.Cp * NB + c * width + kv % NB;
+      for (int xi = 0; xi < kPoints; ++xi) {
+        store(dst + xi * p.Cp * kc, u[xi]);
+        finite.add(u[xi]);
+      }
+    }
+  }
+}
+
+// The 4x4 outputs of tiles [t0, t1), channels [k0, k0 + kc), from M [36, ld, kc] (its row 0 is
+// tile t0).
+template <typename T>
+[[gnu::always_inline]] inline void transform_outputs(const T* M, const Plan& p, int64_t t0,
+                                                     int64_t t1, int64_t k0, int64_t kc, T* y,
+                                                     int64_t ld) {
+  using V = Vec<T>;
+  constexpr int64_t L = kLanes<T>;
+  const int64_t channel_stride = output_channel_stride(p);
+  for (int64_t t = t0; t < t1; ++t) {
+    const OutputTile tile = output_tile(p, t);
+    for (int64_t kv = 0; kv < kc; kv += L) {
+      const int64_t k = k0 + kv, lanes = std::min(L, p.K - k);
+      if (lanes <= 0) break;
+      V m[kPoints];
+      for (int xi = 0; xi < kPoints; ++xi) m[xi] = load(M + (xi * ld + (t - t0)) * kc + kv);
+      V cols[kTile * kAlpha];  // A^T m: [4, 6]
+      for (int j = 0; j < kAlpha; ++j) output_transform(m + j, kAlpha, cols + j, kAlpha);
+      V out[kTile * kTile];  // A^T m A
+      for (int i = 0; i < kTile; ++i) output_transform(cols + i * kAlpha, 1, out + i * kTile, 1);
+      for (int i = 0; i < tile.rows; ++i) {
+        for (int j = 0; j < tile.cols; ++j) {
+          const V& o = out[i * kTile + j];
+          T* dst = y + output_offset(p, tile, i, j, k);
+          if (p.channels_last && lanes == L) {
+            store(dst, o);
+          } else {
+            for (int64_t l = 0; l < lanes; ++l) dst[l * channel_stride] = o[l];
+          }
+        }
+      }
     }
   }
 }
@@ -273,6 +406,8 @@ Plan make_plan(const ConvGeometry& g, int64_t batch, int64_t out_channels) {
   p.TW = (p.OW + kTile - 1) / kTile;
   p.tiles = p.planes * p.TH * p.TW;
   p.channels_last = g.channels_last;
+  p.weight_channels_last = g.channels_last;
+  p.weight_flipped_transpose = false;
   // The transformed weights of one output channel chunk stay within kWeightBytes; the blocks of
   // tiles then hold their transformed inputs and GEMM outputs within kBlockBytes.
   const int64_t per_channel = kPoints * p.Cp * static_cast<int64_t>(sizeof(T));
