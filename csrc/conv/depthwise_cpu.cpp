@@ -28,6 +28,7 @@
 #include "../common/isa_clones.h"
 #include "../common/simd_loops.h"
 #include "channels_last_staging.h"
+#include "depthwise_channels_last.h"
 #include "conv_lines.h"
 #include "im2col.h"
 
@@ -564,6 +565,9 @@ bool staged(const at::Tensor& t, const ConvGeometry& g, int64_t below) {
 
 void depthwise_conv(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& output,
                     const ConvGeometry& g) {
+  if (depthwise_vector_kernels(input, output, g)) {
+    return depthwise_forward_vectors(input, weight, output, g);
+  }
   if (staged(input, g, kStagedPixelsForward)) {
     return via_channels_last({input}, output, g, [&](auto& in, auto& out, auto& cl) {
       depthwise_conv(in[0], weight, out, cl);
@@ -577,6 +581,9 @@ void depthwise_conv(const at::Tensor& input, const at::Tensor& weight, const at:
 
 void depthwise_conv_transpose(const at::Tensor& input, const at::Tensor& weight,
                               const at::Tensor& output, const ConvGeometry& g) {
+  if (depthwise_vector_kernels(input, output, g)) {
+    return depthwise_transpose_vectors(input, weight, output, g);
+  }
   if (staged(input, g, kStagedPixelsGradients)) {
     return via_channels_last({input}, output, g, [&](auto& in, auto& out, auto& cl) {
       depthwise_conv_transpose(in[0], weight, out, cl);
@@ -590,6 +597,10 @@ void depthwise_conv_transpose(const at::Tensor& input, const at::Tensor& weight,
 
 void depthwise_weight_grad(const at::Tensor& grad_output, const at::Tensor& input,
                            const at::Tensor& grad_weight, const ConvGeometry& g) {
+  if (depthwise_vector_kernels(input, grad_output, g) &&
+      grad_weight.scalar_type() == input.scalar_type()) {
+    return depthwise_weight_grad_vectors(grad_output, input, grad_weight, g);
+  }
   if (staged(input, g, kStagedPixelsGradients)) {
     ConvGeometry cl = g;
     cl.channels_last = true;
