@@ -11,9 +11,11 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <type_traits>
 #include <vector>
 
 #include "blocked_transpose.h"
+#include "channel_block_transpose.h"
 #include "conv_lines.h"
 #include "depthwise_cl_lines.h"
 
@@ -192,11 +194,17 @@ void weight_grad(const at::Tensor& grad_output, const at::Tensor& input,
 
 template <typename T>
 void stage_in(const T* planes, int64_t pixels, int64_t width, T* block) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (width == kBlock) return planes_to_block16(planes, pixels, pixels, block);
+  }
   blocked_transpose(planes, pixels, 1, width, pixels, block, kBlock, 1);
 }
 
 template <typename T>
 void stage_out(const T* block, int64_t pixels, int64_t width, T* planes) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (width == kBlock) return block16_to_planes(block, pixels, planes, pixels);
+  }
   blocked_transpose(block, kBlock, 1, pixels, width, planes, pixels, 1);
 }
 
