@@ -25,17 +25,12 @@ namespace {
 // The channels a weight-gradient task and an NCHW block hold: one 64-byte vector of float32.
 constexpr int64_t kBlock = 16;
 
-// Weight [C, 1, K...] as [K, C]: a tap's weights for all channels are contiguous.
+// A task's scratch: the taps of a line, and the kernel rows that land on an image row.
 template <typename T>
-std::vector<T> weights_by_tap(const at::Tensor& weight, int64_t taps) {
-  const int64_t channels = weight.size(0);
-  const T* w = weight.const_data_ptr<T>();
-  std::vector<T> t(taps * channels);
-  for (int64_t c = 0; c < channels; ++c) {
-    for (int64_t k = 0; k < taps; ++k) t[k * channels + c] = w[c * taps + k];
-  }
-  return t;
-}
+struct Scratch {
+  std::vector<LineTap<T>> list;
+  std::vector<std::pair<const T*, int64_t>> rows;  // (grid row, first tap of its kernel row)
+};
 
 // Pointers below address a sample (or a staged block of one) whose pixels are `C` elements
 // apart, from its first computed channel on; `width` channels are computed. Weights: tap k's at
@@ -66,7 +61,8 @@ void grid_line_taps(const ConvGeometry& g, const T* sample, int64_t C, int64_t o
 // Grid line `line` (= od * OH + oh) of one sample.
 template <typename T>
 void forward_line(const ConvGeometry& g, const T* sample, int64_t C, int64_t width, const T* w,
-                  int64_t w_stride, T* out, int64_t line, std::vector<LineTap<T>>& list) {
+                  int64_t w_stride, T* out, int64_t line, Scratch<T>& scratch) {
+  auto& list = scratch.list;
   grid_line_taps<T>(g, sample, C, line / g.grid[1], line % g.grid[1], w, w_stride, nullptr, 0,
                     list);
   depthwise_tap_line(out + line * g.grid[2] * C, C, g.grid[2], list.data(),
@@ -76,12 +72,11 @@ void forward_line(const ConvGeometry& g, const T* sample, int64_t C, int64_t wid
 // Image line `line` (= id * H + ih) of one sample's input gradient, from its grid `grid`.
 template <typename T>
 void transpose_line(const ConvGeometry& g, const T* grid, int64_t C, int64_t width, const T* w,
-                    int64_t w_stride, T* out, int64_t line, std::vector<LineTap<T>>& list,
-                    std::vector<std::pair<const T*, int64_t>>& rows) {
+                    int64_t w_stride, T* out, int64_t line, Scratch<T>& scratch) {
+  auto& [list, rows] = scratch;
   const int64_t W = g.image[2], OW = g.grid[2], KW = g.kernel[2];
   const int64_t s = g.stride[2], pad = g.pad[2], dil = g.dilation[2];
   const int64_t ih = line % g.image[1], id = line / g.image[1];
-  // (grid row, first tap of its kernel row) for the kernel rows that land on this image row
   rows.clear();
   for (int64_t kd = 0; kd < g.kernel[0]; ++kd) {
     const int64_t od = covering_grid_index(id, kd, g.stride[0], g.pad[0], g.dilation[0], g.grid[0]);
@@ -124,39 +119,22 @@ void weight_grad_line(const ConvGeometry& g, const T* sample, const T* grad, int
                      g.stride[2] * C, width);
 }
 
-template <typename T>
-void forward(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& output,
-             const ConvGeometry& g) {
+// Every output line of every sample (lines: per sample; pixels: of a sample's input and
+// output), in channels_last as it is.
+template <typename T, typename LineOp>
+void run_channels_last(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& output,
+                       const ConvGeometry& g, int64_t in_pixels, int64_t out_pixels, int64_t lines,
+                       LineOp line_op) {
   const T* x = input.const_data_ptr<T>();
   T* y = output.data_ptr<T>();
-  const int64_t C = g.channels, taps = g.kernel_numel(), lines = g.grid[0] * g.grid[1];
-  const auto w = weights_by_tap<T>(weight, taps);
+  const int64_t C = g.channels;
+  const auto w = weights_by_tap<T>(weight, g.kernel_numel());
   at::parallel_for(0, output.size(0) * lines, 1, [&](int64_t begin, int64_t end) {
-    std::vector<LineTap<T>> list;
-    list.reserve(taps);
+    Scratch<T> scratch;
     for (int64_t i = begin; i < end; ++i) {
       const int64_t n = i / lines;
-      forward_line<T>(g, x + n * g.image_numel() * C, C, C, w.data(), C, y + n * g.grid_numel() * C,
-                      i % lines, list);
-    }
-  });
-}
-
-template <typename T>
-void transpose(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& output,
-               const ConvGeometry& g) {
-  const T* x = input.const_data_ptr<T>();
-  T* y = output.data_ptr<T>();
-  const int64_t C = g.channels, taps = g.kernel_numel(), lines = g.image[0] * g.image[1];
-  const auto w = weights_by_tap<T>(weight, taps);
-  at::parallel_for(0, output.size(0) * lines, 1, [&](int64_t begin, int64_t end) {
-    std::vector<LineTap<T>> list;
-    list.reserve(taps);
-    std::vector<std::pair<const T*, int64_t>> rows;
-    for (int64_t i = begin; i < end; ++i) {
-      const int64_t n = i / lines;
-      transpose_line<T>(g, x + n * g.grid_numel() * C, C, C, w.data(), C,
-                        y + n * g.image_numel() * C, i % lines, list, rows);
+      line_op(g, x + n * in_pixels * C, C, C, w.data(), C, y + n * out_pixels * C, i % lines,
+              scratch);
     }
   });
 }
@@ -208,52 +186,39 @@ void stage_out(const T* block, int64_t pixels, int64_t width, T* planes) {
   blocked_transpose(block, kBlock, 1, pixels, width, planes, pixels, 1);
 }
 
-template <typename T>
-void forward_blocked(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& output,
-                     const ConvGeometry& g) {
+// The same in NCHW: one task per (sample, block of kBlock channels).
+template <typename T, typename LineOp>
+void run_blocked(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& output,
+                 const ConvGeometry& g, int64_t in_pixels, int64_t out_pixels, int64_t lines,
+                 LineOp line_op) {
   const T* x = input.const_data_ptr<T>();
   T* y = output.data_ptr<T>();
-  const int64_t C = g.channels, taps = g.kernel_numel(), lines = g.grid[0] * g.grid[1];
-  const int64_t blocks = (C + kBlock - 1) / kBlock;
-  const auto w = weights_by_tap<T>(weight, taps);
+  const int64_t C = g.channels, blocks = (C + kBlock - 1) / kBlock;
+  const auto w = weights_by_tap<T>(weight, g.kernel_numel());
   at::parallel_for(0, output.size(0) * blocks, 1, [&](int64_t begin, int64_t end) {
-    std::vector<LineTap<T>> list;
-    list.reserve(taps);
-    std::vector<T> in(g.image_numel() * kBlock), out(g.grid_numel() * kBlock);
+    Scratch<T> scratch;
+    std::vector<T> in(in_pixels * kBlock), out(out_pixels * kBlock);
     for (int64_t i = begin; i < end; ++i) {
       const int64_t n = i / blocks, c0 = i % blocks * kBlock, width = std::min(kBlock, C - c0);
-      stage_in(x + (n * C + c0) * g.image_numel(), g.image_numel(), width, in.data());
+      stage_in(x + (n * C + c0) * in_pixels, in_pixels, width, in.data());
       for (int64_t line = 0; line < lines; ++line) {
-        forward_line<T>(g, in.data(), kBlock, width, w.data() + c0, C, out.data(), line, list);
+        line_op(g, in.data(), kBlock, width, w.data() + c0, C, out.data(), line, scratch);
       }
-      stage_out(out.data(), g.grid_numel(), width, y + (n * C + c0) * g.grid_numel());
+      stage_out(out.data(), out_pixels, width, y + (n * C + c0) * out_pixels);
     }
   });
 }
 
+// forward: the grid lines over the image; conv_transpose: the image lines over the grid.
 template <typename T>
-void transpose_blocked(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& output,
-                       const ConvGeometry& g) {
-  const T* x = input.const_data_ptr<T>();
-  T* y = output.data_ptr<T>();
-  const int64_t C = g.channels, taps = g.kernel_numel(), lines = g.image[0] * g.image[1];
-  const int64_t blocks = (C + kBlock - 1) / kBlock;
-  const auto w = weights_by_tap<T>(weight, taps);
-  at::parallel_for(0, output.size(0) * blocks, 1, [&](int64_t begin, int64_t end) {
-    std::vector<LineTap<T>> list;
-    list.reserve(taps);
-    std::vector<std::pair<const T*, int64_t>> rows;
-    std::vector<T> in(g.grid_numel() * kBlock), out(g.image_numel() * kBlock);
-    for (int64_t i = begin; i < end; ++i) {
-      const int64_t n = i / blocks, c0 = i % blocks * kBlock, width = std::min(kBlock, C - c0);
-      stage_in(x + (n * C + c0) * g.grid_numel(), g.grid_numel(), width, in.data());
-      for (int64_t line = 0; line < lines; ++line) {
-        transpose_line<T>(g, in.data(), kBlock, width, w.data() + c0, C, out.data(), line, list,
-                          rows);
-      }
-      stage_out(out.data(), g.image_numel(), width, y + (n * C + c0) * g.image_numel());
-    }
-  });
+void run_lines(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& output,
+               const ConvGeometry& g, bool transposed) {
+  const int64_t image = g.image_numel(), grid = g.grid_numel();
+  const int64_t lines = transposed ? g.image[0] * g.image[1] : g.grid[0] * g.grid[1];
+  const int64_t in_pixels = transposed ? grid : image, out_pixels = transposed ? image : grid;
+  const auto op = transposed ? transpose_line<T> : forward_line<T>;
+  g.channels_last ? run_channels_last<T>(input, weight, output, g, in_pixels, out_pixels, lines, op)
+                  : run_blocked<T>(input, weight, output, g, in_pixels, out_pixels, lines, op);
 }
 
 template <typename T>
@@ -265,7 +230,6 @@ void weight_grad_blocked(const at::Tensor& grad_output, const at::Tensor& input,
   const int64_t C = g.channels, taps = g.kernel_numel(), lines = g.grid[0] * g.grid[1];
   at::parallel_for(0, (C + kBlock - 1) / kBlock, 1, [&](int64_t begin, int64_t end) {
     std::vector<LineTap<T>> list;
-    list.reserve(taps);
     std::vector<T> in(g.image_numel() * kBlock), grad(g.grid_numel() * kBlock);
     std::vector<T> sums(taps * kBlock);
     for (int64_t b = begin; b < end; ++b) {
@@ -309,20 +273,12 @@ bool depthwise_vector_kernels(const at::Tensor& input, const at::Tensor& output,
 
 void depthwise_forward_vectors(const at::Tensor& input, const at::Tensor& weight,
                                const at::Tensor& output, const ConvGeometry& g) {
-  dispatch(input, [&](auto t) {
-    using T = decltype(t);
-    g.channels_last ? forward<T>(input, weight, output, g)
-                    : forward_blocked<T>(input, weight, output, g);
-  });
+  dispatch(input, [&](auto t) { run_lines<decltype(t)>(input, weight, output, g, false); });
 }
 
 void depthwise_transpose_vectors(const at::Tensor& input, const at::Tensor& weight,
                                  const at::Tensor& output, const ConvGeometry& g) {
-  dispatch(input, [&](auto t) {
-    using T = decltype(t);
-    g.channels_last ? transpose<T>(input, weight, output, g)
-                    : transpose_blocked<T>(input, weight, output, g);
-  });
+  dispatch(input, [&](auto t) { run_lines<decltype(t)>(input, weight, output, g, true); });
 }
 
 void depthwise_weight_grad_vectors(const at::Tensor& grad_output, const at::Tensor& input,

@@ -6,9 +6,23 @@
 // general kernels in depthwise_cpu.cpp.
 #include <ATen/core/Tensor.h>
 
+#include <vector>
+
 #include "../common/conv_geometry.h"
 
 namespace convpool::cpu {
+
+// Weight [C * m, 1, K...] as [K, C * m]: a tap's weights for all channels are contiguous.
+template <typename T>
+inline std::vector<T> weights_by_tap(const at::Tensor& weight, int64_t taps) {
+  const int64_t channels = weight.size(0);
+  const T* w = weight.const_data_ptr<T>();
+  std::vector<T> t(taps * channels);
+  for (int64_t c = 0; c < channels; ++c) {
+    for (int64_t k = 0; k < taps; ++k) t[k * channels + c] = w[c * taps + k];
+  }
+  return t;
+}
 
 // Whether these kernels take the call: depth multiplier 1, float32/float64, and in NCHW a
 // sample's block of channels small enough to compute in cache.
