@@ -125,3 +125,41 @@ def test_half_types_accumulate_in_float32(dtype):
     # One rounding of the float32 sum to the half type.
     eps = torch.finfo(dtype).eps
     torch.testing.assert_close(ours, exact, rtol=eps, atol=eps * exact.abs().max().item())
+
+
+# The channel-vector kernels (multiplier 1, float32/float64): NCHW through 16-channel blocks,
+# channels_last as it is. Channel counts around the block and vector widths, strides that
+# split the image columns into phases for the input gradient, dilation, padding, 3-d.
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.double])
+@pytest.mark.parametrize("channels", [5, 16, 31, 48])
+def test_channel_vector_kernels(channels, dtype, channels_last):
+    for kernel, stride, padding, dilation in [(3, 1, 1, 1), (3, 2, 1, 1), (5, 2, 2, 1),
+                                              (3, 3, 0, 2), (4, 2, 3, 1)]:
+        assert _check(2, channels_last, channels, 1, kernel, stride, padding, dilation,
+                      dtype=dtype, shapes={2: (19, 23)})
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_channel_vector_kernels_3d_and_batch_one(channels_last):
+    assert _check(3, channels_last, 20, 1, 3, 2, 1, 1, batch=1)
+    assert _check(3, channels_last, 17, 1, 3, 1, 2, 2, batch=1, shapes={3: (6, 7, 9)})
+    assert _check(1, False, 33, 1, 5, 2, 2, 1, batch=1, shapes={1: (37,)})
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_channel_vector_weight_gradient_is_independent_of_threads(channels_last):
+    x = _layout(torch.randn(3, 40, 17, 18), channels_last)
+    w = torch.randn(40, 1, 3, 3)
+    grad = _layout(torch.randn(3, 40, 9, 9), channels_last)
+    args = ([2, 2], [1, 1, 1, 1], [1, 1], 40)
+    threads = torch.get_num_threads()
+    try:
+        results = []
+        for n in (1, 2, 3):
+            torch.set_num_threads(n)
+            results.append(torch.ops.convpool.conv_weight_grad(grad, x, list(w.shape), *args))
+    finally:
+        torch.set_num_threads(threads)
+    for r in results[1:]:
+        assert torch.equal(r, results[0])

@@ -28,6 +28,7 @@
 #include "../common/isa_clones.h"
 #include "../common/simd_loops.h"
 #include "channels_last_staging.h"
+#include "depthwise_channels_last.h"
 #include "conv_lines.h"
 #include "im2col.h"
 
@@ -359,18 +360,6 @@ void weight_grad_nchw(const at::Tensor& grad_output, const at::Tensor& input,
 
 // ---- channels_last ---------------------------------------------------------------------------
 
-// Weight [C * m, 1, K...] as [K, C * m]: a tap's weights for all channels are contiguous.
-template <typename scalar_t>
-std::vector<scalar_t> taps_by_channel(const at::Tensor& weight, int64_t taps) {
-  const int64_t channels = weight.size(0);
-  const scalar_t* w = weight.const_data_ptr<scalar_t>();
-  std::vector<scalar_t> t(taps * channels);
-  for (int64_t oc = 0; oc < channels; ++oc) {
-    for (int64_t k = 0; k < taps; ++k) t[k * channels + oc] = w[oc * taps + k];
-  }
-  return t;
-}
-
 // For one grid line (n, od, oh): the first pixel of the image row each (kd, kh) reads, or null.
 template <typename scalar_t>
 void tap_rows(const ConvGeometry& g, const scalar_t* sample, int64_t channels, int64_t od,
@@ -418,7 +407,7 @@ void forward_channels_last(const at::Tensor& input, const at::Tensor& weight,
   scalar_t* y = output.data_ptr<scalar_t>();
   const int64_t C = g.channels, Cout = output.size(1), m = Cout / C, taps = g.kernel_numel();
   const int64_t KW = g.kernel[2], OW = g.grid[2];
-  const auto wt = taps_by_channel<scalar_t>(weight, taps);
+  const auto wt = weights_by_tap<scalar_t>(weight, taps);
   const int64_t lines = output.size(0) * g.grid[0] * g.grid[1];
   at::parallel_for(0, lines, 1, [&](int64_t begin, int64_t end) {
     std::vector<acc_t> acc(Cout);
@@ -450,7 +439,7 @@ void transpose_channels_last(const at::Tensor& input, const at::Tensor& weight,
   scalar_t* y = output.data_ptr<scalar_t>();
   const int64_t C = g.channels, Cin = input.size(1), m = Cin / C, taps = g.kernel_numel();
   const int64_t KW = g.kernel[2], W = g.image[2];
-  const auto wt = taps_by_channel<scalar_t>(weight, taps);
+  const auto wt = weights_by_tap<scalar_t>(weight, taps);
   // covering[iw * KW + kw]: the grid column whose tap kw lands on image column iw, or -1.
   std::vector<int64_t> covering(W * KW);
   for (int64_t iw = 0; iw < W; ++iw) {
@@ -564,6 +553,9 @@ bool staged(const at::Tensor& t, const ConvGeometry& g, int64_t below) {
 
 void depthwise_conv(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& output,
                     const ConvGeometry& g) {
+  if (depthwise_vector_kernels(input, output, g)) {
+    return depthwise_forward_vectors(input, weight, output, g);
+  }
   if (staged(input, g, kStagedPixelsForward)) {
     return via_channels_last({input}, output, g, [&](auto& in, auto& out, auto& cl) {
       depthwise_conv(in[0], weight, out, cl);
@@ -577,6 +569,9 @@ void depthwise_conv(const at::Tensor& input, const at::Tensor& weight, const at:
 
 void depthwise_conv_transpose(const at::Tensor& input, const at::Tensor& weight,
                               const at::Tensor& output, const ConvGeometry& g) {
+  if (depthwise_vector_kernels(input, output, g)) {
+    return depthwise_transpose_vectors(input, weight, output, g);
+  }
   if (staged(input, g, kStagedPixelsGradients)) {
     return via_channels_last({input}, output, g, [&](auto& in, auto& out, auto& cl) {
       depthwise_conv_transpose(in[0], weight, out, cl);
@@ -590,6 +585,10 @@ void depthwise_conv_transpose(const at::Tensor& input, const at::Tensor& weight,
 
 void depthwise_weight_grad(const at::Tensor& grad_output, const at::Tensor& input,
                            const at::Tensor& grad_weight, const ConvGeometry& g) {
+  if (depthwise_vector_kernels(input, grad_output, g) &&
+      grad_weight.scalar_type() == input.scalar_type()) {
+    return depthwise_weight_grad_vectors(grad_output, input, grad_weight, g);
+  }
   if (staged(input, g, kStagedPixelsGradients)) {
     ConvGeometry cl = g;
     cl.channels_last = true;

@@ -1,0 +1,13 @@
+#pragma once
+// Moving 16 NCHW planes into a [pixels, 16] channel block and back: the NCHW depthwise kernels
+// compute on such blocks, so this transpose runs on every element they read and write.
+#include <cstdint>
+
+namespace convpool::cpu {
+
+// block[p * 16 + c] = planes[c * plane_stride + p] for c < 16, p < pixels.
+void planes_to_block16(const float* planes, int64_t plane_stride, int64_t pixels, float* block);
+// planes[c * plane_stride + p] = block[p * 16 + c] for c < 16, p < pixels.
+void block16_to_planes(const float* block, int64_t pixels, float* planes, int64_t plane_stride);
+
+}  // namespace convpool::cpu

@@ -1,0 +1,34 @@
+#pragma once
+// The inner loops of the channels_last depthwise kernels (depth multiplier 1): a line of pixels
+// whose taps each read a plain strided run of pixels, the channels being the vector. Compiled
+// per vector ISA (see common/isa_clones.h).
+#include <cstdint>
+
+namespace convpool::cpu {
+
+// One tap of a line: pixel j (lo <= j < hi) reads the channels at src + j * step and multiplies
+// them by the per-channel weights w (line) or adds its products into the per-channel sums
+// (weight gradient). src may point outside the tensor; only [lo, hi) is read.
+template <typename T>
+struct LineTap {
+  const T* src;
+  T* sums;  // weight gradient: this tap's [channels] sums; null in lines
+  const T* w;
+  int64_t lo, hi;
+};
+
+// out[j * out_step + c] = sum over the taps valid at j of w[c] * src[j * step + c], for
+// j < count and c < channels (a pixel no tap reaches gets zero).
+void depthwise_tap_line(float* out, int64_t out_step, int64_t count, const LineTap<float>* taps,
+                        int64_t ntaps, int64_t step, int64_t channels);
+void depthwise_tap_line(double* out, int64_t out_step, int64_t count, const LineTap<double>* taps,
+                        int64_t ntaps, int64_t step, int64_t channels);
+
+// sums[c] += sum over lo <= j < hi of grad[j * grad_step + c] * src[j * step + c], per tap, in
+// order of j (deterministic).
+void depthwise_tap_sums(const float* grad, int64_t grad_step, const LineTap<float>* taps,
+                        int64_t ntaps, int64_t step, int64_t channels);
+void depthwise_tap_sums(const double* grad, int64_t grad_step, const LineTap<double>* taps,
+                        int64_t ntaps, int64_t step, int64_t channels);
+
+}  // namespace convpool::cpu
