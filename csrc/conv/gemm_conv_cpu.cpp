@@ -12,6 +12,7 @@
 
 #include "../common/huge_pages.h"
 #include "blocked_transpose.h"
+#include "brgemm_conv_cpu.h"
 #include "channels_last_staging.h"
 #include "conv_algorithm.h"
 #include "conv_lines.h"
@@ -655,6 +656,7 @@ bool all_finite(const at::Tensor& t) {
 void gemm_conv(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& output,
                const ConvGeometry& g) {
   check_dtype(input, "gemm_conv");
+  if (brgemm_conv(input, weight, output, g)) return;
   if (small_nchw_image(input, g, g.grid_numel())) {
     return via_channels_last({input}, output, g, [&](auto& in, auto& out, auto& cl) {
       gemm_conv(in[0], weight, out, cl);
@@ -671,6 +673,7 @@ void gemm_conv(const at::Tensor& input, const at::Tensor& weight, const at::Tens
 void gemm_conv_transpose(const at::Tensor& input, const at::Tensor& weight,
                          const at::Tensor& output, const ConvGeometry& g) {
   check_dtype(input, "gemm_conv_transpose");
+  if (brgemm_conv_transpose(input, weight, output, g)) return;
   if (small_nchw_image(input, g, g.image_numel())) {
     return via_channels_last({input}, output, g, [&](auto& in, auto& out, auto& cl) {
       gemm_conv_transpose(in[0], weight, out, cl);
@@ -689,6 +692,7 @@ void gemm_conv_transpose(const at::Tensor& input, const at::Tensor& weight,
 void gemm_conv_weight_grad(const at::Tensor& grad_output, const at::Tensor& input,
                            const at::Tensor& grad_weight, const ConvGeometry& g) {
   check_dtype(input, "gemm_conv_weight_grad");
+  if (brgemm_conv_weight_grad(grad_output, input, grad_weight, g)) return;
   if (small_nchw_image(input, g, g.grid_numel())) {
     return via_channels_last(
         {grad_output, input}, grad_weight, g,
