@@ -13,6 +13,7 @@
 #include "../common/huge_pages.h"
 #include "blas_gemm.h"
 #include "blocked_transpose.h"
+#include "brgemm_conv_cpu.h"
 #include "channels_last_staging.h"
 #include "conv_algorithm.h"
 #include "conv_lines.h"
@@ -700,6 +701,7 @@ void gemm_conv(const at::Tensor& input, const at::Tensor& weight, const at::Tens
                const ConvGeometry& g) {
   check_dtype(input, "gemm_conv");
   if (run_winograd(input, weight, output, g, /*transposed=*/false)) return;
+  if (brgemm_conv(input, weight, output, g)) return;
   if (small_nchw_image(input, g, g.grid_numel())) {
     return via_channels_last({input}, output, g, [&](auto& in, auto& out, auto& cl) {
       gemm_conv(in[0], weight, out, cl);
@@ -717,6 +719,7 @@ void gemm_conv_transpose(const at::Tensor& input, const at::Tensor& weight,
                          const at::Tensor& output, const ConvGeometry& g) {
   check_dtype(input, "gemm_conv_transpose");
   if (run_winograd(input, weight, output, g, /*transposed=*/true)) return;
+  if (brgemm_conv_transpose(input, weight, output, g)) return;
   if (small_nchw_image(input, g, g.image_numel())) {
     return via_channels_last({input}, output, g, [&](auto& in, auto& out, auto& cl) {
       gemm_conv_transpose(in[0], weight, out, cl);
@@ -736,6 +739,7 @@ void gemm_conv_weight_grad(const at::Tensor& grad_output, const at::Tensor& inpu
                            const at::Tensor& grad_weight, const ConvGeometry& g) {
   check_dtype(input, "gemm_conv_weight_grad");
   if (run_winograd_weight_grad(grad_output, input, grad_weight, g)) return;
+  if (brgemm_conv_weight_grad(grad_output, input, grad_weight, g)) return;
   if (small_nchw_image(input, g, g.grid_numel())) {
     return via_channels_last(
         {grad_output, input}, grad_weight, g,

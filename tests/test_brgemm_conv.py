@@ -1,0 +1,64 @@
+"""The bfloat16 implicit-GEMM path on AMX (csrc/conv/brgemm_conv_cpu.cpp) at its edges: odd
+channel counts (VNNI pairs the reduction rows), pixel counts that are not a multiple of the
+blocks, stride 2, padding, dilation, groups, batch 1, 1-d and 3-d, both layouts; the output and
+both gradients against float64 within the bounds of test_bfloat16_conv.py, and against torch's
+own bfloat16 convolution. On CPUs without AMX the same cases run the GEMM engine."""
+import pytest
+import torch
+from test_bfloat16_conv import CONV, CONV_T, _check, _operands
+
+# (dims, batch, channels, spatial, out channels, kernel, conv kwargs)
+EDGES = {
+    "odd channels": (2, 2, 7, (13, 17), 33, 3, dict(padding=1)),
+    "one channel, batch 1": (2, 1, 1, (9, 11), 5, 3, dict(padding=1)),
+    "three channels 7x7 stride 2 (stem)": (2, 2, 3, (30, 30), 16, 7, dict(stride=2, padding=3)),
+    "stride 2 odd image": (2, 2, 16, (21, 19), 24, 3, dict(stride=2, padding=1)),
+    "no padding 5x5": (2, 2, 5, (12, 12), 8, 5, {}),
+    "dilation 2": (2, 2, 16, (20, 20), 24, 3, dict(padding=2, dilation=2)),
+    "dilation (1, 2)": (2, 2, 8, (15, 20), 12, 3, dict(padding=(1, 2), dilation=(1, 2))),
+    "groups 2 odd group channels": (2, 2, 10, (12, 12), 6, 3, dict(padding=1, groups=2)),
+    "many pixel blocks": (2, 3, 16, (41, 43), 16, 3, dict(padding=1)),
+    "over 64 output channels": (2, 2, 24, (10, 10), 200, 3, dict(padding=1)),
+    "small 7x7 wide": (2, 4, 96, (7, 7), 80, 3, dict(padding=1)),
+    "1x1": (2, 2, 32, (9, 9), 48, 1, {}),
+    "1x1 stride 2": (2, 2, 32, (9, 9), 48, 1, dict(stride=2)),
+    "padding larger than the kernel reach": (2, 2, 4, (6, 6), 4, 3, dict(padding=3)),
+    "conv1d": (1, 2, 9, (50,), 24, 5, dict(padding=2)),
+    "conv3d": (3, 2, 8, (6, 7, 8), 16, 3, dict(padding=1)),
+    "conv3d stride 2": (3, 1, 5, (7, 8, 9), 6, 3, dict(padding=1, stride=2)),
+}
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("case", list(EDGES))
+def test_brgemm_edges(case, channels_last):
+    dims, batch, channels, spatial, out_channels, kernel, kw = EDGES[case]
+    if channels_last and dims != 2:
+        pytest.skip("the shared helper makes 2-d channels_last operands only")
+    x, w, b = _operands(dims, batch, channels, spatial, out_channels, kernel, kw.get("groups", 1),
+                        channels_last)
+    _check(case, *CONV[dims], x, w, b, **kw)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("padding", [0, 1, 3])
+def test_brgemm_conv_transpose_stride_1(padding, channels_last):
+    x, w, b = _operands(2, 2, 7, (9, 11), 10, 4, 1, channels_last, transpose=True)
+    _check(f"conv_transpose padding {padding}", *CONV_T[2], x, w, b, transpose=True,
+           padding=padding)
+
+
+def test_brgemm_bitwise_deterministic_across_thread_counts():
+    x, w, b = _operands(2, 4, 24, (30, 30), 40, 3, 1, True)
+    threads = torch.get_num_threads()
+    results = []
+    try:
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            xs, ws = x.clone().requires_grad_(), w.clone().requires_grad_()
+            y = CONV[2][0](xs, ws, b, padding=1)
+            results.append((y, *torch.autograd.grad(y, (xs, ws), torch.ones_like(y))))
+    finally:
+        torch.set_num_threads(threads)
+    for a, e in zip(*results):
+        assert torch.equal(a, e)
