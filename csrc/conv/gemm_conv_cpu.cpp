@@ -138,6 +138,21 @@ void gather_columns(const T* image, const ConvGeometry& g, int64_t cg, int64_t q
   }
 }
 
+// The window of grid position q: its first tap's image coordinates (bd, bh, bw), which may lie in
+// the padding, and the taps [w_lo, w_hi) along W that land inside the image.
+struct Window {
+  int64_t bd, bh, bw, w_lo, w_hi;
+};
+
+inline Window window_of(const ConvGeometry& g, int64_t q) {
+  const int64_t ow = q % g.grid[2], oh = q / g.grid[2] % g.grid[1];
+  const int64_t od = q / (g.grid[2] * g.grid[1]);
+  Window w{od * g.stride[0] - g.pad[0], oh * g.stride[1] - g.pad[1], ow * g.stride[2] - g.pad[2], 0,
+           0};
+  taps_inside(w.bw, g.kernel[2], g.dilation[2], g.image[2], w.w_lo, w.w_hi);
+  return w;
+}
+
 // Column rows [m1 - m0, taps * cg] of output pixels [m0, m1) (flat over batch and grid) from a
 // channels_last input, channels [c0, c0 + cg): each row is tap by tap, cg channels per tap.
 template <typename T>
@@ -149,13 +164,8 @@ void gather_rows_cl(const T* x, const ConvGeometry& g, int64_t c0, int64_t cg, i
   T* row = col;
   for (int64_t m = m0; m < m1; ++m) {
     const int64_t n = m / G, q = m % G;
-    const int64_t ow = q % g.grid[2], oh = q / g.grid[2] % g.grid[1];
-    const int64_t od = q / (g.grid[2] * g.grid[1]);
     const T* sample = x + n * g.image_numel() * C + c0;
-    const int64_t bd = od * g.stride[0] - g.pad[0], bh = oh * g.stride[1] - g.pad[1];
-    const int64_t bw = ow * g.stride[2] - g.pad[2];
-    int64_t w_lo, w_hi;
-    taps_inside(bw, KW, g.dilation[2], g.image[2], w_lo, w_hi);
+    const auto [bd, bh, bw, w_lo, w_hi] = window_of(g, q);
     for (int64_t kd = 0; kd < g.kernel[0]; ++kd) {
       const int64_t id = bd + kd * g.dilation[0];
       for (int64_t kh = 0; kh < g.kernel[1]; ++kh, row += KW * cg) {
@@ -510,12 +520,7 @@ void scatter_rows_cl(const T* col, const ConvGeometry& g, int64_t q0, int64_t q1
   const int64_t C = g.channels, KW = g.kernel[2];
   const T* row = col;
   for (int64_t q = q0; q < q1; ++q) {
-    const int64_t ow = q % g.grid[2], oh = q / g.grid[2] % g.grid[1];
-    const int64_t od = q / (g.grid[2] * g.grid[1]);
-    const int64_t bd = od * g.stride[0] - g.pad[0], bh = oh * g.stride[1] - g.pad[1];
-    const int64_t bw = ow * g.stride[2] - g.pad[2];
-    int64_t w_lo, w_hi;
-    taps_inside(bw, KW, g.dilation[2], g.image[2], w_lo, w_hi);
+    const auto [bd, bh, bw, w_lo, w_hi] = window_of(g, q);
     for (int64_t kd = 0; kd < g.kernel[0]; ++kd) {
       const int64_t id = bd + kd * g.dilation[0];
       for (int64_t kh = 0; kh < g.kernel[1]; ++kh, row += KW * C) {
