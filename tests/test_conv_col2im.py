@@ -1,9 +1,9 @@
-"""The dense engine's col2im conv_transpose (a strided conv's input gradient, a conv_transpose's
-forward): NCHW at batch >= 2, and channels_last with at most 8 image channels (the ResNet
-stem's input gradient). Values and all three gradients against torch over shapes that reach its
+"""The dense engine's col2im conv_transpose (a strided conv's input gradient, a strided
+conv_transpose's forward): NCHW at batch >= 2, and channels_last with at most 8 image channels
+(the ResNet stem's input gradient). Values and all three gradients against torch over shapes that reach its
 edges: blocks that straddle grid lines, taps that land in the padding or past the image, strides
 larger than the kernel, asymmetric padding, output_padding, 1-d/2-d/3-d; and the paths beside it
-(batch 1, groups, wider channels_last) on the same shapes."""
+(batch 1, groups, wider channels_last, stride 1) on the same shapes."""
 
 import pytest
 import torch
@@ -35,6 +35,7 @@ CONV_CASES = [
     ((2, 8, 10, 9), 8, 3, 2, 1, 1, 2),        # groups: the phases
     ((1, 3, 15, 17), 5, 3, 2, 1, 1, 1),       # batch 1: the phases
     ((2, 12, 15, 17), 10, 3, 2, 1, 1, 1),     # channels_last with 12 channels: the phases
+    ((2, 5, 9, 8), 6, 5, 1, 2, 1, 1),         # stride 1: one phase, a plain conv
     ((3, 4, 700), 5, 5, 3, 2, 1, 1),          # conv1d: blocks cut a long line
     ((2, 3, 5, 9, 8), 4, 3, 2, 1, 1, 1),      # conv3d
 ]

@@ -485,9 +485,12 @@ void conv_transpose_phases(const T* x, const T* w, bool w_channels_last, T* y,
 // split it across threads. bfloat16 too: col2im would round its running sums at every term.
 constexpr int64_t kCol2imMaxChannelsLast = 8;
 
+// Strided only: a stride-1 conv_transpose is one phase, a plain conv that Winograd may take.
 template <typename T>
 bool col2im_transpose_for(const ConvGeometry& g, int64_t batch) {
-  return !std::is_same_v<T, c10::BFloat16> && g.groups == 1 && batch > 1 &&
+  bool strided = false;
+  for (int d = 0; d < kSpatialDims; ++d) strided |= g.stride[d] > 1;
+  return !std::is_same_v<T, c10::BFloat16> && strided && g.groups == 1 && batch > 1 &&
          (!g.channels_last || g.channels <= kCol2imMaxChannelsLast);
 }
 
