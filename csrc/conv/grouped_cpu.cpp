@@ -1,0 +1,418 @@
+// Grouped convolution with few channels per group, channels_last, direct.
+//
+// A line is a run of output pixels along the last spatial dim; each tap of the line reads a
+// strided run of source pixels (LineTap-style: src, lo, hi). For a block of kPixels pixels the
+// kernel keeps kPixels vectors of V output channels in registers and, per tap and per reduced
+// channel c, loads one weight vector w[tap][c][0..V) and broadcasts one source value per pixel:
+// the weights of a group stay in L1 and each FMA does V useful products. The forward reduces
+// over the group's input channels (vector: output channels), the input gradient over the
+// group's output channels (vector: input channels), by width phases so that a line's pixels
+// read consecutive grid pixels. The weight gradient accumulates a [KB, V] block of one tap in
+// registers over a line, all taps of an output row in turn (the row stays in L1).
+#include "grouped_cpu.h"
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "../common/isa_clones.h"
+#include "conv_algorithm.h"
+
+#pragma GCC diagnostic ignored "-Wpsabi"  // wide vectors never cross a call (always inlined)
+
+namespace convpool::cpu {
+namespace {
+
+#define CONVPOOL_INLINE inline __attribute__((always_inline))
+
+template <typename T, int V>
+struct Vec {
+  typedef T type __attribute__((vector_size(V * sizeof(T))));
+};
+
+template <typename T, int V>
+CONVPOOL_INLINE typename Vec<T, V>::type load(const T* p) {
+  typename Vec<T, V>::type v;
+  __builtin_memcpy(&v, p, sizeof(v));
+  return v;
+}
+
+template <typename T, int V>
+CONVPOOL_INLINE void store(T* p, typename Vec<T, V>::type v) {
+  __builtin_memcpy(p, &v, sizeof(v));
+}
+
+template <typename T>
+struct Tap {
+  const T* src;  // pixel 0 of the line's run, at the group's first reduced channel
+  const T* w;    // [reduced channels][V]
+  int64_t lo, hi;
+};
+
+// P pixels from j on, every tap in range: per tap and reduced channel one weight vector, reused
+// by the P pixels' broadcasts.
+template <typename T, int V, int P>
+CONVPOOL_INLINE void block_impl(T* out, int64_t out_step, int64_t j, const Tap<T>* taps,
+                                int64_t ntaps, int64_t step, int64_t cin) {
+  using Vt = typename Vec<T, V>::type;
+  Vt acc[P];
+  for (int p = 0; p < P; ++p) acc[p] = Vt{};
+  for (int64_t t = 0; t < ntaps; ++t) {
+    const T* s = taps[t].src + j * step;
+    const T* w = taps[t].w;
+    for (int64_t c = 0; c < cin; ++c) {
+      const Vt wv = load<T, V>(w + c * V);
+#pragma GCC unroll 8
+      for (int p = 0; p < P; ++p) acc[p] += s[p * step + c] * wv;
+    }
+  }
+  for (int p = 0; p < P; ++p) store<T, V>(out + (j + p) * out_step, acc[p]);
+}
+
+// Pixel j with each tap's range checked (the line's edges).
+template <typename T, int V>
+CONVPOOL_INLINE void edge_impl(T* out, int64_t out_step, int64_t j, const Tap<T>* taps,
+                               int64_t ntaps, int64_t step, int64_t cin) {
+  using Vt = typename Vec<T, V>::type;
+  Vt acc = Vt{};
+  for (int64_t t = 0; t < ntaps; ++t) {
+    if (j < taps[t].lo || j >= taps[t].hi) continue;
+    const T* s = taps[t].src + j * step;
+    for (int64_t c = 0; c < cin; ++c) acc += s[c] * load<T, V>(taps[t].w + c * V);
+  }
+  store<T, V>(out + j * out_step, acc);
+}
+
+// out[j * out_step + v] = sum over taps valid at j, c < cin of src[j * step + c] * w[c * V + v],
+// for j < count: the interior (every tap valid) in blocks of P, then 4, then 1 pixels, the
+// edges pixel by pixel.
+template <typename T, int V, int P>
+CONVPOOL_INLINE void line_impl(T* out, int64_t out_step, int64_t count, const Tap<T>* taps,
+                               int64_t ntaps, int64_t step, int64_t cin) {
+  int64_t lo = 0, hi = count;
+  for (int64_t t = 0; t < ntaps; ++t) {
+    lo = std::max(lo, taps[t].lo);
+    hi = std::min(hi, taps[t].hi);
+  }
+  if (hi < lo) hi = lo;
+  for (int64_t j = 0; j < lo; ++j) edge_impl<T, V>(out, out_step, j, taps, ntaps, step, cin);
+  int64_t j = lo;
+  for (; j + P <= hi; j += P) block_impl<T, V, P>(out, out_step, j, taps, ntaps, step, cin);
+  if (P > 4 && j + 4 <= hi) {
+    block_impl<T, V, 4>(out, out_step, j, taps, ntaps, step, cin);
+    j += 4;
+  }
+  for (; j < hi; ++j) block_impl<T, V, 1>(out, out_step, j, taps, ntaps, step, cin);
+  for (; j < count; ++j) edge_impl<T, V>(out, out_step, j, taps, ntaps, step, cin);
+}
+
+template <typename T>
+CONVPOOL_INLINE void line_any(int v, T* out, int64_t out_step, int64_t count, const Tap<T>* taps,
+                              int64_t ntaps, int64_t step, int64_t cin) {
+  constexpr bool wide = sizeof(T) == 8;
+  switch (v) {
+    case 16:
+      return line_impl<T, 16, wide ? 4 : 8>(out, out_step, count, taps, ntaps, step, cin);
+    case 8:
+      return line_impl<T, 8, 8>(out, out_step, count, taps, ntaps, step, cin);
+    default:
+      return line_impl<T, 4, 8>(out, out_step, count, taps, ntaps, step, cin);
+  }
+}
+
+CONVPOOL_CLONES void grouped_line(int v, float* out, int64_t out_step, int64_t count,
+                                  const Tap<float>* taps, int64_t ntaps, int64_t step,
+                                  int64_t cin) {
+  line_any(v, out, out_step, count, taps, ntaps, step, cin);
+}
+CONVPOOL_CLONES void grouped_line(int v, double* out, int64_t out_step, int64_t count,
+                                  const Tap<double>* taps, int64_t ntaps, int64_t step,
+                                  int64_t cin) {
+  line_any(v, out, out_step, count, taps, ntaps, step, cin);
+}
+
+// sums[k * V + v] += sum over lo <= j < hi of go[j * go_step + k] * src[j * step + v], k < KB.
+template <typename T, int V, int KB>
+CONVPOOL_INLINE void sums_impl(T* sums, const T* go, int64_t go_step, const T* src, int64_t step,
+                               int64_t lo, int64_t hi) {
+  using Vt = typename Vec<T, V>::type;
+  Vt acc[KB];
+  for (int k = 0; k < KB; ++k) acc[k] = load<T, V>(sums + k * V);
+  for (int64_t j = lo; j < hi; ++j) {
+    const Vt x = load<T, V>(src + j * step);
+    const T* g = go + j * go_step;
+#pragma GCC unroll 16
+    for (int k = 0; k < KB; ++k) acc[k] += g[k] * x;
+  }
+  for (int k = 0; k < KB; ++k) store<T, V>(sums + k * V, acc[k]);
+}
+
+template <typename T>
+CONVPOOL_INLINE void sums_any(int v, int kb, T* sums, const T* go, int64_t go_step, const T* src,
+                              int64_t step, int64_t lo, int64_t hi) {
+#define CONVPOOL_SUMS(VV)                                                \
+  switch (kb) {                                                          \
+    case 16:                                                             \
+      return sums_impl<T, VV, 16>(sums, go, go_step, src, step, lo, hi); \
+    case 8:                                                              \
+      return sums_impl<T, VV, 8>(sums, go, go_step, src, step, lo, hi);  \
+    default:                                                             \
+      return sums_impl<T, VV, 4>(sums, go, go_step, src, step, lo, hi);  \
+  }
+  switch (v) {
+    case 16:
+      CONVPOOL_SUMS(16)
+    case 8:
+      CONVPOOL_SUMS(8)
+    default:
+      CONVPOOL_SUMS(4)
+  }
+#undef CONVPOOL_SUMS
+}
+
+CONVPOOL_CLONES void grouped_sums(int v, int kb, float* sums, const float* go, int64_t go_step,
+                                  const float* src, int64_t step, int64_t lo, int64_t hi) {
+  sums_any(v, kb, sums, go, go_step, src, step, lo, hi);
+}
+CONVPOOL_CLONES void grouped_sums(int v, int kb, double* sums, const double* go, int64_t go_step,
+                                  const double* src, int64_t step, int64_t lo, int64_t hi) {
+  sums_any(v, kb, sums, go, go_step, src, step, lo, hi);
+}
+
+// The vector width for a dimension of n channels (a multiple of 4).
+int chunk(int64_t n) { return n % 16 == 0 ? 16 : n % 8 == 0 ? 8 : 4; }
+
+int64_t ceil_div(int64_t a, int64_t b) {  // b > 0, a of any sign
+  return a >= 0 ? (a + b - 1) / b : -((-a) / b);
+}
+
+int64_t floor_div(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
+
+// The [N, spatial..., C] view of an NCHW or channels_last tensor, contiguous.
+at::Tensor channels_last_view(const at::Tensor& t) { return t.movedim(1, -1).contiguous(); }
+
+// Runs fill(out) on a contiguous [N, spatial..., C] tensor and leaves the result in `output`.
+template <typename Fill>
+void into_output(const at::Tensor& output, Fill&& fill) {
+  auto view = output.movedim(1, -1);
+  if (view.is_contiguous()) return fill(view);
+  auto tmp = at::empty(view.sizes(), view.options());
+  fill(tmp);
+  view.copy_(tmp);
+}
+
+// The weight [K, cg, taps] repacked as [groups][vector blocks][taps][reduced][V]: `by_output`
+// (forward): the vector runs over the group's output channels, the reduction over its input
+// channels; else (input gradient) the other way round.
+template <typename T>
+std::vector<T> pack_weight(const at::Tensor& weight, int64_t groups, int64_t taps, bool by_output,
+                           int v) {
+  const auto w = weight.contiguous();
+  const T* src = w.const_data_ptr<T>();
+  const int64_t K = w.size(0), cg = w.size(1), kg = K / groups;
+  const int64_t vec_dim = by_output ? kg : cg, red = by_output ? cg : kg;
+  std::vector<T> out(K * cg * taps);
+  for (int64_t gr = 0; gr < groups; ++gr) {
+    for (int64_t b = 0; b < vec_dim / v; ++b) {
+      for (int64_t t = 0; t < taps; ++t) {
+        for (int64_t r = 0; r < red; ++r) {
+          for (int64_t l = 0; l < v; ++l) {
+            const int64_t k = by_output ? b * v + l : r, c = by_output ? r : b * v + l;
+            out[((((gr * (vec_dim / v) + b) * taps + t) * red + r) * v) + l] =
+                src[((gr * kg + k) * cg + c) * taps + t];
+          }
+        }
+      }
+    }
+  }
+  return out;
+}
+
+template <typename T>
+void conv_cl(const T* x, const T* wp, T* y, const ConvGeometry& g, int64_t batch, int64_t K) {
+  const int64_t C = g.channels, groups = g.groups, cg = C / groups, kg = K / groups;
+  const int v = chunk(kg);
+  const int64_t blocks = kg / v, taps = g.kernel_numel();
+  const int64_t ID = g.image[0], IH = g.image[1], IW = g.image[2];
+  const int64_t OD = g.grid[0], OH = g.grid[1], OW = g.grid[2];
+  const int64_t rows = batch * OD * OH;
+  at::parallel_for(0, rows * groups, 1, [&](int64_t begin, int64_t end) {
+    std::vector<Tap<T>> tl(taps);
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t row = task / groups, gr = task % groups;
+      const int64_t oh = row % OH, od = row / OH % OD, n = row / (OH * OD);
+      for (int64_t b = 0; b < blocks; ++b) {
+        int64_t nt = 0;
+        for (int64_t t = 0; t < taps; ++t) {
+          int64_t kd, kh, kw;
+          split_tap(g, t, kd, kh, kw);
+          const int64_t id = od * g.stride[0] - g.pad[0] + kd * g.dilation[0];
+          const int64_t ih = oh * g.stride[1] - g.pad[1] + kh * g.dilation[1];
+          if (id < 0 || id >= ID || ih < 0 || ih >= IH) continue;
+          const int64_t off = kw * g.dilation[2] - g.pad[2];  // iw = ow * s + off
+          const int64_t lo = std::max<int64_t>(0, ceil_div(-off, g.stride[2]));
+          const int64_t hi = std::min<int64_t>(OW, ceil_div(IW - off, g.stride[2]));
+          if (lo >= hi) continue;
+          tl[nt++] = {x + (((n * ID + id) * IH + ih) * IW + off) * C + gr * cg,
+                      wp + ((gr * blocks + b) * taps + t) * cg * v, lo, hi};
+        }
+        grouped_line(v, y + row * OW * K + gr * kg + b * v, K, OW, tl.data(), nt, g.stride[2] * C,
+                     cg);
+      }
+    }
+  });
+}
+
+// Image (conv input) gradient from the grid gradient, by width phases.
+template <typename T>
+void conv_transpose_cl(const T* go, const T* wp, T* dx, const ConvGeometry& g, int64_t batch,
+                       int64_t K) {
+  const int64_t C = g.channels, groups = g.groups, cg = C / groups, kg = K / groups;
+  const int v = chunk(cg);
+  const int64_t blocks = cg / v, taps = g.kernel_numel();
+  const int64_t ID = g.image[0], IH = g.image[1], IW = g.image[2];
+  const int64_t OD = g.grid[0], OH = g.grid[1], OW = g.grid[2];
+  const int64_t rows = batch * ID * IH, s = g.stride[2];
+  at::parallel_for(0, rows * groups, 1, [&](int64_t begin, int64_t end) {
+    std::vector<Tap<T>> tl(taps);
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t row = task / groups, gr = task % groups;
+      const int64_t ih = row % IH, id = row / IH % ID, n = row / (IH * ID);
+      for (int64_t r = 0; r < std::min(s, IW); ++r) {
+        const int64_t count = ceil_div(IW - r, s);
+        for (int64_t b = 0; b < blocks; ++b) {
+          int64_t nt = 0;
+          for (int64_t t = 0; t < taps; ++t) {
+            int64_t kd, kh, kw;
+            split_tap(g, t, kd, kh, kw);
+            const int64_t ad = id + g.pad[0] - kd * g.dilation[0];
+            const int64_t ah = ih + g.pad[1] - kh * g.dilation[1];
+            if (ad < 0 || ad % g.stride[0] != 0 || ah < 0 || ah % g.stride[1] != 0) continue;
+            const int64_t od = ad / g.stride[0], oh = ah / g.stride[1];
+            if (od >= OD || oh >= OH) continue;
+            const int64_t aw = r + g.pad[2] - kw * g.dilation[2];
+            if (aw - floor_div(aw, s) * s != 0) continue;
+            const int64_t base = floor_div(aw, s);  // ow = base + j
+            const int64_t lo = std::max<int64_t>(0, -base);
+            const int64_t hi = std::min<int64_t>(count, OW - base);
+            if (lo >= hi) continue;
+            tl[nt++] = {go + (((n * OD + od) * OH + oh) * OW + base) * K + gr * kg,
+                        wp + ((gr * blocks + b) * taps + t) * kg * v, lo, hi};
+          }
+          grouped_line(v, dx + (row * IW + r) * C + gr * cg + b * v, s * C, count, tl.data(), nt, K,
+                       kg);
+        }
+      }
+    }
+  });
+}
+
+// gw [K, cg, taps] (contiguous) = sum over batch and grid of go x the input run of each tap.
+template <typename T>
+void weight_grad_cl(const T* go, const T* x, T* gw, const ConvGeometry& g, int64_t batch,
+                    int64_t K) {
+  const int64_t C = g.channels, groups = g.groups, cg = C / groups, kg = K / groups;
+  const int v = chunk(cg), kb = chunk(kg);
+  const int64_t vblocks = cg / v, kblocks = kg / kb, taps = g.kernel_numel();
+  const int64_t ID = g.image[0], IH = g.image[1], IW = g.image[2];
+  const int64_t OD = g.grid[0], OH = g.grid[1], OW = g.grid[2];
+  // One task per (group, output block, input block), all taps at once: an output row's
+  // gradient is read once from memory and then from L1 for every tap.
+  const int64_t tasks = groups * kblocks * vblocks, block = kb * v;
+  at::parallel_for(0, tasks, 1, [&](int64_t begin, int64_t end) {
+    std::vector<T> sums(taps * block);
+    std::vector<int64_t> offs(taps), los(taps), his(taps);
+    for (int64_t t = 0; t < taps; ++t) {
+      int64_t kd, kh, kw;
+      split_tap(g, t, kd, kh, kw);
+      offs[t] = kw * g.dilation[2] - g.pad[2];
+      los[t] = std::max<int64_t>(0, ceil_div(-offs[t], g.stride[2]));
+      his[t] = std::min<int64_t>(OW, ceil_div(IW - offs[t], g.stride[2]));
+    }
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t vb = task % vblocks, kbl = task / vblocks % kblocks;
+      const int64_t gr = task / (vblocks * kblocks);
+      std::fill(sums.begin(), sums.end(), T(0));
+      for (int64_t n = 0; n < batch; ++n) {
+        for (int64_t od = 0; od < OD; ++od) {
+          for (int64_t oh = 0; oh < OH; ++oh) {
+            const T* gorow = go + ((n * OD + od) * OH + oh) * OW * K + gr * kg + kbl * kb;
+            for (int64_t t = 0; t < taps; ++t) {
+              if (los[t] >= his[t]) continue;
+              int64_t kd, kh, kw;
+              split_tap(g, t, kd, kh, kw);
+              const int64_t id = od * g.stride[0] - g.pad[0] + kd * g.dilation[0];
+              const int64_t ih = oh * g.stride[1] - g.pad[1] + kh * g.dilation[1];
+              if (id < 0 || id >= ID || ih < 0 || ih >= IH) continue;
+              grouped_sums(v, kb, sums.data() + t * block, gorow, K,
+                           x + (((n * ID + id) * IH + ih) * IW + offs[t]) * C + gr * cg + vb * v,
+                           g.stride[2] * C, los[t], his[t]);
+            }
+          }
+        }
+      }
+      for (int64_t t = 0; t < taps; ++t) {
+        for (int64_t k = 0; k < kb; ++k) {
+          for (int64_t l = 0; l < v; ++l) {
+            gw[((gr * kg + kbl * kb + k) * cg + vb * v + l) * taps + t] =
+                sums[t * block + k * v + l];
+          }
+        }
+      }
+    }
+  });
+}
+
+}  // namespace
+
+bool grouped_applies(const at::Tensor& t, const ConvGeometry& g, int64_t grid_channels) {
+  if (conv_algorithm() != ConvAlgorithm::kAuto) return false;
+  if (t.scalar_type() != at::kFloat && t.scalar_type() != at::kDouble) return false;
+  if (g.groups <= 1 || g.groups >= g.channels) return false;
+  const int64_t cg = g.channels / g.groups, kg = grid_channels / g.groups;
+  return cg >= 4 && cg <= 64 && cg % 4 == 0 && kg >= 4 && kg <= 64 && kg % 4 == 0;
+}
+
+void grouped_conv(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& output,
+                  const ConvGeometry& g) {
+  const auto x = channels_last_view(input);
+  const int64_t K = output.size(1), taps = g.kernel_numel();
+  AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "grouped_conv", [&] {
+    const auto wp = pack_weight<scalar_t>(weight, g.groups, taps, true, chunk(K / g.groups));
+    into_output(output, [&](const at::Tensor& y) {
+      conv_cl(x.const_data_ptr<scalar_t>(), wp.data(), y.data_ptr<scalar_t>(), g, input.size(0), K);
+    });
+  });
+}
+
+void grouped_conv_transpose(const at::Tensor& input, const at::Tensor& weight,
+                            const at::Tensor& output, const ConvGeometry& g) {
+  const auto go = channels_last_view(input);
+  const int64_t K = input.size(1), taps = g.kernel_numel();
+  AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "grouped_conv_transpose", [&] {
+    const auto wp =
+        pack_weight<scalar_t>(weight, g.groups, taps, false, chunk(g.channels / g.groups));
+    into_output(output, [&](const at::Tensor& dx) {
+      conv_transpose_cl(go.const_data_ptr<scalar_t>(), wp.data(), dx.data_ptr<scalar_t>(), g,
+                        input.size(0), K);
+    });
+  });
+}
+
+void grouped_weight_grad(const at::Tensor& grad_output, const at::Tensor& input,
+                         const at::Tensor& grad_weight, const ConvGeometry& g) {
+  const auto go = channels_last_view(grad_output);
+  const auto x = channels_last_view(input);
+  const int64_t K = grad_output.size(1);
+  auto gw = grad_weight.is_contiguous() ? grad_weight
+                                        : at::empty(grad_weight.sizes(), grad_weight.options());
+  AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "grouped_weight_grad", [&] {
+    weight_grad_cl(go.const_data_ptr<scalar_t>(), x.const_data_ptr<scalar_t>(),
+                   gw.data_ptr<scalar_t>(), g, input.size(0), K);
+  });
+  if (!gw.is_same(grad_weight)) grad_weight.copy_(gw);
+}
+
+}  // namespace convpool::cpu

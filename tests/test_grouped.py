@@ -1,0 +1,108 @@
+"""Grouped convolutions with few channels per group (4-64, a multiple of 4: RegNet, ResNeXt),
+which the CPU computes with its direct grouped kernels (grouped_cpu.h) in both layouts: values and
+all three gradients against torch, conv_transpose, 1-d to 3-d, strides that split the width into
+phases, dilation, padding, odd sizes, batch 1, cg != kg, and a weight gradient bitwise independent
+of the thread count."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+import torch_convpool.functional as CF
+
+SHAPES = {1: (29,), 2: (11, 13), 3: (5, 6, 7)}
+
+
+def _layout(x, channels_last):
+    if not channels_last or x.dim() < 4:
+        return x
+    return x.contiguous(memory_format=torch.channels_last if x.dim() == 4 else
+                        torch.channels_last_3d)
+
+
+def _check(dims, channels_last, cg, kg, groups, kernel=3, stride=1, padding=1, dilation=1,
+           dtype=torch.double, batch=2, shape=None):
+    shape = shape or SHAPES[dims]
+    x = _layout(torch.randn(batch, cg * groups, *shape, dtype=dtype), channels_last)
+    w = torch.randn(kg * groups, cg, *([kernel] * dims), dtype=dtype)
+    b = torch.randn(kg * groups, dtype=dtype)
+    kw = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+    expected = getattr(F, f"conv{dims}d")(x, w, b, **kw)
+    xr, wr, br = (t.clone().requires_grad_() for t in (x, w, b))
+    out = getattr(CF, f"conv{dims}d")(xr, wr, br, **kw)
+    tol = dict(rtol=1e-4, atol=1e-4) if dtype == torch.float else {}
+    torch.testing.assert_close(out, expected, **tol)
+    assert out.is_contiguous(memory_format=torch.channels_last) == x.is_contiguous(
+        memory_format=torch.channels_last) or dims != 2
+    grad = torch.randn_like(expected)
+    xt, wt, bt = (t.clone().requires_grad_() for t in (x, w, b))
+    getattr(F, f"conv{dims}d")(xt, wt, bt, **kw).backward(grad)
+    out.backward(grad)
+    for ours, theirs in ((xr, xt), (wr, wt), (br, bt)):
+        torch.testing.assert_close(ours.grad, theirs.grad, **tol)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("cg,kg", [(4, 4), (8, 8), (16, 16), (24, 24), (64, 64), (16, 32),
+                                   (32, 8), (12, 20)])
+def test_channels_per_group(cg, kg, channels_last):
+    _check(2, channels_last, cg, kg, groups=3)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("kernel,stride,padding,dilation", [
+    (3, 2, 1, 1), (3, 2, 0, 1), (3, 3, 2, 1), (3, 1, 2, 2), (5, 2, 2, 1), (1, 1, 0, 1),
+    (1, 2, 0, 1), (2, 1, 0, 1), (3, 1, 4, 1), (3, 2, 1, 3)])
+def test_geometry(kernel, stride, padding, dilation, channels_last):
+    _check(2, channels_last, 8, 8, groups=2, kernel=kernel, stride=stride, padding=padding,
+           dilation=dilation)
+
+
+@pytest.mark.parametrize("dims", [1, 3])
+def test_1d_and_3d(dims):
+    _check(dims, True, 8, 16, groups=2, stride=2)
+    _check(dims, False, 8, 8, groups=2)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_float32_batch_one_and_large(channels_last):
+    _check(2, channels_last, 16, 16, groups=8, dtype=torch.float, batch=1, shape=(28, 28))
+    _check(2, channels_last, 16, 16, groups=4, dtype=torch.float, batch=3, shape=(15, 17),
+           stride=2)
+    _check(2, channels_last, 4, 4, groups=32, dtype=torch.float, batch=2, shape=(14, 14))
+
+
+def test_grouped_conv_transpose():
+    for stride, padding, output_padding in ((1, 1, 0), (2, 1, 1), (3, 0, 2)):
+        x = torch.randn(2, 16, 7, 9, dtype=torch.double)
+        w = torch.randn(16, 4, 3, 3, dtype=torch.double)
+        kw = dict(stride=stride, padding=padding, output_padding=output_padding, groups=4)
+        torch.testing.assert_close(CF.conv_transpose2d(x, w, **kw),
+                                   F.conv_transpose2d(x, w, **kw))
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_gradcheck(channels_last):
+    x = _layout(torch.randn(1, 8, 5, 6, dtype=torch.double), channels_last).requires_grad_()
+    w = torch.randn(8, 4, 3, 3, dtype=torch.double, requires_grad=True)
+    assert torch.autograd.gradcheck(
+        lambda x, w: CF.conv2d(x, w, stride=2, padding=1, groups=2), (x, w))
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_independent_of_threads(channels_last):
+    x = _layout(torch.randn(3, 64, 13, 12), channels_last)
+    w = torch.randn(64, 16, 3, 3)
+    threads = torch.get_num_threads()
+    results = []
+    try:
+        for n in (1, 2, 3):
+            torch.set_num_threads(n)
+            xr, wr = x.clone().requires_grad_(), w.clone().requires_grad_()
+            out = CF.conv2d(xr, wr, padding=1, groups=4)
+            out.backward(torch.ones_like(out))
+            results.append((out, xr.grad, wr.grad))
+    finally:
+        torch.set_num_threads(threads)
+    for other in results[1:]:
+        for a, b in zip(results[0], other):
+            assert torch.equal(a, b)
