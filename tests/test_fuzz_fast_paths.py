@@ -1,0 +1,110 @@
+"""Property-based tests (hypothesis) of the CPU fast paths that only wide or specially shaped
+convs reach, so the general draws of test_fuzz_conv.py never do: Winograd's batched variant
+(from 128 x 128 channels), the depthwise line kernels (any channel count, stride, dilation,
+padding), the grouped kernels (4-64 channels per group, multiples of 4) and the bfloat16
+implicit GEMM on AMX (stride 1, <= 128 channels per group). Values and the gradients of input,
+weight and bias against torch (float64), or against float64 within the bfloat16 bounds of
+test_bfloat16_conv.py; both memory layouts, batch 1 and unbatched."""
+import torch
+import torch.nn.functional as F
+from fuzz_support import compare, leaves, size_arg, tensors
+from hypothesis import assume, given
+from hypothesis import strategies as st
+from test_bfloat16_conv import _exact_and_bounds, _reduction_lengths, _value_and_grads
+
+import torch_convpool as tc
+import torch_convpool.functional as CF
+
+TOL = dict(rtol=1e-10, atol=1e-10)
+LAYOUT = st.sampled_from(["contiguous", "channels_last"])
+
+
+@given(data=st.data())
+def test_batched_winograd_matches_torch(data):
+    """3x3 stride-1 convs and their transposes with 128 x 128 channels or more: tiles that
+    overhang the output, channel counts off the vector width, batch 1 and unbatched."""
+    cin, cout = data.draw(st.integers(128, 140)), data.draw(st.integers(128, 140))
+    batch = data.draw(st.sampled_from([None, 1, 2]))
+    spatial = [data.draw(st.integers(1, 9)) for _ in range(2)]
+    padding = tuple(data.draw(st.integers(0, 3)) for _ in range(2))
+    transpose = data.draw(st.booleans())
+    layout = data.draw(LAYOUT)
+    x = data.draw(tensors(((batch,) if batch else ()) + (cin, *spatial), layout))
+    w = data.draw(tensors((cin, cout, 3, 3) if transpose else (cout, cin, 3, 3), layout))
+    b = data.draw(tensors((cout,)))
+    leaves((x, w, b))
+    name = "conv_transpose2d" if transpose else "conv2d"
+    with tc.set_conv_algorithm("winograd"):
+        compare(lambda x, w, b: CF.__dict__[name](x, w, b, 1, padding),
+                lambda x, w, b: F.__dict__[name](x, w, b, 1, padding), (x, w, b), **TOL)
+
+
+@given(data=st.data())
+def test_depthwise_matches_torch(data):
+    """Depthwise convs (one output channel per input channel): channel counts around the
+    16-lane blocks, any kernel, stride, dilation and padding."""
+    channels = data.draw(st.integers(1, 40))
+    batch = data.draw(st.sampled_from([None, 1, 2]))
+    spatial = [data.draw(st.integers(1, 12)) for _ in range(2)]
+    kernel = [data.draw(st.integers(1, 5)) for _ in range(2)]
+    stride, dilation = size_arg(data.draw, 2, 1, 3), size_arg(data.draw, 2, 1, 2)
+    padding = size_arg(data.draw, 2, 0, 3)
+    layout = data.draw(LAYOUT)
+    x = data.draw(tensors(((batch,) if batch else ()) + (channels, *spatial), layout))
+    w = data.draw(tensors((channels, 1, *kernel), layout))
+    b = data.draw(tensors((channels,)))
+    leaves((x, w, b))
+    compare(lambda x, w, b: CF.conv2d(x, w, b, stride, padding, dilation, channels),
+            lambda x, w, b: F.conv2d(x, w, b, stride, padding, dilation, channels), (x, w, b),
+            **TOL)
+
+
+@given(data=st.data())
+def test_grouped_matches_torch(data):
+    """Grouped convs with 4-64 channels per group (multiples of 4, input and output counts
+    apart), as RegNet and ResNeXt have them."""
+    groups = data.draw(st.integers(2, 3))
+    cg, kg = 4 * data.draw(st.integers(1, 6)), 4 * data.draw(st.integers(1, 6))
+    batch = data.draw(st.sampled_from([None, 1, 2]))
+    spatial = [data.draw(st.integers(1, 10)) for _ in range(2)]
+    kernel = [data.draw(st.integers(1, 3)) for _ in range(2)]
+    stride, dilation = size_arg(data.draw, 2, 1, 2), size_arg(data.draw, 2, 1, 2)
+    padding = size_arg(data.draw, 2, 0, 2)
+    layout = data.draw(LAYOUT)
+    x = data.draw(tensors(((batch,) if batch else ()) + (groups * cg, *spatial), layout))
+    w = data.draw(tensors((groups * kg, cg, *kernel), layout))
+    b = data.draw(tensors((groups * kg,)))
+    leaves((x, w, b))
+    compare(lambda x, w, b: CF.conv2d(x, w, b, stride, padding, dilation, groups),
+            lambda x, w, b: F.conv2d(x, w, b, stride, padding, dilation, groups), (x, w, b),
+            **TOL)
+
+
+@given(data=st.data())
+def test_bfloat16_stride_one_within_bounds(data):
+    """bfloat16 stride-1 convs (the AMX implicit GEMM where the CPU has it): odd channel counts,
+    kernels 2-5, padding, dilation, groups; every element of the output and both gradients within
+    its error bound against float64."""
+    groups = data.draw(st.integers(1, 2))
+    cin, cout = groups * data.draw(st.integers(1, 12)), groups * data.draw(st.integers(1, 12))
+    batch = data.draw(st.integers(1, 2))
+    spatial = [data.draw(st.integers(3, 12)) for _ in range(2)]
+    kernel = data.draw(st.integers(2, 5))
+    padding, dilation = data.draw(st.integers(0, 3)), data.draw(st.integers(1, 2))
+    assume(all(dilation * (kernel - 1) < s + 2 * padding for s in spatial))
+    seed = data.draw(st.integers(0, 2**31 - 1))
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(batch, cin, *spatial, generator=g).bfloat16()
+    if data.draw(st.booleans()):
+        x = x.contiguous(memory_format=torch.channels_last)
+    w = torch.randn(cout, cin // groups, kernel, kernel, generator=g).bfloat16()
+    b = torch.randn(cout, generator=g).bfloat16()
+    kw = dict(padding=padding, dilation=dilation, groups=groups)
+    ours, grad_out = _value_and_grads(CF.conv2d, x, w, b, **kw)
+    length = _reduction_lengths(x, w, ours[0], False)
+    exact, bounds = _exact_and_bounds(F.conv2d, x, w, b, grad_out, length, **kw)
+    # Each element within its bound. (test_bfloat16_conv.py also compares the RMS error with
+    # torch's own bfloat16 conv; over the few dozen elements drawn here that ratio is chance.)
+    for what, o, e, bound in zip(("output", "input grad", "weight grad"), ours, exact, bounds):
+        worst = ((o.double() - e).abs() / bound.clamp_min(1e-30)).max().item()
+        assert worst <= 1, f"seed {seed}, {what}: error {worst:.2f}x the bound"
