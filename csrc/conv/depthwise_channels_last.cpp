@@ -139,6 +139,15 @@ void run_channels_last(const at::Tensor& input, const at::Tensor& weight, const 
   });
 }
 
+// Weight-gradient sums [taps, width] (tap-major, as the lines accumulate them) into
+// grad_weight's rows [width, taps].
+template <typename T>
+void write_sums(const T* sums, int64_t width, int64_t taps, T* gw) {
+  for (int64_t c = 0; c < width; ++c) {
+    for (int64_t k = 0; k < taps; ++k) gw[c * taps + k] = sums[k * width + c];
+  }
+}
+
 // One task per block of kBlock channels, walking samples and lines in order: each sum runs in
 // the same order whatever the thread count.
 template <typename T>
@@ -159,9 +168,7 @@ void weight_grad(const at::Tensor& grad_output, const at::Tensor& input,
                             C, width, sums.data(), line, list);
       }
     }
-    for (int64_t c = 0; c < width; ++c) {
-      for (int64_t k = 0; k < taps; ++k) gw[(c0 + c) * taps + k] = sums[k * width + c];
-    }
+    write_sums(sums.data(), width, taps, gw + c0 * taps);
   });
 }
 
@@ -242,9 +249,7 @@ void weight_grad_blocked(const at::Tensor& grad_output, const at::Tensor& input,
           weight_grad_line<T>(g, in.data(), grad.data(), kBlock, width, sums.data(), line, list);
         }
       }
-      for (int64_t c = 0; c < width; ++c) {
-        for (int64_t k = 0; k < taps; ++k) gw[(c0 + c) * taps + k] = sums[k * width + c];
-      }
+      write_sums(sums.data(), width, taps, gw + c0 * taps);
     }
   });
 }

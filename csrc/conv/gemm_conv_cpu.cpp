@@ -366,6 +366,23 @@ Phase phase_of(const ConvGeometry& g, int d, int64_t r) {
   return p;
 }
 
+// The stride-1 conv one phase (a residue per dim) of a conv_transpose computes: the phase's taps
+// of the flipped kernel over the transpose's input, which has `channels` channels.
+ConvGeometry phase_geometry(const ConvGeometry& g, const Phase (&ph)[kSpatialDims],
+                            int64_t channels) {
+  ConvGeometry sub = g;
+  for (int d = 0; d < kSpatialDims; ++d) {
+    sub.image[d] = g.grid[d];
+    sub.grid[d] = ph[d].positions;
+    sub.kernel[d] = ph[d].taps;
+    sub.stride[d] = 1;
+    sub.pad[d] = ph[d].pad;
+    sub.dilation[d] = ph[d].dilation;
+  }
+  sub.channels = channels;
+  return sub;
+}
+
 template <typename T>
 void conv_transpose_phases(const T* x, const T* w, bool w_channels_last, T* y,
                            const ConvGeometry& g, Shape s) {
@@ -385,18 +402,11 @@ void conv_transpose_phases(const T* x, const T* w, bool w_channels_last, T* y,
       for (int64_t r2 = 0; r2 < g.stride[2]; ++r2) {
         const int64_t r[kSpatialDims] = {r0, r1, r2};
         Phase ph[kSpatialDims];
-        ConvGeometry sub = g;
         Placement place{};
         bool empty = false;
         for (int d = 0; d < kSpatialDims; ++d) {
           ph[d] = phase_of(g, d, r[d]);
           empty |= ph[d].taps == 0 || ph[d].positions == 0;
-          sub.image[d] = g.grid[d];
-          sub.grid[d] = ph[d].positions;
-          sub.kernel[d] = ph[d].taps;
-          sub.stride[d] = 1;
-          sub.pad[d] = ph[d].pad;
-          sub.dilation[d] = ph[d].dilation;
           place.dims[d] = g.image[d];
           place.step[d] = g.stride[d];
           place.offset[d] = r[d];
@@ -404,7 +414,7 @@ void conv_transpose_phases(const T* x, const T* w, bool w_channels_last, T* y,
         if (empty) continue;
         place.identity = true;
         for (int d = 0; d < kSpatialDims; ++d) place.identity &= g.stride[d] == 1;
-        sub.channels = K;
+        const ConvGeometry sub = phase_geometry(g, ph, K);
         // The sub-conv's weight [C, kg, sub taps] (or [C, sub taps, kg] in channels_last):
         // transposed per group, flipped, subsampled; one [kg, cg] transpose per sub-tap.
         const int64_t sub_taps = sub.kernel_numel();
@@ -745,17 +755,9 @@ bool small_nchw_image(const at::Tensor& t, const ConvGeometry& g, int64_t pixels
 // The conv a stride-1 conv_transpose computes: the flipped kernel over its input (the one phase
 // of conv_transpose_phases), with `channels` (the transpose's input channels) in.
 ConvGeometry stride_one_transpose_geometry(const ConvGeometry& g, int64_t channels) {
-  ConvGeometry sub = g;
-  for (int d = 0; d < kSpatialDims; ++d) {
-    const Phase ph = phase_of(g, d, 0);
-    sub.image[d] = g.grid[d];
-    sub.grid[d] = ph.positions;
-    sub.kernel[d] = ph.taps;
-    sub.pad[d] = ph.pad;
-    sub.dilation[d] = ph.dilation;
-  }
-  sub.channels = channels;
-  return sub;
+  Phase ph[kSpatialDims];
+  for (int d = 0; d < kSpatialDims; ++d) ph[d] = phase_of(g, d, 0);
+  return phase_geometry(g, ph, channels);
 }
 
 // Runs Winograd where the algorithm rule picks it (winograd_cpu.h) and returns whether it did:
