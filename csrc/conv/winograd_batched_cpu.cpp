@@ -77,12 +77,12 @@ BatchedPlan make_batched_plan(const ConvGeometry& g, int64_t batch, int64_t out_
 // vectorised over input channels: a channels_last weight [K, 9, C] holds each tap's row of input
 // channels as it is, an NCHW one [K, C, 9] is gathered (lane l of tap i at stride 9). No pass
 // over the whole weight (a full transpose took 15 % of a C512 7x7 forward).
-template <typename T>
+template <typename T, int B>
 [[gnu::always_inline]] inline void transform_weights_t(const T* w, T* Ut, const Plan& p, int64_t k0,
                                                        int64_t kc, int64_t k_begin, int64_t k_end,
-                                                       FiniteCheck<T>& finite) {
-  using V = Vec<T>;
-  constexpr int64_t L = kLanes<T>;
+                                                       FiniteCheck<T, B>& finite) {
+  using V = Vec<T, B>;
+  constexpr int64_t L = kLanes<T, B>;
   // Tap i of input channel c: channels_last [K, 9, C] at i * C + c, NCHW [K, C, 9] at c * 9 + i.
   const int64_t c_stride = p.weight_channels_last ? 1 : 9,
                 i_stride = p.weight_channels_last ? p.C : 1;
@@ -98,7 +98,7 @@ template <typename T>
       V g[9];
       for (int i = 0; i < 9; ++i) {
         if (lanes == L && c_stride == 1) {
-          g[i] = load(taps + i * i_stride + c0);
+          g[i] = load<B>(taps + i * i_stride + c0);
         } else {
           g[i] = V{};
           for (int64_t l = 0; l < lanes; ++l) g[i][l] = taps[i * i_stride + (c0 + l) * c_stride];
@@ -129,10 +129,10 @@ struct PassArgs {
 };
 
 // Returns whether every value the pass stored is finite (always true for the outputs and taps).
-template <typename T>
+template <typename T, int B>
 [[gnu::always_inline]] inline bool run_pass(const PassArgs<T>& a, int64_t begin, int64_t end) {
   const Plan& p = *a.p;
-  FiniteCheck<T> finite;
+  FiniteCheck<T, B> finite;
   switch (a.pass) {
     case Pass::kInputs:
       transform_inputs(a.src, p, begin, end, a.dst + (begin - a.first) * p.Cp, a.ld, finite);
@@ -144,24 +144,26 @@ template <typename T>
       transform_weights_t(a.src, a.dst, p, a.k0, a.kc, begin, end, finite);
       break;
     case Pass::kOutputs:
-      transform_outputs(a.src + (begin - a.first) * a.kc, p, begin, end, a.k0, a.kc, a.dst, a.ld);
+      transform_outputs<T, B>(a.src + (begin - a.first) * a.kc, p, begin, end, a.k0, a.kc, a.dst, a.ld);
       break;
     case Pass::kGrads:
       transform_grads(a.src, p, begin, end, a.k0, a.kc, a.dst + (begin - a.first) * a.kc, a.ld,
                       finite);
       break;
     case Pass::kTaps:
-      transform_taps(a.src, p, a.k0, a.kc, begin, end, a.dst);
+      transform_taps<T, B>(a.src, p, a.k0, a.kc, begin, end, a.dst);
       break;
   }
   return finite.ok();
 }
 
 CONVPOOL_CLONES bool run_pass_f32(const PassArgs<float>& a, int64_t begin, int64_t end) {
-  return run_pass(a, begin, end);
+  return wide_vector_registers() ? run_pass<float, 64>(a, begin, end)
+                                 : run_pass<float, 32>(a, begin, end);
 }
 CONVPOOL_CLONES bool run_pass_f64(const PassArgs<double>& a, int64_t begin, int64_t end) {
-  return run_pass(a, begin, end);
+  return wide_vector_registers() ? run_pass<double, 64>(a, begin, end)
+                                 : run_pass<double, 32>(a, begin, end);
 }
 bool run_pass_any(const PassArgs<float>& a, int64_t b, int64_t e) { return run_pass_f32(a, b, e); }
 bool run_pass_any(const PassArgs<double>& a, int64_t b, int64_t e) { return run_pass_f64(a, b, e); }

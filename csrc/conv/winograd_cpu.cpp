@@ -38,49 +38,53 @@ template <typename T>
 
 // Blocks [begin, end) of output channel chunk [k0, k0 + kc), with U holding that chunk. Stops
 // at a block whose input is not finite, and says so.
-template <typename T>
+template <typename T, int B>
 [[gnu::always_inline]] inline bool run_blocks(const T* x, const T* U, T* y, const Plan& p,
                                               int64_t k0, int64_t kc, int64_t begin, int64_t end) {
   std::vector<T> V_(kPoints * p.block_tiles * p.Cp), M(kPoints * p.block_tiles * kc);
   for (int64_t b = begin; b < end; ++b) {
     const int64_t t0 = b * p.block_tiles, t1 = std::min(p.tiles, t0 + p.block_tiles);
     const int64_t rows = t1 - t0;
-    FiniteCheck<T> finite;
+    FiniteCheck<T, B> finite;
     transform_inputs(x, p, t0, t1, V_.data(), rows, finite);
     if (!finite.ok()) return false;
     for (int xi = 0; xi < kPoints; ++xi) {
       small_gemm(V_.data() + xi * rows * p.Cp, p.Cp, U + xi * p.Cp * kc, M.data() + xi * rows * kc,
                  kc, rows, kc, p.Cp);
     }
-    transform_outputs(M.data(), p, t0, t1, k0, kc, y, rows);
+    transform_outputs<T, B>(M.data(), p, t0, t1, k0, kc, y, rows);
   }
   return true;
 }
 
-template <typename T>
+template <typename T, int B>
 [[gnu::always_inline]] inline bool transform_weights_finite(const T* wt, T* U, const Plan& p,
                                                             int64_t k0, int64_t kc, int64_t b,
                                                             int64_t e) {
-  FiniteCheck<T> finite;
+  FiniteCheck<T, B> finite;
   transform_weights(wt, U, p, k0, kc, b, e, kPanel<T>, finite);
   return finite.ok();
 }
 
 CONVPOOL_CLONES bool transform_weights_f32(const float* wt, float* U, const Plan& p, int64_t k0,
                                            int64_t kc, int64_t b, int64_t e) {
-  return transform_weights_finite(wt, U, p, k0, kc, b, e);
+  return wide_vector_registers() ? transform_weights_finite<float, 64>(wt, U, p, k0, kc, b, e)
+                                 : transform_weights_finite<float, 32>(wt, U, p, k0, kc, b, e);
 }
 CONVPOOL_CLONES bool transform_weights_f64(const double* wt, double* U, const Plan& p, int64_t k0,
                                            int64_t kc, int64_t b, int64_t e) {
-  return transform_weights_finite(wt, U, p, k0, kc, b, e);
+  return wide_vector_registers() ? transform_weights_finite<double, 64>(wt, U, p, k0, kc, b, e)
+                                 : transform_weights_finite<double, 32>(wt, U, p, k0, kc, b, e);
 }
 CONVPOOL_CLONES bool run_blocks_f32(const float* x, const float* U, float* y, const Plan& p,
                                     int64_t k0, int64_t kc, int64_t b, int64_t e) {
-  return run_blocks(x, U, y, p, k0, kc, b, e);
+  return wide_vector_registers() ? run_blocks<float, 64>(x, U, y, p, k0, kc, b, e)
+                                 : run_blocks<float, 32>(x, U, y, p, k0, kc, b, e);
 }
 CONVPOOL_CLONES bool run_blocks_f64(const double* x, const double* U, double* y, const Plan& p,
                                     int64_t k0, int64_t kc, int64_t b, int64_t e) {
-  return run_blocks(x, U, y, p, k0, kc, b, e);
+  return wide_vector_registers() ? run_blocks<double, 64>(x, U, y, p, k0, kc, b, e)
+                                 : run_blocks<double, 32>(x, U, y, p, k0, kc, b, e);
 }
 
 bool transform_weights_any(const float* wt, float* U, const Plan& p, int64_t k0, int64_t kc,

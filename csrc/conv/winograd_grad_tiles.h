@@ -38,12 +38,12 @@ template <typename V>
 }
 
 // Gy [36, ld, kc]: A dY A^T of tiles [t0, t1) (row 0: tile t0), channels [k0, k0 + kc), over k.
-template <typename T>
+template <typename T, int B = 64>
 [[gnu::always_inline]] inline void transform_grads(const T* gy, const Plan& p, int64_t t0,
                                                    int64_t t1, int64_t k0, int64_t kc, T* out,
-                                                   int64_t ld, FiniteCheck<T>& finite) {
-  using V = Vec<T>;
-  constexpr int64_t L = kLanes<T>;
+                                                   int64_t ld, FiniteCheck<T, B>& finite) {
+  using V = Vec<T, B>;
+  constexpr int64_t L = kLanes<T, B>;
   const int64_t channel_stride = output_channel_stride(p);
   for (int64_t t = t0; t < t1; ++t) {
     const OutputTile tile = output_tile(p, t);
@@ -57,7 +57,7 @@ template <typename T>
           if (i >= tile.rows || j >= tile.cols || lanes <= 0) continue;
           const T* src = gy + output_offset(p, tile, i, j, k);
           if (p.channels_last && lanes == L) {
-            v = load(src);
+            v = load<B>(src);
           } else {
             for (int64_t l = 0; l < lanes; ++l) v[l] = src[l * channel_stride];
           }
@@ -76,16 +76,16 @@ template <typename T>
 }
 
 // dW [C, 9, Kp] rows for channels [c_begin, c_end), output channels [k0, k0 + kc), from acc.
-template <typename T>
+template <typename T, int B = 64>
 [[gnu::always_inline]] inline void transform_taps(const T* acc, const Plan& p, int64_t k0,
                                                   int64_t kc, int64_t c_begin, int64_t c_end,
                                                   T* taps) {
-  using V = Vec<T>;
-  constexpr int64_t L = kLanes<T>;
+  using V = Vec<T, B>;
+  constexpr int64_t L = kLanes<T, B>;
   for (int64_t c = c_begin; c < c_end; ++c) {
     for (int64_t kv = 0; kv < kc; kv += L) {
       V m[kPoints];
-      for (int xi = 0; xi < kPoints; ++xi) m[xi] = load(acc + (xi * p.Cp + c) * kc + kv);
+      for (int xi = 0; xi < kPoints; ++xi) m[xi] = load<B>(acc + (xi * p.Cp + c) * kc + kv);
       V cols[3 * kAlpha];  // G^T m: [3, 6]
       for (int b = 0; b < kAlpha; ++b) tap_transform(m + b, kAlpha, cols + b, kAlpha);
       V g[9];  // G^T m G

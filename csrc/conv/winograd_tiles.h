@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <cstring>
 #include <type_traits>
+#include <utility>
 
 #include "../common/conv_geometry.h"
 #include "blocked_transpose.h"
@@ -26,26 +27,40 @@ constexpr int64_t kMinTiles = 16, kMaxTiles = 128;
 // every result is the same for any thread count).
 constexpr int64_t kMinTasks = 4;
 
-// 64-byte vectors: one AVX-512 register (two AVX2 registers in the x86-64-v3 clone).
-template <typename T>
+// Vectors of B bytes: 64 (one AVX-512 register) or 32 (one AVX2 register). The buffers' layout is
+// in 64-byte units (channels padded to kLanes<T>, weight panels) whatever B the code computes
+// with; a clone picks B by the CPU it runs on (see wide_vector_registers()): in an AVX2 clone a
+// 64-byte generic vector is no register type, and GCC keeps every one on the stack.
+template <typename T, int B = 64>
 struct VecOf {
-  typedef T type __attribute__((vector_size(64)));
+  typedef T type __attribute__((vector_size(B)));
 };
-template <typename T>
-using Vec = typename VecOf<T>::type;
-template <typename T>
-constexpr int64_t kLanes = 64 / sizeof(T);
+template <typename T, int B = 64>
+using Vec = typename VecOf<T, B>::type;
+template <typename T, int B = 64>
+constexpr int64_t kLanes = B / sizeof(T);
 
-template <typename T>
-[[gnu::always_inline]] inline Vec<T> load(const T* p) {
-  Vec<T> v;
+template <int B = 64, typename T>
+[[gnu::always_inline]] inline Vec<T, B> load(const T* p) {
+  Vec<T, B> v;
   std::memcpy(&v, p, sizeof(v));
   return v;
 }
 
-template <typename T>
-[[gnu::always_inline]] inline void store(T* p, const Vec<T>& v) {
+template <typename T, typename V>
+[[gnu::always_inline]] inline void store(T* p, const V& v) {
   std::memcpy(p, &v, sizeof(v));
+}
+
+// Whether the CPU has AVX-512's 32 registers of 64 bytes: the kernels then compute with 64-byte
+// vectors, else with 32-byte ones.
+inline bool wide_vector_registers() {
+#if defined(__x86_64__) && defined(__GNUC__)
+  static const bool wide = __builtin_cpu_supports("avx512f");
+  return wide;
+#else
+  return false;
+#endif
 }
 
 // Whether every value a transform stored is finite: v - v is 0 for a finite v and NaN for an inf
@@ -53,12 +68,12 @@ template <typename T>
 // and every input value reaches a stored value with a nonzero coefficient (no column of B^T, of
 // G or of the gradient's A is zero), so finite transforms mean finite inputs and weights: no pass
 // of its own over them (a separate check took 5 % of a conv).
-template <typename T>
+template <typename T, int B = 64>
 struct FiniteCheck {
-  Vec<T> sum{};
-  [[gnu::always_inline]] void add(const Vec<T>& v) { sum += v - v; }
+  Vec<T, B> sum{};
+  [[gnu::always_inline]] void add(const Vec<T, B>& v) { sum += v - v; }
   bool ok() const {
-    for (int64_t l = 0; l < kLanes<T>; ++l) {
+    for (int64_t l = 0; l < kLanes<T, B>; ++l) {
       if (sum[l] != sum[l]) return false;
     }
     return true;
@@ -127,58 +142,74 @@ struct Operand {
   int64_t row, inner;
 };
 
-// c[R rows, NV vectors] (+)= a[R, inner] x b[inner, NV vectors]: R x NV accumulators in
-// registers, one broadcast of a and NV loads of b per step.
-template <typename T, int R, int NV, bool kAccumulate>
+// Vectors of `Bytes` bytes for the micro-kernel alone: 64 under AVX-512, 32 under AVX2, where a
+// 64-byte generic vector is not a register type and GCC keeps every one of them on the stack.
+template <typename T, int Bytes>
+struct RegisterVecOf {
+  typedef T type __attribute__((vector_size(Bytes)));
+};
+
+// c[R rows, NV vectors] (+)= a[R, inner] x b[inner, NV vectors] (vectors of `Bytes` bytes): R x NV
+// accumulators in registers, one broadcast of a and NV loads of b per step.
+template <typename T, int R, int NV, bool kAccumulate, int Bytes>
 [[gnu::always_inline]] inline void micro_kernel(Operand<T> a, const T* b, int64_t ldb, T* c,
                                                 int64_t ldc, int64_t inner) {
-  using V = Vec<T>;
-  constexpr int64_t L = kLanes<T>;
+  using V = typename RegisterVecOf<T, Bytes>::type;
+  constexpr int64_t L = Bytes / sizeof(T);
   V acc[R][NV];
   for (int r = 0; r < R; ++r) {
-    for (int v = 0; v < NV; ++v) acc[r][v] = kAccumulate ? load(c + r * ldc + v * L) : V{};
+    for (int v = 0; v < NV; ++v) {
+      acc[r][v] = V{};
+      if (kAccumulate) std::memcpy(&acc[r][v], c + r * ldc + v * L, sizeof(V));
+    }
   }
   for (int64_t i = 0; i < inner; ++i) {
     V bv[NV];
-    for (int v = 0; v < NV; ++v) bv[v] = load(b + i * ldb + v * L);
+    for (int v = 0; v < NV; ++v) std::memcpy(&bv[v], b + i * ldb + v * L, sizeof(V));
     for (int r = 0; r < R; ++r) {
       const T s = a.data[r * a.row + i * a.inner];
       for (int v = 0; v < NV; ++v) acc[r][v] += s * bv[v];
     }
   }
   for (int r = 0; r < R; ++r) {
-    for (int v = 0; v < NV; ++v) store(c + r * ldc + v * L, acc[r][v]);
+    for (int v = 0; v < NV; ++v) std::memcpy(c + r * ldc + v * L, &acc[r][v], sizeof(V));
   }
 }
 
-template <typename T, int NV, bool kAccumulate>
-[[gnu::always_inline]] inline void gemm_rows(Operand<T> a, const T* b, int64_t ldb, T* c,
-                                             int64_t ldc, int64_t rows, int64_t inner) {
-  constexpr int kRows = 8;
+// c[rows, NV vectors] (+)= a[rows, inner] x b: blocks of R rows, then the remaining rows.
+template <typename T, int R, int NV, bool kAccumulate, int Bytes>
+[[gnu::always_inline]] inline void gemm_row_blocks(Operand<T> a, const T* b, int64_t ldb, T* c,
+                                                   int64_t ldc, int64_t rows, int64_t inner) {
   int64_t r = 0;
-  for (; r + kRows <= rows; r += kRows) {
+  for (; r + R <= rows; r += R) {
     const Operand<T> block{a.data + r * a.row, a.row, a.inner};
-    micro_kernel<T, kRows, NV, kAccumulate>(block, b, ldb, c + r * ldc, ldc, inner);
+    micro_kernel<T, R, NV, kAccumulate, Bytes>(block, b, ldb, c + r * ldc, ldc, inner);
   }
   a.data += r * a.row;
   c += r * ldc;
-  switch (rows - r) {
-    case 7:
-      return micro_kernel<T, 7, NV, kAccumulate>(a, b, ldb, c, ldc, inner);
-    case 6:
-      return micro_kernel<T, 6, NV, kAccumulate>(a, b, ldb, c, ldc, inner);
-    case 5:
-      return micro_kernel<T, 5, NV, kAccumulate>(a, b, ldb, c, ldc, inner);
-    case 4:
-      return micro_kernel<T, 4, NV, kAccumulate>(a, b, ldb, c, ldc, inner);
-    case 3:
-      return micro_kernel<T, 3, NV, kAccumulate>(a, b, ldb, c, ldc, inner);
-    case 2:
-      return micro_kernel<T, 2, NV, kAccumulate>(a, b, ldb, c, ldc, inner);
-    case 1:
-      return micro_kernel<T, 1, NV, kAccumulate>(a, b, ldb, c, ldc, inner);
-    default:
-      return;
+  [&]<int... I>(std::integer_sequence<int, I...>) {
+    // rows - r is in [0, R): one micro-kernel of exactly that many rows.
+    ((rows - r == I + 1 ? micro_kernel<T, I + 1, NV, kAccumulate, Bytes>(a, b, ldb, c, ldc, inner)
+                        : void()),
+     ...);
+  }(std::make_integer_sequence<int, R - 1>{});
+}
+
+// c[rows, NV 64-byte vectors] (+)= a[rows, inner] x b[inner, NV vectors], b's rows ldb apart. The
+// register block: 8 rows x 2 64-byte vectors under AVX-512 (16 of its 32 registers accumulate);
+// under AVX2 (16 registers of 32 bytes) 6 rows x 2 32-byte vectors, the classic AVX2 block (12
+// accumulators, 2 for b, 1 for a). 8 x 2 64-byte vectors in an AVX2 clone spilled on every step:
+// 7x slower, measured on an AMD EPYC.
+template <typename T, int NV, bool kAccumulate>
+[[gnu::always_inline]] inline void gemm_rows(Operand<T> a, const T* b, int64_t ldb, T* c,
+                                             int64_t ldc, int64_t rows, int64_t inner) {
+  if (wide_vector_registers()) {
+    gemm_row_blocks<T, 8, NV, kAccumulate, 64>(a, b, ldb, c, ldc, rows, inner);
+    return;
+  }
+  for (int v = 0; v < NV; ++v) {
+    gemm_row_blocks<T, 6, 2, kAccumulate, 32>(a, b + v * kLanes<T>, ldb, c + v * kLanes<T>, ldc,
+                                              rows, inner);
   }
 }
 
@@ -235,12 +266,12 @@ inline int64_t output_channel_stride(const Plan& p) {
 
 // V[x, t - t0, :] for the tiles [t0, t1): the transformed input, vectorised over channels. Each
 // point's matrix has `ld` rows (ld >= t1 - t0: a thread may fill part of a larger block).
-template <typename T>
+template <typename T, int B = 64>
 [[gnu::always_inline]] inline void transform_inputs(const T* x, const Plan& p, int64_t t0,
                                                     int64_t t1, T* V_, int64_t ld,
-                                                    FiniteCheck<T>& finite) {
-  using V = Vec<T>;
-  constexpr int64_t L = kLanes<T>;
+                                                    FiniteCheck<T, B>& finite) {
+  using V = Vec<T, B>;
+  constexpr int64_t L = kLanes<T, B>;
   const int64_t plane_numel = p.H * p.W;
   for (int64_t t = t0; t < t1; ++t) {
     const TileWindow tw = tile_window(p, t);
@@ -254,7 +285,7 @@ template <typename T>
         if (p.channels_last) {
           const T* px = x + (tw.plane * plane_numel + off) * p.C + c0;
           if (lanes == L) {
-            d[xi] = load(px);
+            d[xi] = load<B>(px);
           } else {
             for (int64_t l = 0; l < lanes; ++l) d[xi][l] = px[l];
           }
@@ -326,17 +357,17 @@ template <typename V>
 // U = G g G^T of every (c, k) pair with k in [k0, k0 + kc), as panels: for each of the 36 points,
 // column block j (`panel` wide, a whole number of vectors; the last one maybe narrower) is
 // [Cp, width] row-major. With panel >= kc each point's U is one row-major [Cp, kc] matrix.
-template <typename T>
+template <typename T, int B = 64>
 [[gnu::always_inline]] inline void transform_weights(const T* wt, T* U, const Plan& p, int64_t k0,
                                                      int64_t kc, int64_t c_begin, int64_t c_end,
-                                                     int64_t panel, FiniteCheck<T>& finite) {
-  using V = Vec<T>;
-  constexpr int64_t L = kLanes<T>;
+                                                     int64_t panel, FiniteCheck<T, B>& finite) {
+  using V = Vec<T, B>;
+  constexpr int64_t L = kLanes<T, B>;
   const int64_t NB = panel;
   for (int64_t c = c_begin; c < c_end; ++c) {
     for (int64_t kv = 0; kv < kc; kv += L) {
       V g[9];
-      for (int i = 0; i < 9; ++i) g[i] = c < p.C ? load(wt + (c * 9 + i) * p.Kp + k0 + kv) : V{};
+      for (int i = 0; i < 9; ++i) g[i] = c < p.C ? load<B>(wt + (c * 9 + i) * p.Kp + k0 + kv) : V{};
       V u[kPoints];
       kernel_tile_transform(g, u);
       const int64_t block = kv / NB, width = std::min(NB, kc - block * NB);
@@ -351,12 +382,12 @@ template <typename T>
 
 // The 4x4 outputs of tiles [t0, t1), channels [k0, k0 + kc), from M [36, ld, kc] (its row 0 is
 // tile t0).
-template <typename T>
+template <typename T, int B = 64>
 [[gnu::always_inline]] inline void transform_outputs(const T* M, const Plan& p, int64_t t0,
                                                      int64_t t1, int64_t k0, int64_t kc, T* y,
                                                      int64_t ld) {
-  using V = Vec<T>;
-  constexpr int64_t L = kLanes<T>;
+  using V = Vec<T, B>;
+  constexpr int64_t L = kLanes<T, B>;
   const int64_t channel_stride = output_channel_stride(p);
   for (int64_t t = t0; t < t1; ++t) {
     const OutputTile tile = output_tile(p, t);
@@ -364,7 +395,7 @@ template <typename T>
       const int64_t k = k0 + kv, lanes = std::min(L, p.K - k);
       if (lanes <= 0) break;
       V m[kPoints];
-      for (int xi = 0; xi < kPoints; ++xi) m[xi] = load(M + (xi * ld + (t - t0)) * kc + kv);
+      for (int xi = 0; xi < kPoints; ++xi) m[xi] = load<B>(M + (xi * ld + (t - t0)) * kc + kv);
       V cols[kTile * kAlpha];  // A^T m: [4, 6]
       for (int j = 0; j < kAlpha; ++j) output_transform(m + j, kAlpha, cols + j, kAlpha);
       V out[kTile * kTile];  // A^T m A

@@ -34,7 +34,7 @@ struct GradPlan {
 
 // acc [36, Cp, kc] += sum over tiles [t_begin, t_end) of V^T x Gy, point by point. Stops at a
 // block whose input or gradient is not finite, and says so.
-template <typename T>
+template <typename T, int B>
 [[gnu::always_inline]] inline bool accumulate_run(const T* gy, const T* x, const GradPlan& gp,
                                                   int64_t t_begin, int64_t t_end, int64_t k0,
                                                   int64_t kc, T* acc) {
@@ -44,7 +44,7 @@ template <typename T>
   std::fill(acc, acc + kPoints * p.Cp * kc, T(0));
   for (int64_t t0 = t_begin; t0 < t_end; t0 += gp.block_tiles) {
     const int64_t t1 = std::min(t_end, t0 + gp.block_tiles), rows = t1 - t0;
-    FiniteCheck<T> finite;
+    FiniteCheck<T, B> finite;
     transform_inputs(x, p, t0, t1, V_.data(), rows, finite);
     transform_grads(gy, p, t0, t1, k0, kc, G_.data(), rows, finite);
     if (!finite.ok()) return false;
@@ -65,20 +65,24 @@ template <typename T>
 CONVPOOL_CLONES bool accumulate_run_f32(const float* gy, const float* x, const GradPlan& gp,
                                         int64_t tb, int64_t te, int64_t k0, int64_t kc,
                                         float* acc) {
-  return accumulate_run(gy, x, gp, tb, te, k0, kc, acc);
+  return wide_vector_registers() ? accumulate_run<float, 64>(gy, x, gp, tb, te, k0, kc, acc)
+                                 : accumulate_run<float, 32>(gy, x, gp, tb, te, k0, kc, acc);
 }
 CONVPOOL_CLONES bool accumulate_run_f64(const double* gy, const double* x, const GradPlan& gp,
                                         int64_t tb, int64_t te, int64_t k0, int64_t kc,
                                         double* acc) {
-  return accumulate_run(gy, x, gp, tb, te, k0, kc, acc);
+  return wide_vector_registers() ? accumulate_run<double, 64>(gy, x, gp, tb, te, k0, kc, acc)
+                                 : accumulate_run<double, 32>(gy, x, gp, tb, te, k0, kc, acc);
 }
 CONVPOOL_CLONES void transform_taps_f32(const float* acc, const Plan& p, int64_t k0, int64_t kc,
                                         int64_t cb, int64_t ce, float* taps) {
-  transform_taps(acc, p, k0, kc, cb, ce, taps);
+  if (wide_vector_registers()) return transform_taps<float, 64>(acc, p, k0, kc, cb, ce, taps);
+  transform_taps<float, 32>(acc, p, k0, kc, cb, ce, taps);
 }
 CONVPOOL_CLONES void transform_taps_f64(const double* acc, const Plan& p, int64_t k0, int64_t kc,
                                         int64_t cb, int64_t ce, double* taps) {
-  transform_taps(acc, p, k0, kc, cb, ce, taps);
+  if (wide_vector_registers()) return transform_taps<double, 64>(acc, p, k0, kc, cb, ce, taps);
+  transform_taps<double, 32>(acc, p, k0, kc, cb, ce, taps);
 }
 
 bool accumulate_run_any(const float* gy, const float* x, const GradPlan& gp, int64_t tb, int64_t te,
