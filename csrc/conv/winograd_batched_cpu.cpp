@@ -144,7 +144,8 @@ template <typename T, int B>
       transform_weights_t(a.src, a.dst, p, a.k0, a.kc, begin, end, finite);
       break;
     case Pass::kOutputs:
-      transform_outputs<T, B>(a.src + (begin - a.first) * a.kc, p, begin, end, a.k0, a.kc, a.dst, a.ld);
+      transform_outputs<T, B>(a.src + (begin - a.first) * a.kc, p, begin, end, a.k0, a.kc, a.dst,
+                              a.ld);
       break;
     case Pass::kGrads:
       transform_grads(a.src, p, begin, end, a.k0, a.kc, a.dst + (begin - a.first) * a.kc, a.ld,
