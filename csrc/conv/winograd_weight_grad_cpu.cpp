@@ -116,7 +116,7 @@ GradPlan make_grad_plan(const ConvGeometry& g, int64_t batch, int64_t out_channe
   gp.k_chunk = (vectors + chunks - 1) / chunks * L;
   gp.k_chunks = (p.Kp + gp.k_chunk - 1) / gp.k_chunk;
   gp.block_tiles =
-      std::clamp(kBlockBytes / (kPoints * (p.Cp + gp.k_chunk) * size), kMinTiles, kMaxTiles);
+      std::clamp(block_bytes() / (kPoints * (p.Cp + gp.k_chunk) * size), kMinTiles, kMaxTiles);
   gp.runs =
       std::clamp(kTasks / gp.k_chunks, int64_t{1}, std::max<int64_t>(1, p.tiles / gp.block_tiles));
   return gp;
