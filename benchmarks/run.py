@@ -259,12 +259,31 @@ def cpu_low_precision_flags() -> str:
     return "flags unknown"
 
 
+def cpu_vector_isa() -> str:
+    """The widest x86 vector ISA of this CPU: our kernels' clones differ by it, so BENCHMARKS.md
+    keeps one CPU section per ISA."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = line.split(":", 1)[1].split()
+                    return ("AVX-512" if "avx512f" in flags
+                            else "AVX2" if "avx2" in flags else "baseline")
+    except OSError:
+        pass
+    return platform.machine()
+
+
+def section_name(device: str) -> str:
+    return "CUDA" if device == "cuda" else f"CPU ({cpu_vector_isa()})"
+
+
 def to_markdown(rows, device: str, repeats: int, command: str, peak: float,
                 model_rows=()) -> str:
     machine = (torch.cuda.get_device_name() if device == "cuda"
                else f"{cpu_model()} ({cpu_low_precision_flags()}), {torch.get_num_threads()} threads")
     lines = [
-        f"## {device.upper()}: {machine}",
+        f"## {section_name(device)}: {machine}",
         "",
         f"torch {torch.__version__}, float32 unless a case names bfloat16, median of {repeats} "
         f"after warm-up, "
@@ -329,7 +348,8 @@ def main(argv=None) -> int:
 
 
 def _write_section(path: str, device: str, section: str) -> None:
-    """Replaces this device's section of BENCHMARKS.md, keeping the other device's."""
+    """Replaces this device's (for the CPU: this vector ISA's) section of BENCHMARKS.md, keeping
+    the others."""
     header = (
         "# Benchmarks: torch_convpool against torch's own kernels\n\n"
         "Written by `benchmarks/run.py` (also `python -m torch_convpool bench`). Each pair is timed "
@@ -342,9 +362,10 @@ def _write_section(path: str, device: str, section: str) -> None:
         text = open(path).read()
         for part in text.split("\n## ")[1:]:
             sections[part.split(":", 1)[0].strip().lower()] = "## " + part.rstrip() + "\n"
-    sections[device] = section
+    sections[section_name(device).lower()] = section
+    order = sorted(sections, key=lambda name: (name == "cuda", name))
     with open(path, "w") as f:
-        f.write(header + "\n".join(sections[d] for d in ("cpu", "cuda") if d in sections))
+        f.write(header + "\n".join(sections[name] for name in order))
 
 
 if __name__ == "__main__":
