@@ -1,7 +1,10 @@
 // 16 x 16 tiles transposed in AVX-512 registers (four rounds of shuffles, 64 for 256 floats) on
-// the machines that have it: element by element, the transposes cost more than the depthwise
-// arithmetic they feed (a third of an NCHW forward + backward in the profile).
+// the machines that have it, as four 8 x 8 tiles in AVX2 registers on the others: element by
+// element, the transposes cost more than the depthwise arithmetic they feed (a third of an NCHW
+// forward + backward in the profile).
 #include "channel_block_transpose.h"
+
+#include "../common/isa_clones.h"
 
 #if defined(__GNUC__) && defined(__x86_64__)
 #include <immintrin.h>
@@ -55,9 +58,48 @@ __attribute__((target("avx512f"))) void tile16(const float* src, int64_t src_str
   }
 }
 
-bool has_avx512() {
-  static const bool yes = __builtin_cpu_supports("avx512f");
+// dst[c * dst_stride + r] = src[r * src_stride + c], r, c < 8.
+__attribute__((target("avx2"))) void tile8(const float* src, int64_t src_stride, float* dst,
+                                           int64_t dst_stride) {
+  __m256 r[8], t[8];
+  for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(src + i * src_stride);
+  for (int i = 0; i < 8; i += 2) {
+    t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+    t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+  }
+  // r[4h + m]: per 128-bit half, column 4 * half + m of rows 4h .. 4h + 3
+  for (int h = 0; h < 2; ++h) {
+    r[4 * h] = _mm256_shuffle_ps(t[4 * h], t[4 * h + 2], 0x44);
+    r[4 * h + 1] = _mm256_shuffle_ps(t[4 * h], t[4 * h + 2], 0xee);
+    r[4 * h + 2] = _mm256_shuffle_ps(t[4 * h + 1], t[4 * h + 3], 0x44);
+    r[4 * h + 3] = _mm256_shuffle_ps(t[4 * h + 1], t[4 * h + 3], 0xee);
+  }
+  for (int m = 0; m < 4; ++m) {
+    _mm256_storeu_ps(dst + m * dst_stride, _mm256_permute2f128_ps(r[m], r[4 + m], 0x20));
+    _mm256_storeu_ps(dst + (4 + m) * dst_stride, _mm256_permute2f128_ps(r[m], r[4 + m], 0x31));
+  }
+}
+
+// The 16 x 16 tile as four 8 x 8 ones, on CPUs with AVX2 but not AVX-512 (no 64-byte registers).
+__attribute__((target("avx2"))) void tile16_avx2(const float* src, int64_t src_stride, float* dst,
+                                                 int64_t dst_stride) {
+  for (int64_t i = 0; i < kTile; i += 8) {
+    for (int64_t j = 0; j < kTile; j += 8) {
+      tile8(src + i * src_stride + j, src_stride, dst + j * dst_stride + i, dst_stride);
+    }
+  }
+}
+
+bool has_avx2() {
+  static const bool yes = __builtin_cpu_supports("avx2");
   return yes;
+}
+
+// The widest tile transpose this CPU has, or null.
+using Tile = void (*)(const float*, int64_t, float*, int64_t);
+Tile tile_transpose() {
+  if (wide_vector_registers()) return tile16;
+  return has_avx2() ? tile16_avx2 : nullptr;
 }
 #endif
 
@@ -67,13 +109,13 @@ void transpose16(const float* src, int64_t src_stride, int64_t rows, int64_t col
                  int64_t dst_stride, bool rows_are_pixels) {
   int64_t done = 0;
 #ifdef CONVPOOL_HAVE_AVX512_TILE
-  if (has_avx512()) {
+  if (const Tile tile = tile_transpose()) {
     const int64_t pixels = rows_are_pixels ? rows : cols;
     for (; done + kTile <= pixels; done += kTile) {
       if (rows_are_pixels) {
-        tile16(src + done * src_stride, src_stride, dst + done, dst_stride);
+        tile(src + done * src_stride, src_stride, dst + done, dst_stride);
       } else {
-        tile16(src + done, src_stride, dst + done * dst_stride, dst_stride);
+        tile(src + done, src_stride, dst + done * dst_stride, dst_stride);
       }
     }
   }

@@ -27,20 +27,28 @@ namespace {
 
 #define CONVPOOL_INLINE inline __attribute__((always_inline))
 
-template <typename T, int V>
-struct Vec {
-  typedef T type __attribute__((vector_size(V * sizeof(T))));
+// V elements (a group's channels) as N registers of R bytes: one AVX-512 register holds 16
+// floats, an AVX2 one 8 (B: the register width the clone computes with, see
+// wide_vector_registers()). A V-element generic vector wider than a register would live on the
+// stack.
+template <typename T, int V, int B>
+struct Regs {
+  static constexpr int kBytes = V * static_cast<int>(sizeof(T));
+  static constexpr int R = kBytes < B ? kBytes : B;  // bytes per register
+  static constexpr int N = kBytes / R;               // registers
+  static constexpr int L = R / static_cast<int>(sizeof(T));
+  typedef T type __attribute__((vector_size(R)));
 };
 
-template <typename T, int V>
-CONVPOOL_INLINE typename Vec<T, V>::type load(const T* p) {
-  typename Vec<T, V>::type v;
+template <typename T, int V, int B>
+CONVPOOL_INLINE typename Regs<T, V, B>::type load(const T* p) {
+  typename Regs<T, V, B>::type v;
   __builtin_memcpy(&v, p, sizeof(v));
   return v;
 }
 
-template <typename T, int V>
-CONVPOOL_INLINE void store(T* p, typename Vec<T, V>::type v) {
+template <typename T, typename R>
+CONVPOOL_INLINE void store(T* p, R v) {
   __builtin_memcpy(p, &v, sizeof(v));
 }
 
@@ -53,42 +61,57 @@ struct Tap {
 
 // P pixels from j on, every tap in range: per tap and reduced channel one weight vector, reused
 // by the P pixels' broadcasts.
-template <typename T, int V, int P>
+template <typename T, int V, int B, int P>
 CONVPOOL_INLINE void block_impl(T* out, int64_t out_step, int64_t j, const Tap<T>* taps,
                                 int64_t ntaps, int64_t step, int64_t cin) {
-  using Vt = typename Vec<T, V>::type;
-  Vt acc[P];
-  for (int p = 0; p < P; ++p) acc[p] = Vt{};
+  using G = Regs<T, V, B>;
+  using Vt = typename G::type;
+  constexpr int N = G::N, L = G::L;
+  Vt acc[P][N];
+  for (int p = 0; p < P; ++p) {
+    for (int n = 0; n < N; ++n) acc[p][n] = Vt{};
+  }
   for (int64_t t = 0; t < ntaps; ++t) {
     const T* s = taps[t].src + j * step;
     const T* w = taps[t].w;
     for (int64_t c = 0; c < cin; ++c) {
-      const Vt wv = load<T, V>(w + c * V);
+      Vt wv[N];
+      for (int n = 0; n < N; ++n) wv[n] = load<T, V, B>(w + c * V + n * L);
 #pragma GCC unroll 8
-      for (int p = 0; p < P; ++p) acc[p] += s[p * step + c] * wv;
+      for (int p = 0; p < P; ++p) {
+        const T x = s[p * step + c];
+        for (int n = 0; n < N; ++n) acc[p][n] += x * wv[n];
+      }
     }
   }
-  for (int p = 0; p < P; ++p) store<T, V>(out + (j + p) * out_step, acc[p]);
+  for (int p = 0; p < P; ++p) {
+    for (int n = 0; n < N; ++n) store(out + (j + p) * out_step + n * L, acc[p][n]);
+  }
 }
 
 // Pixel j with each tap's range checked (the line's edges).
-template <typename T, int V>
+template <typename T, int V, int B>
 CONVPOOL_INLINE void edge_impl(T* out, int64_t out_step, int64_t j, const Tap<T>* taps,
                                int64_t ntaps, int64_t step, int64_t cin) {
-  using Vt = typename Vec<T, V>::type;
-  Vt acc = Vt{};
+  using G = Regs<T, V, B>;
+  using Vt = typename G::type;
+  constexpr int N = G::N, L = G::L;
+  Vt acc[N];
+  for (int n = 0; n < N; ++n) acc[n] = Vt{};
   for (int64_t t = 0; t < ntaps; ++t) {
     if (j < taps[t].lo || j >= taps[t].hi) continue;
     const T* s = taps[t].src + j * step;
-    for (int64_t c = 0; c < cin; ++c) acc += s[c] * load<T, V>(taps[t].w + c * V);
+    for (int64_t c = 0; c < cin; ++c) {
+      for (int n = 0; n < N; ++n) acc[n] += s[c] * load<T, V, B>(taps[t].w + c * V + n * L);
+    }
   }
-  store<T, V>(out + j * out_step, acc);
+  for (int n = 0; n < N; ++n) store(out + j * out_step + n * L, acc[n]);
 }
 
 // out[j * out_step + v] = sum over taps valid at j, c < cin of src[j * step + c] * w[c * V + v],
 // for j < count: the interior (every tap valid) in blocks of P, then 4, then 1 pixels, the
 // edges pixel by pixel.
-template <typename T, int V, int P>
+template <typename T, int V, int B, int P>
 CONVPOOL_INLINE void line_impl(T* out, int64_t out_step, int64_t count, const Tap<T>* taps,
                                int64_t ntaps, int64_t step, int64_t cin) {
   int64_t lo = 0, hi = count;
@@ -97,29 +120,47 @@ CONVPOOL_INLINE void line_impl(T* out, int64_t out_step, int64_t count, const Ta
     hi = std::min(hi, taps[t].hi);
   }
   if (hi < lo) hi = lo;
-  for (int64_t j = 0; j < lo; ++j) edge_impl<T, V>(out, out_step, j, taps, ntaps, step, cin);
+  for (int64_t j = 0; j < lo; ++j) edge_impl<T, V, B>(out, out_step, j, taps, ntaps, step, cin);
   int64_t j = lo;
-  for (; j + P <= hi; j += P) block_impl<T, V, P>(out, out_step, j, taps, ntaps, step, cin);
+  for (; j + P <= hi; j += P) block_impl<T, V, B, P>(out, out_step, j, taps, ntaps, step, cin);
   if (P > 4 && j + 4 <= hi) {
-    block_impl<T, V, 4>(out, out_step, j, taps, ntaps, step, cin);
+    block_impl<T, V, B, 4>(out, out_step, j, taps, ntaps, step, cin);
     j += 4;
   }
-  for (; j < hi; ++j) block_impl<T, V, 1>(out, out_step, j, taps, ntaps, step, cin);
-  for (; j < count; ++j) edge_impl<T, V>(out, out_step, j, taps, ntaps, step, cin);
+  for (; j < hi; ++j) block_impl<T, V, B, 1>(out, out_step, j, taps, ntaps, step, cin);
+  for (; j < count; ++j) edge_impl<T, V, B>(out, out_step, j, taps, ntaps, step, cin);
+}
+
+// Pixels per block: P * N accumulators, N weight registers and a broadcast must fit the register
+// file (32 with AVX-512, 16 with AVX2) or the accumulators spill.
+template <typename T, int V, int B>
+constexpr int kBlockPixels = B == 64 ? (Regs<T, V, B>::N == 1 ? 8 : 4)
+                                     : (Regs<T, V, B>::N == 1   ? 8
+                                        : Regs<T, V, B>::N == 2 ? 6
+                                                                : 2);
+
+template <typename T, int B>
+CONVPOOL_INLINE void line_for(int v, T* out, int64_t out_step, int64_t count, const Tap<T>* taps,
+                              int64_t ntaps, int64_t step, int64_t cin) {
+  switch (v) {
+    case 16:
+      return line_impl<T, 16, B, kBlockPixels<T, 16, B>>(out, out_step, count, taps, ntaps, step,
+                                                         cin);
+    case 8:
+      return line_impl<T, 8, B, kBlockPixels<T, 8, B>>(out, out_step, count, taps, ntaps, step,
+                                                       cin);
+    default:
+      return line_impl<T, 4, B, kBlockPixels<T, 4, B>>(out, out_step, count, taps, ntaps, step,
+                                                       cin);
+  }
 }
 
 template <typename T>
 CONVPOOL_INLINE void line_any(int v, T* out, int64_t out_step, int64_t count, const Tap<T>* taps,
                               int64_t ntaps, int64_t step, int64_t cin) {
-  constexpr bool wide = sizeof(T) == 8;
-  switch (v) {
-    case 16:
-      return line_impl<T, 16, wide ? 4 : 8>(out, out_step, count, taps, ntaps, step, cin);
-    case 8:
-      return line_impl<T, 8, 8>(out, out_step, count, taps, ntaps, step, cin);
-    default:
-      return line_impl<T, 4, 8>(out, out_step, count, taps, ntaps, step, cin);
-  }
+  if (wide_vector_registers())
+    return line_for<T, 64>(v, out, out_step, count, taps, ntaps, step, cin);
+  line_for<T, 32>(v, out, out_step, count, taps, ntaps, step, cin);
 }
 
 CONVPOOL_CLONES void grouped_line(int v, float* out, int64_t out_step, int64_t count,
@@ -133,33 +174,52 @@ CONVPOOL_CLONES void grouped_line(int v, double* out, int64_t out_step, int64_t 
   line_any(v, out, out_step, count, taps, ntaps, step, cin);
 }
 
-// sums[k * V + v] += sum over lo <= j < hi of go[j * go_step + k] * src[j * step + v], k < KB.
-template <typename T, int V, int KB>
+// sums[k * V + v] += sum over lo <= j < hi of go[j * go_step + k] * src[j * step + v], k < KB,
+// in passes of KS rows k whose KS * N accumulators fit the registers (each sum still runs over j
+// in order).
+template <typename T, int V, int B, int KB>
 CONVPOOL_INLINE void sums_impl(T* sums, const T* go, int64_t go_step, const T* src, int64_t step,
                                int64_t lo, int64_t hi) {
-  using Vt = typename Vec<T, V>::type;
-  Vt acc[KB];
-  for (int k = 0; k < KB; ++k) acc[k] = load<T, V>(sums + k * V);
-  for (int64_t j = lo; j < hi; ++j) {
-    const Vt x = load<T, V>(src + j * step);
-    const T* g = go + j * go_step;
+  using G = Regs<T, V, B>;
+  using Vt = typename G::type;
+  constexpr int N = G::N, L = G::L;
+  constexpr int kMaxAcc = B == 64 ? 16 : 12;
+  constexpr int KS = KB * N <= kMaxAcc       ? KB
+                     : KB / 2 * N <= kMaxAcc ? KB / 2
+                     : KB / 4 * N <= kMaxAcc ? KB / 4
+                                             : KB / 8;
+  static_assert(KS >= 1 && KB % KS == 0);
+  for (int k0 = 0; k0 < KB; k0 += KS) {
+    Vt acc[KS][N];
+    for (int k = 0; k < KS; ++k) {
+      for (int n = 0; n < N; ++n) acc[k][n] = load<T, V, B>(sums + (k0 + k) * V + n * L);
+    }
+    for (int64_t j = lo; j < hi; ++j) {
+      Vt x[N];
+      for (int n = 0; n < N; ++n) x[n] = load<T, V, B>(src + j * step + n * L);
+      const T* g = go + j * go_step + k0;
 #pragma GCC unroll 16
-    for (int k = 0; k < KB; ++k) acc[k] += g[k] * x;
+      for (int k = 0; k < KS; ++k) {
+        for (int n = 0; n < N; ++n) acc[k][n] += g[k] * x[n];
+      }
+    }
+    for (int k = 0; k < KS; ++k) {
+      for (int n = 0; n < N; ++n) store(sums + (k0 + k) * V + n * L, acc[k][n]);
+    }
   }
-  for (int k = 0; k < KB; ++k) store<T, V>(sums + k * V, acc[k]);
 }
 
-template <typename T>
-CONVPOOL_INLINE void sums_any(int v, int kb, T* sums, const T* go, int64_t go_step, const T* src,
+template <typename T, int B>
+CONVPOOL_INLINE void sums_for(int v, int kb, T* sums, const T* go, int64_t go_step, const T* src,
                               int64_t step, int64_t lo, int64_t hi) {
-#define CONVPOOL_SUMS(VV)                                                \
-  switch (kb) {                                                          \
-    case 16:                                                             \
-      return sums_impl<T, VV, 16>(sums, go, go_step, src, step, lo, hi); \
-    case 8:                                                              \
-      return sums_impl<T, VV, 8>(sums, go, go_step, src, step, lo, hi);  \
-    default:                                                             \
-      return sums_impl<T, VV, 4>(sums, go, go_step, src, step, lo, hi);  \
+#define CONVPOOL_SUMS(VV)                                                   \
+  switch (kb) {                                                             \
+    case 16:                                                                \
+      return sums_impl<T, VV, B, 16>(sums, go, go_step, src, step, lo, hi); \
+    case 8:                                                                 \
+      return sums_impl<T, VV, B, 8>(sums, go, go_step, src, step, lo, hi);  \
+    default:                                                                \
+      return sums_impl<T, VV, B, 4>(sums, go, go_step, src, step, lo, hi);  \
   }
   switch (v) {
     case 16:
@@ -170,6 +230,13 @@ CONVPOOL_INLINE void sums_any(int v, int kb, T* sums, const T* go, int64_t go_st
       CONVPOOL_SUMS(4)
   }
 #undef CONVPOOL_SUMS
+}
+
+template <typename T>
+CONVPOOL_INLINE void sums_any(int v, int kb, T* sums, const T* go, int64_t go_step, const T* src,
+                              int64_t step, int64_t lo, int64_t hi) {
+  if (wide_vector_registers()) return sums_for<T, 64>(v, kb, sums, go, go_step, src, step, lo, hi);
+  sums_for<T, 32>(v, kb, sums, go, go_step, src, step, lo, hi);
 }
 
 CONVPOOL_CLONES void grouped_sums(int v, int kb, float* sums, const float* go, int64_t go_step,

@@ -10,6 +10,7 @@
 #include <utility>
 
 #include "../common/conv_geometry.h"
+#include "../common/isa_clones.h"
 #include "blocked_transpose.h"
 
 namespace convpool::cpu::winograd {
@@ -26,8 +27,8 @@ constexpr int64_t kMinTasks = 4;
 
 // Vectors of B bytes: 64 (one AVX-512 register) or 32 (one AVX2 register). The buffers' layout is
 // in 64-byte units (channels padded to kLanes<T>, weight panels) whatever B the code computes
-// with; a clone picks B by the CPU it runs on (see wide_vector_registers()): in an AVX2 clone a
-// 64-byte generic vector is no register type, and GCC keeps every one on the stack.
+// with; a clone picks B by the CPU it runs on (see convpool::wide_vector_registers()): in an AVX2
+// clone a 64-byte generic vector is no register type, and GCC keeps every one on the stack.
 template <typename T, int B = 64>
 struct VecOf {
   typedef T type __attribute__((vector_size(B)));
@@ -47,17 +48,6 @@ template <int B = 64, typename T>
 template <typename T, typename V>
 [[gnu::always_inline]] inline void store(T* p, const V& v) {
   std::memcpy(p, &v, sizeof(v));
-}
-
-// Whether the CPU has AVX-512's 32 registers of 64 bytes: the kernels then compute with 64-byte
-// vectors, else with 32-byte ones.
-inline bool wide_vector_registers() {
-#if defined(__x86_64__) && defined(__GNUC__)
-  static const bool wide = __builtin_cpu_supports("avx512f");
-  return wide;
-#else
-  return false;
-#endif
 }
 
 // The transformed inputs and GEMM outputs of a block ([36, tiles, C] + [36, tiles, K chunk])
