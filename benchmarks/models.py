@@ -12,6 +12,7 @@ import statistics
 import time
 from typing import Callable
 
+import cpu_info  # benchmarks/cpu_info.py, beside this file
 import torch
 
 import torch_convpool
@@ -20,16 +21,6 @@ MODELS = {
     "resnet18": dict(batch=8, size=224, autocast=True),
     "mobilenet_v2": dict(batch=8, size=224, autocast=False),
 }
-
-
-def native_bfloat16() -> bool:
-    """Whether the CPU multiplies bfloat16 natively (AVX512-BF16 or AMX-BF16)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = next((line for line in f if line.startswith("flags")), "").split()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def available() -> bool:
@@ -96,7 +87,7 @@ def run(repeats: int, name_filter: str = "") -> list[tuple]:
                 x = x.to(memory_format=torch.channels_last)
             # bfloat16 rows only where the CPU multiplies bfloat16 natively: elsewhere torch's own
             # bfloat16 convs are emulated (a resnet18 inference took 10 s on an AVX2 EPYC).
-            autocast = cfg["autocast"] and native_bfloat16()
+            autocast = cfg["autocast"] and cpu_info.native_bfloat16()
             precisions = [None] + ([torch.bfloat16] if autocast else [])
             for autocast in precisions:
                 suffix = ", bfloat16 autocast" if autocast is not None else ""

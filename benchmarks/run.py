@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
-import platform
 import statistics
 import sys
 import time
@@ -26,6 +25,7 @@ import torch.nn.functional as F
 import torch_convpool.functional as CF
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import cpu_info  # noqa: E402  (benchmarks/cpu_info.py)
 import memory  # noqa: E402  (benchmarks/memory.py)
 import models  # noqa: E402  (benchmarks/models.py)
 
@@ -234,54 +234,15 @@ def matmul_peak(device: str, size: int = 2048, repeats: int = 10) -> float:
     return 2.0 * size ** 3 / t / 1e6
 
 
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def cpu_low_precision_flags() -> str:
-    """The CPU's bfloat16/float16 matrix and vector extensions (what a bfloat16 GEMM can reach)."""
-    wanted = ("amx_bf16", "amx_fp16", "avx512_bf16", "avx512_fp16")
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    flags = line.split(":", 1)[1].split()
-                    return " ".join(w for w in wanted if w in flags) or "no bf16/fp16 extensions"
-    except OSError:
-        pass
-    return "flags unknown"
-
-
-def cpu_vector_isa() -> str:
-    """The widest x86 vector ISA of this CPU: our kernels' clones differ by it, so BENCHMARKS.md
-    keeps one CPU section per ISA."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    flags = line.split(":", 1)[1].split()
-                    return ("AVX-512" if "avx512f" in flags
-                            else "AVX2" if "avx2" in flags else "baseline")
-    except OSError:
-        pass
-    return platform.machine()
-
-
 def section_name(device: str) -> str:
-    return "CUDA" if device == "cuda" else f"CPU ({cpu_vector_isa()})"
+    return "CUDA" if device == "cuda" else f"CPU ({cpu_info.vector_isa()})"
 
 
 def to_markdown(rows, device: str, repeats: int, command: str, peak: float,
                 model_rows=()) -> str:
     machine = (torch.cuda.get_device_name() if device == "cuda"
-               else f"{cpu_model()} ({cpu_low_precision_flags()}), {torch.get_num_threads()} threads")
+               else f"{cpu_info.model()} ({cpu_info.low_precision_flags()}), "
+                    f"{torch.get_num_threads()} threads")
     lines = [
         f"## {section_name(device)}: {machine}",
         "",
