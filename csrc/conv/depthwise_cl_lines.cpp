@@ -169,28 +169,37 @@ CONVPOOL_INLINE void tap_sum_vectors(const T* grad, int64_t grad_step, const Lin
   }
 }
 
+// Channel blocks outermost, taps inside: a block's pixels of the line (the taps' source rows and
+// the gradient row) stay in L1 while every tap reads them. Taps outermost, a line of 256
+// channels (3 rows x 28 pixels x 1 KiB + the gradient) came from L2 once per tap: 1 thread,
+// N8 C256 28x28 3x3 channels_last weight gradient (with its forward) 6.5-9.2 -> 5.0-6.7 ms, C128
+// 56x56 10.9-12.5 -> 9.4-11.2 ms. Each sum still runs over j in the same order.
 template <typename T, int B>
 CONVPOOL_INLINE void tap_sums(const T* grad, int64_t grad_step, const LineTap<T>* taps,
                               int64_t ntaps, int64_t step, int64_t channels) {
   constexpr int64_t L = Vec<T, B>::kLanes, W = 64 / B;
+  int64_t c = 0;
+  for (; c + W * L <= channels; c += W * L) {
+    for (int64_t t = 0; t < ntaps; ++t) tap_sum_vectors<T, B, W>(grad, grad_step, taps[t], step, c);
+  }
+  if constexpr (W > 1) {
+    for (; c + L <= channels; c += L) {
+      for (int64_t t = 0; t < ntaps; ++t) {
+        tap_sum_vectors<T, B, 1>(grad, grad_step, taps[t], step, c);
+      }
+    }
+  }
   for (int64_t t = 0; t < ntaps; ++t) {
     const LineTap<T>& tap = taps[t];
-    int64_t c = 0;
-    for (; c + W * L <= channels; c += W * L) {
-      tap_sum_vectors<T, B, W>(grad, grad_step, tap, step, c);
-    }
-    if constexpr (W > 1) {
-      for (; c + L <= channels; c += L) tap_sum_vectors<T, B, 1>(grad, grad_step, tap, step, c);
-    }
-    for (; c < channels; ++c) {
+    for (int64_t ch = c; ch < channels; ++ch) {
       T a0 = T(0), a1 = T(0);
       int64_t j = tap.lo;
       for (; j + 2 <= tap.hi; j += 2) {
-        a0 += grad[j * grad_step + c] * tap.src[j * step + c];
-        a1 += grad[(j + 1) * grad_step + c] * tap.src[(j + 1) * step + c];
+        a0 += grad[j * grad_step + ch] * tap.src[j * step + ch];
+        a1 += grad[(j + 1) * grad_step + ch] * tap.src[(j + 1) * step + ch];
       }
-      if (j < tap.hi) a0 += grad[j * grad_step + c] * tap.src[j * step + c];
-      tap.sums[c] += a0 + a1;
+      if (j < tap.hi) a0 += grad[j * grad_step + ch] * tap.src[j * step + ch];
+      tap.sums[ch] += a0 + a1;
     }
   }
 }
