@@ -10,6 +10,7 @@
 #include "build_info.h"
 #include "common/cuda_emulation.h"
 #include "conv/conv_algorithm.h"
+#include "conv/packed_gemm.h"
 
 TORCH_LIBRARY(convpool, m) {
   // Convolution family. Weights are laid out as torch's: conv [out, in / groups, *kernel],
@@ -79,4 +80,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, module) {
   module.def("_set_conv_algorithm", &convpool::set_conv_algorithm,
              "Forces the algorithm of the CPU's dense convolutions: 'auto', 'gemm' or 'im2col'.");
   module.def("_conv_algorithm", &convpool::conv_algorithm_name);
+  module.def("_set_gemm_kernel", &convpool::cpu::set_gemm_kernel,
+             "Selects the GEMM of the CPU engines' float32/float64 products: 'auto', 'blas' "
+             "(at::mm) or 'packed' (ours).");
+  module.def("_gemm_kernel", &convpool::cpu::gemm_kernel_name);
 }

@@ -226,6 +226,36 @@ struct Shape {
   int64_t batch, out_channels;
 };
 
+// Each group's weight operand [inner, cols] packed for our GEMM, where that computes T's
+// products; empty where at::mm does.
+template <typename T, typename Operand>
+std::vector<PackedMatrix<T>> pack_weights(int64_t groups, Operand&& operand, int64_t inner,
+                                          int64_t cols) {
+  std::vector<PackedMatrix<T>> packed;
+  if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>) {
+    if (packed_gemm_selected()) {
+      packed.reserve(groups);
+      for (int64_t gi = 0; gi < groups; ++gi) packed.emplace_back(operand(gi), inner, cols);
+    }
+  }
+  return packed;
+}
+
+// out (row stride ldc) = lhs [height, inner] x group gi's weight operand [inner, cols]: packed
+// for our GEMM where pack_weights packed it, else the strided view `weight` through at::mm.
+template <typename T>
+void multiply_by_weight(StridedMatrix<T> lhs, int64_t height,
+                        const std::vector<PackedMatrix<T>>& packed, int64_t gi,
+                        const at::Tensor& weight, T* out, int64_t ldc) {
+  if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>) {
+    if (!packed.empty()) {
+      packed_gemm(lhs, packed[gi], out, ldc, height, false);
+      return;
+    }
+  }
+  gemm(matrix(lhs.data, height, weight.size(0), lhs.row, lhs.col), weight, out, ldc, false);
+}
+
 // NCHW: blocks of grid positions inside one sample; per group
 // out[kg, block] = weight[kg, cg * taps] x columns[cg * taps, block], w in NCHW layout.
 template <typename T>
@@ -274,27 +304,26 @@ void conv_cl(const T* x, const T* w, T* y, const ConvGeometry& g, Shape s, const
   const int64_t total = s.batch * grid, out_numel = place.numel();
   const bool pointwise = g.is_pointwise();
   const int64_t P = block_pixels(total, rows * static_cast<int64_t>(sizeof(T)));
+  // The channels_last weight [kg, taps * cg] of each group, transposed: rows (tap, channel) like
+  // the gathered rows. Our GEMM takes it packed once here rather than in every block.
+  const auto weight_of = [&](int64_t gi) { return matrix(w + gi * kg * rows, rows, kg, 1, rows); };
+  const auto packed_weights = pack_weights<T>(
+      G, [&](int64_t gi) { return StridedMatrix<T>{w + gi * kg * rows, 1, rows}; }, rows, kg);
   at::parallel_for(0, (total + P - 1) / P, 1, [&](int64_t begin, int64_t end) {
     std::vector<T> col(pointwise ? 0 : rows * P);
     std::vector<T> staged(place.identity ? 0 : P * kg);
     for (int64_t b = begin; b < end; ++b) {
       const int64_t m0 = b * P, m1 = std::min(total, m0 + P), height = m1 - m0;
       for (int64_t gi = 0; gi < G; ++gi) {
-        at::Tensor lhs;
-        if (pointwise) {
-          lhs = matrix(x + m0 * C + gi * cg, height, cg, C, 1);
-        } else {
+        StridedMatrix<T> lhs{x + m0 * C + gi * cg, C, 1};
+        if (!pointwise) {
           gather_rows_cl(x, g, gi * cg, cg, m0, m1, col.data());
-          lhs = matrix(col.data(), height, rows, rows, 1);
+          lhs = {col.data(), rows, 1};
         }
-        // The channels_last weight [kg, taps * cg] of the group, transposed: rows (tap, channel)
-        // like the gathered rows.
-        const auto panel = matrix(w + gi * kg * rows, rows, kg, 1, rows);
-        if (place.identity) {
-          gemm(lhs, panel, y + m0 * K + gi * kg, K, false);
-          continue;
-        }
-        gemm(lhs, panel, staged.data(), kg, false);
+        T* out = place.identity ? y + m0 * K + gi * kg : staged.data();
+        const int64_t ldc = place.identity ? K : kg;
+        multiply_by_weight(lhs, height, packed_weights, gi, weight_of(gi), out, ldc);
+        if (place.identity) continue;
         for (int64_t m = m0; m < m1; ++m) {
           const int64_t at = (m / grid) * out_numel + place.place(g, m % grid);
           std::copy_n(staged.data() + (m - m0) * kg, kg, y + at * K + gi * kg);

@@ -1,0 +1,51 @@
+#pragma once
+// Our own single-threaded GEMM for the CPU engines (float32, float64), selectable in place of
+// at::mm. MKL on a CPU that is not Intel's takes a generic AVX2 path (52-65 GFLOP/s per core on an
+// AMD EPYC Zen 3); this register-blocked kernel reaches about 70 in steady state. Inside the
+// engines, with their packing and gathers, it came out even with MKL on that CPU (resnet18 and
+// mobilenet_v2 inference, same process alternating: 0.89-1.07x), so "auto" keeps at::mm; it stays
+// selectable to measure other CPUs and as the base for a GEMM fed by the gathers directly.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace convpool::cpu {
+
+// A matrix operand [rows, cols] with element (i, j) at data[i * row + j * col].
+template <typename T>
+struct StridedMatrix {
+  const T* data;
+  int64_t row, col;
+};
+
+// c[M, N] (row stride ldc) = a[M, K] x b[K, N], or += when `accumulate`, on the calling thread
+// (the engines call it inside at::parallel_for).
+template <typename T>
+void packed_gemm(StridedMatrix<T> a, StridedMatrix<T> b, T* c, int64_t ldc, int64_t M, int64_t N,
+                 int64_t K, bool accumulate);
+
+// A b [K, N] that many products share (the weights), packed once into the panels packed_gemm
+// reads, instead of in every call (a transposing copy of the whole weight per pixel block).
+template <typename T>
+class PackedMatrix {
+ public:
+  PackedMatrix(StridedMatrix<T> b, int64_t K, int64_t N);
+  const T* data() const { return storage_.data(); }
+  int64_t rows, cols;
+
+ private:
+  std::vector<T> storage_;
+};
+
+template <typename T>
+void packed_gemm(StridedMatrix<T> a, const PackedMatrix<T>& b, T* c, int64_t ldc, int64_t M,
+                 bool accumulate);
+
+// Which GEMM the engines' float32/float64 products go through: "auto" and "blas" take at::mm,
+// "packed" ours (the channels_last forward then packs its weights once per call). Process-wide;
+// the tests force each.
+void set_gemm_kernel(const std::string& name);
+std::string gemm_kernel_name();
+bool packed_gemm_selected();
+
+}  // namespace convpool::cpu

@@ -1,0 +1,85 @@
+"""Our own GEMM (torch_convpool.testing.gemm_kernel("packed")) under every CPU engine that
+multiplies through it, against torch: forward and all three gradients, both layouts, and shapes
+that reach the GEMM's blocking edges (rows not a multiple of the register block, columns not a
+multiple of a panel, more than one block of 256 inner rows or of 256 columns)."""
+
+import pytest
+import test_conv_algorithms as algorithm_tests
+import torch
+import torch.nn.functional as F
+from test_conv_algorithms import CONV_CASES, TRANSPOSE_CASES, _compare, _conv_args
+from torch.testing import assert_close
+
+import torch_convpool as tc
+import torch_convpool.functional as CF
+from torch_convpool.testing import gemm_kernel
+
+
+@pytest.fixture(params=["gemm", "winograd"])
+def packed(request):
+    with gemm_kernel("packed"), tc.set_conv_algorithm(request.param):
+        yield request.param
+
+
+BLOCKING_CASES = [
+    # shape, out channels, kernel, stride, padding, dilation, groups
+    ((2, 40, 9, 11), 300, (3, 3), 1, 1, 1, 1),   # inner 360: two blocks; 300 columns: two
+    ((3, 7, 5, 13), 17, (1, 1), 1, 0, 1, 1),     # 17 columns: one panel and one of a column
+    ((1, 64, 17, 3), 5, (3, 3), 2, 1, 1, 1),     # 5 columns, 18 rows of pixels
+    ((2, 30, 6, 6), 520, (1, 1), 1, 0, 1, 2),    # groups, 260 columns each
+    ((2, 128, 7, 7), 136, (3, 3), 1, 1, 1, 1),   # Winograd's batched variant: per-point GEMMs
+]
+
+
+# The algorithm tests' own bodies, run under the packed fixture (their `algorithm` argument only
+# names the fixture that set the algorithm).
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "channels_last"])
+@pytest.mark.parametrize("case", CONV_CASES + BLOCKING_CASES,
+                         ids=lambda c: "x".join(map(str, c[0])) + f"-{c[1]}")
+def test_conv_matches_torch(packed, case, channels_last):
+    algorithm_tests.test_conv_matches_torch(packed, case, channels_last)
+
+
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "channels_last"])
+@pytest.mark.parametrize("case", TRANSPOSE_CASES, ids=lambda c: "x".join(map(str, c[0])))
+def test_conv_transpose_matches_torch(packed, case, channels_last):
+    algorithm_tests.test_conv_transpose_matches_torch(packed, case, channels_last)
+
+
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "channels_last"])
+@pytest.mark.parametrize("case", BLOCKING_CASES[:3], ids=lambda c: "x".join(map(str, c[0])))
+def test_float32(case, channels_last):
+    """float32 through the GEMM engine (Winograd's float32 error is larger, and tested apart)."""
+    shape, out_channels, kernel, stride, padding, dilation, groups = case
+    x, w, b = _conv_args(shape, out_channels, kernel, groups, channels_last, torch.float32)
+    with gemm_kernel("packed"), tc.set_conv_algorithm("gemm"):
+        _compare(lambda x, w, b: CF.conv2d(x, w, b, stride, padding, dilation, groups),
+                 lambda x, w, b: F.conv2d(x, w, b, stride, padding, dilation, groups), (x, w, b),
+                 rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "channels_last"])
+def test_gradcheck(packed, channels_last):
+    # 18 output channels: a whole panel and a partial one at every vector width.
+    x, w, b = _conv_args((1, 3, 5, 6), 18, (3, 3), 1, channels_last)
+    fn = lambda x, w, b: CF.conv2d(x, w, b, 1, 1)  # noqa: E731
+    assert torch.autograd.gradcheck(fn, (x, w, b))
+
+
+def test_kernels_agree_and_setting_restores():
+    """blas and packed give the same convolution to float rounding; the setting is restored on
+    exit and a bad name is rejected with the names that are accepted."""
+    from torch_convpool._library import _C
+    x = torch.randn(2, 24, 10, 9).to(memory_format=torch.channels_last)
+    w = torch.randn(33, 24, 3, 3)
+    before = _C._gemm_kernel()
+    results = []
+    for name in ("blas", "packed", "auto"):
+        with gemm_kernel(name), tc.set_conv_algorithm("gemm"):
+            assert _C._gemm_kernel() == name
+            results.append(CF.conv2d(x, w, padding=1, stride=2))
+    assert _C._gemm_kernel() == before
+    for r in results[1:]:
+        assert_close(r, results[0], rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="'auto', 'blas', 'packed'"):
+        _C._set_gemm_kernel("fast")
