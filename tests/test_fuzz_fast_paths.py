@@ -14,6 +14,7 @@ from test_bfloat16_conv import _exact_and_bounds, _reduction_lengths, _value_and
 
 import torch_convpool as tc
 import torch_convpool.functional as CF
+from torch_convpool.testing import gemm_kernel
 
 TOL = dict(rtol=1e-10, atol=1e-10)
 LAYOUT = st.sampled_from(["contiguous", "channels_last"])
@@ -108,3 +109,40 @@ def test_bfloat16_stride_one_within_bounds(data):
     for what, o, e, bound in zip(("output", "input grad", "weight grad"), ours, exact, bounds):
         worst = ((o.double() - e).abs() / bound.clamp_min(1e-30)).max().item()
         assert worst <= 1, f"seed {seed}, {what}: error {worst:.2f}x the bound"
+
+
+@given(data=st.data())
+def test_packed_gemm_matches_torch(data):
+    """Dense convs and their transposes over our own GEMM (gemm_kernel("packed")), GEMM engine or
+    Winograd: output channels and inner sizes around its 16/32-column panels and 256-row blocks,
+    groups, any stride, dilation and padding, batch 1 and unbatched."""
+    groups = data.draw(st.sampled_from([1, 1, 2, 3]))
+    cin = groups * data.draw(st.integers(1, 24))
+    cout = groups * data.draw(st.integers(1, 40))
+    batch = data.draw(st.sampled_from([None, 1, 2]))
+    spatial = [data.draw(st.integers(1, 10)) for _ in range(2)]
+    kernel = [data.draw(st.integers(1, 4)) for _ in range(2)]
+    stride = tuple(data.draw(st.integers(1, 3)) for _ in range(2))
+    dilation = tuple(data.draw(st.integers(1, 2)) for _ in range(2))
+    padding = tuple(data.draw(st.integers(0, 2)) for _ in range(2))
+    transpose = data.draw(st.booleans())
+    layout = data.draw(LAYOUT)
+    algorithm = data.draw(st.sampled_from(["gemm", "winograd"]))
+    extent = [(k - 1) * d + 1 for k, d in zip(kernel, dilation)]
+    if transpose:
+        assume(all(p < e for p, e in zip(padding, extent)))
+    else:
+        assume(all(s + 2 * p >= e for s, p, e in zip(spatial, padding, extent)))
+    x = data.draw(tensors(((batch,) if batch else ()) + (cin, *spatial), layout))
+    shape = (cin, cout // groups, *kernel) if transpose else (cout, cin // groups, *kernel)
+    w = data.draw(tensors(shape, layout))
+    b = data.draw(tensors((cout,)))
+    leaves((x, w, b))
+    if transpose:
+        ours = lambda x, w, b: CF.conv_transpose2d(x, w, b, stride, padding, 0, groups, dilation)  # noqa: E731
+        theirs = lambda x, w, b: F.conv_transpose2d(x, w, b, stride, padding, 0, groups, dilation)  # noqa: E731
+    else:
+        ours = lambda x, w, b: CF.conv2d(x, w, b, stride, padding, dilation, groups)  # noqa: E731
+        theirs = lambda x, w, b: F.conv2d(x, w, b, stride, padding, dilation, groups)  # noqa: E731
+    with gemm_kernel("packed"), tc.set_conv_algorithm(algorithm):
+        compare(ours, theirs, (x, w, b), **TOL)
