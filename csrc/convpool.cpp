@@ -10,6 +10,7 @@
 #include "build_info.h"
 #include "common/cuda_emulation.h"
 #include "conv/conv_algorithm.h"
+#include "conv/layout_copy.h"
 #include "conv/packed_gemm.h"
 
 TORCH_LIBRARY(convpool, m) {
@@ -84,4 +85,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, module) {
              "Selects the GEMM of the CPU engines' float32/float64 products: 'auto', 'blas' "
              "(at::mm) or 'packed' (ours).");
   module.def("_gemm_kernel", &convpool::cpu::gemm_kernel_name);
+  module.def("_contiguous_as", &convpool::cpu::contiguous_as,
+             "Testing aid: t.contiguous(memory_format) through our NCHW <-> channels_last "
+             "transposing copy (the staging of NCHW tensors for channels_last kernels).");
 }

@@ -131,6 +131,27 @@ void transpose16(const float* src, int64_t src_stride, int64_t rows, int64_t col
 
 }  // namespace
 
+void transpose_matrix(const float* src, int64_t src_stride, int64_t rows, int64_t cols, float* dst,
+                      int64_t dst_stride) {
+  int64_t full_rows = 0, full_cols = 0;
+#ifdef CONVPOOL_HAVE_AVX512_TILE
+  if (const Tile tile = tile_transpose()) {
+    full_rows = rows / kTile * kTile;
+    full_cols = cols / kTile * kTile;
+    for (int64_t r = 0; r < full_rows; r += kTile) {
+      for (int64_t c = 0; c < full_cols; c += kTile) {
+        tile(src + r * src_stride + c, src_stride, dst + c * dst_stride + r, dst_stride);
+      }
+    }
+  }
+#endif
+  // The edges past whole tiles: the columns right of them, then the rows below.
+  transpose_scalar(src + full_cols, src_stride, full_rows, cols - full_cols,
+                   dst + full_cols * dst_stride, dst_stride);
+  transpose_scalar(src + full_rows * src_stride, src_stride, rows - full_rows, cols,
+                   dst + full_rows, dst_stride);
+}
+
 void planes_to_block16(const float* planes, int64_t plane_stride, int64_t pixels, float* block) {
   transpose16(planes, plane_stride, kTile, pixels, block, kTile, /*rows_are_pixels=*/false);
 }

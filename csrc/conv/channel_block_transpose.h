@@ -5,6 +5,11 @@
 
 namespace convpool::cpu {
 
+// dst[c * dst_stride + r] = src[r * src_stride + c] for r < rows, c < cols, in 16 x 16 tiles
+// transposed in registers (NCHW <-> channels_last copies, layout_copy.h).
+void transpose_matrix(const float* src, int64_t src_stride, int64_t rows, int64_t cols, float* dst,
+                      int64_t dst_stride);
+
 // block[p * 16 + c] = planes[c * plane_stride + p] for c < 16, p < pixels.
 void planes_to_block16(const float* planes, int64_t plane_stride, int64_t pixels, float* block);
 // planes[c * plane_stride + p] = block[p * 16 + c] for c < 16, p < pixels.

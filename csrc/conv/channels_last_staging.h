@@ -9,6 +9,7 @@
 
 #include "../common/conv_geometry.h"
 #include "../common/huge_pages.h"
+#include "layout_copy.h"
 
 namespace convpool {
 
@@ -23,12 +24,12 @@ inline void via_channels_last(std::initializer_list<at::Tensor> inputs, const at
                               ConvGeometry g, Compute&& compute) {
   const auto format = channels_last_format(result.dim() >= 4 ? result : *inputs.begin());
   std::vector<at::Tensor> converted;
-  for (const auto& t : inputs) converted.push_back(t.contiguous(format));
+  for (const auto& t : inputs) converted.push_back(cpu::contiguous_as(t, format));
   auto staged =
       prefer_huge_pages(at::empty(result.sizes(), result.options().memory_format(format)));
   g.channels_last = true;
   compute(converted, staged, g);
-  result.copy_(staged);
+  cpu::copy_layout(result, staged);
 }
 
 }  // namespace convpool

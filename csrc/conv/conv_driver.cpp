@@ -5,6 +5,7 @@
 
 #include "../common/conv_shape.h"
 #include "../common/huge_pages.h"
+#include "layout_copy.h"
 
 namespace convpool {
 namespace {
@@ -211,7 +212,8 @@ at::Tensor run_conv(ConvCompute compute, const at::Tensor& input, const at::Tens
   const auto formatted =
       prefer_huge_pages(at::empty(result.sizes(), result.options().memory_format(format)));
   if (result.strides() == formatted.strides()) return result;  // made in place (depthwise)
-  return formatted.copy_(result);
+  cpu::copy_layout(formatted, result);
+  return formatted;
 }
 
 }  // namespace
@@ -270,8 +272,8 @@ at::Tensor compute_conv_weight_grad(const at::Tensor& grad_output, const at::Ten
     ConvGeometry in_format = g;
     in_format.channels_last = format != at::MemoryFormat::Contiguous;
     auto result = at::empty(weight_size, input.options().memory_format(format));
-    backend.dense_weight_grad(grad_output.contiguous(format), input.contiguous(format), result,
-                              in_format);
+    backend.dense_weight_grad(cpu::contiguous_as(grad_output, format),
+                              cpu::contiguous_as(input, format), result, in_format);
     return result;
   }
   const int64_t batch = input.size(0);

@@ -593,7 +593,7 @@ void depthwise_weight_grad(const at::Tensor& grad_output, const at::Tensor& inpu
     ConvGeometry cl = g;
     cl.channels_last = true;
     const auto format = channels_last_format(input);
-    return depthwise_weight_grad(grad_output.contiguous(format), input.contiguous(format),
+    return depthwise_weight_grad(contiguous_as(grad_output, format), contiguous_as(input, format),
                                  grad_weight, cl);
   }
   CONVPOOL_DISPATCH_FLOATING_TYPES(input.scalar_type(), "depthwise_weight_grad_cpu", [&] {

@@ -17,6 +17,7 @@
 #include "channels_last_staging.h"
 #include "conv_algorithm.h"
 #include "conv_lines.h"
+#include "layout_copy.h"
 #include "winograd_cpu.h"
 
 namespace convpool::cpu {
@@ -823,8 +824,8 @@ bool run_winograd(const at::Tensor& x, const at::Tensor& weight, const at::Tenso
     const auto staged = prefer_huge_pages(at::empty(y.sizes(), y.options().memory_format(format)));
     ConvGeometry cl = conv;
     cl.channels_last = true;
-    compute(x.contiguous(format), staged, cl);
-    if (ran) y.copy_(staged);
+    compute(contiguous_as(x, format), staged, cl);
+    if (ran) copy_layout(y, staged);
   } else {
     compute(x, y, conv);
   }
@@ -852,8 +853,8 @@ bool run_winograd_weight_grad(const at::Tensor& grad_output, const at::Tensor& x
     const auto staged = at::empty(grad_weight.sizes(), grad_weight.options().memory_format(format));
     ConvGeometry cl = g;
     cl.channels_last = true;
-    compute(grad_output.contiguous(format), x.contiguous(format), staged, cl);
-    if (ran) grad_weight.copy_(staged);
+    compute(contiguous_as(grad_output, format), contiguous_as(x, format), staged, cl);
+    if (ran) copy_layout(grad_weight, staged);
   } else {
     TORCH_CHECK(grad_weight.is_contiguous(channels_last_format(grad_weight)),
                 "gemm_conv_weight_grad: grad_weight must have the input's memory format");

@@ -7,6 +7,7 @@
 
 #include "../common/huge_pages.h"
 #include "../common/pool_shape.h"
+#include "../conv/layout_copy.h"
 #include "window_offsets.h"
 
 namespace convpool {
@@ -35,13 +36,15 @@ at::Tensor empty_like_format(at::IntArrayRef sizes, const at::TensorOptions& opt
 
 // The tensor a launcher reads: in the layout's format when pooled in place, else NCHW.
 at::Tensor for_kernel(const at::Tensor& t, const Layout& layout) {
-  return t.contiguous(layout.in_place ? layout.format : at::MemoryFormat::Contiguous);
+  return cpu::contiguous_as(t, layout.in_place ? layout.format : at::MemoryFormat::Contiguous);
 }
 
 at::Tensor in_format(const at::Tensor& result, const Layout& layout) {
   if (layout.in_place || layout.format == at::MemoryFormat::Contiguous) return result;
-  return prefer_huge_pages(at::empty(result.sizes(), result.options().memory_format(layout.format)))
-      .copy_(result);
+  const auto formatted =
+      prefer_huge_pages(at::empty(result.sizes(), result.options().memory_format(layout.format)));
+  cpu::copy_layout(formatted, result);
+  return formatted;
 }
 
 PoolGeometry with_layout(PoolGeometry g, const Layout& layout) {
