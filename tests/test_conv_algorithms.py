@@ -65,6 +65,11 @@ CONV_CASES = [
     # multiple of the vector width; several chunks of tiles and of output channels.
     ((2, 128, 9, 11), 130, (3, 3), 1, 1, 1, 1),
     ((2, 130, 58, 30), 260, (3, 3), 1, 1, 1, 1),
+    # NCHW convs with many taps over 16+ channels run on channels_last copies (all passes at 25
+    # taps, the forward from 7): odd sizes, a 3-d one, batch 1.
+    ((2, 16, 11, 9), 17, (5, 5), 1, 2, 1, 1),
+    ((1, 20, 7, 13), 16, (1, 7), 1, (0, 3), 1, 1),
+    ((2, 16, 4, 5, 6), 16, (3, 3, 3), 2, 1, 1, 1),
 ]
 
 
@@ -94,6 +99,7 @@ TRANSPOSE_CASES = [
     ((1, 4, 6, 5), 6, (3, 2), 3, (2, 1), (1, 2), 2, 2),  # stride and dilation share no factor
     ((2, 4, 13), 3, (5,), 4, 3, 2, 3, 1),
     ((1, 4, 3, 4, 5), 4, (3, 2, 3), (2, 1, 2), 1, 0, 1, 2),
+    ((2, 16, 6, 7), 18, (5, 5), 2, 2, 1, 1, 1),    # 25 taps, 16+ channels: channels_last copies
 ]
 
 

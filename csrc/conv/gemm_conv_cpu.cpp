@@ -782,6 +782,25 @@ bool small_nchw_image(const at::Tensor& t, const ConvGeometry& g, int64_t pixels
          !g.is_pointwise();
 }
 
+// NCHW convs with many taps over at least kMinStagedChannels channels on each side also run on
+// channels_last copies: the NCHW product [kg, taps * cg] x columns keeps M at the few output
+// channels of a group, where MKL ran slower than on channels_last's [pixels, taps * cg] x weights,
+// and its gather copies taps * cg short line segments per block. 2 threads, N8 C64 28x28 5x5,
+// NCHW -> channels_last (copies included), ms forward / input gradient / weight gradient:
+// 14.0 / 16.1 / 15.7 -> 10.4 / 10.4 / 11.8 (torch 10.5 / 8.7 / 7.0); inception_v3's 1x7 over
+// 192 channels forward 4.6 -> 3.8. With fewer taps the gradients were even or slower (3x3
+// dilation 2 input gradient 13.7 -> 14.4; 1x7 input gradient 5.4 -> 6.0), so those keep NCHW;
+// with few channels (the stem's 3) the channels_last gather is the slower one.
+constexpr int64_t kMinStagedChannels = 16;
+constexpr int64_t kMinStagedTapsForward = 7;
+constexpr int64_t kMinStagedTapsGradients = 25;
+
+bool many_taps_nchw(const at::Tensor& t, const ConvGeometry& g, int64_t other_channels,
+                    int64_t min_taps) {
+  return !g.channels_last && t.dim() >= 4 && g.groups == 1 && g.kernel_numel() >= min_taps &&
+         g.channels >= kMinStagedChannels && other_channels >= kMinStagedChannels;
+}
+
 // The conv a stride-1 conv_transpose computes: the flipped kernel over its input (the one phase
 // of conv_transpose_phases), with `channels` (the transpose's input channels) in.
 ConvGeometry stride_one_transpose_geometry(const ConvGeometry& g, int64_t channels) {
@@ -899,7 +918,8 @@ void gemm_conv(const at::Tensor& input, const at::Tensor& weight, const at::Tens
   check_dtype(input, "gemm_conv");
   if (run_winograd(input, weight, output, g, /*transposed=*/false)) return;
   if (brgemm_conv(input, weight, output, g)) return;
-  if (small_nchw_image(input, g, g.grid_numel())) {
+  if (small_nchw_image(input, g, g.grid_numel()) ||
+      many_taps_nchw(input, g, output.size(1), kMinStagedTapsForward)) {
     return via_channels_last({input}, output, g, [&](auto& in, auto& out, auto& cl) {
       gemm_conv(in[0], weight, out, cl);
     });
@@ -917,7 +937,8 @@ void gemm_conv_transpose(const at::Tensor& input, const at::Tensor& weight,
   check_dtype(input, "gemm_conv_transpose");
   if (run_winograd(input, weight, output, g, /*transposed=*/true)) return;
   if (brgemm_conv_transpose(input, weight, output, g)) return;
-  if (small_nchw_image(input, g, g.image_numel())) {
+  if (small_nchw_image(input, g, g.image_numel()) ||
+      many_taps_nchw(input, g, input.size(1), kMinStagedTapsGradients)) {
     return via_channels_last({input}, output, g, [&](auto& in, auto& out, auto& cl) {
       gemm_conv_transpose(in[0], weight, out, cl);
     });
@@ -943,7 +964,8 @@ void gemm_conv_weight_grad(const at::Tensor& grad_output, const at::Tensor& inpu
   check_dtype(input, "gemm_conv_weight_grad");
   if (run_winograd_weight_grad(grad_output, input, grad_weight, g)) return;
   if (brgemm_conv_weight_grad(grad_output, input, grad_weight, g)) return;
-  if (small_nchw_image(input, g, g.grid_numel())) {
+  if (small_nchw_image(input, g, g.grid_numel()) ||
+      many_taps_nchw(input, g, grad_output.size(1), kMinStagedTapsGradients)) {
     return via_channels_last(
         {grad_output, input}, grad_weight, g,
         [&](auto& in, auto& out, auto& cl) { gemm_conv_weight_grad(in[0], in[1], out, cl); });
