@@ -14,6 +14,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "../common/thread_scratch.h"
 #include "blocked_transpose.h"
 #include "channel_block_transpose.h"
 #include "conv_lines.h"
@@ -204,7 +205,7 @@ void run_blocked(const at::Tensor& input, const at::Tensor& weight, const at::Te
   const auto w = weights_by_tap<T>(weight, g.kernel_numel());
   at::parallel_for(0, output.size(0) * blocks, 1, [&](int64_t begin, int64_t end) {
     Scratch<T> scratch;
-    std::vector<T> in(in_pixels * kBlock), out(out_pixels * kBlock);
+    const ThreadScratch<T> in(0, in_pixels * kBlock), out(1, out_pixels * kBlock);
     for (int64_t i = begin; i < end; ++i) {
       const int64_t n = i / blocks, c0 = i % blocks * kBlock, width = std::min(kBlock, C - c0);
       stage_in(x + (n * C + c0) * in_pixels, in_pixels, width, in.data());
@@ -237,11 +238,11 @@ void weight_grad_blocked(const at::Tensor& grad_output, const at::Tensor& input,
   const int64_t C = g.channels, taps = g.kernel_numel(), lines = g.grid[0] * g.grid[1];
   at::parallel_for(0, (C + kBlock - 1) / kBlock, 1, [&](int64_t begin, int64_t end) {
     std::vector<LineTap<T>> list;
-    std::vector<T> in(g.image_numel() * kBlock), grad(g.grid_numel() * kBlock);
-    std::vector<T> sums(taps * kBlock);
+    const ThreadScratch<T> in(0, g.image_numel() * kBlock), grad(1, g.grid_numel() * kBlock);
+    const ThreadScratch<T> sums(2, taps * kBlock);
     for (int64_t b = begin; b < end; ++b) {
       const int64_t c0 = b * kBlock, width = std::min(kBlock, C - c0);
-      std::fill(sums.begin(), sums.end(), T(0));
+      std::fill(sums.data(), sums.data() + taps * kBlock, T(0));
       for (int64_t n = 0; n < input.size(0); ++n) {
         stage_in(x + (n * C + c0) * g.image_numel(), g.image_numel(), width, in.data());
         stage_in(go + (n * C + c0) * g.grid_numel(), g.grid_numel(), width, grad.data());

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "../common/huge_pages.h"
+#include "../common/thread_scratch.h"
 #include "blas_gemm.h"
 #include "blocked_transpose.h"
 #include "brgemm_conv_cpu.h"
@@ -269,8 +270,8 @@ void conv_nchw(const T* x, const T* w, T* y, const ConvGeometry& g, Shape s,
   const int64_t per_sample = (grid + P - 1) / P;
   const int64_t P_eff = std::min(P, grid);
   at::parallel_for(0, s.batch * per_sample, 1, [&](int64_t begin, int64_t end) {
-    std::vector<T> col(pointwise ? 0 : rows * P_eff);
-    std::vector<T> staged(place.identity ? 0 : kg * P_eff);
+    const ThreadScratch<T> col(0, pointwise ? 0 : rows * P_eff);
+    const ThreadScratch<T> staged(1, place.identity ? 0 : kg * P_eff);
     for (int64_t b = begin; b < end; ++b) {
       const int64_t n = b / per_sample, q0 = b % per_sample * P, q1 = std::min(grid, q0 + P);
       const int64_t width = q1 - q0;
@@ -311,8 +312,8 @@ void conv_cl(const T* x, const T* w, T* y, const ConvGeometry& g, Shape s, const
   const auto packed_weights = pack_weights<T>(
       G, [&](int64_t gi) { return StridedMatrix<T>{w + gi * kg * rows, 1, rows}; }, rows, kg);
   at::parallel_for(0, (total + P - 1) / P, 1, [&](int64_t begin, int64_t end) {
-    std::vector<T> col(pointwise ? 0 : rows * P);
-    std::vector<T> staged(place.identity ? 0 : P * kg);
+    const ThreadScratch<T> col(0, pointwise ? 0 : rows * P);
+    const ThreadScratch<T> staged(1, place.identity ? 0 : P * kg);
     for (int64_t b = begin; b < end; ++b) {
       const int64_t m0 = b * P, m1 = std::min(total, m0 + P), height = m1 - m0;
       for (int64_t gi = 0; gi < G; ++gi) {
@@ -554,7 +555,7 @@ void conv_transpose_col2im(const T* x, const T* w, T* y, const ConvGeometry& g, 
   const int64_t grid = g.grid_numel(), image = C * g.image_numel();
   const int64_t P = std::min(grid, block_pixels(grid, rows * static_cast<int64_t>(sizeof(T))));
   at::parallel_for(0, s.batch, 1, [&](int64_t begin, int64_t end) {
-    std::vector<T> col(rows * P);
+    const ThreadScratch<T> col(0, rows * P);
     for (int64_t n = begin; n < end; ++n) {
       T* out = y + n * image;
       std::fill(out, out + image, T(0));
@@ -580,7 +581,8 @@ void conv_transpose_col2im(const T* x, const T* w, T* y, const ConvGeometry& g, 
 template <typename T, typename Accumulate>
 void sum_over_blocks(int64_t blocks, T* result, int64_t size, Accumulate&& accumulate) {
   const int64_t chunks = std::max<int64_t>(1, std::min(blocks, kWeightGradChunks));
-  std::vector<T> partial((chunks - 1) * size);
+  // The calling thread's slot 3: the chunks' own scratch (slots 0 and 1) may run on it too.
+  const ThreadScratch<T> partial(3, (chunks - 1) * size);
   at::parallel_for(0, chunks, 1, [&](int64_t begin, int64_t end) {
     for (int64_t c = begin; c < end; ++c) {
       T* acc = c == 0 ? result : partial.data() + (c - 1) * size;
@@ -636,14 +638,13 @@ void weight_grad_nchw(const T* go, const T* x, Accumulator<T>* gw, const ConvGeo
   const int64_t P =
       block_pixels(grid * s.batch, kWeightGradBlockShrink * rows * static_cast<int64_t>(sizeof(T)));
   const int64_t per_sample = (grid + P - 1) / P;
-  std::vector<std::vector<T>> cols(kWeightGradChunks), scratch(kWeightGradChunks);
+  std::vector<std::vector<T>> scratch(kWeightGradChunks);
   sum_over_blocks(
       s.batch * per_sample, gw, K * rows,
       [&](int64_t chunk, int64_t b, Accumulator<T>* acc, bool first) {
         const int64_t n = b / per_sample, q0 = b % per_sample * P, q1 = std::min(grid, q0 + P);
         const int64_t width = q1 - q0;
-        auto& col = cols[chunk];
-        if (!pointwise) col.resize(rows * std::min(P, grid));
+        const ThreadScratch<T> col(0, pointwise ? 0 : rows * std::min(P, grid));
         for (int64_t gi = 0; gi < G; ++gi) {
           const T* image = x + (n * C + gi * cg) * g.image_numel();
           at::Tensor columns_t;  // [width, rows]
@@ -668,12 +669,11 @@ void weight_grad_cl(const T* go, const T* x, Accumulator<T>* gw, const ConvGeome
   const bool pointwise = g.is_pointwise();
   const int64_t P =
       block_pixels(total, kWeightGradBlockShrink * rows * static_cast<int64_t>(sizeof(T)));
-  std::vector<std::vector<T>> cols(kWeightGradChunks), scratch(kWeightGradChunks);
+  std::vector<std::vector<T>> scratch(kWeightGradChunks);
   sum_over_blocks((total + P - 1) / P, gw, K * rows,
                   [&](int64_t chunk, int64_t b, Accumulator<T>* acc, bool first) {
                     const int64_t m0 = b * P, m1 = std::min(total, m0 + P), height = m1 - m0;
-                    auto& col = cols[chunk];
-                    if (!pointwise) col.resize(rows * P);
+                    const ThreadScratch<T> col(0, pointwise ? 0 : rows * P);
                     for (int64_t gi = 0; gi < G; ++gi) {
                       at::Tensor pixels;  // [height, rows]
                       if (pointwise) {

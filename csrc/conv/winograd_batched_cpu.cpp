@@ -16,6 +16,7 @@
 #include <memory>
 
 #include "../common/isa_clones.h"
+#include "../common/thread_scratch.h"
 #include "blas_gemm.h"
 #include "winograd_cpu.h"
 #include "winograd_grad_tiles.h"
@@ -30,26 +31,6 @@ using namespace winograd;
 // stay in L3 between the transform that writes them and the GEMMs that read them.
 constexpr int64_t kInputBytes = 8 * 1024 * 1024;
 constexpr int64_t kWeightChunkBytes = 8 * 1024 * 1024;
-
-// Scratch that every pass overwrites before it is read, kept by the calling thread between calls
-// (at most kInputBytes or kWeightChunkBytes a slot, plus the weight's own size): buffers of
-// megabytes freed and allocated again on every call cost page faults (7 % of a C512 7x7 forward)
-// and a zero-filling pass.
-template <typename T>
-T* scratch(int slot, int64_t n) {
-  struct Slot {
-    std::unique_ptr<char[]> data;
-    int64_t bytes = 0;
-  };
-  thread_local Slot slots[4];
-  Slot& s = slots[slot];
-  const int64_t bytes = n * static_cast<int64_t>(sizeof(T));
-  if (s.bytes < bytes) {
-    s.data.reset(new char[bytes]);
-    s.bytes = bytes;
-  }
-  return reinterpret_cast<T*>(s.data.get());
-}
 
 struct BatchedPlan {
   Plan p;
@@ -194,13 +175,17 @@ bool conv_batched(const T* x, const T* w, T* y, const ConvGeometry& g, int64_t b
   bp.p.weight_channels_last = weight.channels_last;
   bp.p.weight_flipped_transpose = weight.flipped_transpose;
   const Plan& p = bp.p;
-  T* V = scratch<T>(0, kPoints * bp.tile_chunk * p.Cp);
-  T* U = scratch<T>(1, kPoints * p.Cp * bp.k_chunk);
-  T* M = scratch<T>(2, kPoints * bp.tile_chunk * bp.k_chunk);
+  const ThreadScratch<T> V_scratch(0, kPoints * bp.tile_chunk * p.Cp);
+  T* V = V_scratch.data();
+  const ThreadScratch<T> U_scratch(1, kPoints * p.Cp * bp.k_chunk);
+  T* U = U_scratch.data();
+  const ThreadScratch<T> M_scratch(2, kPoints * bp.tile_chunk * bp.k_chunk);
+  T* M = M_scratch.data();
   // A conv's own weight is transformed row by row, vectorised over input channels (U^T); a
   // conv_transpose's flipped transpose is read through a transposed copy (U).
   const bool flipped = p.weight_flipped_transpose;
-  T* wt = flipped ? scratch<T>(3, p.C * 9 * p.Kp) : nullptr;
+  const ThreadScratch<T> wt_scratch(3, flipped ? p.C * 9 * p.Kp : 0);
+  T* wt = flipped ? wt_scratch.data() : nullptr;
   if (flipped) {
     at::parallel_for(0, p.C, 16, [&](int64_t b, int64_t e) { transpose_weights(w, wt, p, b, e); });
   }
@@ -236,10 +221,14 @@ bool weight_grad_batched(const T* gy, const T* x, T* gw, const ConvGeometry& g, 
                          int64_t out_channels) {
   const BatchedPlan bp = make_batched_plan<T>(g, batch, out_channels);
   const Plan& p = bp.p;
-  T* V = scratch<T>(0, kPoints * bp.tile_chunk * p.Cp);
-  T* Gy = scratch<T>(1, kPoints * bp.tile_chunk * bp.k_chunk);
-  T* acc = scratch<T>(2, kPoints * p.Cp * bp.k_chunk);
-  T* taps = scratch<T>(3, p.C * 9 * p.Kp);
+  const ThreadScratch<T> V_scratch(0, kPoints * bp.tile_chunk * p.Cp);
+  T* V = V_scratch.data();
+  const ThreadScratch<T> Gy_scratch(1, kPoints * bp.tile_chunk * bp.k_chunk);
+  T* Gy = Gy_scratch.data();
+  const ThreadScratch<T> acc_scratch(2, kPoints * p.Cp * bp.k_chunk);
+  T* acc = acc_scratch.data();
+  const ThreadScratch<T> taps_scratch(3, p.C * 9 * p.Kp);
+  T* taps = taps_scratch.data();
   for (int64_t k0 = 0; k0 < p.Kp; k0 += bp.k_chunk) {
     const int64_t kc = std::min(bp.k_chunk, p.Kp - k0);
     for (int64_t t0 = 0; t0 < p.tiles; t0 += bp.tile_chunk) {

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "../common/isa_clones.h"
+#include "../common/thread_scratch.h"
 #include "blocked_transpose.h"
 #include "winograd_tiles.h"
 
@@ -41,7 +42,7 @@ template <typename T>
 template <typename T, int B>
 [[gnu::always_inline]] inline bool run_blocks(const T* x, const T* U, T* y, const Plan& p,
                                               int64_t k0, int64_t kc, int64_t begin, int64_t end) {
-  std::vector<T> V_(kPoints * p.block_tiles * p.Cp), M(kPoints * p.block_tiles * kc);
+  const ThreadScratch<T> V_(0, kPoints * p.block_tiles * p.Cp), M(1, kPoints * p.block_tiles * kc);
   for (int64_t b = begin; b < end; ++b) {
     const int64_t t0 = b * p.block_tiles, t1 = std::min(p.tiles, t0 + p.block_tiles);
     const int64_t rows = t1 - t0;

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "../common/isa_clones.h"
+#include "../common/thread_scratch.h"
 #include "blocked_transpose.h"
 #include "winograd_cpu.h"
 #include "winograd_grad_tiles.h"
@@ -40,7 +41,8 @@ template <typename T, int B>
                                                   int64_t kc, T* acc) {
   constexpr int64_t L = kLanes<T>;
   const Plan& p = gp.tiles;
-  std::vector<T> V_(kPoints * gp.block_tiles * p.Cp), G_(kPoints * gp.block_tiles * kc);
+  const ThreadScratch<T> V_(0, kPoints * gp.block_tiles * p.Cp),
+      G_(1, kPoints * gp.block_tiles * kc);
   std::fill(acc, acc + kPoints * p.Cp * kc, T(0));
   for (int64_t t0 = t_begin; t0 < t_end; t0 += gp.block_tiles) {
     const int64_t t1 = std::min(t_end, t0 + gp.block_tiles), rows = t1 - t0;
