@@ -12,6 +12,7 @@
 #include "conv/conv_algorithm.h"
 #include "conv/layout_copy.h"
 #include "conv/packed_gemm.h"
+#include "eager_calls.h"
 
 TORCH_LIBRARY(convpool, m) {
   // Convolution family. Weights are laid out as torch's: conv [out, in / groups, *kernel],
@@ -88,4 +89,5 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, module) {
   module.def("_contiguous_as", &convpool::cpu::contiguous_as,
              "Testing aid: t.contiguous(memory_format) through our NCHW <-> channels_last "
              "transposing copy (the staging of NCHW tensors for channels_last kernels).");
+  convpool::bind_eager_calls(module);
 }

@@ -7,6 +7,8 @@ import torch
 from torch import Tensor
 
 from .._args import IntOrTuple, check_batched, conv_padding, ntuple
+from .._eager import direct
+from .._library import _C
 
 __all__ = [
     "conv1d", "conv2d", "conv3d",
@@ -33,7 +35,10 @@ def _conv(op: str, dims: int, input: Tensor, weight: Tensor, bias: Optional[Tens
     stride = ntuple(stride, dims, "stride", op)
     dilation = ntuple(dilation, dims, "dilation", op)
     pad = conv_padding(padding, dims, x.shape[2:], weight.shape[2:], stride, dilation, op)
-    out = torch.ops.convpool.conv.default(x, weight, bias, stride, pad, dilation, groups)
+    if direct(x, weight, bias) and type(groups) is int:
+        out = _C._eager_conv(x, weight, bias, stride, pad, dilation, groups)
+    else:
+        out = torch.ops.convpool.conv.default(x, weight, bias, stride, pad, dilation, groups)
     return out if batched else out.squeeze(0)
 
 
@@ -66,7 +71,11 @@ def _conv_transpose(op: str, dims: int, input: Tensor, weight: Tensor, bias: Opt
     dilation = ntuple(dilation, dims, "dilation", op)
     pad = conv_transpose_padding(padding, output_padding, stride, dilation, dims, op,
                                  empty_input=x.numel() == 0)
-    out = torch.ops.convpool.conv_transpose.default(x, weight, bias, stride, pad, dilation, groups)
+    if direct(x, weight, bias) and type(groups) is int:
+        out = _C._eager_conv_transpose(x, weight, bias, stride, pad, dilation, groups)
+    else:
+        out = torch.ops.convpool.conv_transpose.default(x, weight, bias, stride, pad, dilation,
+                                                        groups)
     return out if batched else out.squeeze(0)
 
 

@@ -8,6 +8,8 @@ import torch
 from torch import Tensor
 
 from .._args import IntOrTuple, check_batched, ntuple, same_padding
+from .._eager import direct
+from .._library import _C
 
 __all__ = [
     "max_pool1d", "max_pool2d", "max_pool3d",
@@ -59,8 +61,8 @@ def _max_pool(op, dims, input, kernel_size, stride, padding, dilation, ceil_mode
             raise NotImplementedError(f'"max_pool1d_impl" not implemented for {input.dtype}')
         # No indices to return: the op computes none, and saves for backward only each
         # maximum's one-byte position in its window (see window_offsets.h).
-        out = torch.ops.convpool.max_pool_values.default(x, kernel, stride, pad, dilation,
-                                                         bool(ceil_mode))
+        op = _C._eager_max_pool_values if direct(x) else torch.ops.convpool.max_pool_values.default
+        out = op(x, kernel, stride, pad, dilation, bool(ceil_mode))
         return out if batched else out.squeeze(0)
     out, indices = torch.ops.convpool.max_pool.default(x, kernel, stride, pad, dilation,
                                                        bool(ceil_mode))
@@ -82,9 +84,10 @@ def _avg_pool(op, dims, input, kernel_size, stride, padding, ceil_mode, count_in
     if divisor_override is not None and divisor_override == 0:
         raise RuntimeError(f"{op}: divisor must be not zero")
     # 'same' padding never counts in an average (TensorFlow's rule): count_include_pad is ignored.
-    out = torch.ops.convpool.avg_pool.default(x, kernel, stride, pad, bool(ceil_mode),
-                                              bool(count_include_pad) and not same,
-                                              divisor_override)
+    plain = divisor_override is None or type(divisor_override) is int
+    op = _C._eager_avg_pool if plain and direct(x) else torch.ops.convpool.avg_pool.default
+    out = op(x, kernel, stride, pad, bool(ceil_mode), bool(count_include_pad) and not same,
+             divisor_override)
     return out if batched else out.squeeze(0)
 
 
@@ -110,7 +113,10 @@ def _adaptive(op, dims, input, output_size, maximum: bool, return_indices: bool 
     x = input if batched else input.unsqueeze(0)
     sizes = _output_size(op, dims, x, output_size)
     if not maximum:
-        out = torch.ops.convpool.adaptive_avg_pool.default(x, sizes)
+        plain = all(type(s) is int for s in sizes)
+        op = (_C._eager_adaptive_avg_pool if plain and direct(x)
+              else torch.ops.convpool.adaptive_avg_pool.default)
+        out = op(x, sizes)
         return out if batched else out.squeeze(0)
     if not return_indices:
         out = torch.ops.convpool.adaptive_max_pool_values.default(x, sizes)
