@@ -93,12 +93,13 @@ void col2im_cpu(const at::Tensor& col, const at::Tensor& image, const ConvGeomet
 // gathers (2 threads, N4, 8 per group: C208 14x14 6.7 -> 2.1 ms forward, torch 2.8;
 // regnet_y_400mf's convs in NCHW 0.90 -> 1.09x torch's forward). With torch's own permuting copies
 // the forward was only even with the engine.
-void dense_conv_cpu(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& output,
-                    const ConvGeometry& g) {
+void dense_conv_cpu(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& bias,
+                    const at::Tensor& output, const ConvGeometry& g) {
   if (cpu::grouped_applies(input, g, output.size(1))) {
-    return cpu::grouped_conv(input, weight, output, g);
+    cpu::grouped_conv(input, weight, output, g);
+    return cpu::add_bias(output, bias);
   }
-  cpu::gemm_conv(input, weight, output, g);
+  cpu::gemm_conv(input, weight, output, g, bias);
 }
 
 void dense_conv_transpose_cpu(const at::Tensor& input, const at::Tensor& weight,

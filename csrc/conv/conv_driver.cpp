@@ -82,20 +82,30 @@ at::Tensor in_float32(ConvCompute compute, const at::Tensor& input, const at::Te
 using LayoutKernel = void (*)(const at::Tensor&, const at::Tensor&, const at::Tensor&,
                               const ConvGeometry&);
 
-// Runs a kernel that computes in the input's own memory format, into an output of that format.
-// The depthwise kernels take a contiguous weight; the dense engine takes it in any layout.
-at::Tensor run_in_input_format(LayoutKernel kernel, const at::Tensor& input,
-                               const at::Tensor& weight, const c10::optional<at::Tensor>& bias,
-                               ConvGeometry g, std::vector<int64_t> sizes,
-                               bool any_weight_layout = false) {
+// Runs compute(input, weight, output, g), a kernel that computes in the input's own memory
+// format, into an output of that format, and adds the bias unless the kernel does
+// (`adds_bias`). The depthwise kernels take a contiguous weight; the dense engine takes it in any
+// layout.
+template <typename Compute>
+at::Tensor in_input_format(Compute&& compute, const at::Tensor& input, const at::Tensor& weight,
+                           const c10::optional<at::Tensor>& bias, ConvGeometry g,
+                           std::vector<int64_t> sizes, bool any_weight_layout, bool adds_bias) {
   const auto format = input.suggest_memory_format();
   auto output = prefer_huge_pages(at::empty(sizes, input.options().memory_format(format)));
   if (output.numel() == 0) return output;
   if (input.numel() == 0) return output.zero_(), add_bias(output, bias), output;
   g.channels_last = format != at::MemoryFormat::Contiguous;
-  kernel(input.contiguous(format), any_weight_layout ? weight : weight.contiguous(), output, g);
-  add_bias(output, bias);
+  compute(input.contiguous(format), any_weight_layout ? weight : weight.contiguous(), output, g);
+  if (!adds_bias) add_bias(output, bias);
   return output;
+}
+
+at::Tensor run_in_input_format(LayoutKernel kernel, const at::Tensor& input,
+                               const at::Tensor& weight, const c10::optional<at::Tensor>& bias,
+                               ConvGeometry g, std::vector<int64_t> sizes,
+                               bool any_weight_layout = false) {
+  return in_input_format(kernel, input, weight, bias, g, std::move(sizes), any_weight_layout,
+                         /*adds_bias=*/false);
 }
 
 // conv on checked arguments, in the result type, into a new NCHW-contiguous output (or, for a
@@ -113,7 +123,15 @@ at::Tensor conv_nchw(const at::Tensor& input, const at::Tensor& weight,
   if (depthwise_in_place(input, depthwise, backend)) {
     return run_in_input_format(backend.depthwise_conv, input, weight, bias, g, sizes);
   }
-  if (dense) return run_in_input_format(backend.dense_conv, input, weight, bias, g, sizes, true);
+  if (dense) {
+    const at::Tensor b = bias.has_value() ? *bias : at::Tensor();
+    const auto compute = [&](const at::Tensor& in, const at::Tensor& w, const at::Tensor& out,
+                             const ConvGeometry& geometry) {
+      backend.dense_conv(in, w, b, out, geometry);
+    };
+    return in_input_format(compute, input, weight, bias, g, sizes, /*any_weight_layout=*/true,
+                           /*adds_bias=*/true);
+  }
   auto output =
       prefer_huge_pages(at::empty(sizes, input.options().dtype(result_type(input, backend))));
   if (output.numel() == 0) return output;

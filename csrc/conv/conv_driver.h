@@ -46,8 +46,10 @@ struct ConvBackend {
   // names, computed in the input's memory format (g.channels_last): conv, conv_transpose and the
   // weight gradient, with the same arguments as the depthwise kernels. Used where
   // use_dense_engine(g) says so; elsewhere the im2col path.
-  void (*dense_conv)(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& output,
-                     const ConvGeometry& g) = nullptr;
+  // dense_conv also adds the bias (undefined: none), inside its blocks where it can, so the
+  // output is not read and written once more for it.
+  void (*dense_conv)(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& bias,
+                     const at::Tensor& output, const ConvGeometry& g) = nullptr;
   void (*dense_conv_transpose)(const at::Tensor& input, const at::Tensor& weight,
                                const at::Tensor& output, const ConvGeometry& g) = nullptr;
   void (*dense_weight_grad)(const at::Tensor& grad_output, const at::Tensor& input,

@@ -26,8 +26,12 @@ namespace convpool::cpu {
 // output [N, K, grid...] = conv(input [N, C, image...], weight [K, C / groups, kernel...]).
 // input and output are both NCHW-contiguous or both channels_last (g.channels_last); the weight
 // may have any layout (used as it is when it has the input's, as in a channels_last model).
+// The bias (undefined: none) is added to each block of outputs while it is in cache.
 void gemm_conv(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& output,
-               const ConvGeometry& g);
+               const ConvGeometry& g, const at::Tensor& bias = {});
+
+// output [N, K, ...] += bias [K] (undefined: nothing), either layout.
+void add_bias(const at::Tensor& output, const at::Tensor& bias);
 
 // output [N, C, image...] = conv_transpose(input [N, K, grid...], weight [K, C / groups, ...]):
 // the input gradient of gemm_conv with the same geometry.
