@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "../common/huge_pages.h"
+#include "../common/short_copy.h"
 #include "../common/thread_scratch.h"
 #include "blas_gemm.h"
 #include "blocked_transpose.h"
@@ -134,28 +135,64 @@ struct Window {
   int64_t bd, bh, bw, w_lo, w_hi;
 };
 
+inline void clip_width(const ConvGeometry& g, Window& w) {
+  if (g.dilation[2] == 1) {
+    w.w_lo = std::clamp<int64_t>(-w.bw, 0, g.kernel[2]);
+    w.w_hi = std::clamp<int64_t>(g.image[2] - w.bw, w.w_lo, g.kernel[2]);
+  } else {
+    taps_inside(w.bw, g.kernel[2], g.dilation[2], g.image[2], w.w_lo, w.w_hi);
+  }
+}
+
 inline Window window_of(const ConvGeometry& g, int64_t q) {
   const int64_t ow = q % g.grid[2], oh = q / g.grid[2] % g.grid[1];
   const int64_t od = q / (g.grid[2] * g.grid[1]);
   Window w{od * g.stride[0] - g.pad[0], oh * g.stride[1] - g.pad[1], ow * g.stride[2] - g.pad[2], 0,
            0};
-  taps_inside(w.bw, g.kernel[2], g.dilation[2], g.image[2], w.w_lo, w.w_hi);
+  clip_width(g, w);
   return w;
 }
+
+// The windows of consecutive positions m, m + 1, ... flat over batch and grid, with the
+// divisions done once per grid line rather than per position: for the stem's 27-value rows they
+// cost as much as the copies.
+class WindowWalk {
+ public:
+  WindowWalk(const ConvGeometry& g, int64_t m)
+      : g_(g), sample_(m / g.grid_numel()), q_(m % g.grid_numel()) {
+    start_line();
+  }
+  int64_t sample() const { return sample_; }
+  const Window& window() const { return w_; }
+  void next() {
+    if (++q_ == g_.grid_numel()) q_ = 0, ++sample_;
+    if (++ow_ == g_.grid[2]) return start_line();
+    w_.bw += g_.stride[2];
+    clip_width(g_, w_);
+  }
+
+ private:
+  void start_line() {
+    w_ = window_of(g_, q_);
+    ow_ = q_ % g_.grid[2];
+  }
+  const ConvGeometry& g_;
+  int64_t sample_, q_, ow_ = 0;
+  Window w_{};
+};
 
 // Column rows [m1 - m0, taps * cg] of output pixels [m0, m1) (flat over batch and grid) from a
 // channels_last input, channels [c0, c0 + cg): each row is tap by tap, cg channels per tap.
 template <typename T>
 void gather_rows_cl(const T* x, const ConvGeometry& g, int64_t c0, int64_t cg, int64_t m0,
                     int64_t m1, T* col) {
-  const int64_t C = g.channels, G = g.grid_numel(), KW = g.kernel[2];
+  const int64_t C = g.channels, KW = g.kernel[2];
   // With every channel and no dilation along W, a tap row (kd, kh) is one contiguous run.
   const bool contiguous_taps = cg == C && g.dilation[2] == 1;
   T* row = col;
-  for (int64_t m = m0; m < m1; ++m) {
-    const int64_t n = m / G, q = m % G;
-    const T* sample = x + n * g.image_numel() * C + c0;
-    const auto [bd, bh, bw, w_lo, w_hi] = window_of(g, q);
+  for (WindowWalk walk(g, m0); m0 < m1; ++m0, walk.next()) {
+    const T* sample = x + walk.sample() * g.image_numel() * C + c0;
+    const auto [bd, bh, bw, w_lo, w_hi] = walk.window();
     for (int64_t kd = 0; kd < g.kernel[0]; ++kd) {
       const int64_t id = bd + kd * g.dilation[0];
       for (int64_t kh = 0; kh < g.kernel[1]; ++kh, row += KW * cg) {
@@ -167,12 +204,11 @@ void gather_rows_cl(const T* x, const ConvGeometry& g, int64_t c0, int64_t cg, i
         const T* line = sample + (id * g.image[1] + ih) * g.image[2] * C;
         std::fill(row, row + w_lo * cg, T(0));
         if (contiguous_taps) {
-          const T* from = line + (bw + w_lo) * C;
-          std::copy(from, from + (w_hi - w_lo) * C, row + w_lo * C);
+          copy_short(line + (bw + w_lo) * C, (w_hi - w_lo) * C, row + w_lo * C);
         } else {
           for (int64_t kw = w_lo; kw < w_hi; ++kw) {
             const T* from = line + (bw + kw * g.dilation[2]) * C;
-            std::copy(from, from + cg, row + kw * cg);
+            copy_short(from, cg, row + kw * cg);
           }
         }
         std::fill(row + w_hi * cg, row + KW * cg, T(0));
@@ -549,8 +585,8 @@ template <typename T>
 void scatter_rows_cl(const T* col, const ConvGeometry& g, int64_t q0, int64_t q1, T* image) {
   const int64_t C = g.channels, KW = g.kernel[2];
   const T* row = col;
-  for (int64_t q = q0; q < q1; ++q) {
-    const auto [bd, bh, bw, w_lo, w_hi] = window_of(g, q);
+  for (WindowWalk walk(g, q0); q0 < q1; ++q0, walk.next()) {
+    const auto [bd, bh, bw, w_lo, w_hi] = walk.window();
     for (int64_t kd = 0; kd < g.kernel[0]; ++kd) {
       const int64_t id = bd + kd * g.dilation[0];
       for (int64_t kh = 0; kh < g.kernel[1]; ++kh, row += KW * C) {
