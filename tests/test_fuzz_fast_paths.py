@@ -1,7 +1,8 @@
 """Property-based tests (hypothesis) of the CPU fast paths that only wide or specially shaped
 convs reach, so the general draws of test_fuzz_conv.py never do: Winograd's batched variant
 (from 128 x 128 channels), the depthwise line kernels (any channel count, stride, dilation,
-padding), the grouped kernels (4-64 channels per group, multiples of 4) and the bfloat16
+padding), the grouped kernels (4-64 channels per group, multiples of 4), NCHW convs with many
+taps staged through our channels_last copies (and the copies themselves) and the bfloat16
 implicit GEMM on AMX (stride 1, <= 128 channels per group). Values and the gradients of input,
 weight and bias against torch (float64), or against float64 within the bfloat16 bounds of
 test_bfloat16_conv.py; both memory layouts, batch 1 and unbatched."""
@@ -146,3 +147,51 @@ def test_packed_gemm_matches_torch(data):
         theirs = lambda x, w, b: F.conv2d(x, w, b, stride, padding, dilation, groups)  # noqa: E731
     with gemm_kernel("packed"), tc.set_conv_algorithm(algorithm):
         compare(ours, theirs, (x, w, b), **TOL)
+
+
+@given(data=st.data())
+def test_many_taps_nchw_via_channels_last_matches_torch(data):
+    """NCHW convs with 7 or more taps over 16+ channels on both sides run on channels_last copies
+    (the forward from 7 taps, the gradients from 25): kernel, stride, dilation and padding drawn,
+    convs and conv_transposes, batch 1 and unbatched."""
+    cin, cout = data.draw(st.integers(16, 20)), data.draw(st.integers(16, 20))
+    batch = data.draw(st.sampled_from([None, 1, 2]))
+    kernel = data.draw(st.sampled_from([(1, 7), (7, 1), (3, 3), (5, 5), (3, 5)]))
+    spatial = [data.draw(st.integers(1, 9)) for _ in range(2)]
+    stride = tuple(data.draw(st.integers(1, 2)) for _ in range(2))
+    dilation = tuple(data.draw(st.integers(1, 2)) for _ in range(2))
+    padding = tuple(data.draw(st.integers(0, 3)) for _ in range(2))
+    transpose = data.draw(st.booleans())
+    extent = [(k - 1) * d + 1 for k, d in zip(kernel, dilation)]
+    if transpose:
+        assume(all(p < e for p, e in zip(padding, extent)))
+    else:
+        assume(all(s + 2 * p >= e for s, p, e in zip(spatial, padding, extent)))
+    x = data.draw(tensors(((batch,) if batch else ()) + (cin, *spatial), "contiguous"))
+    shape = (cin, cout, *kernel) if transpose else (cout, cin, *kernel)
+    w = data.draw(tensors(shape, "contiguous"))
+    b = data.draw(tensors((cout,)))
+    leaves((x, w, b))
+    if transpose:
+        ours = lambda x, w, b: CF.conv_transpose2d(x, w, b, stride, padding, 0, 1, dilation)  # noqa: E731
+        theirs = lambda x, w, b: F.conv_transpose2d(x, w, b, stride, padding, 0, 1, dilation)  # noqa: E731
+    else:
+        ours = lambda x, w, b: CF.conv2d(x, w, b, stride, padding, dilation)  # noqa: E731
+        theirs = lambda x, w, b: F.conv2d(x, w, b, stride, padding, dilation)  # noqa: E731
+    compare(ours, theirs, (x, w, b), **TOL)
+
+
+@given(data=st.data())
+def test_layout_copy_matches_torch(data):
+    """Our NCHW <-> channels_last copy (the staging of every NCHW path above) against torch's,
+    over shapes around its 16 x 16 register tiles and 128 x 128 blocks, 4-d and 5-d."""
+    from torch_convpool._library import _C
+
+    dims = data.draw(st.sampled_from([4, 5]))
+    shape = [data.draw(st.integers(1, 3)), data.draw(st.integers(1, 140))]
+    shape += [data.draw(st.integers(1, 40 if dims == 4 else 9)) for _ in range(dims - 2)]
+    dtype = data.draw(st.sampled_from([torch.float32, torch.float64, torch.bfloat16]))
+    x = torch.randn(shape).to(dtype)
+    cl = torch.channels_last if dims == 4 else torch.channels_last_3d
+    assert torch.equal(_C._contiguous_as(x, cl), x)
+    assert torch.equal(_C._contiguous_as(x.contiguous(memory_format=cl), torch.contiguous_format), x)

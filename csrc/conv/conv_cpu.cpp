@@ -97,7 +97,7 @@ void dense_conv_cpu(const at::Tensor& input, const at::Tensor& weight, const at:
                     const at::Tensor& output, const ConvGeometry& g) {
   if (cpu::grouped_applies(input, g, output.size(1))) {
     cpu::grouped_conv(input, weight, output, g);
-    return cpu::add_bias(output, bias);
+    return add_bias(output, bias);
   }
   cpu::gemm_conv(input, weight, output, g, bias);
 }

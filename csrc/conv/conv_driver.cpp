@@ -8,6 +8,14 @@
 #include "layout_copy.h"
 
 namespace convpool {
+
+void add_bias(const at::Tensor& output, const c10::optional<at::Tensor>& bias) {
+  if (!bias.has_value() || !bias->defined()) return;
+  std::vector<int64_t> shape(output.dim(), 1);
+  shape[1] = bias->size(0);
+  output.add_(bias->view(shape));
+}
+
 namespace {
 
 bool is_reduced_precision(const at::Tensor& t) {
@@ -19,13 +27,6 @@ at::Tensor to_float(const at::Tensor& t) { return t.to(at::kFloat); }
 c10::optional<at::Tensor> to_float(const c10::optional<at::Tensor>& t) {
   if (!t.has_value() || !t->defined()) return t;
   return t->to(at::kFloat);
-}
-
-void add_bias(at::Tensor& output, const c10::optional<at::Tensor>& bias) {
-  if (!bias.has_value() || !bias->defined()) return;
-  std::vector<int64_t> shape(output.dim(), 1);
-  shape[1] = bias->size(0);
-  output.add_(bias->view(shape));
 }
 
 // The dtype results are computed in: the input's, or float32 for float16/bfloat16 on a backend

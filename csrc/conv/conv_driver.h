@@ -65,6 +65,9 @@ struct ConvBackend {
   MixedPrecisionBmm mixed_precision_bmm = nullptr;
 };
 
+// output [N, K, ...] += bias [K] (none, or undefined: nothing), either layout.
+void add_bias(const at::Tensor& output, const c10::optional<at::Tensor>& bias);
+
 at::Tensor compute_conv(const at::Tensor& input, const at::Tensor& weight,
                         const c10::optional<at::Tensor>& bias, at::IntArrayRef stride,
                         at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups,

@@ -18,6 +18,7 @@
 #include "brgemm_conv_cpu.h"
 #include "channels_last_staging.h"
 #include "conv_algorithm.h"
+#include "conv_driver.h"
 #include "conv_lines.h"
 #include "layout_copy.h"
 #include "winograd_cpu.h"
@@ -967,13 +968,6 @@ bool all_finite(const at::Tensor& t) {
     result = all_finite(dense.const_data_ptr<scalar_t>(), dense.numel());
   });
   return result;
-}
-
-void add_bias(const at::Tensor& output, const at::Tensor& bias) {
-  if (!bias.defined()) return;
-  std::vector<int64_t> shape(output.dim(), 1);
-  shape[1] = bias.size(0);
-  output.add_(bias.view(shape));
 }
 
 void gemm_conv(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& output,

@@ -30,9 +30,6 @@ namespace convpool::cpu {
 void gemm_conv(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& output,
                const ConvGeometry& g, const at::Tensor& bias = {});
 
-// output [N, K, ...] += bias [K] (undefined: nothing), either layout.
-void add_bias(const at::Tensor& output, const at::Tensor& bias);
-
 // output [N, C, image...] = conv_transpose(input [N, K, grid...], weight [K, C / groups, ...]):
 // the input gradient of gemm_conv with the same geometry.
 void gemm_conv_transpose(const at::Tensor& input, const at::Tensor& weight,

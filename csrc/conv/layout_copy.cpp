@@ -7,6 +7,7 @@
 
 #include "../common/huge_pages.h"
 #include "blocked_transpose.h"
+#include "channels_last_staging.h"
 #include "channel_block_transpose.h"
 
 namespace convpool::cpu {
@@ -15,11 +16,7 @@ namespace {
 // Blocks of this many rows and columns are the parallel tasks: 64 KiB of float32 each way.
 constexpr int64_t kBlock = 128;
 
-bool channels_last(const at::Tensor& t) {
-  const auto format =
-      t.dim() == 5 ? at::MemoryFormat::ChannelsLast3d : at::MemoryFormat::ChannelsLast;
-  return t.is_contiguous(format);
-}
+bool channels_last(const at::Tensor& t) { return t.is_contiguous(channels_last_format(t)); }
 
 // dst[n][j][i] = src[n][i][j] for matrices [rows, cols] of `batch` samples.
 template <typename T>
