@@ -58,23 +58,24 @@ CONVPOOL_HOST_DEVICE bool window_is_empty(const PoolGeometry& g, int d, int64_t 
   return window_span(g, d, o).count() == 0;
 }
 
+// The factor of an average's divisor along dim d at output o (the divisor is their product, or
+// divisor_override): the window's elements inside the input, or with count_include_pad its
+// elements inside the padding too.
+CONVPOOL_HOST_DEVICE int64_t divisor_along(const PoolGeometry& g, int d, int64_t o) {
+  if (!g.adaptive && g.count_include_pad) {
+    // torch's rule: the window counts its padding, but not past the end of the padding.
+    const int64_t start = o * g.stride[d] - g.pad[d];
+    const int64_t end = start + g.kernel[d] < g.pad_end[d] ? start + g.kernel[d] : g.pad_end[d];
+    return end - start;
+  }
+  return window_span(g, d, o).count();
+}
+
 // Number of elements an average divides by at output (od, oh, ow).
 CONVPOOL_HOST_DEVICE int64_t average_divisor(const PoolGeometry& g, int64_t od, int64_t oh,
                                              int64_t ow) {
   if (g.divisor_override != 0) return g.divisor_override;
-  const int64_t o[kSpatialDims] = {od, oh, ow};
-  int64_t count = 1;
-  for (int d = 0; d < kSpatialDims; ++d) {
-    if (!g.adaptive && g.count_include_pad) {
-      // torch's rule: the window counts its padding, but not past the end of the padding.
-      const int64_t start = o[d] * g.stride[d] - g.pad[d];
-      const int64_t end = start + g.kernel[d] < g.pad_end[d] ? start + g.kernel[d] : g.pad_end[d];
-      count *= end - start;
-    } else {
-      count *= window_span(g, d, o[d]).count();
-    }
-  }
-  return count;
+  return divisor_along(g, 0, od) * divisor_along(g, 1, oh) * divisor_along(g, 2, ow);
 }
 
 // How many outputs along dim d can have input position i in their window (an upper bound for

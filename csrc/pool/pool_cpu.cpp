@@ -13,6 +13,7 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <limits>
 #include <type_traits>
 #include <vector>
 
@@ -44,47 +45,105 @@ struct AverageForward {
   scalar_t* out;
   const PoolGeometry* g;
   const std::vector<TapRun>* runs;  // NCHW regular windows: the kernel taps along w
+  // NCHW: each output's divisor factor along w (divisor_along), as integers and as the
+  // accumulator type; average_divisor per output took two thirds of a 2x2/2 forward.
+  const int64_t* w_factors;
+  const void* w_factors_acc;
+  bool exact_products;  // every divisor is below 2^24 (2^53 for double): a product of two
+                        // factors in floating point is then exact
 };
 
-template <typename scalar_t>
+// The divisors of an NCHW output line: the line's (d, h) factor times each w factor, or
+// divisor_override.
+template <typename acc_t>
+struct LineDivisors {
+  int64_t line;
+  const int64_t* w;  // nullptr with an override
+  const acc_t* w_acc;
+  bool exact;
+  [[gnu::always_inline]] acc_t at(int64_t ow) const {
+    if (!w) return static_cast<acc_t>(line);
+    return exact ? static_cast<acc_t>(line) * w_acc[ow] : static_cast<acc_t>(line * w[ow]);
+  }
+};
+
+template <typename acc_t, typename scalar_t>
+[[gnu::always_inline]] inline LineDivisors<acc_t> line_divisors(const AverageForward<scalar_t>& a,
+                                                                int64_t od, int64_t oh) {
+  const PoolGeometry& g = *a.g;
+  if (g.divisor_override != 0) return {g.divisor_override, nullptr, nullptr, true};
+  return {divisor_along(g, 0, od) * divisor_along(g, 1, oh), a.w_factors,
+          static_cast<const acc_t*>(a.w_factors_acc), a.exact_products};
+}
+
+// out[ow] = acc[ow] / divisor, 0 where the divisor is 0 (a vectorisable select).
+template <typename scalar_t, typename acc_t>
+[[gnu::always_inline]] inline void divide_line(const acc_t* __restrict__ acc,
+                                               const LineDivisors<acc_t>& div, int64_t n,
+                                               scalar_t* __restrict__ out) {
+  if constexpr (std::is_floating_point_v<acc_t>) {
+    for (int64_t ow = 0; ow < n; ++ow) {
+      const acc_t d = div.at(ow);
+      out[ow] = static_cast<scalar_t>(d == acc_t(0) ? acc_t(0) : acc[ow] / d);
+    }
+  } else {
+    for (int64_t ow = 0; ow < n; ++ow) {
+      out[ow] = static_cast<scalar_t>(divide(acc[ow], static_cast<int64_t>(div.at(ow))));
+    }
+  }
+}
+
+// kStride: the stride along w when known at compile time (1, 2: contiguous or two-way
+// interleaved loads the vectoriser handles), else 0. acc: OW elements of scratch.
+template <int kStride, typename scalar_t, typename acc_t>
 [[gnu::always_inline]] inline void average_line_regular(const AverageForward<scalar_t>& a,
                                                         int64_t line, int64_t plane, int64_t od,
-                                                        int64_t oh) {
-  using acc_t = at::opmath_type<scalar_t>;
+                                                        int64_t oh, acc_t* __restrict__ acc) {
   const PoolGeometry& g = *a.g;
-  const int64_t OW = g.output[2], s = g.stride[2];
-  std::vector<acc_t> sum(OW, acc_t(0));
-  acc_t* __restrict__ acc = sum.data();
+  const int64_t OW = g.output[2], s = kStride > 0 ? kStride : g.stride[2];
+  std::fill(acc, acc + OW, acc_t(0));
   const Span sd = window_span(g, 0, od), sh = window_span(g, 1, oh);
   const scalar_t* plane_in = a.in + plane * g.input_numel();
+  // Row by row, tap by tap: each output adds its window in row-major order, as torch's does.
   for (int64_t id = sd.begin; id < sd.end; id += sd.step) {
     for (int64_t ih = sh.begin; ih < sh.end; ih += sh.step) {
       const scalar_t* __restrict__ r = plane_in + (id * g.input[1] + ih) * g.input[2];
       for (const auto& run : *a.runs) {
-        for (int64_t ow = run.lo; ow < run.hi; ++ow)
-          acc[ow] += static_cast<acc_t>(r[ow * s + run.offset]);
+        const scalar_t* __restrict__ tap = r + run.offset;
+        for (int64_t ow = run.lo; ow < run.hi; ++ow) acc[ow] += static_cast<acc_t>(tap[ow * s]);
       }
     }
   }
-  for (int64_t ow = 0; ow < OW; ++ow) {
-    a.out[line * OW + ow] = static_cast<scalar_t>(divide(acc[ow], average_divisor(g, od, oh, ow)));
-  }
+  divide_line(acc, line_divisors<acc_t>(a, od, oh), OW, a.out + line * OW);
 }
 
-template <typename scalar_t>
+// NCHW adaptive windows (their length varies along the line): the line's window rows summed
+// into one input-width row first (contiguous, vectorisable), then each output's span of it. The
+// order of the additions differs from torch's row-major one, by rounding only. rows: W elements
+// of scratch, acc: OW.
+template <typename scalar_t, typename acc_t>
 [[gnu::always_inline]] inline void average_line_adaptive(const AverageForward<scalar_t>& a,
                                                          int64_t line, int64_t plane, int64_t od,
-                                                         int64_t oh) {
-  using acc_t = at::opmath_type<scalar_t>;
+                                                         int64_t oh, acc_t* __restrict__ rows,
+                                                         acc_t* __restrict__ acc) {
   const PoolGeometry& g = *a.g;
+  const int64_t W = g.input[2], OW = g.output[2];
   const scalar_t* plane_in = a.in + plane * g.input_numel();
-  Window win{window_span(g, 0, od), window_span(g, 1, oh), {}};
-  for (int64_t ow = 0; ow < g.output[2]; ++ow) {
-    win.w = window_span(g, 2, ow);
-    const acc_t sum = sum_over<scalar_t, acc_t>(plane_in, 1, g, win);
-    a.out[line * g.output[2] + ow] =
-        static_cast<scalar_t>(divide(sum, average_divisor(g, od, oh, ow)));
+  const Span sd = window_span(g, 0, od), sh = window_span(g, 1, oh);
+  std::fill(rows, rows + W, acc_t(0));
+  for (int64_t id = sd.begin; id < sd.end; id += sd.step) {
+    for (int64_t ih = sh.begin; ih < sh.end; ih += sh.step) {
+      const scalar_t* __restrict__ r = plane_in + (id * g.input[1] + ih) * W;
+      for (int64_t iw = 0; iw < W; ++iw) rows[iw] += static_cast<acc_t>(r[iw]);
+    }
   }
+  for (int64_t ow = 0; ow < OW; ++ow) {
+    const Span sw = window_span(g, 2, ow);
+    acc_t sum = acc_t(0);
+    for (int64_t iw = sw.begin; iw < sw.end; ++iw) sum += rows[iw];
+    acc[ow] = sum;
+  }
+  divide_line(acc, line_divisors<acc_t>(a, od, oh), OW, a.out + line * OW);
 }
 
 // The sum over a window's pixels of channels [c0, c0 + width) of a channels_last sample, the
@@ -305,15 +364,23 @@ template <typename scalar_t, int B = 0>
   if constexpr (B > 0) {
     if (g.channels_last) return average_lines_channels_last_vectors<scalar_t, B>(a, begin, end);
   }
+  using acc_t = at::opmath_type<scalar_t>;
+  std::vector<acc_t> scratch(g.channels_last ? 0 : g.input[2] + g.output[2]);
+  acc_t* acc = scratch.data();
+  acc_t* rows = acc + g.output[2];
   for (int64_t line = begin; line < end; ++line) {
     const int64_t h = line % sizes[1], d = line / sizes[1] % sizes[0];
     const int64_t outer = line / (sizes[1] * sizes[0]);
     if (g.channels_last) {
       average_line_channels_last(a, line, outer, d, h);
     } else if (g.adaptive) {
-      average_line_adaptive(a, line, outer, d, h);
+      average_line_adaptive(a, line, outer, d, h, rows, acc);
+    } else if (g.stride[2] == 1) {
+      average_line_regular<1>(a, line, outer, d, h, acc);
+    } else if (g.stride[2] == 2) {
+      average_line_regular<2>(a, line, outer, d, h, acc);
     } else {
-      average_line_regular(a, line, outer, d, h);
+      average_line_regular<0>(a, line, outer, d, h, acc);
     }
   }
 }
@@ -342,8 +409,28 @@ void average_lines_any(const AverageForward<scalar_t>& a, int64_t b, int64_t e) 
 
 template <typename scalar_t>
 void average_forward(const scalar_t* in, scalar_t* out, const PoolGeometry& g) {
+  using acc_t = at::opmath_type<scalar_t>;
   const auto runs = g.channels_last || g.adaptive ? std::vector<TapRun>{} : tap_runs(g);
-  const AverageForward<scalar_t> args{in, out, &g, &runs};
+  std::vector<int64_t> w_factors(g.output[2]);
+  std::vector<acc_t> w_factors_acc(g.output[2]);
+  int64_t largest_w = 0;
+  for (int64_t ow = 0; ow < g.output[2]; ++ow) {
+    w_factors[ow] = divisor_along(g, 2, ow);
+    w_factors_acc[ow] = static_cast<acc_t>(w_factors[ow]);
+    largest_w = std::max(largest_w, w_factors[ow]);
+  }
+  int64_t largest_line = 0;
+  for (int64_t od = 0; od < g.output[0]; ++od) {
+    for (int64_t oh = 0; oh < g.output[1]; ++oh) {
+      largest_line = std::max(largest_line, divisor_along(g, 0, od) * divisor_along(g, 1, oh));
+    }
+  }
+  constexpr int kDigits = std::is_floating_point_v<acc_t> ? std::numeric_limits<acc_t>::digits : 0;
+  constexpr int64_t kExactBelow = int64_t{1} << kDigits;
+  const bool exact =
+      std::is_floating_point_v<acc_t> && largest_w > 0 && largest_line < kExactBelow / largest_w;
+  const AverageForward<scalar_t> args{in,   out, &g, &runs, w_factors.data(), w_factors_acc.data(),
+                                      exact};
   const int64_t outer = g.channels_last ? g.planes / g.channels : g.planes;
   const int64_t work = g.output[2] * window_numel(g) * (g.channels_last ? g.channels : 1);
   for_each_line_range(outer, g.output, work,
