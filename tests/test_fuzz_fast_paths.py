@@ -1,7 +1,8 @@
 """Property-based tests (hypothesis) of the CPU fast paths that only wide or specially shaped
 convs reach, so the general draws of test_fuzz_conv.py never do: Winograd's batched variant
 (from 128 x 128 channels), the depthwise line kernels (any channel count, stride, dilation,
-padding), the grouped kernels (4-64 channels per group, multiples of 4), NCHW convs with many
+padding), the grouped kernels (4-64 channels per group, multiples of 4, and with one group few input
+channels in channels_last), NCHW convs with many
 taps staged through our channels_last copies (and the copies themselves) and the bfloat16
 implicit GEMM on AMX (stride 1, <= 128 channels per group). Values and the gradients of input,
 weight and bias against torch (float64), or against float64 within the bfloat16 bounds of
@@ -80,6 +81,29 @@ def test_grouped_matches_torch(data):
     compare(lambda x, w, b: CF.conv2d(x, w, b, stride, padding, dilation, groups),
             lambda x, w, b: F.conv2d(x, w, b, stride, padding, dilation, groups), (x, w, b),
             **TOL)
+
+
+@given(data=st.data())
+def test_few_channels_direct_matches_torch(data):
+    """One group, up to 16 input channels, channels_last (an RGB stem): the grouped line kernel
+    with one group and its wide output-channel vectors (24, 32); 2-d and 3-d, any kernel,
+    stride, padding and dilation, with or without bias."""
+    dims = data.draw(st.integers(2, 3))
+    cin = data.draw(st.integers(1, 16))
+    cout = data.draw(st.sampled_from([4, 8, 12, 16, 24, 32, 48, 64]))
+    batch = data.draw(st.integers(1, 2))
+    spatial = [data.draw(st.integers(1, 12 if dims == 2 else 6)) for _ in range(dims)]
+    kernel = [data.draw(st.integers(1, 7 if dims == 2 else 3)) for _ in range(dims)]
+    stride, dilation = size_arg(data.draw, dims, 1, 3), size_arg(data.draw, dims, 1, 2)
+    padding = size_arg(data.draw, dims, 0, 3)
+    x = data.draw(tensors((batch, cin, *spatial), "channels_last"))
+    w = data.draw(tensors((cout, cin, *kernel)))
+    b = data.draw(tensors((cout,))) if data.draw(st.booleans()) else None
+    leaves([t for t in (x, w, b) if t is not None])
+    ours, theirs = (CF.conv2d, F.conv2d) if dims == 2 else (CF.conv3d, F.conv3d)
+    compare(lambda *a: ours(*a, stride=stride, padding=padding, dilation=dilation),
+            lambda *a: theirs(*a, stride=stride, padding=padding, dilation=dilation),
+            (x, w, b), **TOL)
 
 
 @given(data=st.data())

@@ -95,9 +95,9 @@ void col2im_cpu(const at::Tensor& col, const at::Tensor& image, const ConvGeomet
 // the forward was only even with the engine.
 void dense_conv_cpu(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& bias,
                     const at::Tensor& output, const ConvGeometry& g) {
-  if (cpu::grouped_applies(input, g, output.size(1))) {
-    cpu::grouped_conv(input, weight, output, g);
-    return add_bias(output, bias);
+  if (cpu::grouped_applies(input, g, output.size(1)) ||
+      cpu::few_channels_applies(input, g, output.size(1))) {
+    return cpu::grouped_conv(input, weight, output, g, bias);
   }
   cpu::gemm_conv(input, weight, output, g, bias);
 }

@@ -68,6 +68,12 @@ struct ConvBackend {
 // output [N, K, ...] += bias [K] (none, or undefined: nothing), either layout.
 void add_bias(const at::Tensor& output, const c10::optional<at::Tensor>& bias);
 
+// Whether a kernel can start its sums from bias's data as it is (else it calls add_bias after).
+inline bool bias_fusable(const at::Tensor& bias, const at::Tensor& input) {
+  return bias.defined() && bias.scalar_type() == input.scalar_type() && bias.dim() == 1 &&
+         bias.is_contiguous();
+}
+
 at::Tensor compute_conv(const at::Tensor& input, const at::Tensor& weight,
                         const c10::optional<at::Tensor>& bias, at::IntArrayRef stride,
                         at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups,

@@ -985,8 +985,7 @@ void gemm_conv(const at::Tensor& input, const at::Tensor& weight, const at::Tens
   }
   AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, input.scalar_type(), "gemm_conv", [&] {
     std::vector<scalar_t> storage;
-    const bool fused = bias.defined() && bias.scalar_type() == input.scalar_type() &&
-                       bias.dim() == 1 && bias.is_contiguous();
+    const bool fused = bias_fusable(bias, input);
     conv_any(input.const_data_ptr<scalar_t>(), weight_in_layout(weight, g.channels_last, storage),
              output.data_ptr<scalar_t>(), g, Shape{input.size(0), output.size(1)},
              identity_placement(g), fused ? bias.const_data_ptr<scalar_t>() : nullptr);

@@ -20,6 +20,7 @@
 #include "../common/isa_clones.h"
 #include "channels_last_staging.h"
 #include "conv_algorithm.h"
+#include "conv_driver.h"
 
 #pragma GCC diagnostic ignored "-Wpsabi"  // wide vectors never cross a call (always inlined)
 
@@ -35,8 +36,9 @@ namespace {
 template <typename T, int V, int B>
 struct Regs {
   static constexpr int kBytes = V * static_cast<int>(sizeof(T));
-  static constexpr int R = kBytes < B ? kBytes : B;  // bytes per register
-  static constexpr int N = kBytes / R;               // registers
+  // Bytes per register: the widest that divides V's (24 floats: three 32-byte registers).
+  static constexpr int R = kBytes % B == 0 ? B : kBytes % (B / 2) == 0 ? B / 2 : B / 4;
+  static constexpr int N = kBytes / R;  // registers
   static constexpr int L = R / static_cast<int>(sizeof(T));
   typedef T type __attribute__((vector_size(R)));
 };
@@ -64,13 +66,14 @@ struct Tap {
 // by the P pixels' broadcasts.
 template <typename T, int V, int B, int P>
 CONVPOOL_INLINE void block_impl(T* out, int64_t out_step, int64_t j, const Tap<T>* taps,
-                                int64_t ntaps, int64_t step, int64_t cin) {
+                                int64_t ntaps, int64_t step, int64_t cin, const T* bias) {
   using G = Regs<T, V, B>;
   using Vt = typename G::type;
   constexpr int N = G::N, L = G::L;
   Vt acc[P][N];
-  for (int p = 0; p < P; ++p) {
-    for (int n = 0; n < N; ++n) acc[p][n] = Vt{};
+  for (int n = 0; n < N; ++n) acc[0][n] = bias ? load<T, V, B>(bias + n * L) : Vt{};
+  for (int p = 1; p < P; ++p) {
+    for (int n = 0; n < N; ++n) acc[p][n] = acc[0][n];
   }
   for (int64_t t = 0; t < ntaps; ++t) {
     const T* s = taps[t].src + j * step;
@@ -93,12 +96,12 @@ CONVPOOL_INLINE void block_impl(T* out, int64_t out_step, int64_t j, const Tap<T
 // Pixel j with each tap's range checked (the line's edges).
 template <typename T, int V, int B>
 CONVPOOL_INLINE void edge_impl(T* out, int64_t out_step, int64_t j, const Tap<T>* taps,
-                               int64_t ntaps, int64_t step, int64_t cin) {
+                               int64_t ntaps, int64_t step, int64_t cin, const T* bias) {
   using G = Regs<T, V, B>;
   using Vt = typename G::type;
   constexpr int N = G::N, L = G::L;
   Vt acc[N];
-  for (int n = 0; n < N; ++n) acc[n] = Vt{};
+  for (int n = 0; n < N; ++n) acc[n] = bias ? load<T, V, B>(bias + n * L) : Vt{};
   for (int64_t t = 0; t < ntaps; ++t) {
     if (j < taps[t].lo || j >= taps[t].hi) continue;
     const T* s = taps[t].src + j * step;
@@ -109,70 +112,81 @@ CONVPOOL_INLINE void edge_impl(T* out, int64_t out_step, int64_t j, const Tap<T>
   for (int n = 0; n < N; ++n) store(out + j * out_step + n * L, acc[n]);
 }
 
-// out[j * out_step + v] = sum over taps valid at j, c < cin of src[j * step + c] * w[c * V + v],
-// for j < count: the interior (every tap valid) in blocks of P, then 4, then 1 pixels, the
-// edges pixel by pixel.
+// out[j * out_step + v] = bias[v] (0 without one) + sum over taps valid at j, c < cin of
+// src[j * step + c] * w[c * V + v], for j < count: the interior (every tap valid) in blocks of P,
+// then 4, then 1 pixels, the edges pixel by pixel.
 template <typename T, int V, int B, int P>
 CONVPOOL_INLINE void line_impl(T* out, int64_t out_step, int64_t count, const Tap<T>* taps,
-                               int64_t ntaps, int64_t step, int64_t cin) {
+                               int64_t ntaps, int64_t step, int64_t cin, const T* bias) {
   int64_t lo = 0, hi = count;
   for (int64_t t = 0; t < ntaps; ++t) {
     lo = std::max(lo, taps[t].lo);
     hi = std::min(hi, taps[t].hi);
   }
   if (hi < lo) hi = lo;
-  for (int64_t j = 0; j < lo; ++j) edge_impl<T, V, B>(out, out_step, j, taps, ntaps, step, cin);
+  for (int64_t j = 0; j < lo; ++j)
+    edge_impl<T, V, B>(out, out_step, j, taps, ntaps, step, cin, bias);
   int64_t j = lo;
-  for (; j + P <= hi; j += P) block_impl<T, V, B, P>(out, out_step, j, taps, ntaps, step, cin);
+  for (; j + P <= hi; j += P)
+    block_impl<T, V, B, P>(out, out_step, j, taps, ntaps, step, cin, bias);
   if (P > 4 && j + 4 <= hi) {
-    block_impl<T, V, B, 4>(out, out_step, j, taps, ntaps, step, cin);
+    block_impl<T, V, B, 4>(out, out_step, j, taps, ntaps, step, cin, bias);
     j += 4;
   }
-  for (; j < hi; ++j) block_impl<T, V, B, 1>(out, out_step, j, taps, ntaps, step, cin);
-  for (; j < count; ++j) edge_impl<T, V, B>(out, out_step, j, taps, ntaps, step, cin);
+  for (; j < hi; ++j) block_impl<T, V, B, 1>(out, out_step, j, taps, ntaps, step, cin, bias);
+  for (; j < count; ++j) edge_impl<T, V, B>(out, out_step, j, taps, ntaps, step, cin, bias);
 }
 
 // Pixels per block: P * N accumulators, N weight registers and a broadcast must fit the register
 // file (32 with AVX-512, 16 with AVX2) or the accumulators spill.
 template <typename T, int V, int B>
-constexpr int kBlockPixels = B == 64 ? (Regs<T, V, B>::N == 1 ? 8 : 4)
+constexpr int kBlockPixels = B == 64 ? (Regs<T, V, B>::N == 1   ? 8
+                                        : Regs<T, V, B>::N <= 3 ? 4
+                                                                : 3)
                                      : (Regs<T, V, B>::N == 1   ? 8
                                         : Regs<T, V, B>::N == 2 ? 6
-                                                                : 2);
+                                        : Regs<T, V, B>::N == 3 ? 4
+                                                                : 3);
 
 template <typename T, int B>
 CONVPOOL_INLINE void line_for(int v, T* out, int64_t out_step, int64_t count, const Tap<T>* taps,
-                              int64_t ntaps, int64_t step, int64_t cin) {
+                              int64_t ntaps, int64_t step, int64_t cin, const T* bias) {
   switch (v) {
+    case 32:
+      return line_impl<T, 32, B, kBlockPixels<T, 32, B>>(out, out_step, count, taps, ntaps, step,
+                                                         cin, bias);
+    case 24:
+      return line_impl<T, 24, B, kBlockPixels<T, 24, B>>(out, out_step, count, taps, ntaps, step,
+                                                         cin, bias);
     case 16:
       return line_impl<T, 16, B, kBlockPixels<T, 16, B>>(out, out_step, count, taps, ntaps, step,
-                                                         cin);
+                                                         cin, bias);
     case 8:
-      return line_impl<T, 8, B, kBlockPixels<T, 8, B>>(out, out_step, count, taps, ntaps, step,
-                                                       cin);
+      return line_impl<T, 8, B, kBlockPixels<T, 8, B>>(out, out_step, count, taps, ntaps, step, cin,
+                                                       bias);
     default:
-      return line_impl<T, 4, B, kBlockPixels<T, 4, B>>(out, out_step, count, taps, ntaps, step,
-                                                       cin);
+      return line_impl<T, 4, B, kBlockPixels<T, 4, B>>(out, out_step, count, taps, ntaps, step, cin,
+                                                       bias);
   }
 }
 
 template <typename T>
 CONVPOOL_INLINE void line_any(int v, T* out, int64_t out_step, int64_t count, const Tap<T>* taps,
-                              int64_t ntaps, int64_t step, int64_t cin) {
+                              int64_t ntaps, int64_t step, int64_t cin, const T* bias) {
   if (wide_vector_registers())
-    return line_for<T, 64>(v, out, out_step, count, taps, ntaps, step, cin);
-  line_for<T, 32>(v, out, out_step, count, taps, ntaps, step, cin);
+    return line_for<T, 64>(v, out, out_step, count, taps, ntaps, step, cin, bias);
+  line_for<T, 32>(v, out, out_step, count, taps, ntaps, step, cin, bias);
 }
 
 CONVPOOL_CLONES void grouped_line(int v, float* out, int64_t out_step, int64_t count,
-                                  const Tap<float>* taps, int64_t ntaps, int64_t step,
-                                  int64_t cin) {
-  line_any(v, out, out_step, count, taps, ntaps, step, cin);
+                                  const Tap<float>* taps, int64_t ntaps, int64_t step, int64_t cin,
+                                  const float* bias) {
+  line_any(v, out, out_step, count, taps, ntaps, step, cin, bias);
 }
 CONVPOOL_CLONES void grouped_line(int v, double* out, int64_t out_step, int64_t count,
-                                  const Tap<double>* taps, int64_t ntaps, int64_t step,
-                                  int64_t cin) {
-  line_any(v, out, out_step, count, taps, ntaps, step, cin);
+                                  const Tap<double>* taps, int64_t ntaps, int64_t step, int64_t cin,
+                                  const double* bias) {
+  line_any(v, out, out_step, count, taps, ntaps, step, cin, bias);
 }
 
 // sums[k * V + v] += sum over lo <= j < hi of go[j * go_step + k] * src[j * step + v], k < KB,
@@ -252,6 +266,15 @@ CONVPOOL_CLONES void grouped_sums(int v, int kb, double* sums, const double* go,
 // The vector width for a dimension of n channels (a multiple of 4).
 int chunk(int64_t n) { return n % 16 == 0 ? 16 : n % 8 == 0 ? 8 : 4; }
 
+// The forward's vector of output channels. With one group (few_channels_applies) wider ones
+// too: fewer passes over the input, whole cache lines of output (N8 3 -> 24 channels 3x3/2
+// 224x224: 3.3 ms in three 8-channel passes, ? in one 24-channel pass).
+int forward_chunk(const ConvGeometry& g, int64_t kg) {
+  if (g.groups == 1 && kg % 32 == 0) return 32;
+  if (g.groups == 1 && kg % 24 == 0) return 24;
+  return chunk(kg);
+}
+
 int64_t ceil_div(int64_t a, int64_t b) {  // b > 0, a of any sign
   return a >= 0 ? (a + b - 1) / b : -((-a) / b);
 }
@@ -311,9 +334,10 @@ std::vector<T> pack_weight(const at::Tensor& weight, int64_t groups, int64_t tap
 }
 
 template <typename T>
-void conv_cl(const T* x, const T* wp, T* y, const ConvGeometry& g, int64_t batch, int64_t K) {
+void conv_cl(const T* x, const T* wp, T* y, const ConvGeometry& g, int64_t batch, int64_t K,
+             const T* bias) {
   const int64_t C = g.channels, groups = g.groups, cg = C / groups, kg = K / groups;
-  const int v = chunk(kg);
+  const int v = forward_chunk(g, kg);
   const int64_t blocks = kg / v, taps = g.kernel_numel();
   const int64_t ID = g.image[0], IH = g.image[1], IW = g.image[2];
   const int64_t OD = g.grid[0], OH = g.grid[1], OW = g.grid[2];
@@ -339,7 +363,7 @@ void conv_cl(const T* x, const T* wp, T* y, const ConvGeometry& g, int64_t batch
                       wp + ((gr * blocks + b) * taps + t) * cg * v, lo, hi};
         }
         grouped_line(v, y + row * OW * K + gr * kg + b * v, K, OW, tl.data(), nt, g.stride[2] * C,
-                     cg);
+                     cg, bias ? bias + gr * kg + b * v : nullptr);
       }
     }
   });
@@ -382,7 +406,7 @@ void conv_transpose_cl(const T* go, const T* wp, T* dx, const ConvGeometry& g, i
                         wp + ((gr * blocks + b) * taps + t) * kg * v, lo, hi};
           }
           grouped_line(v, dx + (row * IW + r) * C + gr * cg + b * v, s * C, count, tl.data(), nt, K,
-                       kg);
+                       kg, nullptr);
         }
       }
     }
@@ -455,16 +479,35 @@ bool grouped_applies(const at::Tensor& t, const ConvGeometry& g, int64_t grid_ch
   return cg >= 4 && cg <= 64 && cg % 4 == 0 && kg >= 4 && kg <= 64 && kg % 4 == 0;
 }
 
+// The forward's line kernel reduces over any number of input channels; with one group and few
+// of them it beats the GEMM engine, whose reduction (channels x taps) is too short to run at
+// speed and whose gathers copy runs of a few floats. channels_last, N8 224x224, 2 threads: the
+// 7x7/2 stem to 64 channels 20.2 -> 16.5-17.3 ms (torch 21); 3x3/2 to 24 channels 4.5 -> 1.4-1.8
+// (torch 1.4-1.8); N4 8 -> 32 channels 3x3 56x56 0.93 -> 0.45 (torch 0.5). From 16 channels on,
+// Winograd wins where it applies. NCHW stems are left to the engine, ahead of torch there.
+bool few_channels_applies(const at::Tensor& t, const ConvGeometry& g, int64_t grid_channels) {
+  if (conv_algorithm() != ConvAlgorithm::kAuto) return false;
+  if (t.scalar_type() != at::kFloat && t.scalar_type() != at::kDouble) return false;
+  if (g.groups != 1 || !g.channels_last || g.channels > 16 || grid_channels % 4 != 0) return false;
+  return conv_algorithm_for(g, t.size(0), grid_channels, ConvPass::kForward) !=
+         ConvAlgorithm::kWinograd;
+}
+
 void grouped_conv(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& output,
-                  const ConvGeometry& g) {
+                  const ConvGeometry& g, const at::Tensor& bias) {
   const auto x = channels_last_view(input);
   const int64_t K = output.size(1), taps = g.kernel_numel();
+  // The bias starts the accumulators (a separate pass over the output was 6% of a stem conv).
+  const bool fused = bias_fusable(bias, input);
   AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "grouped_conv", [&] {
-    const auto wp = pack_weight<scalar_t>(weight, g.groups, taps, true, chunk(K / g.groups));
+    const auto wp =
+        pack_weight<scalar_t>(weight, g.groups, taps, true, forward_chunk(g, K / g.groups));
     into_output(output, [&](const at::Tensor& y) {
-      conv_cl(x.const_data_ptr<scalar_t>(), wp.data(), y.data_ptr<scalar_t>(), g, input.size(0), K);
+      conv_cl(x.const_data_ptr<scalar_t>(), wp.data(), y.data_ptr<scalar_t>(), g, input.size(0), K,
+              fused ? bias.const_data_ptr<scalar_t>() : nullptr);
     });
   });
+  if (!fused) add_bias(output, bias);
 }
 
 void grouped_conv_transpose(const at::Tensor& input, const at::Tensor& weight,

@@ -17,9 +17,14 @@ namespace convpool::cpu {
 // grid_channels, dtype of t).
 bool grouped_applies(const at::Tensor& t, const ConvGeometry& g, int64_t grid_channels);
 
-// The dense engine's signatures (gemm_conv_cpu.h): output in the input's memory format.
+// Whether the grouped forward kernel computes this conv with one group: few input channels (an
+// RGB stem, up to 16) in channels_last, where Winograd does not take it.
+bool few_channels_applies(const at::Tensor& t, const ConvGeometry& g, int64_t grid_channels);
+
+// The dense engine's signatures (gemm_conv_cpu.h): output in the input's memory format; the
+// forward adds the bias (an undefined tensor: none).
 void grouped_conv(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& output,
-                  const ConvGeometry& g);
+                  const ConvGeometry& g, const at::Tensor& bias);
 void grouped_conv_transpose(const at::Tensor& input, const at::Tensor& weight,
                             const at::Tensor& output, const ConvGeometry& g);
 void grouped_weight_grad(const at::Tensor& grad_output, const at::Tensor& input,
