@@ -85,15 +85,17 @@ def test_grouped_matches_torch(data):
 
 @given(data=st.data())
 def test_few_channels_direct_matches_torch(data):
-    """One group, up to 16 input channels, channels_last (an RGB stem): the grouped line kernel
-    with one group and its wide output-channel vectors (24, 32); 2-d and 3-d, any kernel,
-    stride, padding and dilation, with or without bias."""
+    """One group, channels_last, up to 16 input channels (an RGB stem) or a 1x1 kernel: the
+    grouped line kernel with one group and its wide output-channel vectors (24, 32); 2-d and 3-d,
+    any kernel, stride, padding and dilation, with or without bias."""
     dims = data.draw(st.integers(2, 3))
-    cin = data.draw(st.integers(1, 16))
+    pointwise = data.draw(st.booleans())  # 1x1: up to 192 input channels
+    cin = data.draw(st.integers(1, 40 if pointwise else 16))
     cout = data.draw(st.sampled_from([4, 8, 12, 16, 24, 32, 48, 64]))
     batch = data.draw(st.integers(1, 2))
     spatial = [data.draw(st.integers(1, 12 if dims == 2 else 6)) for _ in range(dims)]
-    kernel = [data.draw(st.integers(1, 7 if dims == 2 else 3)) for _ in range(dims)]
+    kernel = [1 if pointwise else data.draw(st.integers(1, 7 if dims == 2 else 3))
+              for _ in range(dims)]
     stride, dilation = size_arg(data.draw, dims, 1, 3), size_arg(data.draw, dims, 1, 2)
     padding = size_arg(data.draw, dims, 0, 3)
     x = data.draw(tensors((batch, cin, *spatial), "channels_last"))

@@ -479,18 +479,28 @@ bool grouped_applies(const at::Tensor& t, const ConvGeometry& g, int64_t grid_ch
   return cg >= 4 && cg <= 64 && cg % 4 == 0 && kg >= 4 && kg <= 64 && kg % 4 == 0;
 }
 
-// The forward's line kernel reduces over any number of input channels; with one group and few
-// of them it beats the GEMM engine, whose reduction (channels x taps) is too short to run at
-// speed and whose gathers copy runs of a few floats. channels_last, N8 224x224, 2 threads: the
-// 7x7/2 stem to 64 channels 20.2 -> 16.5-17.3 ms (torch 21); 3x3/2 to 24 channels 4.5 -> 1.4-1.8
-// (torch 1.4-1.8); N4 8 -> 32 channels 3x3 56x56 0.93 -> 0.45 (torch 0.5). From 16 channels on,
-// Winograd wins where it applies. NCHW stems are left to the engine, ahead of torch there.
+// The forward's line kernel reduces over any number of input channels. With one group it beats
+// the GEMM engine, channels_last, in two cases:
+// - few input channels (<= 16: an RGB stem) where Winograd does not take the conv: the engine's
+//   reduction (channels x taps) is too short to run at speed and its gathers copy runs of a few
+//   floats. N8 224x224, 2 threads: the 7x7/2 stem to 64 channels 20.2 -> 16.5-17.3 ms (torch
+//   21); 3x3/2 to 24 channels 4.5 -> 1.4-1.8 (torch 1.4-1.8); N4 8 -> 32 channels 3x3 56x56
+//   0.93 -> 0.45 (torch 0.5). From 16 channels on, Winograd wins where it applies;
+// - 1x1 convs with up to 192 input channels and 16 or 24 output channels per vector: MKL's GEMM
+//   runs short matrices slowly (N4: 32 -> 16 channels 112x112 0.95 -> 0.46 ms, torch 0.52-0.55;
+//   96 -> 24 56x56 0.91 -> 0.52; 64 -> 64 56x56 1.0 -> 0.67). Beyond, the weights of a pass leave
+//   L1 and the GEMM is faster (256 -> 64 56x56: 0.88 against 0.93 of torch's speed); with
+//   8-channel vectors (232 channels) the passes over the input cost more than they save.
+// NCHW convs are left to the engine (ahead of torch on stems; NCHW 1x1 is one GEMM per sample).
 bool few_channels_applies(const at::Tensor& t, const ConvGeometry& g, int64_t grid_channels) {
   if (conv_algorithm() != ConvAlgorithm::kAuto) return false;
   if (t.scalar_type() != at::kFloat && t.scalar_type() != at::kDouble) return false;
-  if (g.groups != 1 || !g.channels_last || g.channels > 16 || grid_channels % 4 != 0) return false;
-  return conv_algorithm_for(g, t.size(0), grid_channels, ConvPass::kForward) !=
-         ConvAlgorithm::kWinograd;
+  if (g.groups != 1 || !g.channels_last || grid_channels % 4 != 0) return false;
+  if (g.kernel_numel() == 1 && g.channels <= 192 && forward_chunk(g, grid_channels) >= 16) {
+    return true;
+  }
+  return g.channels <= 16 && conv_algorithm_for(g, t.size(0), grid_channels, ConvPass::kForward) !=
+                                 ConvAlgorithm::kWinograd;
 }
 
 void grouped_conv(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& output,
