@@ -24,10 +24,47 @@ def _like_input(input, shape, dtype=None):
                        device=input.device, memory_format=suggest_memory_format(input))
 
 
+def _cpu_mkldnn_3d(input, weight, stride, dilation, groups):
+    # cpu_mkldnn_3d (conv_driver.cpp): whether torch computes a 3-d conv on the CPU with mkldnn.
+    if input.dtype == torch.bfloat16:
+        return torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    if input.dtype == torch.float16:
+        return torch.ops.mkldnn._is_mkldnn_fp16_supported()
+    if input.dtype != torch.float32:
+        return False
+    strided, dilated = any(s != 1 for s in stride), any(d != 1 for d in dilation)
+    kh, kw, n = weight.shape[-2], weight.shape[-1], input.shape[0]
+    not_single_threaded_1x1 = (strided or dilated or n >= 16 or kw != 1 or kh != 1
+                               or torch.get_num_threads() > 1)
+    not_tiny = (groups > 1 or (kw > 3 and kh > 3) or n > 1
+                or input.shape[0] * input.shape[1] * input.shape[2] * input.shape[3] > 20480)
+    return not_single_threaded_1x1 and not_tiny
+
+
+def _conv_result(input, weight, shape, stride, dilation, groups):
+    # The memory format torch gives a conv's result, as conv_result_format (conv_driver.cpp)
+    # decides it: channels_last where the input or the weight suggests it, but contiguous where
+    # torch's kernel ignores layouts (3-d convs that are not mkldnn's on the CPU, float64 on
+    # CUDA).
+    from torch._prims_common import suggest_memory_format
+
+    channels_last = {4: torch.channels_last, 5: torch.channels_last_3d}.get(input.dim())
+    format = torch.contiguous_format
+    if channels_last is None or (input.is_cuda and input.dtype == torch.float64):
+        pass
+    elif input.dim() == 5 and not input.is_cuda and not _cpu_mkldnn_3d(input, weight, stride,
+                                                                       dilation, groups):
+        pass
+    elif channels_last in (suggest_memory_format(input), suggest_memory_format(weight)):
+        format = channels_last
+    return torch.empty(shape, dtype=input.dtype, device=input.device, memory_format=format)
+
+
 @torch.library.register_fake("convpool::conv")
 def _conv_fake(input, weight, bias, stride, padding, dilation, groups):
     torch._check(input.dim() == weight.dim(), lambda: "convpool::conv: input and weight dims differ")
-    return _like_input(input, conv_output_shape(input.shape, weight.shape, stride, padding, dilation))
+    shape = conv_output_shape(input.shape, weight.shape, stride, padding, dilation)
+    return _conv_result(input, weight, shape, stride, dilation, groups)
 
 
 @torch.library.register_fake("convpool::conv_transpose")
@@ -36,7 +73,7 @@ def _conv_transpose_fake(input, weight, bias, stride, padding, dilation, groups)
         input.dim() == weight.dim(), lambda: "convpool::conv_transpose: input and weight dims differ"
     )
     shape = conv_transpose_output_shape(input.shape, weight.shape, stride, padding, dilation, groups)
-    return _like_input(input, shape)
+    return _conv_result(input, weight, shape, stride, dilation, groups)
 
 
 @torch.library.register_fake("convpool::conv_weight_grad")

@@ -1,7 +1,10 @@
 #include "conv_driver.h"
 
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <ATen/core/dispatch/Dispatcher.h>
 #include <c10/core/DeviceGuard.h>
+#include <c10/util/strides.h>
 
 #include "../common/conv_shape.h"
 #include "../common/huge_pages.h"
@@ -217,17 +220,70 @@ at::Tensor conv_transpose_nchw(const at::Tensor& input, const at::Tensor& weight
   return output;
 }
 
-// Runs `compute` and gives the result the input's memory format, as torch's convolutions do for
-// channels_last inputs.
+// Whether torch computes a 3-d conv on the CPU with mkldnn (channels_last_3d results by the rule
+// below) rather than slow_conv3d (contiguous results): its use_mkldnn choice, by dtype, the CPU's
+// extensions and, for float32, a size heuristic.
+bool cpu_mkldnn_3d(const at::Tensor& input, const at::Tensor& weight, const ConvGeometry& g) {
+  if (input.scalar_type() == at::kBFloat16 || input.scalar_type() == at::kHalf) {
+    // torch's own answers (mkldnn_bf16_device_check / mkldnn_fp16_device_check).
+    const auto supported = [](const char* name) {
+      const auto op = c10::Dispatcher::singleton().findSchema({name, ""});
+      return op.has_value() && op->typed<bool()>().call();
+    };
+    static const bool bf16 = supported("mkldnn::_is_mkldnn_bf16_supported");
+    static const bool fp16 = supported("mkldnn::_is_mkldnn_fp16_supported");
+    return input.scalar_type() == at::kBFloat16 ? bf16 : fp16;
+  }
+  if (input.scalar_type() != at::kFloat) return false;
+  bool strided = false, dilated = false;
+  for (int d = 0; d < kSpatialDims; ++d) {
+    strided = strided || g.stride[d] != 1;
+    dilated = dilated || g.dilation[d] != 1;
+  }
+  const int64_t kh = weight.size(-2), kw = weight.size(-1), batch = input.size(0);
+  const bool not_single_threaded_1x1 =
+      strided || dilated || batch >= 16 || kw != 1 || kh != 1 || at::get_num_threads() > 1;
+  const bool not_tiny = g.groups > 1 || (kw > 3 && kh > 3) || batch > 1 ||
+                        input.size(0) * input.size(1) * input.size(2) * input.size(3) > 20480;
+  return not_single_threaded_1x1 && not_tiny;
+}
+
+// The memory format torch gives a conv's result (its mkldnn, thnn and cudnn paths): channels_last
+// where the input or the weight suggests it (a channels_last model's NCHW slices meet
+// channels_last weights: shufflenet), but contiguous where torch's kernel is one that ignores
+// layouts: 3-d convs that are not mkldnn's on the CPU (slow_conv3d), float64 on CUDA (cudnn
+// leaves it out of NHWC). _library.py's fakes follow the same rule.
+at::MemoryFormat conv_result_format(const at::Tensor& input, const at::Tensor& weight,
+                                    const ConvGeometry& g) {
+  if (input.dim() != 4 && input.dim() != 5) return at::MemoryFormat::Contiguous;
+  if (input.is_cuda() && input.scalar_type() == at::kDouble) return at::MemoryFormat::Contiguous;
+  if (!input.is_cuda() && input.dim() == 5 && !cpu_mkldnn_3d(input, weight, g)) {
+    return at::MemoryFormat::Contiguous;
+  }
+  const auto channels_last =
+      input.dim() == 5 ? at::MemoryFormat::ChannelsLast3d : at::MemoryFormat::ChannelsLast;
+  const bool either = input.suggest_memory_format() == channels_last ||
+                      weight.suggest_memory_format() == channels_last;
+  return either ? channels_last : at::MemoryFormat::Contiguous;
+}
+
+// Runs `compute` on the input in the result's memory format (conv_result_format) and gives the
+// result that format.
 at::Tensor run_conv(ConvCompute compute, const at::Tensor& input, const at::Tensor& weight,
                     const c10::optional<at::Tensor>& bias, const ConvGeometry& g,
                     int64_t out_channels, const ConvBackend& backend) {
   const c10::DeviceGuard guard(input.device());
+  const auto format = conv_result_format(input, weight, g);
   // float16/bfloat16 results of kernels that sum in float32 (CUDA's) are rounded here, once.
   const auto result =
-      compute(input, weight, bias, g, out_channels, backend).to(input.scalar_type());
-  const auto format = input.suggest_memory_format();
-  if (format == at::MemoryFormat::Contiguous) return result;
+      compute(cpu::contiguous_as(input, format), weight, bias, g, out_channels, backend)
+          .to(input.scalar_type());
+  if (format == at::MemoryFormat::Contiguous) {
+    // A kernel that computed in channels_last for an input whose layouts coincide (size-1 dims)
+    // leaves strides torch's contiguous result does not have.
+    if (result.strides() == at::IntArrayRef(c10::contiguous_strides(result.sizes()))) return result;
+    return result.clone(at::MemoryFormat::Contiguous);
+  }
   const auto formatted =
       prefer_huge_pages(at::empty(result.sizes(), result.options().memory_format(format)));
   if (result.strides() == formatted.strides()) return result;  // made in place (depthwise)
