@@ -15,6 +15,7 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <cstring>
 #include <vector>
 
 #include "../common/isa_clones.h"
@@ -55,6 +56,17 @@ CONVPOOL_INLINE void store(T* p, R v) {
   __builtin_memcpy(p, &v, sizeof(v));
 }
 
+// The first `count` lanes of v (all of them from L on): the last block of output channels
+// padded up to whole vectors writes only the channels that exist.
+template <typename T, int L, typename R>
+CONVPOOL_INLINE void store_first(T* p, R v, int count) {
+  if (count >= L) return store(p, v);
+  if (count <= 0) return;
+  T lanes[L];
+  store(lanes, v);
+  std::memcpy(p, lanes, static_cast<size_t>(count) * sizeof(T));
+}
+
 template <typename T>
 struct Tap {
   const T* src;  // pixel 0 of the line's run, at the group's first reduced channel
@@ -66,7 +78,8 @@ struct Tap {
 // by the P pixels' broadcasts.
 template <typename T, int V, int B, int P>
 CONVPOOL_INLINE void block_impl(T* out, int64_t out_step, int64_t j, const Tap<T>* taps,
-                                int64_t ntaps, int64_t step, int64_t cin, const T* bias) {
+                                int64_t ntaps, int64_t step, int64_t cin, const T* bias,
+                                int valid) {
   using G = Regs<T, V, B>;
   using Vt = typename G::type;
   constexpr int N = G::N, L = G::L;
@@ -89,14 +102,16 @@ CONVPOOL_INLINE void block_impl(T* out, int64_t out_step, int64_t j, const Tap<T
     }
   }
   for (int p = 0; p < P; ++p) {
-    for (int n = 0; n < N; ++n) store(out + (j + p) * out_step + n * L, acc[p][n]);
+    for (int n = 0; n < N; ++n) {
+      store_first<T, L>(out + (j + p) * out_step + n * L, acc[p][n], valid - n * L);
+    }
   }
 }
 
 // Pixel j with each tap's range checked (the line's edges).
 template <typename T, int V, int B>
 CONVPOOL_INLINE void edge_impl(T* out, int64_t out_step, int64_t j, const Tap<T>* taps,
-                               int64_t ntaps, int64_t step, int64_t cin, const T* bias) {
+                               int64_t ntaps, int64_t step, int64_t cin, const T* bias, int valid) {
   using G = Regs<T, V, B>;
   using Vt = typename G::type;
   constexpr int N = G::N, L = G::L;
@@ -109,7 +124,7 @@ CONVPOOL_INLINE void edge_impl(T* out, int64_t out_step, int64_t j, const Tap<T>
       for (int n = 0; n < N; ++n) acc[n] += s[c] * load<T, V, B>(taps[t].w + c * V + n * L);
     }
   }
-  for (int n = 0; n < N; ++n) store(out + j * out_step + n * L, acc[n]);
+  for (int n = 0; n < N; ++n) store_first<T, L>(out + j * out_step + n * L, acc[n], valid - n * L);
 }
 
 // out[j * out_step + v] = bias[v] (0 without one) + sum over taps valid at j, c < cin of
@@ -117,7 +132,7 @@ CONVPOOL_INLINE void edge_impl(T* out, int64_t out_step, int64_t j, const Tap<T>
 // then 4, then 1 pixels, the edges pixel by pixel.
 template <typename T, int V, int B, int P>
 CONVPOOL_INLINE void line_impl(T* out, int64_t out_step, int64_t count, const Tap<T>* taps,
-                               int64_t ntaps, int64_t step, int64_t cin, const T* bias) {
+                               int64_t ntaps, int64_t step, int64_t cin, const T* bias, int valid) {
   int64_t lo = 0, hi = count;
   for (int64_t t = 0; t < ntaps; ++t) {
     lo = std::max(lo, taps[t].lo);
@@ -125,16 +140,16 @@ CONVPOOL_INLINE void line_impl(T* out, int64_t out_step, int64_t count, const Ta
   }
   if (hi < lo) hi = lo;
   for (int64_t j = 0; j < lo; ++j)
-    edge_impl<T, V, B>(out, out_step, j, taps, ntaps, step, cin, bias);
+    edge_impl<T, V, B>(out, out_step, j, taps, ntaps, step, cin, bias, valid);
   int64_t j = lo;
   for (; j + P <= hi; j += P)
-    block_impl<T, V, B, P>(out, out_step, j, taps, ntaps, step, cin, bias);
+    block_impl<T, V, B, P>(out, out_step, j, taps, ntaps, step, cin, bias, valid);
   if (P > 4 && j + 4 <= hi) {
-    block_impl<T, V, B, 4>(out, out_step, j, taps, ntaps, step, cin, bias);
+    block_impl<T, V, B, 4>(out, out_step, j, taps, ntaps, step, cin, bias, valid);
     j += 4;
   }
-  for (; j < hi; ++j) block_impl<T, V, B, 1>(out, out_step, j, taps, ntaps, step, cin, bias);
-  for (; j < count; ++j) edge_impl<T, V, B>(out, out_step, j, taps, ntaps, step, cin, bias);
+  for (; j < hi; ++j) block_impl<T, V, B, 1>(out, out_step, j, taps, ntaps, step, cin, bias, valid);
+  for (; j < count; ++j) edge_impl<T, V, B>(out, out_step, j, taps, ntaps, step, cin, bias, valid);
 }
 
 // Pixels per block: P * N accumulators, N weight registers and a broadcast must fit the register
@@ -150,43 +165,43 @@ constexpr int kBlockPixels = B == 64 ? (Regs<T, V, B>::N == 1   ? 8
 
 template <typename T, int B>
 CONVPOOL_INLINE void line_for(int v, T* out, int64_t out_step, int64_t count, const Tap<T>* taps,
-                              int64_t ntaps, int64_t step, int64_t cin, const T* bias) {
+                              int64_t ntaps, int64_t step, int64_t cin, const T* bias, int valid) {
   switch (v) {
     case 32:
       return line_impl<T, 32, B, kBlockPixels<T, 32, B>>(out, out_step, count, taps, ntaps, step,
-                                                         cin, bias);
+                                                         cin, bias, valid);
     case 24:
       return line_impl<T, 24, B, kBlockPixels<T, 24, B>>(out, out_step, count, taps, ntaps, step,
-                                                         cin, bias);
+                                                         cin, bias, valid);
     case 16:
       return line_impl<T, 16, B, kBlockPixels<T, 16, B>>(out, out_step, count, taps, ntaps, step,
-                                                         cin, bias);
+                                                         cin, bias, valid);
     case 8:
       return line_impl<T, 8, B, kBlockPixels<T, 8, B>>(out, out_step, count, taps, ntaps, step, cin,
-                                                       bias);
+                                                       bias, valid);
     default:
       return line_impl<T, 4, B, kBlockPixels<T, 4, B>>(out, out_step, count, taps, ntaps, step, cin,
-                                                       bias);
+                                                       bias, valid);
   }
 }
 
 template <typename T>
 CONVPOOL_INLINE void line_any(int v, T* out, int64_t out_step, int64_t count, const Tap<T>* taps,
-                              int64_t ntaps, int64_t step, int64_t cin, const T* bias) {
+                              int64_t ntaps, int64_t step, int64_t cin, const T* bias, int valid) {
   if (wide_vector_registers())
-    return line_for<T, 64>(v, out, out_step, count, taps, ntaps, step, cin, bias);
-  line_for<T, 32>(v, out, out_step, count, taps, ntaps, step, cin, bias);
+    return line_for<T, 64>(v, out, out_step, count, taps, ntaps, step, cin, bias, valid);
+  line_for<T, 32>(v, out, out_step, count, taps, ntaps, step, cin, bias, valid);
 }
 
 CONVPOOL_CLONES void grouped_line(int v, float* out, int64_t out_step, int64_t count,
                                   const Tap<float>* taps, int64_t ntaps, int64_t step, int64_t cin,
-                                  const float* bias) {
-  line_any(v, out, out_step, count, taps, ntaps, step, cin, bias);
+                                  const float* bias, int valid) {
+  line_any(v, out, out_step, count, taps, ntaps, step, cin, bias, valid);
 }
 CONVPOOL_CLONES void grouped_line(int v, double* out, int64_t out_step, int64_t count,
                                   const Tap<double>* taps, int64_t ntaps, int64_t step, int64_t cin,
-                                  const double* bias) {
-  line_any(v, out, out_step, count, taps, ntaps, step, cin, bias);
+                                  const double* bias, int valid) {
+  line_any(v, out, out_step, count, taps, ntaps, step, cin, bias, valid);
 }
 
 // sums[k * V + v] += sum over lo <= j < hi of go[j * go_step + k] * src[j * step + v], k < KB,
@@ -270,9 +285,9 @@ int chunk(int64_t n) { return n % 16 == 0 ? 16 : n % 8 == 0 ? 8 : 4; }
 // too: fewer passes over the input, whole cache lines of output (N8 3 -> 24 channels 3x3/2
 // 224x224: 3.3 ms in three 8-channel passes, ? in one 24-channel pass).
 int forward_chunk(const ConvGeometry& g, int64_t kg) {
-  if (g.groups == 1 && kg % 32 == 0) return 32;
-  if (g.groups == 1 && kg % 24 == 0) return 24;
-  return chunk(kg);
+  if (g.groups > 1) return chunk(kg);
+  // One group: any channel count, the last vector padded (shufflenet's 58 and 116 channels).
+  return kg % 32 == 0 ? 32 : kg % 24 == 0 ? 24 : 16;
 }
 
 int64_t ceil_div(int64_t a, int64_t b) {  // b > 0, a of any sign
@@ -316,14 +331,16 @@ std::vector<T> pack_weight(const at::Tensor& weight, int64_t groups, int64_t tap
   const T* src = w.const_data_ptr<T>();
   const int64_t K = w.size(0), cg = w.size(1), kg = K / groups;
   const int64_t vec_dim = by_output ? kg : cg, red = by_output ? cg : kg;
-  std::vector<T> out(K * cg * taps);
+  // The vectors past vec_dim (a padded last block) hold zeros.
+  const int64_t blocks = (vec_dim + v - 1) / v;
+  std::vector<T> out(groups * blocks * taps * red * v, T(0));
   for (int64_t gr = 0; gr < groups; ++gr) {
-    for (int64_t b = 0; b < vec_dim / v; ++b) {
+    for (int64_t b = 0; b < blocks; ++b) {
       for (int64_t t = 0; t < taps; ++t) {
         for (int64_t r = 0; r < red; ++r) {
-          for (int64_t l = 0; l < v; ++l) {
+          for (int64_t l = 0; l < std::min<int64_t>(v, vec_dim - b * v); ++l) {
             const int64_t k = by_output ? b * v + l : r, c = by_output ? r : b * v + l;
-            out[((((gr * (vec_dim / v) + b) * taps + t) * red + r) * v) + l] =
+            out[((((gr * blocks + b) * taps + t) * red + r) * v) + l] =
                 src[((gr * kg + k) * cg + c) * taps + t];
           }
         }
@@ -338,7 +355,7 @@ void conv_cl(const T* x, const T* wp, T* y, const ConvGeometry& g, int64_t batch
              const T* bias) {
   const int64_t C = g.channels, groups = g.groups, cg = C / groups, kg = K / groups;
   const int v = forward_chunk(g, kg);
-  const int64_t blocks = kg / v, taps = g.kernel_numel();
+  const int64_t blocks = (kg + v - 1) / v, taps = g.kernel_numel();
   const int64_t ID = g.image[0], IH = g.image[1], IW = g.image[2];
   const int64_t OD = g.grid[0], OH = g.grid[1], OW = g.grid[2];
   const int64_t rows = batch * OD * OH;
@@ -363,7 +380,8 @@ void conv_cl(const T* x, const T* wp, T* y, const ConvGeometry& g, int64_t batch
                       wp + ((gr * blocks + b) * taps + t) * cg * v, lo, hi};
         }
         grouped_line(v, y + row * OW * K + gr * kg + b * v, K, OW, tl.data(), nt, g.stride[2] * C,
-                     cg, bias ? bias + gr * kg + b * v : nullptr);
+                     cg, bias ? bias + gr * kg + b * v : nullptr,
+                     static_cast<int>(std::min<int64_t>(v, kg - b * v)));
       }
     }
   });
@@ -406,7 +424,7 @@ void conv_transpose_cl(const T* go, const T* wp, T* dx, const ConvGeometry& g, i
                         wp + ((gr * blocks + b) * taps + t) * kg * v, lo, hi};
           }
           grouped_line(v, dx + (row * IW + r) * C + gr * cg + b * v, s * C, count, tl.data(), nt, K,
-                       kg, nullptr);
+                       kg, nullptr, v);
         }
       }
     }
@@ -486,19 +504,18 @@ bool grouped_applies(const at::Tensor& t, const ConvGeometry& g, int64_t grid_ch
 //   floats. N8 224x224, 2 threads: the 7x7/2 stem to 64 channels 20.2 -> 16.5-17.3 ms (torch
 //   21); 3x3/2 to 24 channels 4.5 -> 1.4-1.8 (torch 1.4-1.8); N4 8 -> 32 channels 3x3 56x56
 //   0.93 -> 0.45 (torch 0.5). From 16 channels on, Winograd wins where it applies;
-// - 1x1 convs with up to 192 input channels and 16 or 24 output channels per vector: MKL's GEMM
-//   runs short matrices slowly (N4: 32 -> 16 channels 112x112 0.95 -> 0.46 ms, torch 0.52-0.55;
-//   96 -> 24 56x56 0.91 -> 0.52; 64 -> 64 56x56 1.0 -> 0.67). Beyond, the weights of a pass leave
-//   L1 and the GEMM is faster (256 -> 64 56x56: 0.88 against 0.93 of torch's speed); with
-//   8-channel vectors (232 channels) the passes over the input cost more than they save.
+// - 1x1 convs with up to 192 input channels: MKL's GEMM runs short matrices slowly (N4: 32 -> 16
+//   channels 112x112 0.95 -> 0.46 ms, torch 0.52-0.55; 96 -> 24 56x56 0.91 -> 0.52; 64 -> 64
+//   56x56 1.0 -> 0.67). Beyond, the weights of a pass leave L1 and the GEMM is faster (256 -> 64
+//   56x56: 0.88 against 0.93 of torch's speed). Output channels come in vectors of 32, 24 or 16,
+//   the last one padded (forward_chunk): with vectors of 8 (232 channels) the passes over the
+//   input cost more than they save.
 // NCHW convs are left to the engine (ahead of torch on stems; NCHW 1x1 is one GEMM per sample).
 bool few_channels_applies(const at::Tensor& t, const ConvGeometry& g, int64_t grid_channels) {
   if (conv_algorithm() != ConvAlgorithm::kAuto) return false;
   if (t.scalar_type() != at::kFloat && t.scalar_type() != at::kDouble) return false;
-  if (g.groups != 1 || !g.channels_last || grid_channels % 4 != 0) return false;
-  if (g.kernel_numel() == 1 && g.channels <= 192 && forward_chunk(g, grid_channels) >= 16) {
-    return true;
-  }
+  if (g.groups != 1 || !g.channels_last) return false;
+  if (g.kernel_numel() == 1 && g.channels <= 192) return true;
   return g.channels <= 16 && conv_algorithm_for(g, t.size(0), grid_channels, ConvPass::kForward) !=
                                  ConvAlgorithm::kWinograd;
 }
@@ -510,11 +527,19 @@ void grouped_conv(const at::Tensor& input, const at::Tensor& weight, const at::T
   // The bias starts the accumulators (a separate pass over the output was 6% of a stem conv).
   const bool fused = bias_fusable(bias, input);
   AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "grouped_conv", [&] {
-    const auto wp =
-        pack_weight<scalar_t>(weight, g.groups, taps, true, forward_chunk(g, K / g.groups));
+    const int v = forward_chunk(g, K / g.groups);
+    const auto wp = pack_weight<scalar_t>(weight, g.groups, taps, true, v);
+    // A padded last block of output channels reads whole vectors of bias.
+    std::vector<scalar_t> padded_bias;
+    const scalar_t* b = fused ? bias.const_data_ptr<scalar_t>() : nullptr;
+    if (b && K % v != 0) {
+      padded_bias.assign((K + v - 1) / v * v, scalar_t(0));
+      std::copy_n(b, K, padded_bias.data());
+      b = padded_bias.data();
+    }
     into_output(output, [&](const at::Tensor& y) {
       conv_cl(x.const_data_ptr<scalar_t>(), wp.data(), y.data_ptr<scalar_t>(), g, input.size(0), K,
-              fused ? bias.const_data_ptr<scalar_t>() : nullptr);
+              b);
     });
   });
   if (!fused) add_bias(output, bias);
