@@ -16,9 +16,12 @@
 
 #include <algorithm>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "../common/isa_clones.h"
+#include "blocked_transpose.h"
+#include "channel_block_transpose.h"
 #include "channels_last_staging.h"
 #include "conv_algorithm.h"
 #include "conv_driver.h"
@@ -74,62 +77,89 @@ struct Tap {
   int64_t lo, hi;
 };
 
-// P pixels from j on, every tap in range: per tap and reduced channel one weight vector, reused
-// by the P pixels' broadcasts.
-template <typename T, int V, int B, int P>
+// Independent sums per output vector in a block of P pixels: with few pixels (a line's
+// remainder, its edges) the P * N accumulators are too few to hide the FMA's latency (4 cycles,
+// 2 per cycle: 8 chains keep the units busy), so the reduction runs in S chains over alternating
+// reduced channels, added at the end; as many as the register file holds beside N weights and a
+// broadcast.
+template <int P, int N, int B>
+constexpr int kChains = [] {
+  const int regs = B == 64 ? 32 : 16;
+  int s = P * N >= 8 ? 1 : (8 + P * N - 1) / (P * N);
+  while (s > 1 && s * P * N + N + 1 > regs) --s;
+  return s;
+}();
+
+// P pixels from j on: per tap and reduced channel one weight vector, reused by the P pixels'
+// broadcasts. kChecked (P == 1): taps out of range at j are skipped (the line's edges); else
+// every tap is in range for all P pixels.
+template <typename T, int V, int B, int P, bool kChecked = false>
 CONVPOOL_INLINE void block_impl(T* out, int64_t out_step, int64_t j, const Tap<T>* taps,
                                 int64_t ntaps, int64_t step, int64_t cin, const T* bias,
                                 int valid) {
+  static_assert(!kChecked || P == 1);
   using G = Regs<T, V, B>;
   using Vt = typename G::type;
-  constexpr int N = G::N, L = G::L;
-  Vt acc[P][N];
-  for (int n = 0; n < N; ++n) acc[0][n] = bias ? load<T, V, B>(bias + n * L) : Vt{};
+  constexpr int N = G::N, L = G::L, S = kChains<P, N, B>;
+  Vt acc[S][P][N];
+  for (int n = 0; n < N; ++n) acc[0][0][n] = bias ? load<T, V, B>(bias + n * L) : Vt{};
   for (int p = 1; p < P; ++p) {
-    for (int n = 0; n < N; ++n) acc[p][n] = acc[0][n];
+    for (int n = 0; n < N; ++n) acc[0][p][n] = acc[0][0][n];
+  }
+  for (int r = 1; r < S; ++r) {
+    for (int p = 0; p < P; ++p) {
+      for (int n = 0; n < N; ++n) acc[r][p][n] = Vt{};
+    }
   }
   for (int64_t t = 0; t < ntaps; ++t) {
+    if (kChecked && (j < taps[t].lo || j >= taps[t].hi)) continue;
     const T* s = taps[t].src + j * step;
     const T* w = taps[t].w;
-    for (int64_t c = 0; c < cin; ++c) {
+    int64_t c = 0;
+    for (; c + S <= cin; c += S) {
+#pragma GCC unroll 8
+      for (int r = 0; r < S; ++r) {
+        Vt wv[N];
+        for (int n = 0; n < N; ++n) wv[n] = load<T, V, B>(w + (c + r) * V + n * L);
+#pragma GCC unroll 8
+        for (int p = 0; p < P; ++p) {
+          const T x = s[p * step + c + r];
+          for (int n = 0; n < N; ++n) acc[r][p][n] += x * wv[n];
+        }
+      }
+    }
+    for (; c < cin; ++c) {
       Vt wv[N];
       for (int n = 0; n < N; ++n) wv[n] = load<T, V, B>(w + c * V + n * L);
-#pragma GCC unroll 8
       for (int p = 0; p < P; ++p) {
         const T x = s[p * step + c];
-        for (int n = 0; n < N; ++n) acc[p][n] += x * wv[n];
+        for (int n = 0; n < N; ++n) acc[0][p][n] += x * wv[n];
       }
     }
   }
+  for (int r = 1; r < S; ++r) {
+    for (int p = 0; p < P; ++p) {
+      for (int n = 0; n < N; ++n) acc[0][p][n] += acc[r][p][n];
+    }
+  }
+  // Whole vectors (all but a padded last block) without store_first's branches, which kept the
+  // accumulators in memory for the stores.
+  if (valid >= V) {
+    for (int p = 0; p < P; ++p) {
+      for (int n = 0; n < N; ++n) store(out + (j + p) * out_step + n * L, acc[0][p][n]);
+    }
+    return;
+  }
   for (int p = 0; p < P; ++p) {
     for (int n = 0; n < N; ++n) {
-      store_first<T, L>(out + (j + p) * out_step + n * L, acc[p][n], valid - n * L);
+      store_first<T, L>(out + (j + p) * out_step + n * L, acc[0][p][n], valid - n * L);
     }
   }
-}
-
-// Pixel j with each tap's range checked (the line's edges).
-template <typename T, int V, int B>
-CONVPOOL_INLINE void edge_impl(T* out, int64_t out_step, int64_t j, const Tap<T>* taps,
-                               int64_t ntaps, int64_t step, int64_t cin, const T* bias, int valid) {
-  using G = Regs<T, V, B>;
-  using Vt = typename G::type;
-  constexpr int N = G::N, L = G::L;
-  Vt acc[N];
-  for (int n = 0; n < N; ++n) acc[n] = bias ? load<T, V, B>(bias + n * L) : Vt{};
-  for (int64_t t = 0; t < ntaps; ++t) {
-    if (j < taps[t].lo || j >= taps[t].hi) continue;
-    const T* s = taps[t].src + j * step;
-    for (int64_t c = 0; c < cin; ++c) {
-      for (int n = 0; n < N; ++n) acc[n] += s[c] * load<T, V, B>(taps[t].w + c * V + n * L);
-    }
-  }
-  for (int n = 0; n < N; ++n) store_first<T, L>(out + j * out_step + n * L, acc[n], valid - n * L);
 }
 
 // out[j * out_step + v] = bias[v] (0 without one) + sum over taps valid at j, c < cin of
 // src[j * step + c] * w[c * V + v], for j < count: the interior (every tap valid) in blocks of P,
-// then 4, then 1 pixels, the edges pixel by pixel.
+// the rest in blocks of 4, 2 and 1, the edges pixel by pixel.
 template <typename T, int V, int B, int P>
 CONVPOOL_INLINE void line_impl(T* out, int64_t out_step, int64_t count, const Tap<T>* taps,
                                int64_t ntaps, int64_t step, int64_t cin, const T* bias, int valid) {
@@ -140,7 +170,7 @@ CONVPOOL_INLINE void line_impl(T* out, int64_t out_step, int64_t count, const Ta
   }
   if (hi < lo) hi = lo;
   for (int64_t j = 0; j < lo; ++j)
-    edge_impl<T, V, B>(out, out_step, j, taps, ntaps, step, cin, bias, valid);
+    block_impl<T, V, B, 1, true>(out, out_step, j, taps, ntaps, step, cin, bias, valid);
   int64_t j = lo;
   for (; j + P <= hi; j += P)
     block_impl<T, V, B, P>(out, out_step, j, taps, ntaps, step, cin, bias, valid);
@@ -148,8 +178,13 @@ CONVPOOL_INLINE void line_impl(T* out, int64_t out_step, int64_t count, const Ta
     block_impl<T, V, B, 4>(out, out_step, j, taps, ntaps, step, cin, bias, valid);
     j += 4;
   }
+  if (P > 2 && j + 2 <= hi) {
+    block_impl<T, V, B, 2>(out, out_step, j, taps, ntaps, step, cin, bias, valid);
+    j += 2;
+  }
   for (; j < hi; ++j) block_impl<T, V, B, 1>(out, out_step, j, taps, ntaps, step, cin, bias, valid);
-  for (; j < count; ++j) edge_impl<T, V, B>(out, out_step, j, taps, ntaps, step, cin, bias, valid);
+  for (; j < count; ++j)
+    block_impl<T, V, B, 1, true>(out, out_step, j, taps, ntaps, step, cin, bias, valid);
 }
 
 // Pixels per block: P * N accumulators, N weight registers and a broadcast must fit the register
@@ -283,7 +318,7 @@ int chunk(int64_t n) { return n % 16 == 0 ? 16 : n % 8 == 0 ? 8 : 4; }
 
 // The forward's vector of output channels. With one group (few_channels_applies) wider ones
 // too: fewer passes over the input, whole cache lines of output (N8 3 -> 24 channels 3x3/2
-// 224x224: 3.3 ms in three 8-channel passes, ? in one 24-channel pass).
+// 224x224: 4.5 ms in three 8-channel passes, 1.4-1.8 in one 24-channel pass).
 int forward_chunk(const ConvGeometry& g, int64_t kg) {
   if (g.groups > 1) return chunk(kg);
   // One group: any channel count, the last vector padded (shufflenet's 58 and 116 channels).
@@ -350,39 +385,150 @@ std::vector<T> pack_weight(const at::Tensor& weight, int64_t groups, int64_t tap
   return out;
 }
 
+// Output row (od, oh) of the forward for one block of a group's output channels: the taps that
+// read inside the image, then the line kernel. pixel(kd, id, ih) is input pixel (id, ih, 0) at
+// the group's first channel, pixel_step the distance between pixels along the width; w the
+// block's packed weights ([taps][cg][v]).
+template <typename T, typename Pixel>
+void forward_row(const ConvGeometry& g, int64_t od, int64_t oh, Pixel&& pixel, int64_t pixel_step,
+                 const T* w, int64_t cg, int v, Tap<T>* tl, T* out, int64_t out_step, const T* bias,
+                 int valid) {
+  const int64_t ID = g.image[0], IH = g.image[1], IW = g.image[2], OW = g.grid[2];
+  int64_t nt = 0;
+  for (int64_t t = 0; t < g.kernel_numel(); ++t) {
+    int64_t kd, kh, kw;
+    split_tap(g, t, kd, kh, kw);
+    const int64_t id = od * g.stride[0] - g.pad[0] + kd * g.dilation[0];
+    const int64_t ih = oh * g.stride[1] - g.pad[1] + kh * g.dilation[1];
+    if (id < 0 || id >= ID || ih < 0 || ih >= IH) continue;
+    const int64_t off = kw * g.dilation[2] - g.pad[2];  // iw = ow * s + off
+    const int64_t lo = std::max<int64_t>(0, ceil_div(-off, g.stride[2]));
+    const int64_t hi = std::min<int64_t>(OW, ceil_div(IW - off, g.stride[2]));
+    if (lo >= hi) continue;
+    tl[nt++] = {pixel(kd, id, ih) + off * pixel_step, w + t * cg * v, lo, hi};
+  }
+  grouped_line(v, out, out_step, OW, tl, nt, g.stride[2] * pixel_step, cg, bias, valid);
+}
+
+// The forward's sizes (conv_cl, conv_nchw): channels, groups and their channels, the vector of
+// output channels and the vectors per group, taps, image and grid extents.
+struct ForwardSizes {
+  int64_t C, groups, cg, kg;
+  int v;
+  int64_t blocks, taps, ID, IH, IW, OD, OH, OW;
+
+  ForwardSizes(const ConvGeometry& g, int64_t K)
+      : C(g.channels),
+        groups(g.groups),
+        cg(C / groups),
+        kg(K / groups),
+        v(forward_chunk(g, kg)),
+        blocks((kg + v - 1) / v),
+        taps(g.kernel_numel()),
+        ID(g.image[0]),
+        IH(g.image[1]),
+        IW(g.image[2]),
+        OD(g.grid[0]),
+        OH(g.grid[1]),
+        OW(g.grid[2]) {}
+};
+
 template <typename T>
 void conv_cl(const T* x, const T* wp, T* y, const ConvGeometry& g, int64_t batch, int64_t K,
              const T* bias) {
-  const int64_t C = g.channels, groups = g.groups, cg = C / groups, kg = K / groups;
-  const int v = forward_chunk(g, kg);
-  const int64_t blocks = (kg + v - 1) / v, taps = g.kernel_numel();
-  const int64_t ID = g.image[0], IH = g.image[1], IW = g.image[2];
-  const int64_t OD = g.grid[0], OH = g.grid[1], OW = g.grid[2];
-  const int64_t rows = batch * OD * OH;
-  at::parallel_for(0, rows * groups, 1, [&](int64_t begin, int64_t end) {
-    std::vector<Tap<T>> tl(taps);
+  const ForwardSizes dims(g, K);
+  const int64_t rows = batch * dims.OD * dims.OH;
+  at::parallel_for(0, rows * dims.groups, 1, [&](int64_t begin, int64_t end) {
+    std::vector<Tap<T>> tl(dims.taps);
     for (int64_t task = begin; task < end; ++task) {
-      const int64_t row = task / groups, gr = task % groups;
-      const int64_t oh = row % OH, od = row / OH % OD, n = row / (OH * OD);
-      for (int64_t b = 0; b < blocks; ++b) {
-        int64_t nt = 0;
-        for (int64_t t = 0; t < taps; ++t) {
-          int64_t kd, kh, kw;
-          split_tap(g, t, kd, kh, kw);
-          const int64_t id = od * g.stride[0] - g.pad[0] + kd * g.dilation[0];
-          const int64_t ih = oh * g.stride[1] - g.pad[1] + kh * g.dilation[1];
-          if (id < 0 || id >= ID || ih < 0 || ih >= IH) continue;
-          const int64_t off = kw * g.dilation[2] - g.pad[2];  // iw = ow * s + off
-          const int64_t lo = std::max<int64_t>(0, ceil_div(-off, g.stride[2]));
-          const int64_t hi = std::min<int64_t>(OW, ceil_div(IW - off, g.stride[2]));
-          if (lo >= hi) continue;
-          tl[nt++] = {x + (((n * ID + id) * IH + ih) * IW + off) * C + gr * cg,
-                      wp + ((gr * blocks + b) * taps + t) * cg * v, lo, hi};
-        }
-        grouped_line(v, y + row * OW * K + gr * kg + b * v, K, OW, tl.data(), nt, g.stride[2] * C,
-                     cg, bias ? bias + gr * kg + b * v : nullptr,
-                     static_cast<int>(std::min<int64_t>(v, kg - b * v)));
+      const int64_t row = task / dims.groups, gr = task % dims.groups;
+      const int64_t oh = row % dims.OH, od = row / dims.OH % dims.OD, n = row / (dims.OH * dims.OD);
+      for (int64_t b = 0; b < dims.blocks; ++b) {
+        forward_row(
+            g, od, oh,
+            [&](int64_t, int64_t id, int64_t ih) {
+              return x + ((n * dims.ID + id) * dims.IH + ih) * dims.IW * dims.C + gr * dims.cg;
+            },
+            dims.C, wp + (gr * dims.blocks + b) * dims.taps * dims.cg * dims.v, dims.cg, dims.v,
+            tl.data(), y + row * dims.OW * K + gr * dims.kg + b * dims.v, K,
+            bias ? bias + gr * dims.kg + b * dims.v : nullptr,
+            static_cast<int>(std::min<int64_t>(dims.v, dims.kg - b * dims.v)));
       }
+    }
+  });
+}
+
+// dst[c * dst_stride + r] = src[r * src_stride + c], r < rows, c < cols.
+template <typename T>
+void transpose_into(const T* src, int64_t src_stride, int64_t rows, int64_t cols, T* dst,
+                    int64_t dst_stride) {
+  if constexpr (std::is_same_v<T, float>) {
+    transpose_matrix(src, src_stride, rows, cols, dst, dst_stride);
+  } else {
+    blocked_transpose(src, src_stride, int64_t{1}, rows, cols, dst, dst_stride, int64_t{1});
+  }
+}
+
+// Scratch of one NCHW task (the input rows of a band for every depth tap, and the band's output)
+// kept about this size, so that it stays in L2 between the copies and the line kernel.
+constexpr int64_t kBandBytes = 192 * 1024;
+
+// The forward on NCHW tensors without whole-tensor layout copies: one task per (sample, group,
+// output depth, band of output rows) transposes the input rows the band reads into a
+// channels_last scratch, runs the line kernel into a second scratch and transposes that into the
+// output's planes. The two full-tensor copies this replaces were a third of the time of a RegNet
+// conv (N8 C128 28x28, 8 groups, 2 threads: 6.1 -> 4.2-4.6 ms; torch 4.2-6.7).
+template <typename T>
+void conv_nchw(const T* x, const T* wp, T* y, const ConvGeometry& g, int64_t batch, int64_t K,
+               const T* bias) {
+  const ForwardSizes dims(g, K);
+  const int64_t KD = g.kernel[0], KH = g.kernel[1];
+  const int64_t in_plane = dims.ID * dims.IH * dims.IW, out_plane = dims.OD * dims.OH * dims.OW;
+  const auto rows_read = [&](int64_t rows) {
+    return std::min(dims.IH, (rows - 1) * g.stride[1] + (KH - 1) * g.dilation[1] + 1);
+  };
+  int64_t band = dims.OH;
+  while (band > 1 && static_cast<int64_t>(sizeof(T)) *
+                             (KD * rows_read(band) * dims.IW * dims.cg + band * dims.OW * dims.kg) >
+                         kBandBytes) {
+    band = (band + 1) / 2;
+  }
+  const int64_t bands = (dims.OH + band - 1) / band, slab = rows_read(band) * dims.IW * dims.cg;
+  at::parallel_for(0, batch * dims.groups * dims.OD * bands, 1, [&](int64_t begin, int64_t end) {
+    std::vector<Tap<T>> tl(dims.taps);
+    std::vector<T> in(KD * slab), out(band * dims.OW * dims.kg);
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t bi = task % bands, od = task / bands % dims.OD;
+      const int64_t gr = task / (bands * dims.OD) % dims.groups,
+                    n = task / (bands * dims.OD * dims.groups);
+      const int64_t oh0 = bi * band, oh1 = std::min(dims.OH, oh0 + band);
+      const int64_t ih0 = std::max<int64_t>(0, oh0 * g.stride[1] - g.pad[1]);
+      const int64_t ih1 =
+          std::min(dims.IH, (oh1 - 1) * g.stride[1] - g.pad[1] + (KH - 1) * g.dilation[1] + 1);
+      for (int64_t kd = 0; kd < KD && ih0 < ih1; ++kd) {
+        const int64_t id = od * g.stride[0] - g.pad[0] + kd * g.dilation[0];
+        if (id < 0 || id >= dims.ID) continue;
+        transpose_into(
+            x + ((n * dims.C + gr * dims.cg) * dims.ID + id) * dims.IH * dims.IW + ih0 * dims.IW,
+            in_plane, dims.cg, (ih1 - ih0) * dims.IW, in.data() + kd * slab, dims.cg);
+      }
+      for (int64_t oh = oh0; oh < oh1; ++oh) {
+        for (int64_t b = 0; b < dims.blocks; ++b) {
+          forward_row(
+              g, od, oh,
+              [&](int64_t kd, int64_t, int64_t ih) {
+                return in.data() + kd * slab + (ih - ih0) * dims.IW * dims.cg;
+              },
+              dims.cg, wp + (gr * dims.blocks + b) * dims.taps * dims.cg * dims.v, dims.cg, dims.v,
+              tl.data(), out.data() + (oh - oh0) * dims.OW * dims.kg + b * dims.v, dims.kg,
+              bias ? bias + gr * dims.kg + b * dims.v : nullptr,
+              static_cast<int>(std::min<int64_t>(dims.v, dims.kg - b * dims.v)));
+        }
+      }
+      transpose_into(
+          out.data(), dims.kg, (oh1 - oh0) * dims.OW, dims.kg,
+          y + ((n * K + gr * dims.kg) * dims.OD + od) * dims.OH * dims.OW + oh0 * dims.OW,
+          out_plane);
     }
   });
 }
@@ -522,8 +668,10 @@ bool few_channels_applies(const at::Tensor& t, const ConvGeometry& g, int64_t gr
 
 void grouped_conv(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& output,
                   const ConvGeometry& g, const at::Tensor& bias) {
-  const auto x = channels_last_view(input);
   const int64_t K = output.size(1), taps = g.kernel_numel();
+  // NCHW tensors are transposed band by band inside the tasks (conv_nchw).
+  const bool nchw = input.is_contiguous() && output.is_contiguous() &&
+                    !(input.dim() >= 4 && input.is_contiguous(channels_last_format(input)));
   // The bias starts the accumulators (a separate pass over the output was 6% of a stem conv).
   const bool fused = bias_fusable(bias, input);
   AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "grouped_conv", [&] {
@@ -537,6 +685,12 @@ void grouped_conv(const at::Tensor& input, const at::Tensor& weight, const at::T
       std::copy_n(b, K, padded_bias.data());
       b = padded_bias.data();
     }
+    if (nchw) {
+      conv_nchw(input.const_data_ptr<scalar_t>(), wp.data(), output.data_ptr<scalar_t>(), g,
+                input.size(0), K, b);
+      return;
+    }
+    const auto x = channels_last_view(input);
     into_output(output, [&](const at::Tensor& y) {
       conv_cl(x.const_data_ptr<scalar_t>(), wp.data(), y.data_ptr<scalar_t>(), g, input.size(0), K,
               b);
