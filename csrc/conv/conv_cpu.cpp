@@ -88,11 +88,10 @@ void col2im_cpu(const at::Tensor& col, const at::Tensor& image, const ConvGeomet
 }
 
 // Grouped convs with few channels per group take the direct grouped kernels (grouped_cpu.h), the
-// other dense convs the GEMM engine. The kernels compute in channels_last; NCHW tensors go
-// through our transposing copies (layout_copy.h), cheaper than the GEMM engine's per-group
-// gathers (2 threads, N4, 8 per group: C208 14x14 6.7 -> 2.1 ms forward, torch 2.8;
-// regnet_y_400mf's convs in NCHW 0.90 -> 1.09x torch's forward). With torch's own permuting copies
-// the forward was only even with the engine.
+// other dense convs the GEMM engine. The kernels compute in channels_last; NCHW gradients go
+// through our transposing copies (layout_copy.h), NCHW forwards transpose band by band inside
+// their tasks; both are cheaper than the GEMM engine's per-group gathers (2 threads, N4, 8 per
+// group: C208 14x14 6.7 -> 2.1 ms forward through whole copies, torch 2.8).
 void dense_conv_cpu(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& bias,
                     const at::Tensor& output, const ConvGeometry& g) {
   if (cpu::grouped_applies(input, g, output.size(1)) ||
