@@ -111,9 +111,9 @@ def test_independent_of_threads(channels_last):
 @pytest.mark.parametrize("dims,shape,stride,dilation", [
     (2, (40, 37), 1, 1), (2, (41, 38), 2, 1), (2, (40, 36), 1, 2), (3, (4, 23, 22), 1, 1),
     (3, (5, 24, 21), 2, 1), (1, (3000,), 1, 3)])
-def test_nchw_forward_in_bands(dims, shape, stride, dilation):
-    """NCHW forwards transpose input rows band by band into a scratch (conv_nchw): images large
-    enough for several bands per task, band edges that cut through the kernel's rows, strides and
-    dilations that skip rows, and depth taps."""
+def test_nchw_in_bands(dims, shape, stride, dilation):
+    """NCHW forwards and input gradients transpose the rows a band reads into a scratch
+    (conv_nchw, conv_transpose_nchw): images large enough for several bands per task, band edges
+    that cut through the kernel's rows, strides and dilations that skip rows, and depth taps."""
     _check(dims, False, 64, 48, groups=2, stride=stride, dilation=dilation, padding=1,
            shape=shape, batch=1)

@@ -410,33 +410,36 @@ void forward_row(const ConvGeometry& g, int64_t od, int64_t oh, Pixel&& pixel, i
   grouped_line(v, out, out_step, OW, tl, nt, g.stride[2] * pixel_step, cg, bias, valid);
 }
 
-// The forward's sizes (conv_cl, conv_nchw): channels, groups and their channels, the vector of
-// output channels and the vectors per group, taps, image and grid extents.
-struct ForwardSizes {
+// The sizes the forward and input-gradient kernels share: channels, groups and their channels,
+// the vector width v and the vectors per group, taps, image and grid extents, width stride. The
+// forward's vectors run over a group's output channels (forward_chunk, the last one padded), the
+// input gradient's over its input channels.
+struct GroupedSizes {
   int64_t C, groups, cg, kg;
   int v;
-  int64_t blocks, taps, ID, IH, IW, OD, OH, OW;
+  int64_t blocks, taps, ID, IH, IW, OD, OH, OW, s;
 
-  ForwardSizes(const ConvGeometry& g, int64_t K)
+  GroupedSizes(const ConvGeometry& g, int64_t K, bool forward)
       : C(g.channels),
         groups(g.groups),
         cg(C / groups),
         kg(K / groups),
-        v(forward_chunk(g, kg)),
-        blocks((kg + v - 1) / v),
+        v(forward ? forward_chunk(g, kg) : chunk(cg)),
+        blocks(((forward ? kg : cg) + v - 1) / v),
         taps(g.kernel_numel()),
         ID(g.image[0]),
         IH(g.image[1]),
         IW(g.image[2]),
         OD(g.grid[0]),
         OH(g.grid[1]),
-        OW(g.grid[2]) {}
+        OW(g.grid[2]),
+        s(g.stride[2]) {}
 };
 
 template <typename T>
 void conv_cl(const T* x, const T* wp, T* y, const ConvGeometry& g, int64_t batch, int64_t K,
              const T* bias) {
-  const ForwardSizes dims(g, K);
+  const GroupedSizes dims(g, K, /*forward=*/true);
   const int64_t rows = batch * dims.OD * dims.OH;
   at::parallel_for(0, rows * dims.groups, 1, [&](int64_t begin, int64_t end) {
     std::vector<Tap<T>> tl(dims.taps);
@@ -473,6 +476,33 @@ void transpose_into(const T* src, int64_t src_stride, int64_t rows, int64_t cols
 // kept about this size, so that it stays in L2 between the copies and the line kernel.
 constexpr int64_t kBandBytes = 192 * 1024;
 
+// Rows per band: `rows` halved until the scratch of a band, bytes(band), fits kBandBytes.
+template <typename Bytes>
+int64_t band_rows(int64_t rows, Bytes&& bytes) {
+  int64_t band = rows;
+  while (band > 1 && bytes(band) > kBandBytes) band = (band + 1) / 2;
+  return band;
+}
+
+// Runs body(sample, group, depth, row0, row1, in, out, taps) for every task of an NCHW kernel:
+// (sample, group, depth, band of rows [row0, row1)), in parallel, each thread with its scratch
+// (`in`, `out` of in_size and out_size elements, a tap list).
+template <typename T, typename Body>
+void for_each_band(int64_t batch, int64_t groups, int64_t depths, int64_t rows, int64_t band,
+                   int64_t in_size, int64_t out_size, int64_t taps, Body&& body) {
+  const int64_t bands = (rows + band - 1) / band;
+  at::parallel_for(0, batch * groups * depths * bands, 1, [&](int64_t begin, int64_t end) {
+    std::vector<Tap<T>> tl(taps);
+    std::vector<T> in(in_size), out(out_size);
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t row0 = task % bands * band;
+      body(task / (bands * depths * groups), task / (bands * depths) % groups,
+           task / bands % depths, row0, std::min(rows, row0 + band), in.data(), out.data(),
+           tl.data());
+    }
+  });
+}
+
 // The forward on NCHW tensors without whole-tensor layout copies: one task per (sample, group,
 // output depth, band of output rows) transposes the input rows the band reads into a
 // channels_last scratch, runs the line kernel into a second scratch and transposes that into the
@@ -481,100 +511,163 @@ constexpr int64_t kBandBytes = 192 * 1024;
 template <typename T>
 void conv_nchw(const T* x, const T* wp, T* y, const ConvGeometry& g, int64_t batch, int64_t K,
                const T* bias) {
-  const ForwardSizes dims(g, K);
+  const GroupedSizes dims(g, K, /*forward=*/true);
   const int64_t KD = g.kernel[0], KH = g.kernel[1];
   const int64_t in_plane = dims.ID * dims.IH * dims.IW, out_plane = dims.OD * dims.OH * dims.OW;
   const auto rows_read = [&](int64_t rows) {
     return std::min(dims.IH, (rows - 1) * g.stride[1] + (KH - 1) * g.dilation[1] + 1);
   };
-  int64_t band = dims.OH;
-  while (band > 1 && static_cast<int64_t>(sizeof(T)) *
-                             (KD * rows_read(band) * dims.IW * dims.cg + band * dims.OW * dims.kg) >
-                         kBandBytes) {
-    band = (band + 1) / 2;
-  }
-  const int64_t bands = (dims.OH + band - 1) / band, slab = rows_read(band) * dims.IW * dims.cg;
-  at::parallel_for(0, batch * dims.groups * dims.OD * bands, 1, [&](int64_t begin, int64_t end) {
-    std::vector<Tap<T>> tl(dims.taps);
-    std::vector<T> in(KD * slab), out(band * dims.OW * dims.kg);
-    for (int64_t task = begin; task < end; ++task) {
-      const int64_t bi = task % bands, od = task / bands % dims.OD;
-      const int64_t gr = task / (bands * dims.OD) % dims.groups,
-                    n = task / (bands * dims.OD * dims.groups);
-      const int64_t oh0 = bi * band, oh1 = std::min(dims.OH, oh0 + band);
-      const int64_t ih0 = std::max<int64_t>(0, oh0 * g.stride[1] - g.pad[1]);
-      const int64_t ih1 =
-          std::min(dims.IH, (oh1 - 1) * g.stride[1] - g.pad[1] + (KH - 1) * g.dilation[1] + 1);
-      for (int64_t kd = 0; kd < KD && ih0 < ih1; ++kd) {
-        const int64_t id = od * g.stride[0] - g.pad[0] + kd * g.dilation[0];
-        if (id < 0 || id >= dims.ID) continue;
-        transpose_into(
-            x + ((n * dims.C + gr * dims.cg) * dims.ID + id) * dims.IH * dims.IW + ih0 * dims.IW,
-            in_plane, dims.cg, (ih1 - ih0) * dims.IW, in.data() + kd * slab, dims.cg);
-      }
-      for (int64_t oh = oh0; oh < oh1; ++oh) {
-        for (int64_t b = 0; b < dims.blocks; ++b) {
-          forward_row(
-              g, od, oh,
-              [&](int64_t kd, int64_t, int64_t ih) {
-                return in.data() + kd * slab + (ih - ih0) * dims.IW * dims.cg;
-              },
-              dims.cg, wp + (gr * dims.blocks + b) * dims.taps * dims.cg * dims.v, dims.cg, dims.v,
-              tl.data(), out.data() + (oh - oh0) * dims.OW * dims.kg + b * dims.v, dims.kg,
-              bias ? bias + gr * dims.kg + b * dims.v : nullptr,
-              static_cast<int>(std::min<int64_t>(dims.v, dims.kg - b * dims.v)));
-        }
-      }
-      transpose_into(
-          out.data(), dims.kg, (oh1 - oh0) * dims.OW, dims.kg,
-          y + ((n * K + gr * dims.kg) * dims.OD + od) * dims.OH * dims.OW + oh0 * dims.OW,
-          out_plane);
-    }
+  const int64_t band = band_rows(dims.OH, [&](int64_t rows) {
+    return static_cast<int64_t>(sizeof(T)) *
+           (KD * rows_read(rows) * dims.IW * dims.cg + rows * dims.OW * dims.kg);
   });
+  const int64_t slab = rows_read(band) * dims.IW * dims.cg;
+  for_each_band<T>(
+      batch, dims.groups, dims.OD, dims.OH, band, KD * slab, band * dims.OW * dims.kg, dims.taps,
+      [&](int64_t n, int64_t gr, int64_t od, int64_t oh0, int64_t oh1, T* in, T* out, Tap<T>* tl) {
+        const int64_t ih0 = std::max<int64_t>(0, oh0 * g.stride[1] - g.pad[1]);
+        const int64_t ih1 =
+            std::min(dims.IH, (oh1 - 1) * g.stride[1] - g.pad[1] + (KH - 1) * g.dilation[1] + 1);
+        for (int64_t kd = 0; kd < KD && ih0 < ih1; ++kd) {
+          const int64_t id = od * g.stride[0] - g.pad[0] + kd * g.dilation[0];
+          if (id < 0 || id >= dims.ID) continue;
+          transpose_into(
+              x + ((n * dims.C + gr * dims.cg) * dims.ID + id) * dims.IH * dims.IW + ih0 * dims.IW,
+              in_plane, dims.cg, (ih1 - ih0) * dims.IW, in + kd * slab, dims.cg);
+        }
+        for (int64_t oh = oh0; oh < oh1; ++oh) {
+          for (int64_t b = 0; b < dims.blocks; ++b) {
+            forward_row(
+                g, od, oh,
+                [&](int64_t kd, int64_t, int64_t ih) {
+                  return in + kd * slab + (ih - ih0) * dims.IW * dims.cg;
+                },
+                dims.cg, wp + (gr * dims.blocks + b) * dims.taps * dims.cg * dims.v, dims.cg,
+                dims.v, tl, out + (oh - oh0) * dims.OW * dims.kg + b * dims.v, dims.kg,
+                bias ? bias + gr * dims.kg + b * dims.v : nullptr,
+                static_cast<int>(std::min<int64_t>(dims.v, dims.kg - b * dims.v)));
+          }
+        }
+        transpose_into(
+            out, dims.kg, (oh1 - oh0) * dims.OW, dims.kg,
+            y + ((n * K + gr * dims.kg) * dims.OD + od) * dims.OH * dims.OW + oh0 * dims.OW,
+            out_plane);
+      });
+}
+
+// Image (conv input) row (id, ih), width phase r (iw = r + j * s, j < count) of the input
+// gradient for one block of a group's input channels: the taps whose grid rows exist and whose
+// width offsets fall on this phase, then the line kernel. pixel(kd, od, oh) is grid pixel
+// (od, oh, 0) at the group's first channel, pixel_step the distance between grid pixels; w the
+// block's packed weights ([taps][kg][v]).
+template <typename T, typename Pixel>
+void transpose_row(const ConvGeometry& g, int64_t id, int64_t ih, int64_t r, int64_t count,
+                   Pixel&& pixel, int64_t pixel_step, const T* w, int64_t kg, int v, Tap<T>* tl,
+                   T* out, int64_t out_step) {
+  const int64_t OD = g.grid[0], OH = g.grid[1], OW = g.grid[2], s = g.stride[2];
+  int64_t nt = 0;
+  for (int64_t t = 0; t < g.kernel_numel(); ++t) {
+    int64_t kd, kh, kw;
+    split_tap(g, t, kd, kh, kw);
+    const int64_t ad = id + g.pad[0] - kd * g.dilation[0];
+    const int64_t ah = ih + g.pad[1] - kh * g.dilation[1];
+    if (ad < 0 || ad % g.stride[0] != 0 || ah < 0 || ah % g.stride[1] != 0) continue;
+    const int64_t od = ad / g.stride[0], oh = ah / g.stride[1];
+    if (od >= OD || oh >= OH) continue;
+    const int64_t aw = r + g.pad[2] - kw * g.dilation[2];
+    if (aw - floor_div(aw, s) * s != 0) continue;
+    const int64_t base = floor_div(aw, s);  // ow = base + j
+    const int64_t lo = std::max<int64_t>(0, -base);
+    const int64_t hi = std::min<int64_t>(count, OW - base);
+    if (lo >= hi) continue;
+    tl[nt++] = {pixel(kd, od, oh) + base * pixel_step, w + t * kg * v, lo, hi};
+  }
+  grouped_line(v, out, out_step, count, tl, nt, pixel_step, kg, static_cast<const T*>(nullptr), v);
 }
 
 // Image (conv input) gradient from the grid gradient, by width phases.
 template <typename T>
 void conv_transpose_cl(const T* go, const T* wp, T* dx, const ConvGeometry& g, int64_t batch,
                        int64_t K) {
-  const int64_t C = g.channels, groups = g.groups, cg = C / groups, kg = K / groups;
-  const int v = chunk(cg);
-  const int64_t blocks = cg / v, taps = g.kernel_numel();
-  const int64_t ID = g.image[0], IH = g.image[1], IW = g.image[2];
-  const int64_t OD = g.grid[0], OH = g.grid[1], OW = g.grid[2];
-  const int64_t rows = batch * ID * IH, s = g.stride[2];
-  at::parallel_for(0, rows * groups, 1, [&](int64_t begin, int64_t end) {
-    std::vector<Tap<T>> tl(taps);
+  const GroupedSizes dims(g, K, /*forward=*/false);
+  const int64_t rows = batch * dims.ID * dims.IH;
+  at::parallel_for(0, rows * dims.groups, 1, [&](int64_t begin, int64_t end) {
+    std::vector<Tap<T>> tl(dims.taps);
     for (int64_t task = begin; task < end; ++task) {
-      const int64_t row = task / groups, gr = task % groups;
-      const int64_t ih = row % IH, id = row / IH % ID, n = row / (IH * ID);
-      for (int64_t r = 0; r < std::min(s, IW); ++r) {
-        const int64_t count = ceil_div(IW - r, s);
-        for (int64_t b = 0; b < blocks; ++b) {
-          int64_t nt = 0;
-          for (int64_t t = 0; t < taps; ++t) {
-            int64_t kd, kh, kw;
-            split_tap(g, t, kd, kh, kw);
-            const int64_t ad = id + g.pad[0] - kd * g.dilation[0];
-            const int64_t ah = ih + g.pad[1] - kh * g.dilation[1];
-            if (ad < 0 || ad % g.stride[0] != 0 || ah < 0 || ah % g.stride[1] != 0) continue;
-            const int64_t od = ad / g.stride[0], oh = ah / g.stride[1];
-            if (od >= OD || oh >= OH) continue;
-            const int64_t aw = r + g.pad[2] - kw * g.dilation[2];
-            if (aw - floor_div(aw, s) * s != 0) continue;
-            const int64_t base = floor_div(aw, s);  // ow = base + j
-            const int64_t lo = std::max<int64_t>(0, -base);
-            const int64_t hi = std::min<int64_t>(count, OW - base);
-            if (lo >= hi) continue;
-            tl[nt++] = {go + (((n * OD + od) * OH + oh) * OW + base) * K + gr * kg,
-                        wp + ((gr * blocks + b) * taps + t) * kg * v, lo, hi};
-          }
-          grouped_line(v, dx + (row * IW + r) * C + gr * cg + b * v, s * C, count, tl.data(), nt, K,
-                       kg, nullptr, v);
+      const int64_t row = task / dims.groups, gr = task % dims.groups;
+      const int64_t ih = row % dims.IH, id = row / dims.IH % dims.ID, n = row / (dims.IH * dims.ID);
+      for (int64_t r = 0; r < std::min(dims.s, dims.IW); ++r) {
+        for (int64_t b = 0; b < dims.blocks; ++b) {
+          transpose_row(
+              g, id, ih, r, ceil_div(dims.IW - r, dims.s),
+              [&](int64_t, int64_t od, int64_t oh) {
+                return go + ((n * dims.OD + od) * dims.OH + oh) * dims.OW * K + gr * dims.kg;
+              },
+              K, wp + (gr * dims.blocks + b) * dims.taps * dims.kg * dims.v, dims.kg, dims.v,
+              tl.data(), dx + (row * dims.IW + r) * dims.C + gr * dims.cg + b * dims.v,
+              dims.s * dims.C);
         }
       }
     }
   });
+}
+
+// The input gradient on NCHW tensors, as conv_nchw does the forward: one task per (sample,
+// group, image depth, band of image rows) transposes the grid rows the band reads (for every
+// depth tap) into a scratch, runs the line kernel by width phases into a second scratch and
+// transposes that into the image's planes.
+template <typename T>
+void conv_transpose_nchw(const T* go, const T* wp, T* dx, const ConvGeometry& g, int64_t batch,
+                         int64_t K) {
+  const GroupedSizes dims(g, K, /*forward=*/false);
+  const int64_t KD = g.kernel[0], KH = g.kernel[1], sh = g.stride[1], ph = g.pad[1];
+  const int64_t in_plane = dims.ID * dims.IH * dims.IW, out_plane = dims.OD * dims.OH * dims.OW;
+  // Grid rows [first, last] that image rows [ih0, ih1) read.
+  const auto first_row = [&](int64_t ih0) {
+    return std::max<int64_t>(0, ceil_div(ih0 + ph - (KH - 1) * g.dilation[1], sh));
+  };
+  const auto last_row = [&](int64_t ih1) {
+    return std::min(dims.OH - 1, floor_div(ih1 - 1 + ph, sh));
+  };
+  const auto rows_read = [&](int64_t rows) {
+    return std::min(dims.OH, (rows - 1 + (KH - 1) * g.dilation[1]) / sh + 2);
+  };
+  const int64_t band = band_rows(dims.IH, [&](int64_t rows) {
+    return static_cast<int64_t>(sizeof(T)) *
+           (KD * rows_read(rows) * dims.OW * dims.kg + rows * dims.IW * dims.cg);
+  });
+  const int64_t slab = rows_read(band) * dims.OW * dims.kg;
+  for_each_band<T>(
+      batch, dims.groups, dims.ID, dims.IH, band, KD * slab, band * dims.IW * dims.cg, dims.taps,
+      [&](int64_t n, int64_t gr, int64_t id, int64_t ih0, int64_t ih1, T* in, T* out, Tap<T>* tl) {
+        const int64_t oh0 = first_row(ih0), oh1 = last_row(ih1) + 1;
+        for (int64_t kd = 0; kd < KD && oh0 < oh1; ++kd) {
+          const int64_t ad = id + g.pad[0] - kd * g.dilation[0];
+          if (ad < 0 || ad % g.stride[0] != 0 || ad / g.stride[0] >= dims.OD) continue;
+          transpose_into(
+              go + ((n * K + gr * dims.kg) * dims.OD + ad / g.stride[0]) * dims.OH * dims.OW +
+                  oh0 * dims.OW,
+              out_plane, dims.kg, (oh1 - oh0) * dims.OW, in + kd * slab, dims.kg);
+        }
+        for (int64_t ih = ih0; ih < ih1; ++ih) {
+          for (int64_t r = 0; r < std::min(dims.s, dims.IW); ++r) {
+            for (int64_t b = 0; b < dims.blocks; ++b) {
+              transpose_row(
+                  g, id, ih, r, ceil_div(dims.IW - r, dims.s),
+                  [&](int64_t kd, int64_t, int64_t oh) {
+                    return in + kd * slab + (oh - oh0) * dims.OW * dims.kg;
+                  },
+                  dims.kg, wp + (gr * dims.blocks + b) * dims.taps * dims.kg * dims.v, dims.kg,
+                  dims.v, tl, out + ((ih - ih0) * dims.IW + r) * dims.cg + b * dims.v,
+                  dims.s * dims.cg);
+            }
+          }
+        }
+        transpose_into(
+            out, dims.cg, (ih1 - ih0) * dims.IW, dims.cg,
+            dx + ((n * dims.C + gr * dims.cg) * dims.ID + id) * dims.IH * dims.IW + ih0 * dims.IW,
+            in_plane);
+      });
 }
 
 // gw [K, cg, taps] (contiguous) = sum over batch and grid of go x the input run of each tap.
@@ -635,6 +728,13 @@ void weight_grad_cl(const T* go, const T* x, T* gw, const ConvGeometry& g, int64
 
 }  // namespace
 
+// Whether the NCHW kernels (conv_nchw, conv_transpose_nchw) take a call: NCHW-contiguous tensors
+// that are not channels_last as well (where the channels_last kernels read them as they are).
+static bool nchw_staged(const at::Tensor& input, const at::Tensor& output) {
+  return input.is_contiguous() && output.is_contiguous() &&
+         !(input.dim() >= 4 && input.is_contiguous(channels_last_format(input)));
+}
+
 bool grouped_applies(const at::Tensor& t, const ConvGeometry& g, int64_t grid_channels) {
   if (conv_algorithm() != ConvAlgorithm::kAuto) return false;
   if (t.scalar_type() != at::kFloat && t.scalar_type() != at::kDouble) return false;
@@ -670,8 +770,7 @@ void grouped_conv(const at::Tensor& input, const at::Tensor& weight, const at::T
                   const ConvGeometry& g, const at::Tensor& bias) {
   const int64_t K = output.size(1), taps = g.kernel_numel();
   // NCHW tensors are transposed band by band inside the tasks (conv_nchw).
-  const bool nchw = input.is_contiguous() && output.is_contiguous() &&
-                    !(input.dim() >= 4 && input.is_contiguous(channels_last_format(input)));
+  const bool nchw = nchw_staged(input, output);
   // The bias starts the accumulators (a separate pass over the output was 6% of a stem conv).
   const bool fused = bias_fusable(bias, input);
   AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "grouped_conv", [&] {
@@ -701,11 +800,16 @@ void grouped_conv(const at::Tensor& input, const at::Tensor& weight, const at::T
 
 void grouped_conv_transpose(const at::Tensor& input, const at::Tensor& weight,
                             const at::Tensor& output, const ConvGeometry& g) {
-  const auto go = channels_last_view(input);
   const int64_t K = input.size(1), taps = g.kernel_numel();
   AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "grouped_conv_transpose", [&] {
     const auto wp =
         pack_weight<scalar_t>(weight, g.groups, taps, false, chunk(g.channels / g.groups));
+    if (nchw_staged(input, output)) {
+      conv_transpose_nchw(input.const_data_ptr<scalar_t>(), wp.data(), output.data_ptr<scalar_t>(),
+                          g, input.size(0), K);
+      return;
+    }
+    const auto go = channels_last_view(input);
     into_output(output, [&](const at::Tensor& dx) {
       conv_transpose_cl(go.const_data_ptr<scalar_t>(), wp.data(), dx.data_ptr<scalar_t>(), g,
                         input.size(0), K);
