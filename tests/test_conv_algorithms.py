@@ -62,6 +62,11 @@ CONV_CASES = [
     ((4, 8, 300), 8, (3,), 1, 8, 8, 1),             # conv1d: long lines cut into blocks
     ((2, 6, 5, 7, 6), 8, (3, 3, 3), 1, 1, 1, 1),    # conv3d
     ((2, 16, 3, 9, 10), 16, (1, 3, 3), 1, (0, 1, 1), 1, 1),  # 1x3x3: Winograd per depth slice
+    # Winograd in 3-d sums one 2-d conv per depth tap: depth stride, dilation and padding, a
+    # depth kernel longer than the input, input and output channels not multiples of a vector.
+    ((1, 17, 7, 7, 6), 19, (2, 3, 3), (2, 1, 1), (1, 1, 1), (2, 1, 1), 1),
+    ((2, 16, 3, 5, 5), 16, (5, 3, 3), 1, (2, 0, 2), 1, 1),
+    ((2, 16, 6, 8, 8), 24, (3, 3, 3), 1, (0, 1, 1), 1, 1),
     # Winograd's batched variant (128 x 128 channels and more): output channels that are not a
     # multiple of the vector width; several chunks of tiles and of output channels.
     ((2, 128, 9, 11), 130, (3, 3), 1, 1, 1, 1),
@@ -96,6 +101,8 @@ TRANSPOSE_CASES = [
     ((2, 4, 5, 5), 4, (1, 1), 2, 0, 1, 1, 1),       # phases without taps stay zero
     ((1, 4, 6, 5), 6, (3, 2), 3, (2, 1), (1, 2), 2, 2),  # stride and dilation share no factor
     ((2, 4, 13), 3, (5,), 4, 3, 2, 3, 1),
+    ((2, 16, 4, 6, 5), 12, (3, 3, 3), 1, 1, 0, 1, 1),  # Winograd, every dim flipped
+    ((1, 8, 3, 5, 5), 8, (2, 3, 3), 1, (1, 1, 1), 0, (2, 1, 1), 1),  # depth dilation
     ((1, 4, 3, 4, 5), 4, (3, 2, 3), (2, 1, 2), 1, 0, 1, 2),
     ((2, 16, 6, 7), 18, (5, 5), 2, 2, 1, 1, 1),    # 25 taps, 16+ channels: channels_last copies
 ]
@@ -134,6 +141,22 @@ def test_float32_winograd_error_bound(channels_last, channels):
     for got, want in [(y, ref), (gx, ref_gx)]:
         scale = want.pow(2).mean().sqrt()
         assert (got.double() - want).abs().max() <= 1e-4 * scale
+
+
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "channels_last"])
+def test_float32_winograd_error_bound_3d(channels_last):
+    """3x3x3 by Winograd: three depth taps summed in the transformed domain keep the 2-d bound
+    for the output and all three gradients (128 channels x 27 taps per output)."""
+    x, w, _ = _conv_args((2, 128, 6, 13, 11), 32, (3, 3, 3), 1, channels_last, torch.float32)
+    x64, w64 = x.detach().double().requires_grad_(), w.detach().double().requires_grad_()
+    with tc.set_conv_algorithm("winograd"):
+        y = CF.conv3d(x, w, padding=1)
+        seed = torch.randn_like(y)
+        got = (y, *torch.autograd.grad(y, (x, w), seed))
+    ref = F.conv3d(x64, w64, padding=1)
+    want = (ref, *torch.autograd.grad(ref, (x64, w64), seed.double()))
+    for a, b in zip(got, want):
+        assert (a.double() - b).abs().max() <= 1e-4 * b.pow(2).mean().sqrt()
 
 
 @pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "channels_last"])

@@ -20,7 +20,6 @@
 #include <vector>
 
 #include "../common/isa_clones.h"
-#include "blocked_transpose.h"
 #include "channel_block_transpose.h"
 #include "channels_last_staging.h"
 #include "conv_algorithm.h"
@@ -461,17 +460,6 @@ void conv_cl(const T* x, const T* wp, T* y, const ConvGeometry& g, int64_t batch
   });
 }
 
-// dst[c * dst_stride + r] = src[r * src_stride + c], r < rows, c < cols.
-template <typename T>
-void transpose_into(const T* src, int64_t src_stride, int64_t rows, int64_t cols, T* dst,
-                    int64_t dst_stride) {
-  if constexpr (std::is_same_v<T, float>) {
-    transpose_matrix(src, src_stride, rows, cols, dst, dst_stride);
-  } else {
-    blocked_transpose(src, src_stride, int64_t{1}, rows, cols, dst, dst_stride, int64_t{1});
-  }
-}
-
 // Scratch of one NCHW task (the input rows of a band for every depth tap, and the band's output)
 // kept about this size, so that it stays in L2 between the copies and the line kernel.
 constexpr int64_t kBandBytes = 192 * 1024;
@@ -531,7 +519,7 @@ void conv_nchw(const T* x, const T* wp, T* y, const ConvGeometry& g, int64_t bat
         for (int64_t kd = 0; kd < KD && ih0 < ih1; ++kd) {
           const int64_t id = od * g.stride[0] - g.pad[0] + kd * g.dilation[0];
           if (id < 0 || id >= dims.ID) continue;
-          transpose_into(
+          transpose_matrix(
               x + ((n * dims.C + gr * dims.cg) * dims.ID + id) * dims.IH * dims.IW + ih0 * dims.IW,
               in_plane, dims.cg, (ih1 - ih0) * dims.IW, in + kd * slab, dims.cg);
         }
@@ -548,7 +536,7 @@ void conv_nchw(const T* x, const T* wp, T* y, const ConvGeometry& g, int64_t bat
                 static_cast<int>(std::min<int64_t>(dims.v, dims.kg - b * dims.v)));
           }
         }
-        transpose_into(
+        transpose_matrix(
             out, dims.kg, (oh1 - oh0) * dims.OW, dims.kg,
             y + ((n * K + gr * dims.kg) * dims.OD + od) * dims.OH * dims.OW + oh0 * dims.OW,
             out_plane);
@@ -644,7 +632,7 @@ void conv_transpose_nchw(const T* go, const T* wp, T* dx, const ConvGeometry& g,
         for (int64_t kd = 0; kd < KD && oh0 < oh1; ++kd) {
           const int64_t ad = id + g.pad[0] - kd * g.dilation[0];
           if (ad < 0 || ad % g.stride[0] != 0 || ad / g.stride[0] >= dims.OD) continue;
-          transpose_into(
+          transpose_matrix(
               go + ((n * K + gr * dims.kg) * dims.OD + ad / g.stride[0]) * dims.OH * dims.OW +
                   oh0 * dims.OW,
               out_plane, dims.kg, (oh1 - oh0) * dims.OW, in + kd * slab, dims.kg);
@@ -663,7 +651,7 @@ void conv_transpose_nchw(const T* go, const T* wp, T* dx, const ConvGeometry& g,
             }
           }
         }
-        transpose_into(
+        transpose_matrix(
             out, dims.cg, (ih1 - ih0) * dims.IW, dims.cg,
             dx + ((n * dims.C + gr * dims.cg) * dims.ID + id) * dims.IH * dims.IW + ih0 * dims.IW,
             in_plane);
@@ -726,14 +714,14 @@ void weight_grad_cl(const T* go, const T* x, T* gw, const ConvGeometry& g, int64
   });
 }
 
-}  // namespace
-
 // Whether the NCHW kernels (conv_nchw, conv_transpose_nchw) take a call: NCHW-contiguous tensors
 // that are not channels_last as well (where the channels_last kernels read them as they are).
-static bool nchw_staged(const at::Tensor& input, const at::Tensor& output) {
+bool nchw_staged(const at::Tensor& input, const at::Tensor& output) {
   return input.is_contiguous() && output.is_contiguous() &&
          !(input.dim() >= 4 && input.is_contiguous(channels_last_format(input)));
 }
+
+}  // namespace
 
 bool grouped_applies(const at::Tensor& t, const ConvGeometry& g, int64_t grid_channels) {
   if (conv_algorithm() != ConvAlgorithm::kAuto) return false;

@@ -6,7 +6,6 @@
 #include <algorithm>
 
 #include "../common/huge_pages.h"
-#include "blocked_transpose.h"
 #include "channels_last_staging.h"
 #include "channel_block_transpose.h"
 
@@ -31,11 +30,7 @@ void transpose_samples(const T* src, T* dst, int64_t batch, int64_t rows, int64_
       const int64_t nr = std::min(kBlock, rows - r0), nc = std::min(kBlock, cols - c0);
       const T* s = src + n * rows * cols + r0 * cols + c0;
       T* d = dst + n * rows * cols + c0 * rows + r0;
-      if constexpr (std::is_same_v<T, float>) {
-        transpose_matrix(s, cols, nr, nc, d, rows);
-      } else {
-        blocked_transpose(s, cols, int64_t{1}, nr, nc, d, rows, int64_t{1});
-      }
+      transpose_matrix(s, cols, nr, nc, d, rows);
     }
   });
 }

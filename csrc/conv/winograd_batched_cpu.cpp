@@ -257,7 +257,7 @@ bool weight_grad_batched(const T* gy, const T* x, T* gw, const ConvGeometry& g, 
 // 56x56: 6.9 against 9.3 ms).
 bool winograd_batched_pays(const ConvGeometry& g, int64_t batch, int64_t out_channels) {
   (void)batch;
-  return g.channels * out_channels >= 128 * 128;
+  return winograd_planewise(g) && g.channels * out_channels >= 128 * 128;
 }
 
 bool winograd_conv_batched(const float* x, const float* w, float* y, const ConvGeometry& g,

@@ -22,9 +22,9 @@ using namespace winograd;
 template <typename T>
 constexpr int64_t kPanel = 2 * kLanes<T>;
 
-// c [rows, cols] = a [rows, inner] x b [inner, cols], b as transform_weights' panels; cols is a
+// c [rows, cols] (+)= a [rows, inner] x b [inner, cols], b as transform_weights' panels; cols is a
 // whole number of vectors.
-template <typename T>
+template <typename T, bool kAccumulate>
 [[gnu::always_inline]] inline void small_gemm(const T* a, int64_t lda, const T* b, T* c,
                                               int64_t ldc, int64_t rows, int64_t cols,
                                               int64_t inner) {
@@ -32,9 +32,11 @@ template <typename T>
   int64_t j = 0;
   const Operand<T> lhs{a, lda, 1};
   for (; j + NB <= cols; j += NB) {
-    gemm_rows<T, 2, false>(lhs, b + j * inner, NB, c + j, ldc, rows, inner);
+    gemm_rows<T, 2, kAccumulate>(lhs, b + j * inner, NB, c + j, ldc, rows, inner);
   }
-  if (j < cols) gemm_rows<T, 1, false>(lhs, b + j * inner, cols - j, c + j, ldc, rows, inner);
+  if (j < cols) {
+    gemm_rows<T, 1, kAccumulate>(lhs, b + j * inner, cols - j, c + j, ldc, rows, inner);
+  }
 }
 
 // Blocks [begin, end) of output channel chunk [k0, k0 + kc), with U holding that chunk. Stops
@@ -46,12 +48,20 @@ template <typename T, int B>
   for (int64_t b = begin; b < end; ++b) {
     const int64_t t0 = b * p.block_tiles, t1 = std::min(p.tiles, t0 + p.block_tiles);
     const int64_t rows = t1 - t0;
-    FiniteCheck<T, B> finite;
-    transform_inputs(x, p, t0, t1, V_.data(), rows, finite);
-    if (!finite.ok()) return false;
-    for (int xi = 0; xi < kPoints; ++xi) {
-      small_gemm(V_.data() + xi * rows * p.Cp, p.Cp, U + xi * p.Cp * kc, M.data() + xi * rows * kc,
-                 kc, rows, kc, p.Cp);
+    for (int64_t kd = 0; kd < p.depth_taps; ++kd) {
+      FiniteCheck<T, B> finite;
+      transform_inputs(x, p, t0, t1, V_.data(), rows, finite, kd);
+      if (!finite.ok()) return false;
+      const T* Ukd = U + kd * kPoints * p.Cp * kc;
+      for (int xi = 0; xi < kPoints; ++xi) {
+        const T* v = V_.data() + xi * rows * p.Cp;
+        T* m = M.data() + xi * rows * kc;
+        if (kd == 0) {
+          small_gemm<T, false>(v, p.Cp, Ukd + xi * p.Cp * kc, m, kc, rows, kc, p.Cp);
+        } else {
+          small_gemm<T, true>(v, p.Cp, Ukd + xi * p.Cp * kc, m, kc, rows, kc, p.Cp);
+        }
+      }
     }
     transform_outputs<T, B>(M.data(), p, t0, t1, k0, kc, y, rows);
   }
@@ -114,7 +124,7 @@ bool winograd_conv_impl(const T* x, const T* w, T* y, const ConvGeometry& g, int
   Plan p = make_plan<T>(g, batch, out_channels);
   p.weight_channels_last = weight.channels_last;
   p.weight_flipped_transpose = weight.flipped_transpose;
-  std::vector<T> wt(p.C * 9 * p.Kp), U(kPoints * p.Cp * p.k_chunk);
+  std::vector<T> wt(p.C * p.taps * p.Kp), U(p.depth_taps * kPoints * p.Cp * p.k_chunk);
   at::parallel_for(0, p.C, 16,
                    [&](int64_t b, int64_t e) { transpose_weights(w, wt.data(), p, b, e); });
   std::atomic<bool> finite{true};
@@ -134,9 +144,12 @@ bool winograd_conv_impl(const T* x, const T* w, T* y, const ConvGeometry& g, int
 }  // namespace
 
 bool winograd_applies(const ConvGeometry& g) {
-  return g.groups == 1 && g.kernel[0] == 1 && g.pad[0] == 0 && g.grid[0] == g.image[0] &&
-         g.stride[0] == 1 && g.kernel[1] == 3 && g.kernel[2] == 3 && g.stride[1] == 1 &&
+  return g.groups == 1 && g.kernel[1] == 3 && g.kernel[2] == 3 && g.stride[1] == 1 &&
          g.stride[2] == 1 && g.dilation[1] == 1 && g.dilation[2] == 1;
+}
+
+bool winograd_planewise(const ConvGeometry& g) {
+  return g.kernel[0] == 1 && g.pad[0] == 0 && g.stride[0] == 1 && g.grid[0] == g.image[0];
 }
 
 bool winograd_conv(const float* x, const float* w, float* y, const ConvGeometry& g, int64_t batch,

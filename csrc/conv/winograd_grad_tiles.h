@@ -75,7 +75,8 @@ template <typename T, int B = 64>
   }
 }
 
-// dW [C, 9, Kp] rows for channels [c_begin, c_end), output channels [k0, k0 + kc), from acc.
+// dW [C, taps, Kp] rows for channels [c_begin, c_end), output channels [k0, k0 + kc), from acc
+// [depth_taps, 36, Cp, kc].
 template <typename T, int B = 64>
 [[gnu::always_inline]] inline void transform_taps(const T* acc, const Plan& p, int64_t k0,
                                                   int64_t kc, int64_t c_begin, int64_t c_end,
@@ -83,24 +84,30 @@ template <typename T, int B = 64>
   using V = Vec<T, B>;
   constexpr int64_t L = kLanes<T, B>;
   for (int64_t c = c_begin; c < c_end; ++c) {
-    for (int64_t kv = 0; kv < kc; kv += L) {
-      V m[kPoints];
-      for (int xi = 0; xi < kPoints; ++xi) m[xi] = load<B>(acc + (xi * p.Cp + c) * kc + kv);
-      V cols[3 * kAlpha];  // G^T m: [3, 6]
-      for (int b = 0; b < kAlpha; ++b) tap_transform(m + b, kAlpha, cols + b, kAlpha);
-      V g[9];  // G^T m G
-      for (int r = 0; r < 3; ++r) tap_transform(cols + r * kAlpha, 1, g + r * 3, 1);
-      for (int i = 0; i < 9; ++i) store(taps + (c * 9 + i) * p.Kp + k0 + kv, g[i]);
+    for (int64_t kd = 0; kd < p.depth_taps; ++kd) {
+      const T* points = acc + kd * kPoints * p.Cp * kc;
+      T* row = taps + (c * p.taps + kd * 9) * p.Kp + k0;
+      for (int64_t kv = 0; kv < kc; kv += L) {
+        V m[kPoints];
+        for (int xi = 0; xi < kPoints; ++xi) m[xi] = load<B>(points + (xi * p.Cp + c) * kc + kv);
+        V cols[3 * kAlpha];  // G^T m: [3, 6]
+        for (int b = 0; b < kAlpha; ++b) tap_transform(m + b, kAlpha, cols + b, kAlpha);
+        V g[9];  // G^T m G
+        for (int r = 0; r < 3; ++r) tap_transform(cols + r * kAlpha, 1, g + r * 3, 1);
+        for (int i = 0; i < 9; ++i) store(row + i * p.Kp + kv, g[i]);
+      }
     }
   }
 }
 
-// grad_weight (k, c, i) (NCHW [K, C, 9] or channels_last [K, 9, C]) from taps [C, 9, Kp].
+// grad_weight (k, c, i) (NCHW [K, C, taps] or channels_last [K, taps, C]) from taps
+// [C, taps, Kp].
 template <typename T>
 void write_grad_weight(const T* taps, const Plan& p, T* gw) {
-  const int64_t c_stride = p.channels_last ? 1 : 9, i_stride = p.channels_last ? p.C : 1;
-  for (int i = 0; i < 9; ++i) {
-    blocked_transpose(taps + i * p.Kp, 9 * p.Kp, int64_t{1}, p.C, p.K, gw + i * i_stride, p.C * 9,
+  const int64_t n = p.taps;
+  const int64_t c_stride = p.channels_last ? 1 : n, i_stride = p.channels_last ? p.C : 1;
+  for (int64_t i = 0; i < n; ++i) {
+    blocked_transpose(taps + i * p.Kp, n * p.Kp, int64_t{1}, p.C, p.K, gw + i * i_stride, p.C * n,
                       c_stride);
   }
 }

@@ -75,8 +75,14 @@ struct FiniteCheck {
 };
 
 struct Plan {
-  int64_t C, K, Cp, Kp;   // channels, padded to whole vectors
-  int64_t depth, planes;  // batch * depth planes, each a 2-d conv
+  int64_t C, K, Cp, Kp;  // channels, padded to whole vectors
+  // Input and output depth; batch * out_depth output planes, each a 2-d conv. Along depth the
+  // kernel is direct: output plane z sums depth_taps 2-d convs, tap kd over input plane
+  // z * depth_stride + kd * depth_dilation - depth_pad (none where that lies outside), added up in
+  // the transformed domain (one GEMM per tap into the same accumulators, one output transform).
+  int64_t depth, out_depth, planes;
+  int64_t depth_taps, depth_stride, depth_dilation, depth_pad;
+  int64_t taps;  // depth_taps * 9 weight taps per (input, output) channel pair
   int64_t H, W, OH, OW, pad_h, pad_w;
   int64_t TH, TW, tiles;  // tiles per plane along h and w; in all
   bool channels_last;
@@ -216,22 +222,26 @@ template <typename T, int NV, bool kAccumulate>
   }
 }
 
-// Tile t's 6x6 input window as offsets of its pixels inside one plane (-1: padding).
+// Tile t's 6x6 input window for depth tap kd: its input plane (batch * depth planes) and the
+// offsets of its pixels inside that plane (-1: padding, every one where the tap's plane is).
 struct TileWindow {
   int64_t plane, oh0, ow0;
   int64_t offset[kPoints];
 };
 
-inline TileWindow tile_window(const Plan& p, int64_t t) {
+inline TileWindow tile_window(const Plan& p, int64_t t, int64_t kd) {
   TileWindow tw;
-  tw.plane = t / (p.TH * p.TW);
+  const int64_t out_plane = t / (p.TH * p.TW), n = out_plane / p.out_depth;
+  const int64_t z = out_plane % p.out_depth * p.depth_stride + kd * p.depth_dilation - p.depth_pad;
+  const bool plane_inside = z >= 0 && z < p.depth;
+  tw.plane = n * p.depth + z;
   tw.oh0 = t / p.TW % p.TH * kTile;
   tw.ow0 = t % p.TW * kTile;
   for (int i = 0; i < kAlpha; ++i) {
     const int64_t ih = tw.oh0 - p.pad_h + i;
     for (int j = 0; j < kAlpha; ++j) {
       const int64_t iw = tw.ow0 - p.pad_w + j;
-      const bool inside = ih >= 0 && ih < p.H && iw >= 0 && iw < p.W;
+      const bool inside = plane_inside && ih >= 0 && ih < p.H && iw >= 0 && iw < p.W;
       tw.offset[i * kAlpha + j] = inside ? ih * p.W + iw : -1;
     }
   }
@@ -259,25 +269,26 @@ inline OutputTile output_tile(const Plan& p, int64_t t) {
 inline int64_t output_offset(const Plan& p, const OutputTile& o, int i, int j, int64_t k) {
   const int64_t pixel = (o.oh0 + i) * p.OW + o.ow0 + j, plane_numel = p.OH * p.OW;
   if (p.channels_last) return (o.plane * plane_numel + pixel) * p.K + k;
-  const int64_t n = o.plane / p.depth, z = o.plane % p.depth;
-  return ((n * p.K + k) * p.depth + z) * plane_numel + pixel;
+  const int64_t n = o.plane / p.out_depth, z = o.plane % p.out_depth;
+  return ((n * p.K + k) * p.out_depth + z) * plane_numel + pixel;
 }
 
 inline int64_t output_channel_stride(const Plan& p) {
-  return p.channels_last ? 1 : p.depth * p.OH * p.OW;
+  return p.channels_last ? 1 : p.out_depth * p.OH * p.OW;
 }
 
-// V[x, t - t0, :] for the tiles [t0, t1): the transformed input, vectorised over channels. Each
-// point's matrix has `ld` rows (ld >= t1 - t0: a thread may fill part of a larger block).
+// V[x, t - t0, :] for the tiles [t0, t1) and depth tap kd: the transformed input, vectorised over
+// channels. Each point's matrix has `ld` rows (ld >= t1 - t0: a thread may fill part of a larger
+// block).
 template <typename T, int B = 64>
 [[gnu::always_inline]] inline void transform_inputs(const T* x, const Plan& p, int64_t t0,
                                                     int64_t t1, T* V_, int64_t ld,
-                                                    FiniteCheck<T, B>& finite) {
+                                                    FiniteCheck<T, B>& finite, int64_t kd = 0) {
   using V = Vec<T, B>;
   constexpr int64_t L = kLanes<T, B>;
   const int64_t plane_numel = p.H * p.W;
   for (int64_t t = t0; t < t1; ++t) {
-    const TileWindow tw = tile_window(p, t);
+    const TileWindow tw = tile_window(p, t, kd);
     for (int64_t c0 = 0; c0 < p.Cp; c0 += L) {
       const int64_t lanes = std::min(L, p.C - c0);
       V d[kPoints];
@@ -311,39 +322,43 @@ template <typename T, int B = 64>
   }
 }
 
-// The weight (NCHW [K, C, 3, 3] or channels_last) as [C, 9, Kp] (zero for k >= K): the transform
-// then loads whole vectors.
+// The weight (NCHW [K, C, taps] or channels_last [K, taps, C]) as [C, taps, Kp] (zero for k >= K):
+// the transform then loads whole vectors.
 template <typename T>
 [[gnu::always_inline]] inline void transpose_weights(const T* w, T* wt, const Plan& p,
                                                      int64_t c_begin, int64_t c_end) {
+  const int64_t taps = p.taps;
   for (int64_t c = c_begin; c < c_end; ++c) {
-    T* row = wt + c * 9 * p.Kp;
-    for (int i = 0; i < 9; ++i) std::fill(row + i * p.Kp + p.K, row + (i + 1) * p.Kp, T(0));
+    T* row = wt + c * taps * p.Kp;
+    for (int64_t i = 0; i < taps; ++i) std::fill(row + i * p.Kp + p.K, row + (i + 1) * p.Kp, T(0));
   }
   if (p.weight_flipped_transpose) {
-    // Row (c, i) is w[c, :, 8 - i] of the forward weight [C, K, 9] (channels_last [C, 9, K]).
+    // Row (c, i) is w[c, :, taps - 1 - i] of the forward weight [C, K, taps] (channels_last
+    // [C, taps, K]): every spatial dim flipped.
     for (int64_t c = c_begin; c < c_end; ++c) {
-      T* row = wt + c * 9 * p.Kp;
+      T* row = wt + c * taps * p.Kp;
       if (p.weight_channels_last) {
-        for (int i = 0; i < 9; ++i) std::copy_n(w + (c * 9 + 8 - i) * p.K, p.K, row + i * p.Kp);
+        for (int64_t i = 0; i < taps; ++i) {
+          std::copy_n(w + (c * taps + taps - 1 - i) * p.K, p.K, row + i * p.Kp);
+        }
       } else {
-        blocked_transpose(w + c * p.K * 9 + 8, int64_t{-1}, int64_t{9}, int64_t{9}, p.K, row,
+        blocked_transpose(w + c * p.K * taps + taps - 1, int64_t{-1}, taps, taps, p.K, row,
                           int64_t{1}, p.Kp);
       }
     }
     return;
   }
   if (!p.weight_channels_last) {
-    // NCHW [K, C * 9]: the rows (c, i) wanted are one run of columns, transposed in one pass
-    // (a pass per tap read each cache line of the weight 9 times).
-    blocked_transpose(w + c_begin * 9, p.C * 9, int64_t{1}, p.K, (c_end - c_begin) * 9,
-                      wt + c_begin * 9 * p.Kp, p.Kp, int64_t{1});
+    // NCHW [K, C * taps]: the rows (c, i) wanted are one run of columns, transposed in one pass
+    // (a pass per tap read each cache line of the weight `taps` times).
+    blocked_transpose(w + c_begin * taps, p.C * taps, int64_t{1}, p.K, (c_end - c_begin) * taps,
+                      wt + c_begin * taps * p.Kp, p.Kp, int64_t{1});
     return;
   }
-  // channels_last [K, 9, C]: per tap i, [K, c_end - c_begin] -> rows (c, i).
-  for (int i = 0; i < 9; ++i) {
-    blocked_transpose(w + c_begin + i * p.C, p.C * 9, int64_t{1}, p.K, c_end - c_begin,
-                      wt + c_begin * 9 * p.Kp + i * p.Kp, 9 * p.Kp, int64_t{1});
+  // channels_last [K, taps, C]: per tap i, [K, c_end - c_begin] -> rows (c, i).
+  for (int64_t i = 0; i < taps; ++i) {
+    blocked_transpose(w + c_begin + i * p.C, p.C * taps, int64_t{1}, p.K, c_end - c_begin,
+                      wt + c_begin * taps * p.Kp + i * p.Kp, taps * p.Kp, int64_t{1});
   }
 }
 
@@ -357,9 +372,10 @@ template <typename V>
   }
 }
 
-// U = G g G^T of every (c, k) pair with k in [k0, k0 + kc), as panels: for each of the 36 points,
-// column block j (`panel` wide, a whole number of vectors; the last one maybe narrower) is
-// [Cp, width] row-major. With panel >= kc each point's U is one row-major [Cp, kc] matrix.
+// U = G g G^T of every (c, k) pair with k in [k0, k0 + kc), as panels: for each depth tap and each
+// of the 36 points, column block j (`panel` wide, a whole number of vectors; the last one maybe
+// narrower) is [Cp, width] row-major. With panel >= kc each point's U is one row-major [Cp, kc]
+// matrix. Depth tap kd's matrices start at U + kd * kPoints * Cp * kc.
 template <typename T, int B = 64>
 [[gnu::always_inline]] inline void transform_weights(const T* wt, T* U, const Plan& p, int64_t k0,
                                                      int64_t kc, int64_t c_begin, int64_t c_end,
@@ -368,16 +384,19 @@ template <typename T, int B = 64>
   constexpr int64_t L = kLanes<T, B>;
   const int64_t NB = panel;
   for (int64_t c = c_begin; c < c_end; ++c) {
-    for (int64_t kv = 0; kv < kc; kv += L) {
-      V g[9];
-      for (int i = 0; i < 9; ++i) g[i] = c < p.C ? load<B>(wt + (c * 9 + i) * p.Kp + k0 + kv) : V{};
-      V u[kPoints];
-      kernel_tile_transform(g, u);
-      const int64_t block = kv / NB, width = std::min(NB, kc - block * NB);
-      T* dst = U + block * p.Cp * NB + c * width + kv % NB;
-      for (int xi = 0; xi < kPoints; ++xi) {
-        store(dst + xi * p.Cp * kc, u[xi]);
-        finite.add(u[xi]);
+    for (int64_t kd = 0; kd < p.depth_taps; ++kd) {
+      const T* taps = wt + (c * p.taps + kd * 9) * p.Kp + k0;
+      for (int64_t kv = 0; kv < kc; kv += L) {
+        V g[9];
+        for (int i = 0; i < 9; ++i) g[i] = c < p.C ? load<B>(taps + i * p.Kp + kv) : V{};
+        V u[kPoints];
+        kernel_tile_transform(g, u);
+        const int64_t block = kv / NB, width = std::min(NB, kc - block * NB);
+        T* dst = U + kd * kPoints * p.Cp * kc + block * p.Cp * NB + c * width + kv % NB;
+        for (int xi = 0; xi < kPoints; ++xi) {
+          store(dst + xi * p.Cp * kc, u[xi]);
+          finite.add(u[xi]);
+        }
       }
     }
   }
@@ -429,7 +448,13 @@ Plan make_plan(const ConvGeometry& g, int64_t batch, int64_t out_channels) {
   p.Cp = round_up(p.C, L);
   p.Kp = round_up(p.K, L);
   p.depth = g.image[0];
-  p.planes = batch * p.depth;
+  p.out_depth = g.grid[0];
+  p.planes = batch * p.out_depth;
+  p.depth_taps = g.kernel[0];
+  p.depth_stride = g.stride[0];
+  p.depth_dilation = g.dilation[0];
+  p.depth_pad = g.pad[0];
+  p.taps = p.depth_taps * 9;
   p.H = g.image[1];
   p.W = g.image[2];
   p.OH = g.grid[1];
@@ -444,7 +469,7 @@ Plan make_plan(const ConvGeometry& g, int64_t batch, int64_t out_channels) {
   p.weight_flipped_transpose = false;
   // The transformed weights of one output channel chunk stay within kWeightBytes; the blocks of
   // tiles then hold their transformed inputs and GEMM outputs within block_bytes().
-  const int64_t per_channel = kPoints * p.Cp * static_cast<int64_t>(sizeof(T));
+  const int64_t per_channel = p.depth_taps * kPoints * p.Cp * static_cast<int64_t>(sizeof(T));
   p.k_chunk = std::clamp(kWeightBytes / per_channel / L * L, L, p.Kp);
   p.k_chunks = (p.Kp + p.k_chunk - 1) / p.k_chunk;
   const int64_t tile_bytes = kPoints * (p.Cp + p.k_chunk) * static_cast<int64_t>(sizeof(T));
