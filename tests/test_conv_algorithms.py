@@ -67,6 +67,13 @@ CONV_CASES = [
     ((1, 17, 7, 7, 6), 19, (2, 3, 3), (2, 1, 1), (1, 1, 1), (2, 1, 1), 1),
     ((2, 16, 3, 5, 5), 16, (5, 3, 3), 1, (2, 0, 2), 1, 1),
     ((2, 16, 6, 8, 8), 24, (3, 3, 3), 1, (0, 1, 1), 1, 1),
+    # Dilated Winograd: d x d phases tiled on their own, phases of unequal length, a dilation
+    # larger than the image (phases without outputs), h and w dilated differently, and in 3-d.
+    ((2, 16, 13, 11), 17, (3, 3), 1, 2, 2, 1),
+    ((1, 16, 5, 7), 16, (3, 3), 1, (4, 6), (4, 6), 1),
+    ((2, 18, 21, 9), 16, (3, 3), 1, (3, 1), (3, 1), 1),
+    ((1, 16, 4, 9, 10), 16, (3, 3, 3), 1, (1, 2, 2), (1, 2, 2), 1),
+    ((2, 16, 11, 12), 16, (3, 3), 1, 0, 2, 1),
     # Winograd's batched variant (128 x 128 channels and more): output channels that are not a
     # multiple of the vector width; several chunks of tiles and of output channels.
     ((2, 128, 9, 11), 130, (3, 3), 1, 1, 1, 1),
@@ -96,6 +103,8 @@ TRANSPOSE_CASES = [
     ((2, 8, 9, 11), 6, (3, 3), 1, 1, 0, 1, 1),      # stride 1: the flipped conv (Winograd)
     ((2, 136, 7, 9), 128, (3, 3), 1, 1, 0, 1, 1),   # the same, batched Winograd
     ((2, 16, 7, 6), 16, (3, 3), 1, 0, 0, 1, 1),
+    ((2, 16, 9, 8), 17, (3, 3), 1, 2, 0, 2, 1),   # dilated stride 1: Winograd by phases
+    ((2, 136, 13, 11), 128, (3, 3), 1, 1, 0, 3, 1),  # the same, batched
     ((2, 8, 7, 6), 4, (4, 4), 2, 1, 0, 1, 1),       # every phase has taps
     ((2, 6, 5, 7), 6, (3, 3), 2, 1, 1, 1, 2),       # output_padding, groups
     ((2, 4, 5, 5), 4, (1, 1), 2, 0, 1, 1, 1),       # phases without taps stay zero

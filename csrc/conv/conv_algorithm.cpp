@@ -46,9 +46,16 @@ ConvAlgorithm conv_algorithm() { return g_algorithm; }
 // and 7x7 stages) shares them across the batch: 32 tiles for a conv (C512 7x7 at batch 8: 13.6
 // against 14.3 ms for the GEMM engine, one thread), 64 for a weight gradient, whose GEMMs' inner
 // dimension is the tile count (at 32 tiles the GEMM engine took 15.6 ms, Winograd 24.7).
+//
+// With dilation, each phase is tiled on its own: where the phases are shorter than a tile, most
+// of each tile's outputs fall outside the image (ASPP's dilation 12-36 on 28x28 maps), so
+// Winograd runs only where at least half of the computed outputs are real.
 bool winograd_pays(const ConvGeometry& g, int64_t batch, int64_t out_channels, ConvPass pass) {
   if (g.channels < 16 || out_channels < 16) return false;
-  const int64_t image_tiles = g.grid[0] * ((g.grid[1] + 3) / 4) * ((g.grid[2] + 3) / 4);
+  const int64_t image_tiles = cpu::winograd_tiles_per_image(g);
+  if ((g.dilation[1] > 1 || g.dilation[2] > 1) && 2 * g.grid_numel() < image_tiles * 16) {
+    return false;
+  }
   if (cpu::winograd_batched_pays(g, batch, out_channels)) {
     return batch * image_tiles >= (pass == ConvPass::kWeightGrad ? 64 : 32);
   }

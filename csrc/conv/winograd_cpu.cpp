@@ -145,7 +145,12 @@ bool winograd_conv_impl(const T* x, const T* w, T* y, const ConvGeometry& g, int
 
 bool winograd_applies(const ConvGeometry& g) {
   return g.groups == 1 && g.kernel[1] == 3 && g.kernel[2] == 3 && g.stride[1] == 1 &&
-         g.stride[2] == 1 && g.dilation[1] == 1 && g.dilation[2] == 1;
+         g.stride[2] == 1;
+}
+
+int64_t winograd_tiles_per_image(const ConvGeometry& g) {
+  return g.grid[0] * winograd::tiles_along(g.grid[1], g.dilation[1]) *
+         winograd::tiles_along(g.grid[2], g.dilation[2]);
 }
 
 bool winograd_planewise(const ConvGeometry& g) {

@@ -20,15 +20,20 @@
 
 namespace convpool::cpu {
 
-// F(4x4, 3x3) computes this conv: a 3x3 kernel along (h, w) with stride 1 and dilation 1, one
-// group. In 3-d the depth taps may be anything (kernel, stride, dilation, padding): each output
-// plane sums one 2-d conv per depth tap, in the transformed domain, so a 3x3x3 conv costs 3 x 36
-// multiplications per 4x4 outputs against 27 x 16.
+// F(4x4, 3x3) computes this conv: a 3x3 kernel along (h, w) with stride 1, one group. A
+// dilation d splits the outputs into d x d phases, each an undilated conv of the input pixels of
+// its own residue mod d, tiled on its own (DeepLab's dilated ResNet stages). In 3-d the depth taps
+// may be anything (kernel, stride, dilation, padding): each output plane sums one 2-d conv per
+// depth tap, in the transformed domain, so a 3x3x3 conv costs 3 x 36 multiplications per 4x4
+// outputs against 27 x 16.
 bool winograd_applies(const ConvGeometry& g);
 
 // Whether each output plane is the 2-d conv of its own input plane (2-d, and 1x3x3 in 3-d with no
 // depth padding or stride): the batched variant takes these only.
 bool winograd_planewise(const ConvGeometry& g);
+
+// The tiles of 4x4 outputs of one image (over all depth planes and dilation phases).
+int64_t winograd_tiles_per_image(const ConvGeometry& g);
 
 // The weight handed to winograd_conv: the conv's own [K, C, 3, 3], or the forward weight
 // [C, K, 3, 3] of a stride-1 conv_transpose (an input gradient), whose flipped transpose is the

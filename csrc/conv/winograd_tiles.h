@@ -84,7 +84,11 @@ struct Plan {
   int64_t depth_taps, depth_stride, depth_dilation, depth_pad;
   int64_t taps;  // depth_taps * 9 weight taps per (input, output) channel pair
   int64_t H, W, OH, OW, pad_h, pad_w;
-  int64_t TH, TW, tiles;  // tiles per plane along h and w; in all
+  // Dilation along h and w. With dilation d a tile's outputs and its input window are d apart:
+  // the outputs of one residue of oh (and of ow) mod d are a plain 3x3 conv of the input pixels
+  // of the same residue, tiled on their own (d phases per dim, one after the other in t).
+  int64_t dil_h, dil_w;
+  int64_t TH, TW, tiles;  // tiles per plane along h and w (over all phases); in all
   bool channels_last;
   // The weight handed in: its layout, and whether it is the forward weight [K, C, 3, 3] of the
   // conv_transpose this conv computes (its flipped transpose [C, K, 3, 3] is this conv's weight).
@@ -229,18 +233,30 @@ struct TileWindow {
   int64_t offset[kPoints];
 };
 
+// Tiles along one dim of n outputs with dilation d: d phases of ceil(ceil(n / d) / 4) tiles each.
+inline int64_t tiles_along(int64_t n, int64_t d) {
+  return d * (((n + d - 1) / d + kTile - 1) / kTile);
+}
+
+// Output position of tile index u (of `tiles` along a dim, dilation d): phase u / per_phase, then
+// kTile * d apart within the phase.
+inline int64_t tile_start(int64_t u, int64_t tiles, int64_t d) {
+  const int64_t per_phase = tiles / d;
+  return u / per_phase + u % per_phase * kTile * d;
+}
+
 inline TileWindow tile_window(const Plan& p, int64_t t, int64_t kd) {
   TileWindow tw;
   const int64_t out_plane = t / (p.TH * p.TW), n = out_plane / p.out_depth;
   const int64_t z = out_plane % p.out_depth * p.depth_stride + kd * p.depth_dilation - p.depth_pad;
   const bool plane_inside = z >= 0 && z < p.depth;
   tw.plane = n * p.depth + z;
-  tw.oh0 = t / p.TW % p.TH * kTile;
-  tw.ow0 = t % p.TW * kTile;
+  tw.oh0 = tile_start(t / p.TW % p.TH, p.TH, p.dil_h);
+  tw.ow0 = tile_start(t % p.TW, p.TW, p.dil_w);
   for (int i = 0; i < kAlpha; ++i) {
-    const int64_t ih = tw.oh0 - p.pad_h + i;
+    const int64_t ih = tw.oh0 - p.pad_h + i * p.dil_h;
     for (int j = 0; j < kAlpha; ++j) {
-      const int64_t iw = tw.ow0 - p.pad_w + j;
+      const int64_t iw = tw.ow0 - p.pad_w + j * p.dil_w;
       const bool inside = plane_inside && ih >= 0 && ih < p.H && iw >= 0 && iw < p.W;
       tw.offset[i * kAlpha + j] = inside ? ih * p.W + iw : -1;
     }
@@ -248,8 +264,8 @@ inline TileWindow tile_window(const Plan& p, int64_t t, int64_t kd) {
   return tw;
 }
 
-// Output tile t: its plane, first output row and column, and how many of its 4x4 outputs lie
-// inside the output (rows x cols).
+// Output tile t: its plane, first output row and column, and how many of its 4x4 outputs (dil_h
+// and dil_w apart) lie inside the output (rows x cols).
 struct OutputTile {
   int64_t plane, oh0, ow0, rows, cols;
 };
@@ -257,17 +273,18 @@ struct OutputTile {
 inline OutputTile output_tile(const Plan& p, int64_t t) {
   OutputTile o;
   o.plane = t / (p.TH * p.TW);
-  o.oh0 = t / p.TW % p.TH * kTile;
-  o.ow0 = t % p.TW * kTile;
-  o.rows = std::min<int64_t>(kTile, p.OH - o.oh0);
-  o.cols = std::min<int64_t>(kTile, p.OW - o.ow0);
+  o.oh0 = tile_start(t / p.TW % p.TH, p.TH, p.dil_h);
+  o.ow0 = tile_start(t % p.TW, p.TW, p.dil_w);
+  o.rows = std::clamp<int64_t>((p.OH - o.oh0 + p.dil_h - 1) / p.dil_h, 0, kTile);
+  o.cols = std::clamp<int64_t>((p.OW - o.ow0 + p.dil_w - 1) / p.dil_w, 0, kTile);
   return o;
 }
 
 // Where output (or output-gradient) channel k of output (i, j) of a tile lies, and the distance
 // between neighbouring channels, in the plan's layout.
 inline int64_t output_offset(const Plan& p, const OutputTile& o, int i, int j, int64_t k) {
-  const int64_t pixel = (o.oh0 + i) * p.OW + o.ow0 + j, plane_numel = p.OH * p.OW;
+  const int64_t pixel = (o.oh0 + i * p.dil_h) * p.OW + o.ow0 + j * p.dil_w;
+  const int64_t plane_numel = p.OH * p.OW;
   if (p.channels_last) return (o.plane * plane_numel + pixel) * p.K + k;
   const int64_t n = o.plane / p.out_depth, z = o.plane % p.out_depth;
   return ((n * p.K + k) * p.out_depth + z) * plane_numel + pixel;
@@ -461,8 +478,10 @@ Plan make_plan(const ConvGeometry& g, int64_t batch, int64_t out_channels) {
   p.OW = g.grid[2];
   p.pad_h = g.pad[1];
   p.pad_w = g.pad[2];
-  p.TH = (p.OH + kTile - 1) / kTile;
-  p.TW = (p.OW + kTile - 1) / kTile;
+  p.dil_h = g.dilation[1];
+  p.dil_w = g.dilation[2];
+  p.TH = tiles_along(p.OH, p.dil_h);
+  p.TW = tiles_along(p.OW, p.dil_w);
   p.tiles = p.planes * p.TH * p.TW;
   p.channels_last = g.channels_last;
   p.weight_channels_last = g.channels_last;
