@@ -74,6 +74,15 @@ CONV_CASES = [
     ((2, 18, 21, 9), 16, (3, 3), 1, (3, 1), (3, 1), 1),
     ((1, 16, 4, 9, 10), 16, (3, 3, 3), 1, (1, 2, 2), (1, 2, 2), 1),
     ((2, 16, 11, 12), 16, (3, 3), 1, 0, 2, 1),
+    # Kernels larger than 3x3 by Winograd, as 3x3 blocks of taps (zero where a block overhangs
+    # the kernel): 5x5, 3x5, 6x6 (whole blocks), 7x7 and 9x9, dilated, and 3x5x5 in 3-d.
+    ((2, 16, 13, 11), 17, (5, 5), 1, 2, 1, 1),
+    ((1, 17, 9, 10), 16, (3, 5), 1, (1, 2), 1, 1),
+    ((2, 16, 12, 12), 16, (6, 6), 1, (0, 2), 1, 1),
+    ((2, 16, 12, 13), 16, (7, 7), 1, 3, 1, 1),
+    ((1, 16, 16, 15), 18, (9, 9), 1, 4, 1, 1),
+    ((1, 16, 15, 14), 20, (5, 5), 1, 4, 2, 1),
+    ((1, 16, 4, 9, 10), 16, (3, 5, 5), 1, (1, 2, 2), 1, 1),
     # Winograd's batched variant (128 x 128 channels and more): output channels that are not a
     # multiple of the vector width; several chunks of tiles and of output channels.
     ((2, 128, 9, 11), 130, (3, 3), 1, 1, 1, 1),
@@ -104,6 +113,7 @@ TRANSPOSE_CASES = [
     ((2, 136, 7, 9), 128, (3, 3), 1, 1, 0, 1, 1),   # the same, batched Winograd
     ((2, 16, 7, 6), 16, (3, 3), 1, 0, 0, 1, 1),
     ((2, 16, 9, 8), 17, (3, 3), 1, 2, 0, 2, 1),   # dilated stride 1: Winograd by phases
+    ((2, 16, 9, 8), 16, (5, 5), 1, 1, 0, 1, 1),   # 5x5 stride 1: Winograd by 3x3 blocks
     ((2, 136, 13, 11), 128, (3, 3), 1, 1, 0, 3, 1),  # the same, batched
     ((2, 8, 7, 6), 4, (4, 4), 2, 1, 0, 1, 1),       # every phase has taps
     ((2, 6, 5, 7), 6, (3, 3), 2, 1, 1, 1, 2),       # output_padding, groups
@@ -135,21 +145,25 @@ def test_conv_transpose_matches_torch(algorithm, case, channels_last):
 
 @pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "channels_last"])
 @pytest.mark.parametrize("channels", [16, 64, 256, 512])  # 512 x 48: the batched variant
-def test_float32_winograd_error_bound(channels_last, channels):
+@pytest.mark.parametrize("kernel", [3, 5])
+def test_float32_winograd_error_bound(channels_last, channels, kernel):
     """F(4x4, 3x3) in float32: the largest error of the output and of the input gradient stays
     below 1e-4 of the result's RMS (measured 2e-5 to 9e-5 for 16 to 512 channels; direct and GEMM
-    convolutions reach ~3e-6)."""
-    x, w, _ = _conv_args((2, channels, 29, 31), 48, (3, 3), 1, channels_last, torch.float32)
+    convolutions reach ~3e-6). A 5x5 kernel sums four 3x3 blocks in the transformed domain, so
+    four times the rounded terms: the bound grows by sqrt(4) (measured up to 1.1e-4 at 512)."""
+    blocks = ((kernel + 2) // 3) ** 2
+    x, w, _ = _conv_args((2, channels, 29, 31), 48, (kernel, kernel), 1, channels_last,
+                         torch.float32)
     x64, w64 = x.detach().double().requires_grad_(), w.detach().double().requires_grad_()
     with tc.set_conv_algorithm("winograd"):
-        y = CF.conv2d(x, w, padding=1)
+        y = CF.conv2d(x, w, padding=kernel // 2)
         seed = torch.randn_like(y)
         (gx,) = torch.autograd.grad(y, (x,), seed)
-    ref = F.conv2d(x64, w64, padding=1)
+    ref = F.conv2d(x64, w64, padding=kernel // 2)
     (ref_gx,) = torch.autograd.grad(ref, (x64,), seed.double())
     for got, want in [(y, ref), (gx, ref_gx)]:
         scale = want.pow(2).mean().sqrt()
-        assert (got.double() - want).abs().max() <= 1e-4 * scale
+        assert (got.double() - want).abs().max() <= 1e-4 * blocks**0.5 * scale
 
 
 @pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "channels_last"])
@@ -175,16 +189,18 @@ def test_unbatched(algorithm, channels_last):
     _compare(lambda x, w: CF.conv2d(x, w, padding=1), lambda x, w: F.conv2d(x, w, padding=1), (x, w))
 
 
-@pytest.mark.parametrize("shape,out_channels", [((2, 16, 13, 11), 24), ((2, 128, 9, 7), 136)],
-                         ids=["fused-winograd", "batched-winograd"])
+@pytest.mark.parametrize("shape,out_channels,kernel", [
+    ((2, 16, 13, 11), 24, 3), ((2, 128, 9, 7), 136, 3), ((2, 16, 10, 11), 17, 5),
+], ids=["fused-winograd", "batched-winograd", "winograd-5x5"])
 @pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "channels_last"])
-def test_channels_last_weight(algorithm, shape, out_channels, channels_last):
+def test_channels_last_weight(algorithm, shape, out_channels, kernel, channels_last):
     """A channels_last model's weights are channels_last whatever the input's layout: every path
     reads them as they are (the input gradient's flipped transpose too)."""
     x = _layout(torch.randn(*shape, dtype=torch.float64), channels_last).requires_grad_()
-    w = torch.randn(out_channels, shape[1], 3, 3, dtype=torch.float64)
+    w = torch.randn(out_channels, shape[1], kernel, kernel, dtype=torch.float64)
     w = w.to(memory_format=torch.channels_last).requires_grad_()
-    _compare(lambda x, w: CF.conv2d(x, w, padding=1), lambda x, w: F.conv2d(x, w, padding=1), (x, w))
+    p = kernel // 2
+    _compare(lambda x, w: CF.conv2d(x, w, padding=p), lambda x, w: F.conv2d(x, w, padding=p), (x, w))
 
 
 @pytest.mark.parametrize("case", [

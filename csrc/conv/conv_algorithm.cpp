@@ -50,8 +50,17 @@ ConvAlgorithm conv_algorithm() { return g_algorithm; }
 // With dilation, each phase is tiled on its own: where the phases are shorter than a tile, most
 // of each tile's outputs fall outside the image (ASPP's dilation 12-36 on 28x28 maps), so
 // Winograd runs only where at least half of the computed outputs are real.
+//
+// The fused blocks transform their input tiles once per chunk of output channels (4 MiB of
+// transformed weights) and per sub-kernel (depth tap, 3x3 block of a larger kernel): beyond three
+// chunks the GEMM engine (5x5 C256 -> 256 on 14x14, 11 chunks: 59 ms against 36; C128 on 28x28,
+// 3 chunks: 22 against 32; N8, two threads).
 bool winograd_pays(const ConvGeometry& g, int64_t batch, int64_t out_channels, ConvPass pass) {
   if (g.channels < 16 || out_channels < 16) return false;
+  if (!cpu::winograd_batched_pays(g, batch, out_channels) &&
+      cpu::winograd_weight_chunks(g, out_channels) > 3) {
+    return false;
+  }
   const int64_t image_tiles = cpu::winograd_tiles_per_image(g);
   if ((g.dilation[1] > 1 || g.dilation[2] > 1) && 2 * g.grid_numel() < image_tiles * 16) {
     return false;

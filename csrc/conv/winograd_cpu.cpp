@@ -48,18 +48,18 @@ template <typename T, int B>
   for (int64_t b = begin; b < end; ++b) {
     const int64_t t0 = b * p.block_tiles, t1 = std::min(p.tiles, t0 + p.block_tiles);
     const int64_t rows = t1 - t0;
-    for (int64_t kd = 0; kd < p.depth_taps; ++kd) {
+    for (int64_t s = 0; s < p.subkernels; ++s) {
       FiniteCheck<T, B> finite;
-      transform_inputs(x, p, t0, t1, V_.data(), rows, finite, kd);
+      transform_inputs(x, p, t0, t1, V_.data(), rows, finite, s);
       if (!finite.ok()) return false;
-      const T* Ukd = U + kd * kPoints * p.Cp * kc;
+      const T* Us = U + s * kPoints * p.Cp * kc;
       for (int xi = 0; xi < kPoints; ++xi) {
         const T* v = V_.data() + xi * rows * p.Cp;
         T* m = M.data() + xi * rows * kc;
-        if (kd == 0) {
-          small_gemm<T, false>(v, p.Cp, Ukd + xi * p.Cp * kc, m, kc, rows, kc, p.Cp);
+        if (s == 0) {
+          small_gemm<T, false>(v, p.Cp, Us + xi * p.Cp * kc, m, kc, rows, kc, p.Cp);
         } else {
-          small_gemm<T, true>(v, p.Cp, Ukd + xi * p.Cp * kc, m, kc, rows, kc, p.Cp);
+          small_gemm<T, true>(v, p.Cp, Us + xi * p.Cp * kc, m, kc, rows, kc, p.Cp);
         }
       }
     }
@@ -124,7 +124,7 @@ bool winograd_conv_impl(const T* x, const T* w, T* y, const ConvGeometry& g, int
   Plan p = make_plan<T>(g, batch, out_channels);
   p.weight_channels_last = weight.channels_last;
   p.weight_flipped_transpose = weight.flipped_transpose;
-  std::vector<T> wt(p.C * p.taps * p.Kp), U(p.depth_taps * kPoints * p.Cp * p.k_chunk);
+  std::vector<T> wt(p.C * p.taps * p.Kp), U(p.subkernels * kPoints * p.Cp * p.k_chunk);
   at::parallel_for(0, p.C, 16,
                    [&](int64_t b, int64_t e) { transpose_weights(w, wt.data(), p, b, e); });
   std::atomic<bool> finite{true};
@@ -143,9 +143,28 @@ bool winograd_conv_impl(const T* x, const T* w, T* y, const ConvGeometry& g, int
 
 }  // namespace
 
+namespace {
+
+// A kernel of kh x kw taps is ceil(kh / 3) x ceil(kw / 3) blocks of 3x3, 36 multiplications
+// per 4x4 outputs each: Winograd where that is at most half of the direct method's kh x kw x 16
+// (3x3: 4x fewer, 3x5 3.3x, 5x5 2.8x, 7x7 2.4x; not 4x4, 1.8x, nor kernels of 1 or 2 taps along
+// a dim), up to 9x9 (larger ones' transformed weights outgrow the caches).
+bool winograd_kernel_pays(int64_t kh, int64_t kw) {
+  const int64_t blocks = kernel_blocks(kh) * kernel_blocks(kw);
+  return kh >= 3 && kw >= 3 && kh <= 9 && kw <= 9 && kh * kw * 16 >= 2 * kPoints * blocks;
+}
+
+}  // namespace
+
 bool winograd_applies(const ConvGeometry& g) {
-  return g.groups == 1 && g.kernel[1] == 3 && g.kernel[2] == 3 && g.stride[1] == 1 &&
+  return g.groups == 1 && winograd_kernel_pays(g.kernel[1], g.kernel[2]) && g.stride[1] == 1 &&
          g.stride[2] == 1;
+}
+
+int64_t winograd_weight_chunks(const ConvGeometry& g, int64_t out_channels) {
+  const int64_t subkernels = g.kernel[0] * kernel_blocks(g.kernel[1]) * kernel_blocks(g.kernel[2]);
+  const int64_t bytes = subkernels * kPoints * g.channels * out_channels * int64_t{sizeof(float)};
+  return (bytes + kWeightBytes - 1) / kWeightBytes;
 }
 
 int64_t winograd_tiles_per_image(const ConvGeometry& g) {
@@ -154,7 +173,8 @@ int64_t winograd_tiles_per_image(const ConvGeometry& g) {
 }
 
 bool winograd_planewise(const ConvGeometry& g) {
-  return g.kernel[0] == 1 && g.pad[0] == 0 && g.stride[0] == 1 && g.grid[0] == g.image[0];
+  return g.kernel[0] == 1 && g.pad[0] == 0 && g.stride[0] == 1 && g.grid[0] == g.image[0] &&
+         g.kernel[1] == 3 && g.kernel[2] == 3;
 }
 
 bool winograd_conv(const float* x, const float* w, float* y, const ConvGeometry& g, int64_t batch,

@@ -13,14 +13,18 @@
 // rounding errors grow. Measured in float32 against a float64 reference, as a fraction of the
 // output's RMS: largest error 2e-5 (16 channels) to 9e-5 (512 channels), RMS error 1e-6 to 4e-6;
 // the GEMM engine and torch's direct convolution reach ~3e-6 / 3e-7. float64 stays at ~1e-15.
-// tests/test_conv_algorithms.py holds the bound (1e-4 of the RMS).
+// tests/test_conv_algorithms.py holds the bound (1e-4 of the RMS). Larger kernels sum one 3x3
+// block per 3x3 of taps in the transformed domain: 5x5, four blocks, measured up to 1.1e-4 (RMS
+// error 6e-6) at 512 channels, held to 2e-4 (the bound times the square root of the blocks).
 #include <cstdint>
 
 #include "../common/conv_geometry.h"
 
 namespace convpool::cpu {
 
-// F(4x4, 3x3) computes this conv: a 3x3 kernel along (h, w) with stride 1, one group. A
+// F(4x4, 3x3) computes this conv: a 3x3 kernel along (h, w) with stride 1, one group. Larger
+// kernels (3x5, 5x5, up to 9x9) are summed from 3x3 blocks of taps, each one more GEMM per point
+// into the same accumulators: 5x5 in 4 x 36 multiplications per 4x4 outputs, against 25 x 16. A
 // dilation d splits the outputs into d x d phases, each an undilated conv of the input pixels of
 // its own residue mod d, tiled on its own (DeepLab's dilated ResNet stages). In 3-d the depth taps
 // may be anything (kernel, stride, dilation, padding): each output plane sums one 2-d conv per
@@ -28,9 +32,13 @@ namespace convpool::cpu {
 // outputs against 27 x 16.
 bool winograd_applies(const ConvGeometry& g);
 
-// Whether each output plane is the 2-d conv of its own input plane (2-d, and 1x3x3 in 3-d with no
-// depth padding or stride): the batched variant takes these only.
+// Whether each output plane is the 2-d conv of its own input plane with a 3x3 kernel (2-d, and
+// 1x3x3 in 3-d with no depth padding or stride): the batched variant takes these only.
 bool winograd_planewise(const ConvGeometry& g);
+
+// The chunks of output channels whose float32 transformed weights the fused blocks hold at once
+// (each chunk transforms the input tiles again).
+int64_t winograd_weight_chunks(const ConvGeometry& g, int64_t out_channels);
 
 // The tiles of 4x4 outputs of one image (over all depth planes and dilation phases).
 int64_t winograd_tiles_per_image(const ConvGeometry& g);

@@ -76,7 +76,7 @@ template <typename T, int B = 64>
 }
 
 // dW [C, taps, Kp] rows for channels [c_begin, c_end), output channels [k0, k0 + kc), from acc
-// [depth_taps, 36, Cp, kc].
+// [subkernels, 36, Cp, kc].
 template <typename T, int B = 64>
 [[gnu::always_inline]] inline void transform_taps(const T* acc, const Plan& p, int64_t k0,
                                                   int64_t kc, int64_t c_begin, int64_t c_end,
@@ -84,9 +84,10 @@ template <typename T, int B = 64>
   using V = Vec<T, B>;
   constexpr int64_t L = kLanes<T, B>;
   for (int64_t c = c_begin; c < c_end; ++c) {
-    for (int64_t kd = 0; kd < p.depth_taps; ++kd) {
-      const T* points = acc + kd * kPoints * p.Cp * kc;
-      T* row = taps + (c * p.taps + kd * 9) * p.Kp + k0;
+    for (int64_t s = 0; s < p.subkernels; ++s) {
+      const T* points = acc + s * kPoints * p.Cp * kc;
+      const SubKernel sk = sub_kernel(p, s);
+      T* row = taps + c * p.taps * p.Kp + k0;
       for (int64_t kv = 0; kv < kc; kv += L) {
         V m[kPoints];
         for (int xi = 0; xi < kPoints; ++xi) m[xi] = load<B>(points + (xi * p.Cp + c) * kc + kv);
@@ -94,7 +95,10 @@ template <typename T, int B = 64>
         for (int b = 0; b < kAlpha; ++b) tap_transform(m + b, kAlpha, cols + b, kAlpha);
         V g[9];  // G^T m G
         for (int r = 0; r < 3; ++r) tap_transform(cols + r * kAlpha, 1, g + r * 3, 1);
-        for (int i = 0; i < 9; ++i) store(row + i * p.Kp + kv, g[i]);
+        for (int i = 0; i < 9; ++i) {
+          const int64_t tap = tap_of(p, sk, i / 3, i % 3);
+          if (tap >= 0) store(row + tap * p.Kp + kv, g[i]);
+        }
       }
     }
   }

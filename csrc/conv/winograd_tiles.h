@@ -18,6 +18,8 @@ namespace convpool::cpu::winograd {
 constexpr int kTile = 4;     // outputs per tile side
 constexpr int kAlpha = 6;    // inputs per tile side: kTile + 3 - 1
 constexpr int kPoints = 36;  // kAlpha * kAlpha transformed positions, one GEMM each
+// Blocks of 3 taps that cover a kernel dim of k taps (larger kernels: see Plan::sub_h).
+constexpr int64_t kernel_blocks(int64_t k) { return (k + 2) / 3; }
 // The transformed weights of one chunk of output channels, read by every block.
 constexpr int64_t kWeightBytes = 4 * 1024 * 1024;
 constexpr int64_t kMinTiles = 16, kMaxTiles = 128;
@@ -82,7 +84,13 @@ struct Plan {
   // the transformed domain (one GEMM per tap into the same accumulators, one output transform).
   int64_t depth, out_depth, planes;
   int64_t depth_taps, depth_stride, depth_dilation, depth_pad;
-  int64_t taps;  // depth_taps * 9 weight taps per (input, output) channel pair
+  // Kernels larger than 3x3 in height or width: zero-padded to whole 3x3 blocks, sub_h x sub_w of
+  // them, block (a, b) a 3x3 conv of the input shifted by 3a rows and 3b columns of taps. Like a
+  // depth tap, each block is one more GEMM per point into the same accumulators (5x5: 4 x 36
+  // multiplications per 4x4 outputs, against 25 x 16).
+  int64_t kh, kw, sub_h, sub_w;
+  int64_t subkernels;  // depth_taps * sub_h * sub_w 3x3 blocks, each with its transformed weights
+  int64_t taps;        // depth_taps * kh * kw weight taps per (input, output) channel pair
   int64_t H, W, OH, OW, pad_h, pad_w;
   // Dilation along h and w. With dilation d a tile's outputs and its input window are d apart:
   // the outputs of one residue of oh (and of ow) mod d are a plain 3x3 conv of the input pixels
@@ -226,7 +234,7 @@ template <typename T, int NV, bool kAccumulate>
   }
 }
 
-// Tile t's 6x6 input window for depth tap kd: its input plane (batch * depth planes) and the
+// Tile t's 6x6 input window for sub-kernel s: its input plane (batch * depth planes) and the
 // offsets of its pixels inside that plane (-1: padding, every one where the tap's plane is).
 struct TileWindow {
   int64_t plane, oh0, ow0;
@@ -245,18 +253,37 @@ inline int64_t tile_start(int64_t u, int64_t tiles, int64_t d) {
   return u / per_phase + u % per_phase * kTile * d;
 }
 
-inline TileWindow tile_window(const Plan& p, int64_t t, int64_t kd) {
+// Sub-kernel s (of p.subkernels): its depth tap and the first kernel row and column of its block.
+struct SubKernel {
+  int64_t kd, row, col;
+};
+
+inline SubKernel sub_kernel(const Plan& p, int64_t s) {
+  const int64_t blocks = p.sub_h * p.sub_w;
+  return {s / blocks, s % blocks / p.sub_w * 3, s % p.sub_w * 3};
+}
+
+// Weight tap (r, q) of a sub-kernel's 3x3 block, of the [taps] of an (input, output) channel
+// pair; -1 where the block overhangs the kernel (a zero tap).
+inline int64_t tap_of(const Plan& p, const SubKernel& sk, int r, int q) {
+  const int64_t row = sk.row + r, col = sk.col + q;
+  return row < p.kh && col < p.kw ? (sk.kd * p.kh + row) * p.kw + col : -1;
+}
+
+inline TileWindow tile_window(const Plan& p, int64_t t, int64_t s) {
   TileWindow tw;
+  const SubKernel sk = sub_kernel(p, s);
   const int64_t out_plane = t / (p.TH * p.TW), n = out_plane / p.out_depth;
-  const int64_t z = out_plane % p.out_depth * p.depth_stride + kd * p.depth_dilation - p.depth_pad;
+  const int64_t z =
+      out_plane % p.out_depth * p.depth_stride + sk.kd * p.depth_dilation - p.depth_pad;
   const bool plane_inside = z >= 0 && z < p.depth;
   tw.plane = n * p.depth + z;
   tw.oh0 = tile_start(t / p.TW % p.TH, p.TH, p.dil_h);
   tw.ow0 = tile_start(t % p.TW, p.TW, p.dil_w);
   for (int i = 0; i < kAlpha; ++i) {
-    const int64_t ih = tw.oh0 - p.pad_h + i * p.dil_h;
+    const int64_t ih = tw.oh0 - p.pad_h + (sk.row + i) * p.dil_h;
     for (int j = 0; j < kAlpha; ++j) {
-      const int64_t iw = tw.ow0 - p.pad_w + j * p.dil_w;
+      const int64_t iw = tw.ow0 - p.pad_w + (sk.col + j) * p.dil_w;
       const bool inside = plane_inside && ih >= 0 && ih < p.H && iw >= 0 && iw < p.W;
       tw.offset[i * kAlpha + j] = inside ? ih * p.W + iw : -1;
     }
@@ -294,18 +321,18 @@ inline int64_t output_channel_stride(const Plan& p) {
   return p.channels_last ? 1 : p.out_depth * p.OH * p.OW;
 }
 
-// V[x, t - t0, :] for the tiles [t0, t1) and depth tap kd: the transformed input, vectorised over
+// V[x, t - t0, :] for the tiles [t0, t1) and sub-kernel s: the transformed input, vectorised over
 // channels. Each point's matrix has `ld` rows (ld >= t1 - t0: a thread may fill part of a larger
 // block).
 template <typename T, int B = 64>
 [[gnu::always_inline]] inline void transform_inputs(const T* x, const Plan& p, int64_t t0,
                                                     int64_t t1, T* V_, int64_t ld,
-                                                    FiniteCheck<T, B>& finite, int64_t kd = 0) {
+                                                    FiniteCheck<T, B>& finite, int64_t s = 0) {
   using V = Vec<T, B>;
   constexpr int64_t L = kLanes<T, B>;
   const int64_t plane_numel = p.H * p.W;
   for (int64_t t = t0; t < t1; ++t) {
-    const TileWindow tw = tile_window(p, t, kd);
+    const TileWindow tw = tile_window(p, t, s);
     for (int64_t c0 = 0; c0 < p.Cp; c0 += L) {
       const int64_t lanes = std::min(L, p.C - c0);
       V d[kPoints];
@@ -389,10 +416,10 @@ template <typename V>
   }
 }
 
-// U = G g G^T of every (c, k) pair with k in [k0, k0 + kc), as panels: for each depth tap and each
+// U = G g G^T of every (c, k) pair with k in [k0, k0 + kc), as panels: for each sub-kernel and each
 // of the 36 points, column block j (`panel` wide, a whole number of vectors; the last one maybe
 // narrower) is [Cp, width] row-major. With panel >= kc each point's U is one row-major [Cp, kc]
-// matrix. Depth tap kd's matrices start at U + kd * kPoints * Cp * kc.
+// matrix. Sub-kernel s's matrices start at U + s * kPoints * Cp * kc.
 template <typename T, int B = 64>
 [[gnu::always_inline]] inline void transform_weights(const T* wt, T* U, const Plan& p, int64_t k0,
                                                      int64_t kc, int64_t c_begin, int64_t c_end,
@@ -401,15 +428,18 @@ template <typename T, int B = 64>
   constexpr int64_t L = kLanes<T, B>;
   const int64_t NB = panel;
   for (int64_t c = c_begin; c < c_end; ++c) {
-    for (int64_t kd = 0; kd < p.depth_taps; ++kd) {
-      const T* taps = wt + (c * p.taps + kd * 9) * p.Kp + k0;
+    for (int64_t s = 0; s < p.subkernels; ++s) {
+      const SubKernel sk = sub_kernel(p, s);
+      int64_t tap[9];
+      for (int i = 0; i < 9; ++i) tap[i] = c < p.C ? tap_of(p, sk, i / 3, i % 3) : -1;
+      const T* taps = wt + c * p.taps * p.Kp + k0;
       for (int64_t kv = 0; kv < kc; kv += L) {
         V g[9];
-        for (int i = 0; i < 9; ++i) g[i] = c < p.C ? load<B>(taps + i * p.Kp + kv) : V{};
+        for (int i = 0; i < 9; ++i) g[i] = tap[i] >= 0 ? load<B>(taps + tap[i] * p.Kp + kv) : V{};
         V u[kPoints];
         kernel_tile_transform(g, u);
         const int64_t block = kv / NB, width = std::min(NB, kc - block * NB);
-        T* dst = U + kd * kPoints * p.Cp * kc + block * p.Cp * NB + c * width + kv % NB;
+        T* dst = U + s * kPoints * p.Cp * kc + block * p.Cp * NB + c * width + kv % NB;
         for (int xi = 0; xi < kPoints; ++xi) {
           store(dst + xi * p.Cp * kc, u[xi]);
           finite.add(u[xi]);
@@ -471,7 +501,12 @@ Plan make_plan(const ConvGeometry& g, int64_t batch, int64_t out_channels) {
   p.depth_stride = g.stride[0];
   p.depth_dilation = g.dilation[0];
   p.depth_pad = g.pad[0];
-  p.taps = p.depth_taps * 9;
+  p.kh = g.kernel[1];
+  p.kw = g.kernel[2];
+  p.sub_h = kernel_blocks(p.kh);
+  p.sub_w = kernel_blocks(p.kw);
+  p.subkernels = p.depth_taps * p.sub_h * p.sub_w;
+  p.taps = p.depth_taps * p.kh * p.kw;
   p.H = g.image[1];
   p.W = g.image[2];
   p.OH = g.grid[1];
@@ -488,7 +523,7 @@ Plan make_plan(const ConvGeometry& g, int64_t batch, int64_t out_channels) {
   p.weight_flipped_transpose = false;
   // The transformed weights of one output channel chunk stay within kWeightBytes; the blocks of
   // tiles then hold their transformed inputs and GEMM outputs within block_bytes().
-  const int64_t per_channel = p.depth_taps * kPoints * p.Cp * static_cast<int64_t>(sizeof(T));
+  const int64_t per_channel = p.subkernels * kPoints * p.Cp * static_cast<int64_t>(sizeof(T));
   p.k_chunk = std::clamp(kWeightBytes / per_channel / L * L, L, p.Kp);
   p.k_chunks = (p.Kp + p.k_chunk - 1) / p.k_chunk;
   const int64_t tile_bytes = kPoints * (p.Cp + p.k_chunk) * static_cast<int64_t>(sizeof(T));

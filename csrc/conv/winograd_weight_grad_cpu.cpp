@@ -33,8 +33,8 @@ struct GradPlan {
   int64_t runs;  // fixed runs of tiles per output channel chunk
 };
 
-// acc [depth_taps, 36, Cp, kc] = sum over tiles [t_begin, t_end) of V^T x Gy, point by point
-// (V: the input tiles of each depth tap). Stops at a block whose input or gradient is not
+// acc [subkernels, 36, Cp, kc] = sum over tiles [t_begin, t_end) of V^T x Gy, point by point
+// (V: the input tiles of each sub-kernel). Stops at a block whose input or gradient is not
 // finite, and says so.
 template <typename T, int B>
 [[gnu::always_inline]] inline bool accumulate_run(const T* gy, const T* x, const GradPlan& gp,
@@ -44,18 +44,18 @@ template <typename T, int B>
   const Plan& p = gp.tiles;
   const ThreadScratch<T> V_(0, kPoints * gp.block_tiles * p.Cp),
       G_(1, kPoints * gp.block_tiles * kc);
-  std::fill(acc, acc + p.depth_taps * kPoints * p.Cp * kc, T(0));
+  std::fill(acc, acc + p.subkernels * kPoints * p.Cp * kc, T(0));
   for (int64_t t0 = t_begin; t0 < t_end; t0 += gp.block_tiles) {
     const int64_t t1 = std::min(t_end, t0 + gp.block_tiles), rows = t1 - t0;
     FiniteCheck<T, B> finite;
     transform_grads(gy, p, t0, t1, k0, kc, G_.data(), rows, finite);
-    for (int64_t kd = 0; kd < p.depth_taps; ++kd) {
-      transform_inputs(x, p, t0, t1, V_.data(), rows, finite, kd);
+    for (int64_t s = 0; s < p.subkernels; ++s) {
+      transform_inputs(x, p, t0, t1, V_.data(), rows, finite, s);
       if (!finite.ok()) return false;
       for (int xi = 0; xi < kPoints; ++xi) {
         const Operand<T> lhs{V_.data() + xi * rows * p.Cp, 1, p.Cp};  // V^T: [Cp, tiles]
         const T* rhs = G_.data() + xi * rows * kc;
-        T* out = acc + (kd * kPoints + xi) * p.Cp * kc;
+        T* out = acc + (s * kPoints + xi) * p.Cp * kc;
         int64_t j = 0;
         for (; j + 2 * L <= kc; j += 2 * L) {
           gemm_rows<T, 2, true>(lhs, rhs + j, kc, out + j, kc, p.Cp, rows);
@@ -115,7 +115,7 @@ GradPlan make_grad_plan(const ConvGeometry& g, int64_t batch, int64_t out_channe
   const Plan& p = gp.tiles;
   const int64_t size = static_cast<int64_t>(sizeof(T));
   const int64_t vectors = p.Kp / L;
-  const int64_t acc_bytes = p.depth_taps * kPoints * p.Cp * p.Kp * size;
+  const int64_t acc_bytes = p.subkernels * kPoints * p.Cp * p.Kp * size;
   const int64_t chunks =
       std::clamp((acc_bytes + kAccumulatorBytes - 1) / kAccumulatorBytes, int64_t{1}, vectors);
   gp.k_chunk = (vectors + chunks - 1) / chunks * L;
@@ -135,7 +135,7 @@ bool winograd_weight_grad_impl(const T* gy, const T* x, T* gw, const ConvGeometr
   }
   const GradPlan gp = make_grad_plan<T>(g, batch, out_channels);
   const Plan& p = gp.tiles;
-  const int64_t acc_size = p.depth_taps * kPoints * p.Cp * gp.k_chunk;
+  const int64_t acc_size = p.subkernels * kPoints * p.Cp * gp.k_chunk;
   std::vector<T> acc(gp.k_chunks * gp.runs * acc_size);
   std::atomic<bool> finite{true};
   at::parallel_for(0, gp.k_chunks * gp.runs, 1, [&](int64_t begin, int64_t end) {
@@ -154,7 +154,7 @@ bool winograd_weight_grad_impl(const T* gy, const T* x, T* gw, const ConvGeometr
     T* sum = acc.data() + chunk * gp.runs * acc_size;
     for (int64_t run = 1; run < gp.runs; ++run) {
       const T* partial = sum + run * acc_size;
-      for (int64_t i = 0; i < p.depth_taps * kPoints * p.Cp * kc; ++i) sum[i] += partial[i];
+      for (int64_t i = 0; i < p.subkernels * kPoints * p.Cp * kc; ++i) sum[i] += partial[i];
     }
     at::parallel_for(0, p.C, 16, [&](int64_t b, int64_t e) {
       transform_taps_any(sum, p, k0, kc, b, e, taps.data());
