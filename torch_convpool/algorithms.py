@@ -2,7 +2,8 @@
 
 ``"auto"`` (the default) picks per shape: Winograd F(4x4, 3x3) for 3x3 stride-1 convolutions with
 enough channels and tiles, any dilation (in 3-d, any kernel along depth over 3x3 in height and
-width; larger kernels such as 5x5 as 3x3 blocks of taps), the blocked implicit-GEMM engine for everything else (both in the tensors' own memory format).
+width; larger kernels such as 5x5 as 3x3 blocks of taps), the blocked implicit-GEMM engine for
+everything else (both in the tensors' own memory format).
 ``"gemm"`` and ``"winograd"`` force one (``"winograd"`` where it applies, the GEMM engine
 elsewhere); ``"im2col"`` runs the whole-sample im2col -> GEMM -> col2im pipeline the CUDA kernels
 use, so CPU tests can check it. Depthwise convolutions always take their own direct kernels.
