@@ -32,4 +32,23 @@ inline void via_channels_last(std::initializer_list<at::Tensor> inputs, const at
   cpu::copy_layout(result, staged);
 }
 
+// Runs `compute(input, result, g)` for Winograd, which gathers whole vectors of channels: on the
+// tensors as they are where they are channels_last (or 1-d), else on a channels_last copy of the
+// input into a channels_last result copied back (C512 7x7: 18.0 ms native NCHW against 14.4
+// through the copies, one thread). `compute` may decline (a value not finite): false, result
+// untouched.
+template <typename Compute>
+inline bool winograd_in_layout(const at::Tensor& input, const at::Tensor& result,
+                               const ConvGeometry& g, Compute&& compute) {
+  if (g.channels_last || input.dim() < 4) return compute(input, result, g);
+  const auto format = channels_last_format(input);
+  const auto staged =
+      prefer_huge_pages(at::empty(result.sizes(), result.options().memory_format(format)));
+  ConvGeometry cl = g;
+  cl.channels_last = true;
+  if (!compute(cpu::contiguous_as(input, format), staged, cl)) return false;
+  cpu::copy_layout(result, staged);
+  return true;
+}
+
 }  // namespace convpool

@@ -22,6 +22,7 @@
 #include "conv_lines.h"
 #include "layout_copy.h"
 #include "winograd_cpu.h"
+#include "winograd_phases_cpu.h"
 
 namespace convpool::cpu {
 namespace {
@@ -886,26 +887,15 @@ bool run_winograd(const at::Tensor& x, const at::Tensor& weight, const at::Tenso
   const bool w_cl = weight.dim() >= 4 && !weight.is_contiguous() &&
                     weight.is_contiguous(channels_last_format(weight));
   const auto w = w_cl ? weight : weight.contiguous();
-  bool ran = false;
-  const auto compute = [&](const at::Tensor& in, const at::Tensor& out, const ConvGeometry& c) {
-    AT_DISPATCH_FLOATING_TYPES(type, "winograd_conv", [&] {
-      ran = winograd_conv(in.const_data_ptr<scalar_t>(), w.const_data_ptr<scalar_t>(),
-                          out.data_ptr<scalar_t>(), c, batch, out_channels, {w_cl, transposed});
-    });
-  };
-  if (!conv.channels_last && x.dim() >= 4) {
-    // The input transform gathers whole vectors of channels: in NCHW each lane is a separate
-    // load (C512 7x7: 18.0 ms native against 14.4 through channels_last copies, one thread).
-    const auto format = channels_last_format(x);
-    const auto staged = prefer_huge_pages(at::empty(y.sizes(), y.options().memory_format(format)));
-    ConvGeometry cl = conv;
-    cl.channels_last = true;
-    compute(contiguous_as(x, format), staged, cl);
-    if (ran) copy_layout(y, staged);
-  } else {
-    compute(x, y, conv);
-  }
-  return ran;
+  return winograd_in_layout(
+      x, y, conv, [&](const at::Tensor& in, const at::Tensor& out, const ConvGeometry& c) {
+        bool ran = false;
+        AT_DISPATCH_FLOATING_TYPES(type, "winograd_conv", [&] {
+          ran = winograd_conv(in.const_data_ptr<scalar_t>(), w.const_data_ptr<scalar_t>(),
+                              out.data_ptr<scalar_t>(), c, batch, out_channels, {w_cl, transposed});
+        });
+        return ran;
+      });
 }
 
 // grad_weight by Winograd where the rule picks it (as run_winograd), in g's layout.
@@ -996,7 +986,10 @@ void gemm_conv(const at::Tensor& input, const at::Tensor& weight, const at::Tens
 void gemm_conv_transpose(const at::Tensor& input, const at::Tensor& weight,
                          const at::Tensor& output, const ConvGeometry& g) {
   check_dtype(input, "gemm_conv_transpose");
-  if (run_winograd(input, weight, output, g, /*transposed=*/true)) return;
+  if (run_winograd(input, weight, output, g, /*transposed=*/true) ||
+      winograd_conv_transpose_phases(input, weight, output, g)) {
+    return;
+  }
   if (brgemm_conv_transpose(input, weight, output, g)) return;
   if (small_nchw_image(input, g, g.image_numel()) ||
       many_taps_nchw(input, g, input.size(1), kMinStagedTapsGradients)) {

@@ -170,10 +170,11 @@ void per_point_gemms(A&& a, B&& b, T* c, int64_t c_point, int64_t ldc, bool accu
 
 template <typename T>
 bool conv_batched(const T* x, const T* w, T* y, const ConvGeometry& g, int64_t batch,
-                  int64_t out_channels, WinogradWeight weight) {
+                  int64_t out_channels, WinogradWeight weight, WinogradOutput output) {
   BatchedPlan bp = make_batched_plan<T>(g, batch, out_channels);
   bp.p.weight_channels_last = weight.channels_last;
   bp.p.weight_flipped_transpose = weight.flipped_transpose;
+  bp.p.interleave = output.interleave;
   const Plan& p = bp.p;
   const ThreadScratch<T> V_scratch(0, kPoints * bp.tile_chunk * p.Cp);
   T* V = V_scratch.data();
@@ -261,12 +262,14 @@ bool winograd_batched_pays(const ConvGeometry& g, int64_t batch, int64_t out_cha
 }
 
 bool winograd_conv_batched(const float* x, const float* w, float* y, const ConvGeometry& g,
-                           int64_t batch, int64_t out_channels, WinogradWeight weight) {
-  return conv_batched(x, w, y, g, batch, out_channels, weight);
+                           int64_t batch, int64_t out_channels, WinogradWeight weight,
+                           WinogradOutput output) {
+  return conv_batched(x, w, y, g, batch, out_channels, weight, output);
 }
 bool winograd_conv_batched(const double* x, const double* w, double* y, const ConvGeometry& g,
-                           int64_t batch, int64_t out_channels, WinogradWeight weight) {
-  return conv_batched(x, w, y, g, batch, out_channels, weight);
+                           int64_t batch, int64_t out_channels, WinogradWeight weight,
+                           WinogradOutput output) {
+  return conv_batched(x, w, y, g, batch, out_channels, weight, output);
 }
 bool winograd_weight_grad_batched(const float* gy, const float* x, float* gw, const ConvGeometry& g,
                                   int64_t batch, int64_t out_channels) {

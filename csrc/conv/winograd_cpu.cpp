@@ -117,13 +117,14 @@ bool run_blocks_any(const double* x, const double* U, double* y, const Plan& p, 
 
 template <typename T>
 bool winograd_conv_impl(const T* x, const T* w, T* y, const ConvGeometry& g, int64_t batch,
-                        int64_t out_channels, WinogradWeight weight) {
+                        int64_t out_channels, WinogradWeight weight, WinogradOutput output) {
   if (winograd_batched_pays(g, batch, out_channels)) {
-    return winograd_conv_batched(x, w, y, g, batch, out_channels, weight);
+    return winograd_conv_batched(x, w, y, g, batch, out_channels, weight, output);
   }
   Plan p = make_plan<T>(g, batch, out_channels);
   p.weight_channels_last = weight.channels_last;
   p.weight_flipped_transpose = weight.flipped_transpose;
+  p.interleave = output.interleave;
   std::vector<T> wt(p.C * p.taps * p.Kp), U(p.subkernels * kPoints * p.Cp * p.k_chunk);
   at::parallel_for(0, p.C, 16,
                    [&](int64_t b, int64_t e) { transpose_weights(w, wt.data(), p, b, e); });
@@ -178,13 +179,14 @@ bool winograd_planewise(const ConvGeometry& g) {
 }
 
 bool winograd_conv(const float* x, const float* w, float* y, const ConvGeometry& g, int64_t batch,
-                   int64_t out_channels, WinogradWeight weight) {
-  return winograd_conv_impl(x, w, y, g, batch, out_channels, weight);
+                   int64_t out_channels, WinogradWeight weight, WinogradOutput output) {
+  return winograd_conv_impl(x, w, y, g, batch, out_channels, weight, output);
 }
 
 bool winograd_conv(const double* x, const double* w, double* y, const ConvGeometry& g,
-                   int64_t batch, int64_t out_channels, WinogradWeight weight) {
-  return winograd_conv_impl(x, w, y, g, batch, out_channels, weight);
+                   int64_t batch, int64_t out_channels, WinogradWeight weight,
+                   WinogradOutput output) {
+  return winograd_conv_impl(x, w, y, g, batch, out_channels, weight, output);
 }
 
 }  // namespace convpool::cpu

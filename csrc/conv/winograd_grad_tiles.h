@@ -49,13 +49,14 @@ template <typename T, int B = 64>
     const OutputTile tile = output_tile(p, t);
     for (int64_t kv = 0; kv < kc; kv += L) {
       const int64_t k = k0 + kv, lanes = std::min(L, p.K - k);
+      const OutputChannel channel = output_channel(p, k);
       V y[kTile * kTile];
       for (int i = 0; i < kTile; ++i) {
         for (int j = 0; j < kTile; ++j) {
           V& v = y[i * kTile + j];
           v = V{};
           if (i >= tile.rows || j >= tile.cols || lanes <= 0) continue;
-          const T* src = gy + output_offset(p, tile, i, j, k);
+          const T* src = gy + output_offset(p, tile, i, j, channel);
           if (p.channels_last && lanes == L) {
             v = load<B>(src);
           } else {

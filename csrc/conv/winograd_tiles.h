@@ -101,6 +101,10 @@ struct Plan {
   // The weight handed in: its layout, and whether it is the forward weight [K, C, 3, 3] of the
   // conv_transpose this conv computes (its flipped transpose [C, K, 3, 3] is this conv's weight).
   bool weight_channels_last, weight_flipped_transpose;
+  // 1, or s: the outputs are written interleaved s x s (WinogradOutput in winograd_cpu.h); then
+  // K / (s * s), the output's channels, is a whole number of 64-byte vectors, so a vector of
+  // channels stays in one phase.
+  int64_t interleave;
   int64_t k_chunk, k_chunks;  // output channels per chunk (whole vectors), chunks
   int64_t block_tiles, blocks;
 };
@@ -307,18 +311,35 @@ inline OutputTile output_tile(const Plan& p, int64_t t) {
   return o;
 }
 
-// Where output (or output-gradient) channel k of output (i, j) of a tile lies, and the distance
+// Output channel k of the plan as the output tensor sees it: its channel among `channels`, and
+// (interleaved outputs) its phase along h and w. Computed once per vector of channels: the
+// divisions cost more than a tile's output transform.
+struct OutputChannel {
+  int64_t k, channels, phase_h, phase_w;
+};
+
+inline OutputChannel output_channel(const Plan& p, int64_t k) {
+  const int64_t s = p.interleave;
+  if (s == 1) return {k, p.K, 0, 0};
+  const int64_t channels = p.K / (s * s), phase = k / channels;
+  return {k % channels, channels, phase / s, phase % s};
+}
+
+// Where output (or output-gradient) channel c of output (i, j) of a tile lies, and the distance
 // between neighbouring channels, in the plan's layout.
-inline int64_t output_offset(const Plan& p, const OutputTile& o, int i, int j, int64_t k) {
-  const int64_t pixel = (o.oh0 + i * p.dil_h) * p.OW + o.ow0 + j * p.dil_w;
-  const int64_t plane_numel = p.OH * p.OW;
-  if (p.channels_last) return (o.plane * plane_numel + pixel) * p.K + k;
+inline int64_t output_offset(const Plan& p, const OutputTile& o, int i, int j,
+                             const OutputChannel& c) {
+  const int64_t s = p.interleave, OW = p.OW * s, plane_numel = p.OH * s * OW;
+  const int64_t oh = (o.oh0 + i * p.dil_h) * s + c.phase_h;
+  const int64_t ow = (o.ow0 + j * p.dil_w) * s + c.phase_w;
+  const int64_t pixel = oh * OW + ow;
+  if (p.channels_last) return (o.plane * plane_numel + pixel) * c.channels + c.k;
   const int64_t n = o.plane / p.out_depth, z = o.plane % p.out_depth;
-  return ((n * p.K + k) * p.out_depth + z) * plane_numel + pixel;
+  return ((n * c.channels + c.k) * p.out_depth + z) * plane_numel + pixel;
 }
 
 inline int64_t output_channel_stride(const Plan& p) {
-  return p.channels_last ? 1 : p.out_depth * p.OH * p.OW;
+  return p.channels_last ? 1 : p.out_depth * p.OH * p.OW * p.interleave * p.interleave;
 }
 
 // V[x, t - t0, :] for the tiles [t0, t1) and sub-kernel s: the transformed input, vectorised over
@@ -469,10 +490,11 @@ template <typename T, int B = 64>
       for (int j = 0; j < kAlpha; ++j) output_transform(m + j, kAlpha, cols + j, kAlpha);
       V out[kTile * kTile];  // A^T m A
       for (int i = 0; i < kTile; ++i) output_transform(cols + i * kAlpha, 1, out + i * kTile, 1);
+      const OutputChannel channel = output_channel(p, k);
       for (int i = 0; i < tile.rows; ++i) {
         for (int j = 0; j < tile.cols; ++j) {
           const V& o = out[i * kTile + j];
-          T* dst = y + output_offset(p, tile, i, j, k);
+          T* dst = y + output_offset(p, tile, i, j, channel);
           if (p.channels_last && lanes == L) {
             store(dst, o);
           } else {
@@ -521,6 +543,7 @@ Plan make_plan(const ConvGeometry& g, int64_t batch, int64_t out_channels) {
   p.channels_last = g.channels_last;
   p.weight_channels_last = g.channels_last;
   p.weight_flipped_transpose = false;
+  p.interleave = 1;
   // The transformed weights of one output channel chunk stay within kWeightBytes; the blocks of
   // tiles then hold their transformed inputs and GEMM outputs within block_bytes().
   const int64_t per_channel = p.subkernels * kPoints * p.Cp * static_cast<int64_t>(sizeof(T));
