@@ -86,14 +86,18 @@ def test_conv_transpose_matches_torch(case):
 def test_winograd_shapes_match_torch(data):
     """3x3 (or 1x3x3) stride-1 convs and their transposes, where F(4x4, 3x3) computes the forward
     and both gradients: outputs that are not a multiple of the 4x4 tile, channel counts across the
-    vector width, padding wider than a tile's overlap, both layouts, batch 1 and unbatched."""
+    vector width, padding wider than a tile's overlap, both layouts, batch 1 and unbatched; larger
+    kernels (3x3 blocks of taps) and dilations (phases tiled on their own)."""
     dims = data.draw(st.sampled_from([2, 2, 3]))
     cin, cout = data.draw(st.integers(1, 20)), data.draw(st.integers(1, 20))
     batch = data.draw(st.sampled_from([None, 1, 2]))
     spatial = ([data.draw(st.integers(1, 3))] if dims == 3 else []) + [
         data.draw(st.integers(1, 13)) for _ in range(2)]
-    kernel = ([1] if dims == 3 else []) + [3, 3]
+    kernel = ([1] if dims == 3 else []) + list(data.draw(st.sampled_from([(3, 3), (3, 3), (5, 5),
+                                                                         (3, 5)])))
     padding = tuple(([0] if dims == 3 else []) + [data.draw(st.integers(0, 4)) for _ in range(2)])
+    dilation = tuple(([1] if dims == 3 else []) + [data.draw(st.sampled_from([1, 1, 2, 3]))
+                                                   for _ in range(2)])
     transpose = data.draw(st.booleans())
     x = data.draw(tensors(((batch,) if batch else ()) + (cin, *spatial)))
     w = data.draw(tensors((cin, cout, *kernel) if transpose else (cout, cin, *kernel)))
@@ -101,8 +105,31 @@ def test_winograd_shapes_match_torch(data):
     leaves((x, w, b))
     name = f"conv_transpose{dims}d" if transpose else f"conv{dims}d"
     with tc.set_conv_algorithm("winograd"):
-        compare(lambda x, w, b: CF.__dict__[name](x, w, b, 1, padding),
-                lambda x, w, b: F.__dict__[name](x, w, b, 1, padding), (x, w, b), **TOL)
+        compare(lambda x, w, b: CF.__dict__[name](x, w, b, 1, padding, dilation=dilation),
+                lambda x, w, b: F.__dict__[name](x, w, b, 1, padding, dilation=dilation), (x, w, b),
+                **TOL)
+
+
+@given(data=st.data())
+def test_winograd_strided_transpose_phases(data):
+    """Strided conv_transposes whose phases read input offsets -1..1 (4x4 stride 2 padding 1, 8x8
+    stride 4 padding 2): one 3x3 Winograd conv with interleaved outputs where the output channels
+    fill whole vectors and the phases tile the output; the neighbours (output_padding, other
+    padding, 3x3 stride 2, other channel counts) by the GEMM engine."""
+    kernel, stride, padding = data.draw(st.sampled_from([(4, 2, 1), (4, 2, 1), (8, 4, 2), (4, 2, 0),
+                                                         (3, 2, 1)]))
+    cin, cout = data.draw(st.integers(1, 20)), data.draw(st.sampled_from([8, 16, 5]))
+    batch = data.draw(st.sampled_from([None, 1, 2]))
+    spatial = [data.draw(st.integers(1, 9)) for _ in range(2)]
+    output_padding = data.draw(st.sampled_from([0, 0, stride - 1]))
+    x = data.draw(tensors(((batch,) if batch else ()) + (cin, *spatial)))
+    w = data.draw(tensors((cin, cout, kernel, kernel)))
+    b = data.draw(tensors((cout,)))
+    leaves((x, w, b))
+    args = (stride, padding, output_padding)
+    with tc.set_conv_algorithm(data.draw(st.sampled_from(["winograd", "auto"]))):
+        compare(lambda x, w, b: CF.conv_transpose2d(x, w, b, *args),
+                lambda x, w, b: F.conv_transpose2d(x, w, b, *args), (x, w, b), **TOL)
 
 
 @pytest.mark.parametrize("dims", [1, 2, 3])
