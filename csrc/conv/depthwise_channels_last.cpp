@@ -67,7 +67,8 @@ void forward_line(const ConvGeometry& g, const T* sample, int64_t C, int64_t wid
   grid_line_taps<T>(g, sample, C, line / g.grid[1], line % g.grid[1], w, w_stride, nullptr, 0,
                     list);
   depthwise_tap_line(out + line * g.grid[2] * C, C, g.grid[2], list.data(),
-                     static_cast<int64_t>(list.size()), g.stride[2] * C, width);
+                     static_cast<int64_t>(list.size()), g.stride[2] * C, width,
+                     {g.kernel[2], g.dilation[2] * C, w_stride});
 }
 
 // Image line `line` (= id * H + ih) of one sample's input gradient, from its grid `grid`.
@@ -105,8 +106,10 @@ void transpose_line(const ConvGeometry& g, const T* grid, int64_t C, int64_t wid
         list.push_back({row + first * C, nullptr, w + (k0 + kw) * w_stride, lo, hi});
       }
     }
+    // Stride 1: every kw of a row lands on the phase, one pixel back per kw.
     depthwise_tap_line(image_row + phase * C, s * C, count, list.data(),
-                       static_cast<int64_t>(list.size()), C, width);
+                       static_cast<int64_t>(list.size()), C, width,
+                       {s == 1 ? KW : 0, -dil * C, w_stride});
   }
 }
 

@@ -101,12 +101,12 @@ CONVPOOL_INLINE void inner_vectors(T* out, int64_t out_step, int64_t j, const Li
   }
 }
 
-// kPixels pixels from j on, every tap in range.
+// kPixels pixels from j on, every tap in range, channels c0 and up.
 template <typename T, int B>
 CONVPOOL_INLINE void inner_block(T* out, int64_t out_step, int64_t j, const LineTap<T>* taps,
-                                 int64_t ntaps, int64_t step, int64_t channels) {
+                                 int64_t ntaps, int64_t step, int64_t channels, int64_t c0 = 0) {
   constexpr int64_t L = Vec<T, B>::kLanes, W = 64 / B;
-  int64_t c = 0;
+  int64_t c = c0;
   for (; c + W * L <= channels; c += W * L) {
     inner_vectors<T, B, W>(out, out_step, j, taps, ntaps, step, c);
   }
@@ -124,9 +124,87 @@ CONVPOOL_INLINE void inner_block(T* out, int64_t out_step, int64_t j, const Line
   }
 }
 
+// ---- Kernel rows ----------------------------------------------------------------------------
+// With the taps grouped by kernel row (TapRows), a block of kRowPixels output pixels reads its
+// row's (kRowPixels - 1) * S + KW input columns once each and adds each into the accumulators of
+// every tap that reads it: 1 load per KW / S multiply-adds instead of 1 per one. kRowPixels
+// accumulators + KW weights + 1 input: 14 registers at most (KW = 5), inside AVX2's 16.
+// Forward lines, 1 thread, AMD EPYC (AVX2), N8 28x28 channels_last, taps one by one -> rows:
+// 3x3 C64 0.25 -> 0.19 ms, C256 1.27 -> 1.03; 5x5 C64 0.61 -> 0.37, C384 4.8 -> 3.1.
+constexpr int64_t kRowPixels = 8;
+
+// Channels c .. c + L of kRowPixels pixels from j on, every tap in range. Rows with a negative
+// src_step are read from their last tap (the lowest address) on, so column i of tap kk is
+// always i = p * S + kk.
+template <typename T, int B, int S, int KW>
+CONVPOOL_INLINE void row_vectors(T* out, int64_t out_step, int64_t j, const LineTap<T>* taps,
+                                 int64_t nrows, bool backwards, int64_t step, int64_t pixel,
+                                 int64_t c) {
+  using V = typename Vec<T, B>::type;
+  V acc[kRowPixels] = {};
+  for (int64_t r = 0; r < nrows; ++r) {
+    const LineTap<T>* row = taps + r * KW;
+    V wv[KW];
+#pragma GCC unroll 8
+    for (int kk = 0; kk < KW; ++kk) wv[kk] = load<B>(row[backwards ? KW - 1 - kk : kk].w + c);
+    const T* src = row[backwards ? KW - 1 : 0].src + j * step + c;
+#pragma GCC unroll 32
+    for (int i = 0; i < (kRowPixels - 1) * S + KW; ++i) {
+      const V x = load<B>(src + i * pixel);
+#pragma GCC unroll 8
+      for (int kk = 0; kk < KW; ++kk) {
+        const int o = i - kk;
+        if (o >= 0 && o % S == 0 && o / S < kRowPixels) acc[o / S] += wv[kk] * x;
+      }
+    }
+  }
+  for (int64_t p = 0; p < kRowPixels; ++p) store(out + p * out_step + c, acc[p]);
+}
+
+// Blocks of kRowPixels pixels from j on while they end by hi: whole vectors by rows, the channel
+// tail by the per-tap blocks. Returns the first pixel not computed.
+template <typename T, int B, int S, int KW>
+CONVPOOL_INLINE int64_t row_blocks(T* out, int64_t out_step, int64_t j, int64_t hi,
+                                   const LineTap<T>* taps, int64_t ntaps, int64_t step,
+                                   int64_t channels, TapRows rows) {
+  constexpr int64_t L = Vec<T, B>::kLanes;
+  const bool backwards = rows.src_step < 0;
+  const int64_t pixel = backwards ? -rows.src_step : rows.src_step;
+  for (; j + kRowPixels <= hi; j += kRowPixels) {
+    T* o = out + j * out_step;
+    int64_t c = 0;
+    for (; c + L <= channels; c += L) {
+      row_vectors<T, B, S, KW>(o, out_step, j, taps, ntaps / KW, backwards, step, pixel, c);
+    }
+    if (c == channels) continue;
+    for (int64_t p = 0; p < kRowPixels; p += kPixels) {
+      inner_block<T, B>(o + p * out_step, out_step, j + p, taps, ntaps, step, channels, c);
+    }
+  }
+  return j;
+}
+
+// Whether the taps are grouped by kernel rows as `rows` says: then kind(S, KW) of their stride
+// in pixels and their row width, else 0.
+constexpr int64_t kind(int64_t S, int64_t KW) { return S * 64 + KW; }
+
+template <typename T>
+int64_t row_kernel(const LineTap<T>* taps, int64_t ntaps, int64_t step, TapRows rows) {
+  const int64_t KW = rows.per_row, pixel = rows.src_step < 0 ? -rows.src_step : rows.src_step;
+  if (KW == 0 || pixel == 0 || ntaps % KW != 0 || step % pixel != 0) return 0;
+  for (int64_t t = 0; t < ntaps; ++t) {
+    const LineTap<T>& first = taps[t - t % KW];
+    if (taps[t].src != first.src + (t % KW) * rows.src_step ||
+        taps[t].w != first.w + (t % KW) * rows.w_step) {
+      return 0;
+    }
+  }
+  return kind(step / pixel, KW);
+}
+
 template <typename T, int B>
 CONVPOOL_INLINE void tap_line(T* out, int64_t out_step, int64_t count, const LineTap<T>* taps,
-                              int64_t ntaps, int64_t step, int64_t channels) {
+                              int64_t ntaps, int64_t step, int64_t channels, TapRows rows) {
   int64_t lo = 0, hi = count;
   for (int64_t t = 0; t < ntaps; ++t) {
     lo = std::max(lo, taps[t].lo);
@@ -136,6 +214,19 @@ CONVPOOL_INLINE void tap_line(T* out, int64_t out_step, int64_t count, const Lin
   hi = std::max(hi, lo);
   int64_t j = 0;
   for (; j < lo; ++j) edge_pixel<T, B>(out + j * out_step, j, taps, ntaps, step, channels);
+  if (hi - j >= kRowPixels) {
+    // Row kernels for 3 taps at stride 1 and 5 at strides 1 and 2 (3 at stride 2 reads each
+    // column for 1.5 taps and measured no faster than the taps one by one), chosen by cases: a
+    // callee reached through a function pointer would be compiled for the baseline ISA, not for
+    // the clone calling it.
+    const int64_t k = row_kernel(taps, ntaps, step, rows);
+    if (k == kind(1, 3))
+      j = row_blocks<T, B, 1, 3>(out, out_step, j, hi, taps, ntaps, step, channels, rows);
+    if (k == kind(1, 5))
+      j = row_blocks<T, B, 1, 5>(out, out_step, j, hi, taps, ntaps, step, channels, rows);
+    if (k == kind(2, 5))
+      j = row_blocks<T, B, 2, 5>(out, out_step, j, hi, taps, ntaps, step, channels, rows);
+  }
   for (; j + kPixels <= hi; j += kPixels) {
     inner_block<T, B>(out + j * out_step, out_step, j, taps, ntaps, step, channels);
   }
@@ -206,10 +297,10 @@ CONVPOOL_INLINE void tap_sums(const T* grad, int64_t grad_step, const LineTap<T>
 
 template <typename T>
 CONVPOOL_INLINE void tap_line_any(T* out, int64_t out_step, int64_t count, const LineTap<T>* taps,
-                                  int64_t ntaps, int64_t step, int64_t channels) {
+                                  int64_t ntaps, int64_t step, int64_t channels, TapRows rows) {
   if (wide_vector_registers())
-    return tap_line<T, 64>(out, out_step, count, taps, ntaps, step, channels);
-  tap_line<T, 32>(out, out_step, count, taps, ntaps, step, channels);
+    return tap_line<T, 64>(out, out_step, count, taps, ntaps, step, channels, rows);
+  tap_line<T, 32>(out, out_step, count, taps, ntaps, step, channels, rows);
 }
 
 template <typename T>
@@ -223,13 +314,13 @@ CONVPOOL_INLINE void tap_sums_any(const T* grad, int64_t grad_step, const LineTa
 
 CONVPOOL_CLONES void depthwise_tap_line(float* out, int64_t out_step, int64_t count,
                                         const LineTap<float>* taps, int64_t ntaps, int64_t step,
-                                        int64_t channels) {
-  tap_line_any(out, out_step, count, taps, ntaps, step, channels);
+                                        int64_t channels, TapRows rows) {
+  tap_line_any(out, out_step, count, taps, ntaps, step, channels, rows);
 }
 CONVPOOL_CLONES void depthwise_tap_line(double* out, int64_t out_step, int64_t count,
                                         const LineTap<double>* taps, int64_t ntaps, int64_t step,
-                                        int64_t channels) {
-  tap_line_any(out, out_step, count, taps, ntaps, step, channels);
+                                        int64_t channels, TapRows rows) {
+  tap_line_any(out, out_step, count, taps, ntaps, step, channels, rows);
 }
 CONVPOOL_CLONES void depthwise_tap_sums(const float* grad, int64_t grad_step,
                                         const LineTap<float>* taps, int64_t ntaps, int64_t step,

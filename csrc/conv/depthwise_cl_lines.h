@@ -17,12 +17,23 @@ struct LineTap {
   int64_t lo, hi;
 };
 
+// How a line's taps group into kernel rows, where they do: each run of `per_row` consecutive
+// taps has sources `src_step` elements apart (one pixel, so dilation 1; negative where the taps
+// walk the row backwards, as conv_transpose's do) and weights `w_step` apart. The interior then
+// loads each input vector once for all the taps of its row that read it, instead of once per
+// tap. per_row = 0, or taps that turn out not to be so grouped: every tap on its own.
+struct TapRows {
+  int64_t per_row = 0;
+  int64_t src_step = 0;
+  int64_t w_step = 0;
+};
+
 // out[j * out_step + c] = sum over the taps valid at j of w[c] * src[j * step + c], for
 // j < count and c < channels (a pixel no tap reaches gets zero).
 void depthwise_tap_line(float* out, int64_t out_step, int64_t count, const LineTap<float>* taps,
-                        int64_t ntaps, int64_t step, int64_t channels);
+                        int64_t ntaps, int64_t step, int64_t channels, TapRows rows);
 void depthwise_tap_line(double* out, int64_t out_step, int64_t count, const LineTap<double>* taps,
-                        int64_t ntaps, int64_t step, int64_t channels);
+                        int64_t ntaps, int64_t step, int64_t channels, TapRows rows);
 
 // sums[c] += sum over lo <= j < hi of grad[j * grad_step + c] * src[j * step + c], per tap, in
 // order of j (deterministic).
