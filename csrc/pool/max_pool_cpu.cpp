@@ -207,23 +207,16 @@ CONVPOOL_ALWAYS_INLINE void max_lines_nchw(const MaxArgs<scalar_t>& a, int64_t b
           for (int64_t kw = 0; kw < taps_w; ++kw) {
             const TapRun run = a.runs[kw];
             const scalar_t* __restrict__ tap = r + run.offset;
-            if constexpr (R == Record::kNothing) {
-              for (int64_t ow = run.lo; ow < run.hi; ++ow) {
-                const acc_t v = static_cast<acc_t>(tap[ow * s]);
-                b[ow] = beats(v, b[ow]) ? v : b[ow];
-              }
-            } else {
-              // What is recorded is linear in ow: the plane index row + offset + ow * s, or the
-              // tap's position, the same for the whole pass.
-              const code_t base =
-                  static_cast<code_t>(R == Record::kIndex ? row + run.offset : row_position + kw);
-              const code_t step = static_cast<code_t>(R == Record::kIndex ? s : 0);
-              for (int64_t ow = run.lo; ow < run.hi; ++ow) {
-                const acc_t v = static_cast<acc_t>(tap[ow * s]);
-                const bool take = beats(v, b[ow]);
-                b[ow] = take ? v : b[ow];
-                c[ow] = take ? static_cast<code_t>(base + step * static_cast<code_t>(ow)) : c[ow];
-              }
+            // What is recorded is linear in ow: the plane index row + offset + ow * s, or the
+            // tap's position, the same for the whole pass.
+            const code_t base =
+                static_cast<code_t>(R == Record::kIndex ? row + run.offset : row_position + kw);
+            const code_t step = static_cast<code_t>(R == Record::kIndex ? s : 0);
+            for (int64_t ow = run.lo; ow < run.hi; ++ow) {
+              const acc_t v = static_cast<acc_t>(tap[ow * s]);
+              const bool take = beats(v, b[ow]);
+              b[ow] = take ? v : b[ow];
+              c[ow] = take ? static_cast<code_t>(base + step * static_cast<code_t>(ow)) : c[ow];
             }
           }
         }
