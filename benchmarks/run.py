@@ -123,6 +123,9 @@ CASES = [
     *_both_layouts("conv 3x3 stride 2, N8 C64 56x56 -> 128", 8, 64, 56, 128, 3, stride=2, padding=1),
     *_both_layouts("conv 1x1, N8 C256 14x14 -> 1024", 8, 256, 14, 1024, 1),
     *_both_layouts("conv 3x3 dilation 2, N8 C64 56x56", 8, 64, 56, 64, 3, padding=2, dilation=2),
+    # DeepLabV3's ASPP: windows far into the padding (GFLOP/s count every tap, live or not)
+    *_both_layouts("conv 3x3 dilation 12 (ASPP), N8 C256 28x28 -> 256", 8, 256, 28, 256, 3,
+                   padding=12, dilation=12),
     *_both_layouts("conv 5x5, N8 C64 28x28 -> 64", 8, 64, 28, 64, 5, padding=2),
     *_both_layouts("conv 7x7 stride 2 (stem), N8 C3 224x224 -> 64", 8, 3, 224, 64, 7, stride=2,
                    padding=3),

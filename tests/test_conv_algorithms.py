@@ -95,6 +95,18 @@ CONV_CASES = [
     # 4x4 stride 2 padding 1 (a DCGAN discriminator): its input gradient is the conv_transpose
     # Winograd computes as one 3x3 conv with interleaved outputs.
     ((2, 32, 16, 14), 16, (4, 4), 2, 1, 1, 1),
+    # Windows far into the padding: the GEMM engine computes region by region with the live taps
+    # only (live_taps.h; forced "gemm" takes it at these sizes): ASPP-like dilations, spans of
+    # unequal length, regions whose windows read no pixel (zero + bias), a single region with a
+    # smaller kernel, stride, groups, 1-d and 3-d, channels_last copies of NCHW (9 taps, 16+).
+    ((2, 16, 9, 10), 8, (3, 3), 1, 6, 6, 1),
+    ((1, 8, 11, 7), 6, (3, 3), 1, (5, 4), (5, 4), 1),
+    ((2, 6, 5, 6), 4, (3, 3), 1, 12, 10, 1),
+    ((2, 6, 7, 7), 5, (3, 3), 1, 9, 9, 1),
+    ((2, 6, 13, 12), 6, (5, 3), 2, (6, 2), (3, 2), 2),
+    ((3, 4, 40), 5, (3,), 1, 24, 24, 1),
+    ((1, 4, 5, 6, 7), 4, (3, 3, 3), 1, 4, 4, 1),
+    ((2, 16, 5, 6), 16, (3, 3), 1, 3, 3, 1),
 ]
 
 
@@ -133,6 +145,8 @@ TRANSPOSE_CASES = [
     ((1, 8, 3, 5, 5), 8, (2, 3, 3), 1, (1, 1, 1), 0, (2, 1, 1), 1),  # depth dilation
     ((1, 4, 3, 4, 5), 4, (3, 2, 3), (2, 1, 2), 1, 0, 1, 2),
     ((2, 16, 6, 7), 18, (5, 5), 2, 2, 1, 1, 1),    # 25 taps, 16+ channels: channels_last copies
+    ((2, 6, 9, 8), 5, (3, 3), 1, 0, 0, 6, 1),      # dilated: phases by live-tap regions
+    ((2, 6, 5, 6), 4, (3, 3), 2, 0, 1, 5, 1),
 ]
 
 

@@ -21,6 +21,7 @@
 #include "conv_driver.h"
 #include "conv_lines.h"
 #include "layout_copy.h"
+#include "live_taps.h"
 #include "winograd_cpu.h"
 #include "winograd_phases_cpu.h"
 
@@ -417,15 +418,100 @@ bool all_finite(const T* data, int64_t n) {
   return finite;
 }
 
-// y = conv(x, w), plus the bias where one is given (a forward conv: identity placement).
+// y = conv(x, w) with every tap, plus the bias where one is given (identity placement only).
 template <typename T>
-void conv_any(const T* x, const T* w, T* y, const ConvGeometry& g, Shape s, const Placement& place,
-              const T* bias = nullptr) {
+void conv_all_taps(const T* x, const T* w, T* y, const ConvGeometry& g, Shape s,
+                   const Placement& place, const T* bias) {
   if (g.channels_last) {
     conv_cl(x, w, y, g, s, place, bias);
   } else {
     conv_nchw(x, w, y, g, s, place, bias);
   }
+}
+
+// Calls f(whole, part) for every weight entry of region r's live taps: its index in the full
+// weight and in the region's, both in the path's layout ([K, cg, taps] NCHW, [K, taps, cg]
+// channels_last), taps in (kd, kh, kw) order.
+template <typename F>
+void for_each_live_weight(const ConvGeometry& g, int64_t out_channels, const ConvGeometry& sub,
+                          const Region& r, F&& f) {
+  const int64_t cg = g.channels / g.groups, taps = g.kernel_numel(), live = sub.kernel_numel();
+  for (int64_t k = 0; k < out_channels; ++k) {
+    for (int64_t t = 0; t < live; ++t) {
+      int64_t kd, kh, kw;
+      split_tap(sub, t, kd, kh, kw);
+      const int64_t from =
+          ((kd + r[0].k0) * g.kernel[1] + kh + r[1].k0) * g.kernel[2] + kw + r[2].k0;
+      for (int64_t c = 0; c < cg; ++c) {
+        if (g.channels_last) {
+          f((k * taps + from) * cg + c, (k * live + t) * cg + c);
+        } else {
+          f((k * cg + c) * taps + from, (k * cg + c) * live + t);
+        }
+      }
+    }
+  }
+}
+
+// Zeros the outputs of a region none of whose taps lands inside the image.
+template <typename T>
+void zero_region(T* y, const ConvGeometry& sub, Shape s, const Placement& place) {
+  const int64_t K = s.out_channels, out_numel = place.numel();
+  for (int64_t n = 0; n < s.batch; ++n) {
+    for (int64_t q = 0; q < sub.grid_numel(); ++q) {
+      const int64_t at = place.place(sub, q);
+      for (int64_t k = 0; k < K; ++k) {
+        y[sub.channels_last ? (n * out_numel + at) * K + k : (n * K + k) * out_numel + at] = T(0);
+      }
+    }
+  }
+}
+
+// y[n, k, ...] += bias[k] over a whole output of g's grid, either layout.
+template <typename T>
+void add_bias_to(T* y, const ConvGeometry& g, Shape s, const T* bias) {
+  const int64_t K = s.out_channels, grid = g.grid_numel();
+  at::parallel_for(0, s.batch, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t n = begin; n < end; ++n) {
+      for (int64_t q = 0; q < grid; ++q) {
+        for (int64_t k = 0; k < K; ++k) {
+          y[g.channels_last ? (n * grid + q) * K + k : (n * K + k) * grid + q] += bias[k];
+        }
+      }
+    }
+  });
+}
+
+// y = conv(x, w), plus the bias where one is given (a forward conv: identity placement). Where
+// windows reach far into the padding, region by region with only the taps inside the image
+// (live_taps.h): the GEMMs skip the products by padding zeros.
+template <typename T>
+void conv_any(const T* x, const T* w, T* y, const ConvGeometry& g, Shape s, const Placement& place,
+              const T* bias = nullptr) {
+  const int64_t cg = g.channels / g.groups;
+  const auto regions = live_tap_regions(g, s.batch * cg * s.out_channels);
+  if (!regions) return conv_all_taps(x, w, y, g, s, place, bias);
+  bool bias_added = false;
+  for (const Region& r : *regions) {
+    const ConvGeometry sub = region_geometry(g, r);
+    Placement at = place;
+    bool whole = true;
+    for (int d = 0; d < kSpatialDims; ++d) {
+      at.offset[d] += r[d].o0 * place.step[d];
+      whole &= sub.grid[d] == g.grid[d];
+    }
+    at.identity = place.identity && whole;
+    if (sub.kernel_numel() == 0) {
+      zero_region(y, sub, s, at);
+      continue;
+    }
+    std::vector<T> live_w(s.out_channels * cg * sub.kernel_numel());
+    for_each_live_weight(g, s.out_channels, sub, r,
+                         [&](int64_t whole, int64_t part) { live_w[part] = w[whole]; });
+    bias_added = at.identity && bias;
+    conv_all_taps(x, live_w.data(), y, sub, s, at, at.identity ? bias : nullptr);
+  }
+  if (bias && !bias_added) add_bias_to(y, g, s, bias);
 }
 
 // One residue class of a strided conv_transpose along one dim: the taps that reach image
@@ -803,6 +889,43 @@ void weight_grad_any(const T* go, const T* x, Accumulator<T>* gw, const ConvGeom
   }
 }
 
+// Where the conv runs by regions (live_taps.h), so does its weight gradient: each region's
+// grad_output against the image over the region's live taps, added into those taps' entries; the
+// taps no window of a region reads inside the image get nothing from it (padding zeros).
+template <typename T>
+void weight_grad_live(const T* go, const T* x, Accumulator<T>* gw, const ConvGeometry& g, Shape s) {
+  using Acc = Accumulator<T>;
+  const int64_t K = s.out_channels, cg = g.channels / g.groups, taps = g.kernel_numel();
+  const auto regions = live_tap_regions(g, s.batch * cg * K);
+  if (!regions) return weight_grad_any(go, x, gw, g, s);
+  std::fill(gw, gw + K * cg * taps, Acc(0));
+  for (const Region& r : *regions) {
+    const ConvGeometry sub = region_geometry(g, r);
+    const int64_t live = sub.kernel_numel(), grid = sub.grid_numel();
+    if (live == 0) continue;
+    Placement from = identity_placement(g);
+    for (int d = 0; d < kSpatialDims; ++d) from.offset[d] = r[d].o0;
+    const int64_t full = g.grid_numel();
+    std::vector<T> region_go(s.batch * K * grid);
+    for (int64_t n = 0; n < s.batch; ++n) {
+      for (int64_t q = 0; q < grid; ++q) {
+        const int64_t at = from.place(sub, q);
+        if (g.channels_last) {
+          std::copy_n(go + (n * full + at) * K, K, region_go.data() + (n * grid + q) * K);
+        } else {
+          for (int64_t k = 0; k < K; ++k) {
+            region_go[(n * K + k) * grid + q] = go[(n * K + k) * full + at];
+          }
+        }
+      }
+    }
+    std::vector<Acc> region_gw(K * cg * live);
+    weight_grad_any(region_go.data(), x, region_gw.data(), sub, s);
+    for_each_live_weight(g, K, sub, r,
+                         [&](int64_t whole, int64_t part) { gw[whole] += region_gw[part]; });
+  }
+}
+
 void check_dtype(const at::Tensor& t, const char* who) {
   TORCH_CHECK(gemm_engine_computes(t.scalar_type()), who,
               ": the GEMM engine computes float32, float64 and bfloat16, but got ",
@@ -1041,7 +1164,7 @@ void gemm_conv_weight_grad(const at::Tensor& grad_output, const at::Tensor& inpu
     const auto summed = in_place
                             ? grad_weight
                             : at::empty_like(grad_weight, grad_weight.options().dtype(at::kFloat));
-    weight_grad_any(go, x, summed.data_ptr<Acc>(), g, s);
+    weight_grad_live(go, x, summed.data_ptr<Acc>(), g, s);
     if (!in_place) grad_weight.copy_(summed);
   });
 }
