@@ -467,30 +467,16 @@ void zero_region(T* y, const ConvGeometry& sub, Shape s, const Placement& place)
   }
 }
 
-// y[n, k, ...] += bias[k] over a whole output of g's grid, either layout.
-template <typename T>
-void add_bias_to(T* y, const ConvGeometry& g, Shape s, const T* bias) {
-  const int64_t K = s.out_channels, grid = g.grid_numel();
-  at::parallel_for(0, s.batch, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t n = begin; n < end; ++n) {
-      for (int64_t q = 0; q < grid; ++q) {
-        for (int64_t k = 0; k < K; ++k) {
-          y[g.channels_last ? (n * grid + q) * K + k : (n * K + k) * grid + q] += bias[k];
-        }
-      }
-    }
-  });
-}
-
-// y = conv(x, w), plus the bias where one is given (a forward conv: identity placement). Where
-// windows reach far into the padding, region by region with only the taps inside the image
+// y = conv(x, w), plus the bias where one is given (a forward conv: identity placement), and
+// returns whether it added it (a conv by several regions leaves it to the caller). Where windows
+// reach far into the padding, region by region with only the taps inside the image
 // (live_taps.h): the GEMMs skip the products by padding zeros.
 template <typename T>
-void conv_any(const T* x, const T* w, T* y, const ConvGeometry& g, Shape s, const Placement& place,
+bool conv_any(const T* x, const T* w, T* y, const ConvGeometry& g, Shape s, const Placement& place,
               const T* bias = nullptr) {
   const int64_t cg = g.channels / g.groups;
   const auto regions = live_tap_regions(g, s.batch * cg * s.out_channels);
-  if (!regions) return conv_all_taps(x, w, y, g, s, place, bias);
+  if (!regions) return conv_all_taps(x, w, y, g, s, place, bias), bias != nullptr;
   bool bias_added = false;
   for (const Region& r : *regions) {
     const ConvGeometry sub = region_geometry(g, r);
@@ -511,7 +497,7 @@ void conv_any(const T* x, const T* w, T* y, const ConvGeometry& g, Shape s, cons
     bias_added = at.identity && bias;
     conv_all_taps(x, live_w.data(), y, sub, s, at, at.identity ? bias : nullptr);
   }
-  if (bias && !bias_added) add_bias_to(y, g, s, bias);
+  return bias_added;
 }
 
 // One residue class of a strided conv_transpose along one dim: the taps that reach image
@@ -1098,11 +1084,12 @@ void gemm_conv(const at::Tensor& input, const at::Tensor& weight, const at::Tens
   }
   AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, input.scalar_type(), "gemm_conv", [&] {
     std::vector<scalar_t> storage;
-    const bool fused = bias_fusable(bias, input);
-    conv_any(input.const_data_ptr<scalar_t>(), weight_in_layout(weight, g.channels_last, storage),
-             output.data_ptr<scalar_t>(), g, Shape{input.size(0), output.size(1)},
-             identity_placement(g), fused ? bias.const_data_ptr<scalar_t>() : nullptr);
-    if (!fused) add_bias(output, bias);
+    const bool fusable = bias_fusable(bias, input);
+    const bool added = conv_any(
+        input.const_data_ptr<scalar_t>(), weight_in_layout(weight, g.channels_last, storage),
+        output.data_ptr<scalar_t>(), g, Shape{input.size(0), output.size(1)}, identity_placement(g),
+        fusable ? bias.const_data_ptr<scalar_t>() : nullptr);
+    if (!added) add_bias(output, bias);
   });
 }
 
