@@ -18,6 +18,11 @@ settings.register_profile("long", max_examples=2500, **_FUZZ)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
+# torch's CUDA convolutions default to TF32 (10-bit mantissas) on Ampere and later: as a float32
+# reference they would be off by ~1e-3. Ours compute in float32.
+torch.backends.cudnn.allow_tf32 = False
+torch.backends.cuda.matmul.allow_tf32 = False
+
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 # Every numerical test runs on each device: the CPU's own kernels ("cpu"), the CUDA kernels'

@@ -110,7 +110,7 @@ def assert_float32_accumulation(ours, exact_fn, inputs, terms, rounded_apart=())
     abs_in = [t.detach().double().abs().requires_grad_() for t in inputs]
     out = ours(*ours_in)
     exact, magnitude = exact_fn(*exact_in), exact_fn(*abs_in)
-    g = torch.randn(exact.shape, dtype=torch.float64).to(dtype)
+    g = torch.randn(exact.shape, dtype=torch.float64).to(device=exact.device, dtype=dtype)
     results = [("output", out, exact, magnitude)]
     results += zip([f"grad of input {i}" for i in range(len(inputs))],
                    torch.autograd.grad(out, ours_in, g),

@@ -1,6 +1,7 @@
 """Pooling against torch's built-ins: values, indices (ties and NaN included), gradients, memory
 format, unbatched inputs and 'same' padding."""
 import itertools
+import math
 
 import pytest
 import reference
@@ -42,8 +43,11 @@ def test_max_pool_matches_torch(device, dims, kernel, stride, padding, dilation,
     assert_close(out, expected, rtol=0, atol=0)
     assert torch.equal(idx, expected_idx)
     g = torch.randn_like(expected)  # (no window of this grid is empty: torch's backward is safe)
+    # torch's CUDA max_pool3d backward adds overlapping windows' gradients with atomics, in no
+    # fixed order; ours adds them in window order, so only there may the sums differ by rounding.
+    exact = not (device == "cuda" and dims == 3)
     assert_close(torch.autograd.grad(out, x, g)[0], torch.autograd.grad(expected, x, g)[0],
-                 rtol=0, atol=0)
+                 **(dict(rtol=0, atol=0) if exact else {}))
     assert out.is_contiguous(memory_format=torch.channels_last) == expected.is_contiguous(
         memory_format=torch.channels_last)
 
@@ -104,13 +108,18 @@ def test_max_unpool_matches_torch(device, dims, kernel, stride, padding):
     size = list(x.shape[2:])
     assert_close(ours(pooled, idx, kernel, stride, padding, output_size=size),
                  theirs(pooled, idx, kernel, stride, padding, output_size=size))
-    try:
-        expected = theirs(pooled, idx, kernel, stride, padding)
-    except RuntimeError:  # the default size is smaller than the pooled input: indices overflow
-        with pytest.raises(RuntimeError, match="invalid max index"):
-            ours(pooled, idx, kernel, stride, padding)
-    else:
-        assert_close(ours(pooled, idx, kernel, stride, padding), expected)
+    default = [(n - 1) * (stride or kernel) - 2 * padding + kernel for n in pooled.shape[2:]]
+    if idx.max() < math.prod(default):
+        assert_close(ours(pooled, idx, kernel, stride, padding),
+                     theirs(pooled, idx, kernel, stride, padding))
+        return
+    # The default size is smaller than the pooled input: indices overflow. torch's CPU kernel
+    # raises; its CUDA kernel fails a device-side assert, which ends the process's CUDA context.
+    if device != "cuda":
+        with pytest.raises(RuntimeError):
+            theirs(pooled, idx, kernel, stride, padding)
+    with pytest.raises(RuntimeError, match="invalid max index"):
+        ours(pooled, idx, kernel, stride, padding)
 
 
 @pytest.mark.parametrize("dims", [1, 2, 3])
@@ -141,6 +150,15 @@ def test_all_minus_infinity_window_reports_first_element(device):
     x = torch.full((1, 1, 4), -float("inf"), device=device)
     out, idx = CF.max_pool1d(x, 2, padding=1, return_indices=True)
     assert idx.tolist() == F.max_pool1d(x, 2, padding=1, return_indices=True)[1].tolist()
+
+
+def torch_input_grad(theirs, x, g, args):
+    """torch's gradient of its op at x. torch's CUDA avg_pool2d backward is wrong for
+    channels_last inputs with padding (pytorch#188344, in the torch of our GPU machine): there it
+    is taken on an NCHW copy, the same numbers."""
+    if x.is_cuda and x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last):
+        x = x.detach().contiguous().requires_grad_()
+    return torch.autograd.grad(theirs(x, **args), x, g)[0]
 
 
 @pytest.mark.parametrize("name,args", [
@@ -198,7 +216,7 @@ def test_backward_matches_torch_channels_last(device, name, args):
     x = make_input(2, device).to(memory_format=torch.channels_last).requires_grad_()
     g = torch.randn_like(theirs(x, **args))
     (grad,) = torch.autograd.grad(ours(x, **args), x, g)
-    (expected,) = torch.autograd.grad(theirs(x, **args), x, g)
+    expected = torch_input_grad(theirs, x, g, args)
     assert_close(grad, expected, rtol=1e-5, atol=1e-6)
     assert grad.is_contiguous(memory_format=torch.channels_last)
 
@@ -218,7 +236,7 @@ def test_backward_matches_torch(device, dims, fmt, name, args):
     x = FORMATS[fmt](make_input(dims, device)).requires_grad_()
     g = torch.randn_like(theirs(x, **args))
     (grad,) = torch.autograd.grad(ours(x, **args), x, g)
-    (expected,) = torch.autograd.grad(theirs(x, **args), x, g)
+    expected = torch_input_grad(theirs, x, g, args)
     assert_close(grad, expected, rtol=1e-5, atol=1e-5)
 
 

@@ -161,7 +161,9 @@ void check_max_indices(const char* op, const at::Tensor& indices, const PoolGeom
   const int64_t plane = g.input_numel();
   const auto [low, high] = at::aminmax(indices);
   if (low.item<int64_t>() >= 0 && high.item<int64_t>() < plane) return;
-  auto bad = indices.lt(0).logical_or_(indices.ge(plane));
+  // Which index is at fault is worked out on the host: a rare path, kept off the GPU.
+  const auto host = indices.cpu();
+  auto bad = host.lt(0).logical_or_(host.ge(plane));
   const int64_t dims = indices.dim() - 2;
   if (!g.adaptive) {
     // Empty windows along each spatial dim, broadcast over [N, C, spatial...].
@@ -173,12 +175,12 @@ void check_max_indices(const char* op, const at::Tensor& indices, const PoolGeom
       std::vector<int64_t> shape(indices.dim(), 1);
       shape[2 + d - (kSpatialDims - dims)] = g.output[d];
       const auto along = at::tensor(at::ArrayRef<uint8_t>(empty)).to(at::kBool).view(shape);
-      bad.logical_and_(along.to(indices.device()).logical_not());
+      bad.logical_and_(along.logical_not());
     }
   }
   if (!bad.any().item<bool>()) return;
   TORCH_CHECK(
-      false, op, ": found an invalid max index: ", indices.masked_select(bad)[0].item<int64_t>(),
+      false, op, ": found an invalid max index: ", host.masked_select(bad)[0].item<int64_t>(),
       " (input planes are of size ", at::IntArrayRef(g.input + kSpatialDims - dims, dims), ")");
 }
 
