@@ -60,6 +60,12 @@ CONV_CASES = [
     ((1, 3, 40, 40), 16, (7, 7), 2, 3, 1, 1),       # a stem
     ((2, 4, 5, 6), 6, (5, 4), 1, (2, 1), 1, 2),     # kernel larger than an image dim
     ((4, 8, 300), 8, (3,), 1, 8, 8, 1),             # conv1d: long lines cut into blocks
+    # Few pixels and many output channels: channels_last blocks cut along the output channels
+    # (an uneven last part), a 1x1 one too wide for the line kernel, and a grouped one.
+    ((2, 12, 5, 7), 300, (3, 3), 1, 1, 1, 1),
+    ((1, 40, 7, 7), 520, (1, 1), 1, 0, 1, 1),
+    ((2, 8, 3, 5), 512, (3, 3), 1, 1, 1, 2),
+    ((1, 20, 6, 5), 24, (3, 3), 1, 1, 1, 1),        # one small NCHW sample: gradients via NHWC
     ((2, 6, 5, 7, 6), 8, (3, 3, 3), 1, 1, 1, 1),    # conv3d
     ((2, 16, 3, 9, 10), 16, (1, 3, 3), 1, (0, 1, 1), 1, 1),  # 1x3x3: Winograd per depth slice
     # Winograd in 3-d sums one 2-d conv per depth tap: depth stride, dilation and padding, a

@@ -352,7 +352,22 @@ void conv_nchw(const T* x, const T* w, T* y, const ConvGeometry& g, Shape s, con
   });
 }
 
-// channels_last: blocks of output pixels over the whole batch; per group
+// Where a problem has too few pixels for blocks of kMinPixels (a 7x7 map at batch 2: 98), cutting
+// the pixels leaves each core a GEMM a few dozen rows tall, which BLAS runs far below its peak
+// (1x1 C160 -> 960 on 7x7, N2: 0.41 ms in two blocks of 49 pixels, 0.22 in one block cut into two
+// halves of the output channels). Such problems are cut along the output channels instead, into
+// an even number of parts of at least kMinChannelPart channels; each output is still one GEMM's
+// dot product, so the split changes no sum.
+constexpr int64_t kMinChannelPart = 128;
+
+int64_t channel_parts(int64_t total, int64_t channels) {
+  if (total >= 2 * kMinPixels) return 1;
+  const int64_t parts = std::min(kMinBlocks, channels / kMinChannelPart);
+  return parts >= 2 ? parts / 2 * 2 : 1;
+}
+
+// channels_last: blocks of output pixels over the whole batch (or, for few pixels, of output
+// channels: channel_parts); per group
 // out[block, kg] = rows[block, taps * cg] x weight^T[taps * cg, kg], w in channels_last layout.
 template <typename T>
 void conv_cl(const T* x, const T* w, T* y, const ConvGeometry& g, Shape s, const Placement& place,
@@ -361,16 +376,21 @@ void conv_cl(const T* x, const T* w, T* y, const ConvGeometry& g, Shape s, const
   const int64_t taps = g.kernel_numel(), rows = taps * cg, grid = g.grid_numel();
   const int64_t total = s.batch * grid, out_numel = place.numel();
   const bool pointwise = g.is_pointwise();
-  const int64_t P = block_pixels(total, rows * static_cast<int64_t>(sizeof(T)));
+  // The channel split is for BLAS's GEMM on outputs written in place.
+  const int64_t parts =
+      place.identity && !packed_gemm_selected() ? channel_parts(total, kg) : int64_t{1};
+  const int64_t P = parts > 1 ? total : block_pixels(total, rows * static_cast<int64_t>(sizeof(T)));
+  const int64_t part = (kg + parts - 1) / parts;
   // The channels_last weight [kg, taps * cg] of each group, transposed: rows (tap, channel) like
   // the gathered rows. Our GEMM takes it packed once here rather than in every block.
   const auto weight_of = [&](int64_t gi) { return matrix(w + gi * kg * rows, rows, kg, 1, rows); };
   const auto packed_weights = pack_weights<T>(
       G, [&](int64_t gi) { return StridedMatrix<T>{w + gi * kg * rows, 1, rows}; }, rows, kg);
-  at::parallel_for(0, (total + P - 1) / P, 1, [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, (total + P - 1) / P * parts, 1, [&](int64_t begin, int64_t end) {
     const ThreadScratch<T> col(0, pointwise ? 0 : rows * P);
     const ThreadScratch<T> staged(1, place.identity ? 0 : P * kg);
-    for (int64_t b = begin; b < end; ++b) {
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t b = task / parts, c0 = task % parts * part, cols = std::min(kg, c0 + part) - c0;
       const int64_t m0 = b * P, m1 = std::min(total, m0 + P), height = m1 - m0;
       for (int64_t gi = 0; gi < G; ++gi) {
         StridedMatrix<T> lhs{x + m0 * C + gi * cg, C, 1};
@@ -378,11 +398,12 @@ void conv_cl(const T* x, const T* w, T* y, const ConvGeometry& g, Shape s, const
           gather_rows_cl(x, g, gi * cg, cg, m0, m1, col.data());
           lhs = {col.data(), rows, 1};
         }
-        T* out = place.identity ? y + m0 * K + gi * kg : staged.data();
+        T* out = place.identity ? y + m0 * K + gi * kg + c0 : staged.data();
         const int64_t ldc = place.identity ? K : kg;
         const bool with_bias = place.identity && bias;
-        if (with_bias) fill_bias_columns(out, ldc, height, kg, bias + gi * kg);
-        multiply_by_weight(lhs, height, packed_weights, gi, weight_of(gi), out, ldc, with_bias);
+        if (with_bias) fill_bias_columns(out, ldc, height, cols, bias + gi * kg + c0);
+        const auto weight = parts > 1 ? weight_of(gi).narrow(1, c0, cols) : weight_of(gi);
+        multiply_by_weight(lhs, height, packed_weights, gi, weight, out, ldc, with_bias);
         if (place.identity) continue;
         for (int64_t m = m0; m < m1; ++m) {
           const int64_t at = (m / grid) * out_numel + place.place(g, m % grid);
@@ -577,26 +598,43 @@ void conv_transpose_phases(const T* x, const T* w, bool w_channels_last, T* y,
         for (int d = 0; d < kSpatialDims; ++d) place.identity &= g.stride[d] == 1;
         const ConvGeometry sub = phase_geometry(g, ph, K);
         // The sub-conv's weight [C, kg, sub taps] (or [C, sub taps, kg] in channels_last):
-        // transposed per group, flipped, subsampled; one [kg, cg] transpose per sub-tap.
+        // transposed per group, flipped, subsampled; one [kg, cg] transpose per sub-tap and
+        // group, spread over the threads: at small batches this relayout is a large part of the
+        // input gradient (N2 C512 7x7: 9 transposes of 512 x 512, once 6 of its 9.5 ms).
+        // NCHW's [C, kg, sub taps] is written through [C, sub taps, kg] and a second transpose
+        // per channel: written directly, each transpose stores with a stride of sub taps
+        // (N1 C512 7x7: 64 % of the input gradient in the stores).
         const int64_t sub_taps = sub.kernel_numel();
         std::vector<T> sub_w(C * kg * sub_taps);
+        const bool restage = !g.channels_last && sub_taps > 1;
+        std::vector<T> staged(restage ? sub_w.size() : 0);
+        T* const built = restage ? staged.data() : sub_w.data();
         const int64_t w_k = cg * taps, w_c = w_channels_last ? 1 : taps;
         const int64_t w_t = w_channels_last ? cg : 1;
-        const int64_t s_c = kg * sub_taps, s_k = g.channels_last ? 1 : sub_taps;
-        const int64_t s_t = g.channels_last ? kg : 1;
-        for (int64_t md = 0, m = 0; md < ph[0].taps; ++md) {
-          const int64_t td = ph[0].first_tap + (ph[0].taps - 1 - md) * ph[0].tap_step;
-          for (int64_t mh = 0; mh < ph[1].taps; ++mh) {
+        const bool built_cl = g.channels_last || restage;
+        const int64_t s_c = kg * sub_taps, s_k = built_cl ? 1 : sub_taps;
+        const int64_t s_t = built_cl ? kg : 1;
+        const int64_t grain = std::max<int64_t>(1, (1 << 16) / std::max<int64_t>(1, kg * cg));
+        at::parallel_for(0, sub_taps * G, grain, [&](int64_t begin, int64_t end) {
+          for (int64_t task = begin; task < end; ++task) {
+            const int64_t m = task / G, gi = task % G;
+            const int64_t mw = m % ph[2].taps, mh = m / ph[2].taps % ph[1].taps;
+            const int64_t md = m / (ph[2].taps * ph[1].taps);
+            const int64_t td = ph[0].first_tap + (ph[0].taps - 1 - md) * ph[0].tap_step;
             const int64_t th = ph[1].first_tap + (ph[1].taps - 1 - mh) * ph[1].tap_step;
-            for (int64_t mw = 0; mw < ph[2].taps; ++mw, ++m) {
-              const int64_t tw = ph[2].first_tap + (ph[2].taps - 1 - mw) * ph[2].tap_step;
-              const int64_t t = (td * g.kernel[1] + th) * g.kernel[2] + tw;
-              for (int64_t gi = 0; gi < G; ++gi) {
-                blocked_transpose(w + gi * kg * w_k + t * w_t, w_k, w_c, kg, cg,
-                                  sub_w.data() + gi * cg * s_c + m * s_t, s_c, s_k);
-              }
-            }
+            const int64_t tw = ph[2].first_tap + (ph[2].taps - 1 - mw) * ph[2].tap_step;
+            const int64_t t = (td * g.kernel[1] + th) * g.kernel[2] + tw;
+            blocked_transpose(w + gi * kg * w_k + t * w_t, w_k, w_c, kg, cg,
+                              built + gi * cg * s_c + m * s_t, s_c, s_k);
           }
+        });
+        if (restage) {
+          at::parallel_for(0, C, 16, [&](int64_t begin, int64_t end) {
+            for (int64_t c = begin; c < end; ++c) {
+              blocked_transpose(built + c * s_c, kg, int64_t{1}, sub_taps, kg,
+                                sub_w.data() + c * s_c, sub_taps, int64_t{1});
+            }
+          });
         }
         conv_any(x, sub_w.data(), y, sub, Shape{s.batch, C}, place);
       }
@@ -943,9 +981,11 @@ const T* weight_in_layout(const at::Tensor& weight, bool channels_last, std::vec
 // dozen pixels would stream the whole weight again; copying such small tensors to channels_last
 // and back costs far less (C512 7x7: 10.2 ms NCHW vs 8.2 ms channels_last). A 1x1 conv gathers
 // nothing: its per-sample GEMMs read the NCHW image as it is, and the copies would cost more
-// than they save (mobilenet_v2's 14x14 and 7x7 stages).
-bool small_nchw_image(const at::Tensor& t, const ConvGeometry& g, int64_t pixels) {
-  return !g.channels_last && t.dim() >= 4 && t.size(0) > 1 && pixels < kMinPixels &&
+// than they save (mobilenet_v2's 14x14 and 7x7 stages). A single sample keeps NCHW in the
+// forward (even: C512 7x7 2.8 NCHW against 3.0 ms, C256 14x14 1.8 against 1.6).
+bool small_nchw_image(const at::Tensor& t, const ConvGeometry& g, int64_t pixels,
+                      int64_t min_batch = 2) {
+  return !g.channels_last && t.dim() >= 4 && t.size(0) >= min_batch && pixels < kMinPixels &&
          !g.is_pointwise();
 }
 
@@ -1101,7 +1141,9 @@ void gemm_conv_transpose(const at::Tensor& input, const at::Tensor& weight,
     return;
   }
   if (brgemm_conv_transpose(input, weight, output, g)) return;
-  if (small_nchw_image(input, g, g.image_numel()) ||
+  // A single sample takes the channels_last route too: its NCHW phases ran one task (N1 C512
+  // 7x7 input gradient: 20.5 ms NCHW, 4.9 through channels_last, torch 2.2).
+  if (small_nchw_image(input, g, g.image_numel(), /*min_batch=*/1) ||
       many_taps_nchw(input, g, input.size(1), kMinStagedTapsGradients)) {
     return via_channels_last({input}, output, g, [&](auto& in, auto& out, auto& cl) {
       gemm_conv_transpose(in[0], weight, out, cl);

@@ -745,11 +745,20 @@ bool grouped_applies(const at::Tensor& t, const ConvGeometry& g, int64_t grid_ch
 //   the last one padded (forward_chunk): with vectors of 8 (232 channels) the passes over the
 //   input cost more than they save.
 // NCHW convs are left to the engine (ahead of torch on stems; NCHW 1x1 is one GEMM per sample).
+// Each line of output pixels reads all of a 1x1 conv's weights: on short lines (7x7 and 14x14
+// maps) with many output channels that is more traffic than the GEMM's, which keeps its weight
+// panel in cache across lines (N2 7x7 160 -> 960: 0.41 ms against the engine's 0.24 and torch's
+// 0.24; 14x14 96 -> 576: 0.34 against 0.31; 28x28 128 -> 512 at N8 stays with the lines, 4.9
+// against 5.6). Hence a cap on the weight bytes per pixel of a line.
+constexpr int64_t kLineWeightBytesPerPixel = 12 * 1024;
+
 bool few_channels_applies(const at::Tensor& t, const ConvGeometry& g, int64_t grid_channels) {
   if (conv_algorithm() != ConvAlgorithm::kAuto) return false;
   if (t.scalar_type() != at::kFloat && t.scalar_type() != at::kDouble) return false;
   if (g.groups != 1 || !g.channels_last) return false;
-  if (g.kernel_numel() == 1 && g.channels <= 192) return true;
+  if (g.kernel_numel() == 1 && g.channels <= 192) {
+    return g.channels * grid_channels * t.element_size() <= kLineWeightBytesPerPixel * g.grid[2];
+  }
   return g.channels <= 16 && conv_algorithm_for(g, t.size(0), grid_channels, ConvPass::kForward) !=
                                  ConvAlgorithm::kWinograd;
 }
