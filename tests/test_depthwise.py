@@ -185,6 +185,10 @@ def test_row_kernels(kernel, width, channels_last):
             tol = dict(rtol=1e-10, atol=1e-10) if dtype == torch.double else {}
             torch.testing.assert_close(out, expected, **tol)
             grad = torch.randn_like(out)
+            # The weight gradient sums a few hundred float32 products, in the vector width's
+            # order (AVX-512 and AVX2 differ): float32 rounding of sums of magnitude ~15.
+            if dtype == torch.float32:
+                tol = dict(rtol=1e-5, atol=1e-4)
             for a, b in zip(torch.autograd.grad(out, (x, w), grad),
                             torch.autograd.grad(expected, (x, w), grad)):
                 torch.testing.assert_close(a, b, **tol)
