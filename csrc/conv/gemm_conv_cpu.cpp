@@ -226,15 +226,18 @@ void gather_rows_cl(const T* x, const ConvGeometry& g, int64_t c0, int64_t cg, i
 template <typename T>
 std::vector<T> relayout_weight(const T* w, int64_t K, int64_t cg, int64_t taps, bool to_cl) {
   std::vector<T> out(K * cg * taps);
-  for (int64_t k = 0; k < K; ++k) {
-    const T* from = w + k * cg * taps;
-    T* to = out.data() + k * cg * taps;
-    if (to_cl) {
-      blocked_transpose(from, taps, int64_t{1}, cg, taps, to, cg, int64_t{1});
-    } else {
-      blocked_transpose(from, cg, int64_t{1}, taps, cg, to, taps, int64_t{1});
+  const int64_t grain = std::max<int64_t>(1, (1 << 16) / std::max<int64_t>(1, cg * taps));
+  at::parallel_for(0, K, grain, [&](int64_t begin, int64_t end) {
+    for (int64_t k = begin; k < end; ++k) {
+      const T* from = w + k * cg * taps;
+      T* to = out.data() + k * cg * taps;
+      if (to_cl) {
+        blocked_transpose(from, taps, int64_t{1}, cg, taps, to, cg, int64_t{1});
+      } else {
+        blocked_transpose(from, cg, int64_t{1}, taps, cg, to, taps, int64_t{1});
+      }
     }
-  }
+  });
   return out;
 }
 
@@ -601,14 +604,12 @@ void conv_transpose_phases(const T* x, const T* w, bool w_channels_last, T* y,
         // transposed per group, flipped, subsampled; one [kg, cg] transpose per sub-tap and
         // group, spread over the threads: at small batches this relayout is a large part of the
         // input gradient (N2 C512 7x7: 9 transposes of 512 x 512, once 6 of its 9.5 ms).
-        // NCHW's [C, kg, sub taps] is written through [C, sub taps, kg] and a second transpose
-        // per channel: written directly, each transpose stores with a stride of sub taps
-        // (N1 C512 7x7: 64 % of the input gradient in the stores).
+        // NCHW's [C, kg, sub taps] is written in channels_last order and relaid: written
+        // directly, each transpose stores with a stride of sub taps (N1 C512 7x7: 64 % of the
+        // input gradient in the stores).
         const int64_t sub_taps = sub.kernel_numel();
         std::vector<T> sub_w(C * kg * sub_taps);
         const bool restage = !g.channels_last && sub_taps > 1;
-        std::vector<T> staged(restage ? sub_w.size() : 0);
-        T* const built = restage ? staged.data() : sub_w.data();
         const int64_t w_k = cg * taps, w_c = w_channels_last ? 1 : taps;
         const int64_t w_t = w_channels_last ? cg : 1;
         const bool built_cl = g.channels_last || restage;
@@ -625,17 +626,10 @@ void conv_transpose_phases(const T* x, const T* w, bool w_channels_last, T* y,
             const int64_t tw = ph[2].first_tap + (ph[2].taps - 1 - mw) * ph[2].tap_step;
             const int64_t t = (td * g.kernel[1] + th) * g.kernel[2] + tw;
             blocked_transpose(w + gi * kg * w_k + t * w_t, w_k, w_c, kg, cg,
-                              built + gi * cg * s_c + m * s_t, s_c, s_k);
+                              sub_w.data() + gi * cg * s_c + m * s_t, s_c, s_k);
           }
         });
-        if (restage) {
-          at::parallel_for(0, C, 16, [&](int64_t begin, int64_t end) {
-            for (int64_t c = begin; c < end; ++c) {
-              blocked_transpose(built + c * s_c, kg, int64_t{1}, sub_taps, kg,
-                                sub_w.data() + c * s_c, sub_taps, int64_t{1});
-            }
-          });
-        }
+        if (restage) sub_w = relayout_weight(sub_w.data(), C, kg, sub_taps, /*to_cl=*/false);
         conv_any(x, sub_w.data(), y, sub, Shape{s.batch, C}, place);
       }
     }
