@@ -3,7 +3,8 @@ convs reach, so the general draws of test_fuzz_conv.py never do: Winograd's batc
 (from 128 x 128 channels), the depthwise line kernels (any channel count, stride, dilation,
 padding), the grouped kernels (4-64 channels per group, multiples of 4, and with one group few input
 channels in channels_last), NCHW convs with many
-taps staged through our channels_last copies (and the copies themselves) and the bfloat16
+taps staged through our channels_last copies (and the copies themselves), few pixels with many
+output channels (the GEMM blocks cut along the channels) and the bfloat16
 implicit GEMM on AMX (stride 1, <= 128 channels per group). Values and the gradients of input,
 weight and bias against torch (float64), or against float64 within the bfloat16 bounds of
 test_bfloat16_conv.py; both memory layouts, batch 1 and unbatched."""
@@ -205,6 +206,40 @@ def test_many_taps_nchw_via_channels_last_matches_torch(data):
         ours = lambda x, w, b: CF.conv2d(x, w, b, stride, padding, dilation)  # noqa: E731
         theirs = lambda x, w, b: F.conv2d(x, w, b, stride, padding, dilation)  # noqa: E731
     compare(ours, theirs, (x, w, b), **TOL)
+
+
+@given(data=st.data())
+def test_few_pixels_many_output_channels_matches_torch(data):
+    """Under 512 output pixels and 256+ output channels per group: the channels_last GEMM blocks
+    cut along the output channels (an uneven last part), and the input gradient's sub-weights
+    relaid for small maps (a single NCHW sample goes through channels_last); convs and
+    conv_transposes, both layouts, with bias."""
+    groups = data.draw(st.integers(1, 2))
+    cin, cout = groups * data.draw(st.integers(1, 4)), groups * data.draw(st.integers(256, 280))
+    batch = data.draw(st.sampled_from([None, 1, 2]))
+    spatial = [data.draw(st.integers(1, 6)) for _ in range(2)]
+    kernel = [data.draw(st.integers(1, 3)) for _ in range(2)]
+    stride = tuple(data.draw(st.integers(1, 2)) for _ in range(2))
+    padding = tuple(data.draw(st.integers(0, 1)) for _ in range(2))
+    transpose = data.draw(st.booleans())
+    algorithm = data.draw(st.sampled_from(["auto", "gemm"]))
+    if transpose:
+        assume(all(p < k for p, k in zip(padding, kernel)))
+    else:
+        assume(all(s + 2 * p >= k for s, p, k in zip(spatial, padding, kernel)))
+    x = data.draw(tensors(((batch,) if batch else ()) + (cin, *spatial), data.draw(LAYOUT)))
+    shape = (cin, cout // groups, *kernel) if transpose else (cout, cin // groups, *kernel)
+    w = data.draw(tensors(shape))
+    b = data.draw(tensors((cout,)))
+    leaves((x, w, b))
+    if transpose:
+        ours = lambda x, w, b: CF.conv_transpose2d(x, w, b, stride, padding, 0, groups)  # noqa: E731
+        theirs = lambda x, w, b: F.conv_transpose2d(x, w, b, stride, padding, 0, groups)  # noqa: E731
+    else:
+        ours = lambda x, w, b: CF.conv2d(x, w, b, stride, padding, 1, groups)  # noqa: E731
+        theirs = lambda x, w, b: F.conv2d(x, w, b, stride, padding, 1, groups)  # noqa: E731
+    with tc.set_conv_algorithm(algorithm):
+        compare(ours, theirs, (x, w, b), **TOL)
 
 
 @given(data=st.data())
