@@ -2,7 +2,7 @@
 convs reach, so the general draws of test_fuzz_conv.py never do: Winograd's batched variant
 (from 128 x 128 channels), the depthwise line kernels (any channel count, stride, dilation,
 padding), the grouped kernels (4-64 channels per group, multiples of 4, and with one group few input
-channels in channels_last), NCHW convs with many
+channels in channels_last; the stride-1 patch kernel in float32), NCHW convs with many
 taps staged through our channels_last copies (and the copies themselves), few pixels with many
 output channels (the GEMM blocks cut along the channels) and the bfloat16
 implicit GEMM on AMX (stride 1, <= 128 channels per group). Values and the gradients of input,
@@ -82,6 +82,31 @@ def test_grouped_matches_torch(data):
     compare(lambda x, w, b: CF.conv2d(x, w, b, stride, padding, dilation, groups),
             lambda x, w, b: F.conv2d(x, w, b, stride, padding, dilation, groups), (x, w, b),
             **TOL)
+
+
+@given(data=st.data())
+def test_grouped_patch_matches_torch(data):
+    """Stride-1 grouped convs with as many input as output channels per group, in float32: the
+    patch kernel (1, 2 or 4 groups per register, blocks of 7 pixels or one run), forward and
+    input gradient, 1-3 dims, padding up to past the kernel's reach, dilation, odd group counts."""
+    dims = data.draw(st.integers(1, 3))
+    cg = data.draw(st.sampled_from([4, 8, 16, 24, 32]))
+    groups = data.draw(st.integers(2, 5))
+    batch = data.draw(st.sampled_from([None, 1, 2]))
+    spatial = [data.draw(st.integers(1, 16 if dims < 3 else 6)) for _ in range(dims)]
+    kernel = [data.draw(st.integers(1, 3)) for _ in range(dims)]
+    dilation = size_arg(data.draw, dims, 1, 2)
+    padding = size_arg(data.draw, dims, 0, 3)
+    layout = data.draw(LAYOUT)
+    x = data.draw(tensors(((batch,) if batch else ()) + (groups * cg, *spatial), layout)).float()
+    w = data.draw(tensors((groups * cg, cg, *kernel), layout)).float()
+    b = data.draw(tensors((groups * cg,))).float()
+    leaves((x, w, b))
+    conv = getattr(CF, f"conv{dims}d")
+    reference = getattr(F, f"conv{dims}d")
+    compare(lambda x, w, b: conv(x, w, b, 1, padding, dilation, groups),
+            lambda x, w, b: reference(x, w, b, 1, padding, dilation, groups), (x, w, b),
+            rtol=1e-4, atol=1e-4)
 
 
 @given(data=st.data())

@@ -117,3 +117,37 @@ def test_nchw_in_bands(dims, shape, stride, dilation):
     that cut through the kernel's rows, strides and dilations that skip rows, and depth taps."""
     _check(dims, False, 64, 48, groups=2, stride=stride, dilation=dilation, padding=1,
            shape=shape, batch=1)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("cg", [4, 8, 16, 24, 32, 48, 64])
+@pytest.mark.parametrize("shape,groups", [((7, 7), 5), ((14, 9), 3), ((3, 28), 2)])
+def test_patch_kernel_stride_one(cg, shape, groups, channels_last):
+    """Stride 1 with as many input as output channels per group, in float32: the patch kernel
+    (grouped_patch_cpu.h), forward and input gradient, with 1, 2 or 4 groups per register, an odd
+    group count (a super-block short of groups), rows of 7k pixels (blocks of 7) and others."""
+    _check(2, channels_last, cg, cg, groups=groups, dtype=torch.float, shape=shape)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("kernel,padding,dilation", [
+    (3, 0, 1), (3, 2, 1), (3, 4, 1), (5, 1, 1), (3, 2, 2), (2, 1, 1), (1, 0, 1), (3, 0, 3)])
+def test_patch_kernel_geometry(kernel, padding, dilation, channels_last):
+    """Padding from none to past the kernel's reach (the input gradient's padding turns
+    negative), even and dilated kernels, a 1x1 kernel, in float32."""
+    _check(2, channels_last, 8, 8, groups=3, kernel=kernel, padding=padding, dilation=dilation,
+           dtype=torch.float, shape=(9, 14))
+
+
+@pytest.mark.parametrize("dims", [1, 3])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_patch_kernel_1d_3d(dims, channels_last):
+    _check(dims, channels_last, 8, 8, groups=3, dtype=torch.float, batch=1)
+    _check(dims, channels_last, 16, 16, groups=2, dtype=torch.float, padding=2, dilation=2)
+
+
+def test_patch_kernel_unbatched_and_large():
+    x = torch.randn(48, 61, 45)
+    w = torch.randn(48, 8, 3, 3)
+    torch.testing.assert_close(CF.conv2d(x, w, padding=1, groups=6),
+                               F.conv2d(x, w, padding=1, groups=6), rtol=1e-4, atol=1e-4)

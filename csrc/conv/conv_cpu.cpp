@@ -13,6 +13,7 @@
 #include "conv_lines.h"
 #include "depthwise_cpu.h"
 #include "grouped_cpu.h"
+#include "grouped_patch_cpu.h"
 #include "gemm_conv_cpu.h"
 #include "im2col.h"
 
@@ -87,13 +88,17 @@ void col2im_cpu(const at::Tensor& col, const at::Tensor& image, const ConvGeomet
   });
 }
 
-// Grouped convs with few channels per group take the direct grouped kernels (grouped_cpu.h), the
+// Grouped convs with few channels per group take the direct grouped kernels (stride 1:
+// grouped_patch_cpu.h, else grouped_cpu.h), the
 // other dense convs the GEMM engine. The kernels compute in channels_last; NCHW gradients go
 // through our transposing copies (layout_copy.h), NCHW forwards transpose band by band inside
 // their tasks; both are cheaper than the GEMM engine's per-group gathers (2 threads, N4, 8 per
 // group: C208 14x14 6.7 -> 2.1 ms forward through whole copies, torch 2.8).
 void dense_conv_cpu(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& bias,
                     const at::Tensor& output, const ConvGeometry& g) {
+  if (cpu::grouped_patch_applies(input, g, output.size(1))) {
+    return cpu::grouped_patch_conv(input, weight, output, g, bias);
+  }
   if (cpu::grouped_applies(input, g, output.size(1)) ||
       cpu::few_channels_applies(input, g, output.size(1))) {
     return cpu::grouped_conv(input, weight, output, g, bias);
@@ -103,6 +108,9 @@ void dense_conv_cpu(const at::Tensor& input, const at::Tensor& weight, const at:
 
 void dense_conv_transpose_cpu(const at::Tensor& input, const at::Tensor& weight,
                               const at::Tensor& output, const ConvGeometry& g) {
+  if (cpu::grouped_patch_transpose_applies(input, g, input.size(1))) {
+    return cpu::grouped_patch_conv_transpose(input, weight, output, g);
+  }
   if (cpu::grouped_applies(input, g, input.size(1))) {
     return cpu::grouped_conv_transpose(input, weight, output, g);
   }

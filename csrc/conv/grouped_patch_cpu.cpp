@@ -1,0 +1,540 @@
+// Grouped convolution with stride 1 and few output channels per group, float32, by padded patches.
+//
+// Why not the line kernels (grouped_cpu.cpp): on RegNet's 7x7-28x28 maps a line is 7-28 pixels,
+// and building its tap list and computing its edge pixels one by one cost more than its FMAs;
+// with 8 channels per group a vector is half an AVX-512 register. N8, 2 threads, channels_last,
+// 8 per group: C440 7x7 0.60 ms against torch's 0.37.
+//
+// A task is (sample, output depth, band of output rows, super-block of G groups). It copies what
+// the band reads into a zero-padded patch laid out [kd][row][col][d][gl] (d: a group's input
+// channel, gl: the group within the super-block):
+// - every tap of every output pixel reads inside the patch: no edge cases;
+// - with stride 1 the band's output pixels are one run q = row * patch_width + col; the kernel
+//   also computes the patch_width - OW columns of each row that lie past the grid, and drops them
+//   on the way out (2 of 9 on a 7-wide 3x3 grid, 2 of 30 on a 28-wide one). Tap t of pixel q
+//   reads patch pixel q + offset[t];
+// - the G groups' inputs of one pixel and reduced channel are G consecutive floats: one broadcast
+//   of G floats (vbroadcastss / vbroadcastsd / a 16-byte pattern) feeds a register of G groups x
+//   kg outputs, lane = i * G + gl; the sums are put back in channel order as they are stored.
+// Groups have as many input as output channels (cg == kg), so a patch pixel holds as many floats
+// (CB) as a register block of sums, a compile-time constant: every load of a block of pixels is
+// one pointer plus a constant. Blocks of P pixels keep P x N registers of sums; each weight
+// vector is loaded once per block, tap and reduced channel. Sums run over taps, then reduced
+// channels, in a fixed order: the results do not depend on the thread count.
+#include "grouped_patch_cpu.h"
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "../common/isa_clones.h"
+#include "../common/thread_scratch.h"
+#include "channels_last_staging.h"
+#include "conv_algorithm.h"
+#include "conv_driver.h"
+#include "channel_block_transpose.h"
+#include "grouped_cpu.h"
+
+#pragma GCC diagnostic ignored "-Wpsabi"  // wide vectors never cross a call (always inlined)
+
+namespace convpool::cpu {
+namespace {
+
+#define CONVPOOL_INLINE inline __attribute__((always_inline))
+
+// A vector register of B bytes of floats.
+template <int B>
+struct Lanes {
+  static constexpr int L = B / 4;
+  typedef float type __attribute__((vector_size(B)));
+};
+
+template <int B>
+CONVPOOL_INLINE typename Lanes<B>::type load(const float* p) {
+  typename Lanes<B>::type v;
+  __builtin_memcpy(&v, p, sizeof(v));
+  return v;
+}
+
+// The G floats at p repeated across a register (G = 2, 4; G = 1 is a scalar times a vector).
+// Written so that GCC emits one broadcast load (a shuffle of a short vector went through the
+// stack: 10x slower). x + -0.0 is x for every x, so the pair's bits pass unchanged.
+template <int B, int G>
+CONVPOOL_INLINE typename Lanes<B>::type broadcast(const float* p) {
+  using V = typename Lanes<B>::type;
+  if constexpr (G == 2) {
+    typedef double Pairs __attribute__((vector_size(B)));
+    double pair;
+    __builtin_memcpy(&pair, p, sizeof(pair));
+    return reinterpret_cast<V>(pair + -Pairs{});
+  } else {
+    // A whole register's load (the patch keeps 16 G-float positions of slack past its end) and
+    // one in-register shuffle: vbroadcastf32x4 has no generic-vector spelling.
+    static_assert(G == 4 && B == 64);
+    const V v = load<B>(p);
+    return __builtin_shufflevector(v, v, 0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3);
+  }
+}
+
+// Lane i * G + gl of a register of sums is channel gl * kg + i of the super-block (kg = L / G).
+template <int L, int G>
+constexpr int kChannelLane[L] = {};
+template <>
+constexpr int kChannelLane<16, 2>[16] = {0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15};
+template <>
+constexpr int kChannelLane<16, 4>[16] = {0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15};
+template <>
+constexpr int kChannelLane<8, 2>[8] = {0, 2, 4, 6, 1, 3, 5, 7};
+
+// The sums of a register in channel order (G > 1; one vpermps).
+template <int B, int G>
+CONVPOOL_INLINE typename Lanes<B>::type channel_order(typename Lanes<B>::type v) {
+  constexpr auto& m = kChannelLane<B / 4, G>;
+  if constexpr (B == 64) {
+    return __builtin_shufflevector(v, v, m[0], m[1], m[2], m[3], m[4], m[5], m[6], m[7], m[8], m[9],
+                                   m[10], m[11], m[12], m[13], m[14], m[15]);
+  } else {
+    return __builtin_shufflevector(v, v, m[0], m[1], m[2], m[3], m[4], m[5], m[6], m[7]);
+  }
+}
+
+// out[p][N * L] (channel order) = bias + sum over taps t and reduced channels d of patch pixel
+// p + toff[t]'s d-th G floats times w[t][d][N * L], for P pixels; x at pixel 0, CB = N * L
+// floats per pixel.
+template <int B, int G, int N, int P>
+CONVPOOL_INLINE void patch_block(const float* x, const int64_t* toff, int64_t taps, const float* w,
+                                 const float* bias, float* out) {
+  using V = typename Lanes<B>::type;
+  constexpr int L = Lanes<B>::L, CB = N * L, cg = CB / G;
+  V acc[P][N];
+  for (int n = 0; n < N; ++n) {
+    const V b = load<B>(bias + n * L);
+    for (int p = 0; p < P; ++p) acc[p][n] = b;
+  }
+  for (int64_t t = 0; t < taps; ++t) {
+    const float* xt = x + toff[t];
+    const float* wt = w + t * cg * CB;
+#pragma GCC unroll 4
+    for (int d = 0; d < cg; ++d) {
+      V wv[N];
+      for (int n = 0; n < N; ++n) wv[n] = load<B>(wt + (d * N + n) * L);
+#pragma GCC unroll 16
+      for (int p = 0; p < P; ++p) {
+        if constexpr (G == 1) {
+          const float v = xt[p * CB + d];
+          for (int n = 0; n < N; ++n) acc[p][n] += v * wv[n];
+        } else {
+          const V v = broadcast<B, G>(xt + p * CB + d * G);
+          for (int n = 0; n < N; ++n) acc[p][n] += v * wv[n];
+        }
+      }
+    }
+  }
+  for (int p = 0; p < P; ++p) {
+    for (int n = 0; n < N; ++n) {
+      V v = acc[p][n];
+      if constexpr (G > 1) v = channel_order<B, G>(v);
+      __builtin_memcpy(out + p * CB + n * L, &v, sizeof(V));
+    }
+  }
+}
+
+// Pixels per block: P x N sums, N weights and a broadcast in the register file (32 or 16).
+template <int Regs, int N>
+constexpr int kPixels = Regs == 32 ? (N <= 2   ? 12
+                                      : N == 3 ? 8
+                                               : 6)
+                                   : (N == 1   ? 12
+                                      : N == 2 ? 6
+                                      : N == 3 ? 4
+                                               : 2);
+
+// Rows of 7k pixels (every map of a 224 network: 56, 28, 14, 7) in blocks of 7 pixels of one
+// row, whose sums fit the registers for N <= 3 (N == 1 without AVX-512): the columns past the
+// grid are not computed (on 7x7 maps they were 23 % of the FMAs).
+template <int Regs, int N>
+constexpr bool kRowBlocks = Regs == 32 ? N <= 3 : N == 1;
+
+// The band's `rows` rows of `ow` pixels, `width` apart (sums in the same places): blocks of 7 in
+// each row where ow is a multiple of 7 and kRowBlocks; else all rows as one run of `count`
+// pixels (a multiple of 4), blocks of P, the rest in blocks of 4 or 2.
+template <int B, int Regs, int G, int N>
+CONVPOOL_INLINE void patch_run(const float* x, const int64_t* toff, int64_t taps, const float* w,
+                               const float* bias, float* out, int64_t count, int64_t rows,
+                               int64_t width, int64_t ow) {
+  constexpr int P = kPixels<Regs, N>, CB = N * Lanes<B>::L;
+  if constexpr (kRowBlocks<Regs, N>) {
+    if (ow % 7 == 0) {
+      for (int64_t r = 0; r < rows; ++r) {
+        for (int64_t q = r * width; q < r * width + ow; q += 7) {
+          patch_block<B, G, N, 7>(x + q * CB, toff, taps, w, bias, out + q * CB);
+        }
+      }
+      return;
+    }
+  }
+  int64_t q = 0;
+  for (; q + P <= count; q += P) {
+    patch_block<B, G, N, P>(x + q * CB, toff, taps, w, bias, out + q * CB);
+  }
+  if constexpr (P > 4) {
+    for (; q + 4 <= count; q += 4) {
+      patch_block<B, G, N, 4>(x + q * CB, toff, taps, w, bias, out + q * CB);
+    }
+  }
+  for (; q < count; q += 2) patch_block<B, G, N, 2>(x + q * CB, toff, taps, w, bias, out + q * CB);
+}
+
+// How a group's kg output channels fill registers: `bytes` per register, G groups per register,
+// N registers per super-block; bytes == 0: not this kernel's.
+struct PatchShape {
+  int bytes = 0, G = 0, N = 0;
+  int lanes() const { return bytes / 4; }
+  int64_t floats() const { return N * lanes(); }  // per pixel of a patch or of the sums
+};
+
+PatchShape patch_shape(int64_t kg) {
+  const int wide = wide_vector_registers() ? 64 : 32, L = wide / 4;
+  if (kg < L && L % kg == 0) return {wide, static_cast<int>(L / kg), 1};
+  if (kg % L == 0 && kg / L <= 4) return {wide, 1, static_cast<int>(kg / L)};
+  // 24 channels (RegNet's larger models): three 8-float registers.
+  if (wide == 64 && kg % 8 == 0 && kg / 8 <= 4) return {32, 1, static_cast<int>(kg / 8)};
+  return {};
+}
+
+CONVPOOL_CLONES void patch_kernel(PatchShape s, const float* x, const int64_t* toff, int64_t taps,
+                                  const float* w, const float* bias, float* out, int64_t count,
+                                  int64_t rows, int64_t width, int64_t ow) {
+#define CONVPOOL_RUN(B, R, G, N) \
+  return patch_run<B, R, G, N>(x, toff, taps, w, bias, out, count, rows, width, ow)
+  if (wide_vector_registers()) {
+    if (s.bytes == 64) {
+      if (s.G == 4) CONVPOOL_RUN(64, 32, 4, 1);
+      if (s.G == 2) CONVPOOL_RUN(64, 32, 2, 1);
+      if (s.N == 1) CONVPOOL_RUN(64, 32, 1, 1);
+      if (s.N == 2) CONVPOOL_RUN(64, 32, 1, 2);
+      if (s.N == 3) CONVPOOL_RUN(64, 32, 1, 3);
+      CONVPOOL_RUN(64, 32, 1, 4);
+    }
+    if (s.N == 3) CONVPOOL_RUN(32, 32, 1, 3);
+    CONVPOOL_RUN(32, 32, 1, 4);  // unreachable: patch_shape only makes N == 3 here
+  }
+  if (s.G == 2) CONVPOOL_RUN(32, 16, 2, 1);
+  if (s.N == 1) CONVPOOL_RUN(32, 16, 1, 1);
+  if (s.N == 2) CONVPOOL_RUN(32, 16, 1, 2);
+  if (s.N == 3) CONVPOOL_RUN(32, 16, 1, 3);
+  CONVPOOL_RUN(32, 16, 1, 4);
+#undef CONVPOOL_RUN
+}
+
+// dst[pixel][d * G + gl] = src[pixel][gl * cg + d] for `count` pixels (src pixels `step` apart):
+// a super-block's channels as the kernel broadcasts them.
+template <int G, int CB>
+CONVPOOL_INLINE void interleave_run(const float* src, int64_t step, int64_t count, float* dst) {
+  constexpr int cg = CB / G;
+  for (int64_t c = 0; c < count; ++c, src += step, dst += CB) {
+    float v[CB];
+    __builtin_memcpy(v, src, sizeof(v));
+    for (int d = 0; d < cg; ++d) {
+      for (int gl = 0; gl < G; ++gl) dst[d * G + gl] = v[gl * cg + d];
+    }
+  }
+}
+
+CONVPOOL_CLONES void interleave(int G, int64_t CB, const float* src, int64_t step, int64_t count,
+                                float* dst) {
+  if (G == 1) {
+    for (int64_t c = 0; c < count; ++c) std::memcpy(dst + c * CB, src + c * step, CB * 4);
+    return;
+  }
+  if (CB == 16 && G == 2) return interleave_run<2, 16>(src, step, count, dst);
+  if (CB == 16) return interleave_run<4, 16>(src, step, count, dst);
+  interleave_run<2, 8>(src, step, count, dst);
+}
+
+// The forward problem the kernel computes: the conv's own sizes, or those of the conv_transpose
+// seen as the forward of the flipped kernel (transposed_problem).
+struct Problem {
+  int64_t batch, C, groups, cg, kg;  // C: input channels; cg, kg: per group, in and out
+  int64_t image[3], grid[3], kernel[3], pad[3], dilation[3];
+  int64_t taps() const { return kernel[0] * kernel[1] * kernel[2]; }
+};
+
+// Where the input and output live: NCHW planes, or [N, spatial..., C] rows.
+struct Layouts {
+  const float* x;
+  bool x_planes;
+  float* y;
+  bool y_planes;
+};
+
+// The weights packed per super-block, [sb][tap][d][N * L] (lane i * G + gl of group sb * G + gl,
+// output i; zeros past the last group), and the bias the same way, [sb][N * L].
+// weight_at(group, i, d, tap) reads the problem's weight.
+template <typename WeightAt>
+void pack(const Problem& pb, const PatchShape& s, WeightAt&& weight_at, const float* bias,
+          std::vector<float>& wp, std::vector<float>& bp) {
+  const int64_t NL = s.N * s.lanes(), taps = pb.taps();
+  const int64_t blocks = (pb.groups + s.G - 1) / s.G;
+  wp.assign(blocks * taps * pb.cg * NL, 0.f);
+  bp.assign(blocks * NL, 0.f);
+  // In parallel only where that pays for waking the threads (RegNet's largest: 440 x 8 x 9).
+  const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 16) / (taps * pb.cg * NL));
+  at::parallel_for(0, blocks, grain, [&](int64_t b0, int64_t b1) {
+    for (int64_t sb = b0; sb < b1; ++sb) {
+      for (int gl = 0; gl < s.G && sb * s.G + gl < pb.groups; ++gl) {
+        const int64_t gr = sb * s.G + gl;
+        for (int64_t i = 0; i < pb.kg; ++i) {
+          const int64_t lane = i * s.G + gl;
+          if (bias) bp[sb * NL + lane] = bias[gr * pb.kg + i];
+          for (int64_t t = 0; t < taps; ++t) {
+            for (int64_t d = 0; d < pb.cg; ++d) {
+              wp[((sb * taps + t) * pb.cg + d) * NL + lane] = weight_at(gr, i, d, t);
+            }
+          }
+        }
+      }
+    }
+  });
+}
+
+// The patch of one task: what output rows [oh0, oh0 + rows) of depth od read, for super-block
+// sb, as [kd][row][col][d][gl] (slices of `plane` pixels of CB floats), zero outside the image.
+void fill_patch(const Problem& pb, const Layouts& io, const PatchShape& s, int64_t n, int64_t od,
+                int64_t oh0, int64_t rows_in, int64_t width, int64_t plane, int64_t sb,
+                float* patch) {
+  const int64_t G = s.G, CB = s.floats(), cg = pb.cg;
+  const int64_t ID = pb.image[0], IH = pb.image[1], IW = pb.image[2];
+  const int64_t valid = std::min<int64_t>(G, pb.groups - sb * G);
+  const int64_t c0 = std::clamp<int64_t>(pb.pad[2], 0, width);  // columns [c0, c1) are inside
+  const int64_t c1 = std::clamp<int64_t>(IW + pb.pad[2], c0, width);
+  const int64_t iw0 = c0 - pb.pad[2];
+  for (int64_t kd = 0; kd < pb.kernel[0]; ++kd) {
+    float* slice = patch + kd * plane * CB;
+    const int64_t id = od - pb.pad[0] + kd * pb.dilation[0];
+    for (int64_t r = 0; r < rows_in; ++r) {
+      float* row = slice + r * width * CB;
+      const int64_t ih = oh0 - pb.pad[1] + r;
+      if (id < 0 || id >= ID || ih < 0 || ih >= IH || c0 >= c1) {
+        std::fill_n(row, width * CB, 0.f);
+        continue;
+      }
+      std::fill_n(row, c0 * CB, 0.f);
+      std::fill_n(row + c1 * CB, (width - c1) * CB, 0.f);
+      float* dst = row + c0 * CB;
+      if (valid < G) {  // the last super-block, short of groups: zeros for the missing ones
+        std::fill_n(dst, (c1 - c0) * CB, 0.f);
+        for (int64_t c = 0; c < c1 - c0; ++c) {
+          for (int64_t gl = 0; gl < valid; ++gl) {
+            for (int64_t d = 0; d < cg; ++d) {
+              dst[c * CB + d * G + gl] =
+                  io.x_planes ? io.x[((n * pb.C + (sb * G + gl) * cg + d) * ID + id) * IH * IW +
+                                     ih * IW + iw0 + c]
+                              : io.x[(((n * ID + id) * IH + ih) * IW + iw0 + c) * pb.C +
+                                     (sb * G + gl) * cg + d];
+            }
+          }
+        }
+      } else if (io.x_planes) {
+        transpose_matrix(io.x + ((n * pb.C + sb * CB) * ID + id) * IH * IW + ih * IW + iw0,
+                         ID * IH * IW, CB, c1 - c0, dst, CB);
+        if (G > 1) interleave(s.G, CB, dst, CB, c1 - c0, dst);
+      } else {
+        interleave(s.G, CB, io.x + (((n * ID + id) * IH + ih) * IW + iw0) * pb.C + sb * CB, pb.C,
+                   c1 - c0, dst);
+      }
+    }
+    // The last band's slices are shorter than `plane`: the pixels past the grid read up to 3
+    // pixels past its rows, which must hold numbers (stale bits may be denormals, which slow
+    // the FMAs).
+    const int64_t tail = std::min<int64_t>(4, plane - rows_in * width);
+    if (tail > 0) std::fill_n(slice + rows_in * width * CB, tail * CB, 0.f);
+  }
+}
+
+// The task's sums ([q][CB] in channel order, q = row * width + ow) into the output, the columns
+// past the grid dropped.
+void store_band(const Problem& pb, const Layouts& io, const PatchShape& s, int64_t n, int64_t od,
+                int64_t oh0, int64_t rows, int64_t width, int64_t sb, const float* sums) {
+  const int64_t CB = s.floats(), K = pb.groups * pb.kg;
+  const int64_t OD = pb.grid[0], OH = pb.grid[1], OW = pb.grid[2];
+  const int64_t channels = std::min<int64_t>(s.G, pb.groups - sb * s.G) * pb.kg;
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* src = sums + r * width * CB;
+    if (io.y_planes) {
+      transpose_matrix(src, CB, OW, channels,
+                       io.y + ((n * K + sb * CB) * OD + od) * OH * OW + (oh0 + r) * OW,
+                       OD * OH * OW);
+      continue;
+    }
+    float* dst = io.y + (((n * OD + od) * OH + oh0 + r) * OW) * K + sb * CB;
+    for (int64_t ow = 0; ow < OW; ++ow) std::memcpy(dst + ow * K, src + ow * CB, channels * 4);
+  }
+}
+
+// A task's scratch is kept about this size (patch and sums), so that it stays in L2 between
+// the copy, the kernel and the store.
+constexpr int64_t kTaskBytes = 160 * 1024;
+
+void run(const Problem& pb, const Layouts& io, const PatchShape& s, const float* wp,
+         const float* bp) {
+  const int64_t CB = s.floats(), taps = pb.taps();
+  const int64_t OD = pb.grid[0], OH = pb.grid[1], OW = pb.grid[2];
+  const int64_t width = OW + (pb.kernel[2] - 1) * pb.dilation[2];
+  const int64_t halo = (pb.kernel[1] - 1) * pb.dilation[1];
+  const auto plane_of = [&](int64_t rows) { return (rows + halo) * width; };
+  // Rounded up to whole blocks of 4 pixels (patch_run): up to 3 pixels past the grid's last,
+  // which read up to 3 pixels past the last slice (kept zero there; a 4-group broadcast loads
+  // a whole register, 16 floats).
+  const auto count_of = [&](int64_t rows) { return ((rows - 1) * width + OW + 3) / 4 * 4; };
+  const int64_t slack = 4 * CB + 16;
+  const auto bytes = [&](int64_t rows) {
+    return 4 * (pb.kernel[0] * plane_of(rows) * CB + count_of(rows) * CB);
+  };
+  int64_t band = OH;
+  while (band > 1 && bytes(band) > kTaskBytes) band = (band + 1) / 2;
+  const int64_t bands = (OH + band - 1) / band, blocks = (pb.groups + s.G - 1) / s.G;
+  const int64_t plane = plane_of(band);
+  std::vector<int64_t> toff(taps);
+  for (int64_t t = 0; t < taps; ++t) {
+    const int64_t kw = t % pb.kernel[2], kh = t / pb.kernel[2] % pb.kernel[1];
+    const int64_t kd = t / (pb.kernel[2] * pb.kernel[1]);
+    toff[t] = (kd * plane + kh * pb.dilation[1] * width + kw * pb.dilation[2]) * CB;
+  }
+  const int64_t patch_size = pb.kernel[0] * plane * CB + slack;
+  at::parallel_for(0, pb.batch * OD * bands * blocks, 1, [&](int64_t begin, int64_t end) {
+    const ThreadScratch<float> patch(0, patch_size), sums(1, count_of(band) * CB);
+    std::fill_n(patch.data() + patch_size - slack, slack, 0.f);
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t sb = task % blocks, bi = task / blocks % bands;
+      const int64_t od = task / (blocks * bands) % OD, n = task / (blocks * bands * OD);
+      const int64_t oh0 = bi * band, rows = std::min(band, OH - oh0);
+      fill_patch(pb, io, s, n, od, oh0, rows + halo, width, plane, sb, patch.data());
+      patch_kernel(s, patch.data(), toff.data(), taps, wp + sb * taps * pb.cg * CB, bp + sb * CB,
+                   sums.data(), count_of(rows), rows, width, OW);
+      store_band(pb, io, s, n, od, oh0, rows, width, sb, sums.data());
+    }
+  });
+}
+
+// Whether t is read as NCHW planes (contiguous, and not channels_last as well).
+bool planes(const at::Tensor& t) {
+  return t.is_contiguous() && !(t.dim() >= 4 && t.is_contiguous(channels_last_format(t)));
+}
+
+// Runs the problem from `input` into `output` in their layouts: planes where they are NCHW,
+// else [N, spatial..., C] rows (a copy where they are neither).
+template <typename WeightAt>
+void compute(const Problem& pb, const at::Tensor& input, const at::Tensor& output,
+             WeightAt&& weight_at, const float* bias) {
+  const PatchShape s = patch_shape(pb.kg);
+  // Kept from call to call: a fresh vector of RegNet's 100-500 KB comes from mmap, and its page
+  // faults cost more than packing it.
+  thread_local std::vector<float> wp, bp;
+  pack(pb, s, weight_at, bias, wp, bp);
+  at::Tensor x = input;
+  const bool x_planes = planes(input);
+  if (!x_planes)
+    x = input.dim() < 4 ? input.movedim(1, -1).contiguous()
+                        : cpu::contiguous_as(input, channels_last_format(input));
+  if (planes(output)) {
+    run(pb, {x.const_data_ptr<float>(), x_planes, output.data_ptr<float>(), true}, s, wp.data(),
+        bp.data());
+    return;
+  }
+  const auto rows_view = [](const at::Tensor& t) {
+    return t.dim() < 4 ? t.movedim(1, -1) : t;  // [N, L, C]: a view of a [N, C, L] tensor
+  };
+  at::Tensor y = rows_view(output);
+  const bool direct =
+      output.dim() < 4 ? y.is_contiguous() : output.is_contiguous(channels_last_format(output));
+  at::Tensor staged =
+      direct
+          ? output
+          : at::empty(output.sizes(), output.options().memory_format(channels_last_format(output)));
+  if (!direct && output.dim() < 4) staged = at::empty(y.sizes(), y.options());
+  run(pb, {x.const_data_ptr<float>(), x_planes, staged.data_ptr<float>(), false}, s, wp.data(),
+      bp.data());
+  if (direct) return;
+  if (output.dim() < 4) {
+    y.copy_(staged);
+  } else {
+    cpu::copy_layout(output, staged);
+  }
+}
+
+Problem problem(int64_t batch, int64_t C, int64_t groups, int64_t K, const int64_t* image,
+                const int64_t* grid, const ConvGeometry& g) {
+  Problem pb{batch, C, groups, C / groups, K / groups, {}, {}, {}, {}, {}};
+  for (int d = 0; d < kSpatialDims; ++d) {
+    pb.image[d] = image[d];
+    pb.grid[d] = grid[d];
+    pb.kernel[d] = g.kernel[d];
+    pb.dilation[d] = g.dilation[d];
+    pb.pad[d] = g.pad[d];
+  }
+  return pb;
+}
+
+bool stride_one(const ConvGeometry& g) {
+  for (int d = 0; d < kSpatialDims; ++d) {
+    if (g.stride[d] != 1) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+bool grouped_patch_applies(const at::Tensor& t, const ConvGeometry& g, int64_t grid_channels) {
+  return t.scalar_type() == at::kFloat && grouped_applies(t, g, grid_channels) && stride_one(g) &&
+         grid_channels == g.channels && patch_shape(grid_channels / g.groups).bytes != 0;
+}
+
+bool grouped_patch_transpose_applies(const at::Tensor& t, const ConvGeometry& g,
+                                     int64_t grid_channels) {
+  return t.scalar_type() == at::kFloat && grouped_applies(t, g, grid_channels) && stride_one(g) &&
+         grid_channels == g.channels && patch_shape(g.channels / g.groups).bytes != 0;
+}
+
+void grouped_patch_conv(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& output,
+                        const ConvGeometry& g, const at::Tensor& bias) {
+  const Problem pb =
+      problem(input.size(0), g.channels, g.groups, output.size(1), g.image, g.grid, g);
+  const auto w = weight.contiguous();
+  const float* wd = w.const_data_ptr<float>();
+  const int64_t taps = pb.taps();
+  const bool fused = bias_fusable(bias, input);
+  compute(
+      pb, input, output,
+      [&](int64_t gr, int64_t i, int64_t d, int64_t t) {
+        return wd[((gr * pb.kg + i) * pb.cg + d) * taps + t];
+      },
+      fused ? bias.const_data_ptr<float>() : nullptr);
+  if (!fused) add_bias(output, bias);
+}
+
+// The input gradient of a stride-1 conv is the forward conv of the output gradient with the
+// kernel flipped in every dim, a group's input and output channels swapped, and the padding
+// dilation * (kernel - 1) - pad (negative where the conv padded past its kernel's reach: the
+// patch then starts inside the image).
+void grouped_patch_conv_transpose(const at::Tensor& input, const at::Tensor& weight,
+                                  const at::Tensor& output, const ConvGeometry& g) {
+  Problem pb = problem(input.size(0), input.size(1), g.groups, g.channels, g.grid, g.image, g);
+  for (int d = 0; d < kSpatialDims; ++d) pb.pad[d] = g.dilation[d] * (g.kernel[d] - 1) - g.pad[d];
+  const auto w = weight.contiguous();
+  const float* wd = w.const_data_ptr<float>();
+  const int64_t taps = pb.taps();
+  // weight [K, cg, taps]: the problem's group gr, output i (an image channel), reduced d (a
+  // grid channel).
+  compute(
+      pb, input, output,
+      [&](int64_t gr, int64_t i, int64_t d, int64_t t) {
+        return wd[((gr * pb.cg + d) * pb.kg + i) * taps + (taps - 1 - t)];
+      },
+      nullptr);
+}
+
+}  // namespace convpool::cpu
