@@ -86,9 +86,10 @@ def test_grouped_matches_torch(data):
 
 @given(data=st.data())
 def test_grouped_patch_matches_torch(data):
-    """Stride-1 grouped convs with as many input as output channels per group, in float32: the
-    patch kernel (1, 2 or 4 groups per register, blocks of 7 pixels or one run), forward and
-    input gradient, 1-3 dims, padding up to past the kernel's reach, dilation, odd group counts."""
+    """Grouped convs with as many input as output channels per group, in float32: the patch
+    kernel (1, 2 or 4 groups per register, blocks of 7 pixels or one run, phase planes for
+    strides), forward and the stride-1 input gradient, 1-3 dims, padding up to past the kernel's
+    reach, dilation, odd group counts."""
     dims = data.draw(st.integers(1, 3))
     cg = data.draw(st.sampled_from([4, 8, 16, 24, 32]))
     groups = data.draw(st.integers(2, 5))
@@ -97,6 +98,7 @@ def test_grouped_patch_matches_torch(data):
     kernel = [data.draw(st.integers(1, 3)) for _ in range(dims)]
     dilation = size_arg(data.draw, dims, 1, 2)
     padding = size_arg(data.draw, dims, 0, 3)
+    stride = size_arg(data.draw, dims, 1, 3)
     layout = data.draw(LAYOUT)
     x = data.draw(tensors(((batch,) if batch else ()) + (groups * cg, *spatial), layout)).float()
     w = data.draw(tensors((groups * cg, cg, *kernel), layout)).float()
@@ -104,8 +106,8 @@ def test_grouped_patch_matches_torch(data):
     leaves((x, w, b))
     conv = getattr(CF, f"conv{dims}d")
     reference = getattr(F, f"conv{dims}d")
-    compare(lambda x, w, b: conv(x, w, b, 1, padding, dilation, groups),
-            lambda x, w, b: reference(x, w, b, 1, padding, dilation, groups), (x, w, b),
+    compare(lambda x, w, b: conv(x, w, b, stride, padding, dilation, groups),
+            lambda x, w, b: reference(x, w, b, stride, padding, dilation, groups), (x, w, b),
             rtol=1e-4, atol=1e-4)
 
 

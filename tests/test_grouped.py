@@ -151,3 +151,13 @@ def test_patch_kernel_unbatched_and_large():
     w = torch.randn(48, 8, 3, 3)
     torch.testing.assert_close(CF.conv2d(x, w, padding=1, groups=6),
                                F.conv2d(x, w, padding=1, groups=6), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("cg", [4, 8, 16, 24])
+@pytest.mark.parametrize("stride,shape", [(2, (14, 14)), (2, (15, 12)), (3, (13, 11)), ((2, 1), (9, 10)),
+                                          (5, (12, 12))])
+def test_patch_kernel_strided(cg, stride, shape, channels_last):
+    """The patch kernel's phase planes (one per stride phase), odd sizes that leave a phase a
+    column short, unequal strides; stride 5 is past kMaxPatchStride (the line kernels)."""
+    _check(2, channels_last, cg, cg, groups=3, stride=stride, dtype=torch.float, shape=shape)

@@ -259,7 +259,7 @@ CONVPOOL_CLONES void interleave(int G, int64_t CB, const float* src, int64_t ste
 // seen as the forward of the flipped kernel (transposed_problem).
 struct Problem {
   int64_t batch, C, groups, cg, kg;  // C: input channels; cg, kg: per group, in and out
-  int64_t image[3], grid[3], kernel[3], pad[3], dilation[3];
+  int64_t image[3], grid[3], kernel[3], stride[3], pad[3], dilation[3];
   int64_t taps() const { return kernel[0] * kernel[1] * kernel[2]; }
 };
 
@@ -306,57 +306,83 @@ void pack(const Problem& pb, const PatchShape& s, WeightAt&& weight_at, const fl
   });
 }
 
+// Strides up to this take the patch kernel (phase planes); larger ones are rare and read few
+// pixels of each input row.
+constexpr int64_t kMaxPatchStride = 4;
+
 // The patch of one task: what output rows [oh0, oh0 + rows) of depth od read, for super-block
-// sb, as [kd][row][col][d][gl] (slices of `plane` pixels of CB floats), zero outside the image.
+// sb, zero outside the image: per depth tap kd, per phase (ph, pw) of the strides, a plane of
+// `rows_in` x `width` pixels of CB floats ([d][gl]); `plane` pixels apart. Phase plane (ph, pw)
+// row r, column c holds the input pixel (oh0 * sh - pad + r * sh + ph, c * sw + pw - pad).
+// `row_scratch` (IW x CB floats) holds an NCHW input row transposed, which strided phases then
+// pick pixels from.
 void fill_patch(const Problem& pb, const Layouts& io, const PatchShape& s, int64_t n, int64_t od,
                 int64_t oh0, int64_t rows_in, int64_t width, int64_t plane, int64_t sb,
-                float* patch) {
+                float* patch, float* row_scratch) {
   const int64_t G = s.G, CB = s.floats(), cg = pb.cg;
   const int64_t ID = pb.image[0], IH = pb.image[1], IW = pb.image[2];
+  const int64_t sh = pb.stride[1], sw = pb.stride[2];
   const int64_t valid = std::min<int64_t>(G, pb.groups - sb * G);
-  const int64_t c0 = std::clamp<int64_t>(pb.pad[2], 0, width);  // columns [c0, c1) are inside
-  const int64_t c1 = std::clamp<int64_t>(IW + pb.pad[2], c0, width);
-  const int64_t iw0 = c0 - pb.pad[2];
+  // Columns [c0, c1) of phase pw lie inside the image, from input column iw0.
+  int64_t c0[kMaxPatchStride], c1[kMaxPatchStride], iw0[kMaxPatchStride];
+  for (int64_t pw = 0; pw < sw; ++pw) {
+    const int64_t first = pw - pb.pad[2];  // input column of column 0
+    c0[pw] = std::clamp<int64_t>(first >= 0 ? 0 : (-first + sw - 1) / sw, 0, width);
+    c1[pw] = std::clamp<int64_t>(IW - first <= 0 ? 0 : (IW - first + sw - 1) / sw, c0[pw], width);
+    iw0[pw] = first + c0[pw] * sw;
+  }
   for (int64_t kd = 0; kd < pb.kernel[0]; ++kd) {
-    float* slice = patch + kd * plane * CB;
-    const int64_t id = od - pb.pad[0] + kd * pb.dilation[0];
-    for (int64_t r = 0; r < rows_in; ++r) {
-      float* row = slice + r * width * CB;
-      const int64_t ih = oh0 - pb.pad[1] + r;
-      if (id < 0 || id >= ID || ih < 0 || ih >= IH || c0 >= c1) {
-        std::fill_n(row, width * CB, 0.f);
-        continue;
-      }
-      std::fill_n(row, c0 * CB, 0.f);
-      std::fill_n(row + c1 * CB, (width - c1) * CB, 0.f);
-      float* dst = row + c0 * CB;
-      if (valid < G) {  // the last super-block, short of groups: zeros for the missing ones
-        std::fill_n(dst, (c1 - c0) * CB, 0.f);
-        for (int64_t c = 0; c < c1 - c0; ++c) {
-          for (int64_t gl = 0; gl < valid; ++gl) {
-            for (int64_t d = 0; d < cg; ++d) {
-              dst[c * CB + d * G + gl] =
-                  io.x_planes ? io.x[((n * pb.C + (sb * G + gl) * cg + d) * ID + id) * IH * IW +
-                                     ih * IW + iw0 + c]
-                              : io.x[(((n * ID + id) * IH + ih) * IW + iw0 + c) * pb.C +
-                                     (sb * G + gl) * cg + d];
+    const int64_t id = od * pb.stride[0] - pb.pad[0] + kd * pb.dilation[0];
+    for (int64_t ph = 0; ph < sh; ++ph) {
+      float* phase0 = patch + (kd * sh + ph) * sw * plane * CB;  // plane (ph, pw): + pw * plane
+      for (int64_t r = 0; r < rows_in; ++r) {
+        const int64_t ih = oh0 * sh - pb.pad[1] + r * sh + ph;
+        const bool inside = id >= 0 && id < ID && ih >= 0 && ih < IH;
+        const float* planes = io.x + ((n * pb.C + sb * CB) * ID + id) * IH * IW + ih * IW;
+        const float* pixels = io.x + (((n * ID + id) * IH + ih) * IW) * pb.C + sb * CB;
+        if (inside && io.x_planes && valid == G && sw > 1) {
+          transpose_matrix(planes, ID * IH * IW, CB, IW, row_scratch, CB);
+        }
+        for (int64_t pw = 0; pw < sw; ++pw) {
+          float* row = phase0 + (pw * plane + r * width) * CB;
+          const int64_t n0 = c0[pw], n1 = c1[pw], count = n1 - n0;
+          if (!inside || count <= 0) {
+            std::fill_n(row, width * CB, 0.f);
+            continue;
+          }
+          std::fill_n(row, n0 * CB, 0.f);
+          std::fill_n(row + n1 * CB, (width - n1) * CB, 0.f);
+          float* dst = row + n0 * CB;
+          if (valid < G) {  // the last super-block, short of groups: zeros for the missing ones
+            std::fill_n(dst, count * CB, 0.f);
+            for (int64_t c = 0; c < count; ++c) {
+              const int64_t iw = iw0[pw] + c * sw;
+              for (int64_t gl = 0; gl < valid; ++gl) {
+                for (int64_t d = 0; d < cg; ++d) {
+                  const int64_t ch = (gl * cg + d);
+                  dst[c * CB + d * G + gl] =
+                      io.x_planes ? planes[ch * ID * IH * IW + iw] : pixels[iw * pb.C + ch];
+                }
+              }
             }
+          } else if (io.x_planes && sw == 1) {
+            transpose_matrix(planes + iw0[pw], ID * IH * IW, CB, count, dst, CB);
+            if (G > 1) interleave(s.G, CB, dst, CB, count, dst);
+          } else if (io.x_planes) {
+            interleave(s.G, CB, row_scratch + iw0[pw] * CB, sw * CB, count, dst);
+          } else {
+            interleave(s.G, CB, pixels + iw0[pw] * pb.C, sw * pb.C, count, dst);
           }
         }
-      } else if (io.x_planes) {
-        transpose_matrix(io.x + ((n * pb.C + sb * CB) * ID + id) * IH * IW + ih * IW + iw0,
-                         ID * IH * IW, CB, c1 - c0, dst, CB);
-        if (G > 1) interleave(s.G, CB, dst, CB, c1 - c0, dst);
-      } else {
-        interleave(s.G, CB, io.x + (((n * ID + id) * IH + ih) * IW + iw0) * pb.C + sb * CB, pb.C,
-                   c1 - c0, dst);
+      }
+      // The last band's planes are shorter than `plane`: the pixels past the grid read up to 3
+      // pixels past its rows, which must hold numbers (stale bits may be denormals, which slow
+      // the FMAs).
+      const int64_t tail = std::min<int64_t>(4, plane - rows_in * width);
+      for (int64_t pw = 0; pw < sw && tail > 0; ++pw) {
+        std::fill_n(phase0 + (pw * plane + rows_in * width) * CB, tail * CB, 0.f);
       }
     }
-    // The last band's slices are shorter than `plane`: the pixels past the grid read up to 3
-    // pixels past its rows, which must hold numbers (stale bits may be denormals, which slow
-    // the FMAs).
-    const int64_t tail = std::min<int64_t>(4, plane - rows_in * width);
-    if (tail > 0) std::fill_n(slice + rows_in * width * CB, tail * CB, 0.f);
   }
 }
 
@@ -388,16 +414,19 @@ void run(const Problem& pb, const Layouts& io, const PatchShape& s, const float*
          const float* bp) {
   const int64_t CB = s.floats(), taps = pb.taps();
   const int64_t OD = pb.grid[0], OH = pb.grid[1], OW = pb.grid[2];
-  const int64_t width = OW + (pb.kernel[2] - 1) * pb.dilation[2];
-  const int64_t halo = (pb.kernel[1] - 1) * pb.dilation[1];
+  // Phase planes: output pixel (r, ow) and tap (kh, kw) read plane ((kh * dh) % sh, (kw * dw) %
+  // sw) at row r + (kh * dh) / sh, column ow + (kw * dw) / sw.
+  const int64_t sh = pb.stride[1], sw = pb.stride[2], phases = sh * sw;
+  const int64_t width = OW + (pb.kernel[2] - 1) * pb.dilation[2] / sw;
+  const int64_t halo = (pb.kernel[1] - 1) * pb.dilation[1] / sh;
   const auto plane_of = [&](int64_t rows) { return (rows + halo) * width; };
   // Rounded up to whole blocks of 4 pixels (patch_run): up to 3 pixels past the grid's last,
-  // which read up to 3 pixels past the last slice (kept zero there; a 4-group broadcast loads
+  // which read up to 3 pixels past the last plane (kept zero there; a 4-group broadcast loads
   // a whole register, 16 floats).
   const auto count_of = [&](int64_t rows) { return ((rows - 1) * width + OW + 3) / 4 * 4; };
   const int64_t slack = 4 * CB + 16;
   const auto bytes = [&](int64_t rows) {
-    return 4 * (pb.kernel[0] * plane_of(rows) * CB + count_of(rows) * CB);
+    return 4 * (pb.kernel[0] * phases * plane_of(rows) * CB + count_of(rows) * CB);
   };
   int64_t band = OH;
   while (band > 1 && bytes(band) > kTaskBytes) band = (band + 1) / 2;
@@ -405,19 +434,23 @@ void run(const Problem& pb, const Layouts& io, const PatchShape& s, const float*
   const int64_t plane = plane_of(band);
   std::vector<int64_t> toff(taps);
   for (int64_t t = 0; t < taps; ++t) {
-    const int64_t kw = t % pb.kernel[2], kh = t / pb.kernel[2] % pb.kernel[1];
+    const int64_t kw = t % pb.kernel[2] * pb.dilation[2],
+                  kh = t / pb.kernel[2] % pb.kernel[1] * pb.dilation[1];
     const int64_t kd = t / (pb.kernel[2] * pb.kernel[1]);
-    toff[t] = (kd * plane + kh * pb.dilation[1] * width + kw * pb.dilation[2]) * CB;
+    const int64_t phase = (kd * sh + kh % sh) * sw + kw % sw;
+    toff[t] = (phase * plane + kh / sh * width + kw / sw) * CB;
   }
-  const int64_t patch_size = pb.kernel[0] * plane * CB + slack;
+  const int64_t patch_size = pb.kernel[0] * phases * plane * CB + slack;
   at::parallel_for(0, pb.batch * OD * bands * blocks, 1, [&](int64_t begin, int64_t end) {
     const ThreadScratch<float> patch(0, patch_size), sums(1, count_of(band) * CB);
+    const ThreadScratch<float> row_scratch(2, sw > 1 ? pb.image[2] * CB : 0);
     std::fill_n(patch.data() + patch_size - slack, slack, 0.f);
     for (int64_t task = begin; task < end; ++task) {
       const int64_t sb = task % blocks, bi = task / blocks % bands;
       const int64_t od = task / (blocks * bands) % OD, n = task / (blocks * bands * OD);
       const int64_t oh0 = bi * band, rows = std::min(band, OH - oh0);
-      fill_patch(pb, io, s, n, od, oh0, rows + halo, width, plane, sb, patch.data());
+      fill_patch(pb, io, s, n, od, oh0, rows + halo, width, plane, sb, patch.data(),
+                 row_scratch.data());
       patch_kernel(s, patch.data(), toff.data(), taps, wp + sb * taps * pb.cg * CB, bp + sb * CB,
                    sums.data(), count_of(rows), rows, width, OW);
       store_band(pb, io, s, n, od, oh0, rows, width, sb, sums.data());
@@ -473,11 +506,12 @@ void compute(const Problem& pb, const at::Tensor& input, const at::Tensor& outpu
 
 Problem problem(int64_t batch, int64_t C, int64_t groups, int64_t K, const int64_t* image,
                 const int64_t* grid, const ConvGeometry& g) {
-  Problem pb{batch, C, groups, C / groups, K / groups, {}, {}, {}, {}, {}};
+  Problem pb{batch, C, groups, C / groups, K / groups, {}, {}, {}, {}, {}, {}};
   for (int d = 0; d < kSpatialDims; ++d) {
     pb.image[d] = image[d];
     pb.grid[d] = grid[d];
     pb.kernel[d] = g.kernel[d];
+    pb.stride[d] = g.stride[d];
     pb.dilation[d] = g.dilation[d];
     pb.pad[d] = g.pad[d];
   }
@@ -494,7 +528,8 @@ bool stride_one(const ConvGeometry& g) {
 }  // namespace
 
 bool grouped_patch_applies(const at::Tensor& t, const ConvGeometry& g, int64_t grid_channels) {
-  return t.scalar_type() == at::kFloat && grouped_applies(t, g, grid_channels) && stride_one(g) &&
+  return t.scalar_type() == at::kFloat && grouped_applies(t, g, grid_channels) &&
+         g.stride[1] <= kMaxPatchStride && g.stride[2] <= kMaxPatchStride &&
          grid_channels == g.channels && patch_shape(grid_channels / g.groups).bytes != 0;
 }
 
