@@ -5,8 +5,9 @@
 // with 8 channels per group a vector is half an AVX-512 register. N8, 2 threads, channels_last,
 // 8 per group: C440 7x7 0.60 ms against torch's 0.37.
 //
-// A task is (sample, output depth, band of output rows, super-block of G groups). It copies what
-// the band reads into a zero-padded patch laid out [kd][row][col][d][gl] (d: a group's input
+// A task is (super-block of G groups, sample, output depth, band of output rows); a thread packs
+// the weights of a super-block when its tasks reach it (they come in super-block order). It copies
+// what the band reads into a zero-padded patch laid out [kd][row][col][d][gl] (d: a group's input
 // channel, gl: the group within the super-block):
 // - every tap of every output pixel reads inside the patch: no edge cases;
 // - with stride 1 the band's output pixels are one run q = row * patch_width + col; the kernel
@@ -102,7 +103,7 @@ CONVPOOL_INLINE typename Lanes<B>::type channel_order(typename Lanes<B>::type v)
 }
 
 // out[p][N * L] (channel order) = bias + sum over taps t and reduced channels d of patch pixel
-// p + toff[t]'s d-th G floats times w[t][d][N * L], for P pixels; x at pixel 0, CB = N * L
+// p + toff[t]'s d-th G floats times w[d][t][N * L], for P pixels; x at pixel 0, CB = N * L
 // floats per pixel.
 template <int B, int G, int N, int P>
 CONVPOOL_INLINE void patch_block(const float* x, const int64_t* toff, int64_t taps, const float* w,
@@ -116,11 +117,11 @@ CONVPOOL_INLINE void patch_block(const float* x, const int64_t* toff, int64_t ta
   }
   for (int64_t t = 0; t < taps; ++t) {
     const float* xt = x + toff[t];
-    const float* wt = w + t * cg * CB;
+    const float* wt = w + t * CB;
 #pragma GCC unroll 4
     for (int d = 0; d < cg; ++d) {
       V wv[N];
-      for (int n = 0; n < N; ++n) wv[n] = load<B>(wt + (d * N + n) * L);
+      for (int n = 0; n < N; ++n) wv[n] = load<B>(wt + d * taps * CB + n * L);
 #pragma GCC unroll 16
       for (int p = 0; p < P; ++p) {
         if constexpr (G == 1) {
@@ -244,12 +245,40 @@ CONVPOOL_INLINE void interleave_run(const float* src, int64_t step, int64_t coun
   }
 }
 
+// dst[pixel][0, n) = src[pixel][0, n) for `count` pixels `src_step` and `dst_step` apart: the
+// common widths as inline vector moves (a call of memcpy per pixel was 5 % of a 7x7 conv).
+template <int n>
+CONVPOOL_INLINE void copy_run(const float* src, int64_t src_step, int64_t count, float* dst,
+                              int64_t dst_step) {
+  for (int64_t c = 0; c < count; ++c, src += src_step, dst += dst_step) {
+    float v[n];
+    __builtin_memcpy(v, src, sizeof(v));
+    __builtin_memcpy(dst, v, sizeof(v));
+  }
+}
+
+CONVPOOL_CLONES void copy_pixels(const float* src, int64_t src_step, int64_t count, float* dst,
+                                 int64_t dst_step, int64_t n) {
+  switch (n) {
+    case 8:
+      return copy_run<8>(src, src_step, count, dst, dst_step);
+    case 16:
+      return copy_run<16>(src, src_step, count, dst, dst_step);
+    case 24:
+      return copy_run<24>(src, src_step, count, dst, dst_step);
+    case 32:
+      return copy_run<32>(src, src_step, count, dst, dst_step);
+    case 64:
+      return copy_run<64>(src, src_step, count, dst, dst_step);
+    default:
+      for (int64_t c = 0; c < count; ++c)
+        std::memcpy(dst + c * dst_step, src + c * src_step, n * 4);
+  }
+}
+
 CONVPOOL_CLONES void interleave(int G, int64_t CB, const float* src, int64_t step, int64_t count,
                                 float* dst) {
-  if (G == 1) {
-    for (int64_t c = 0; c < count; ++c) std::memcpy(dst + c * CB, src + c * step, CB * 4);
-    return;
-  }
+  if (G == 1) return copy_pixels(src, step, count, dst, CB, CB);
   if (CB == 16 && G == 2) return interleave_run<2, 16>(src, step, count, dst);
   if (CB == 16) return interleave_run<4, 16>(src, step, count, dst);
   interleave_run<2, 8>(src, step, count, dst);
@@ -271,39 +300,45 @@ struct Layouts {
   bool y_planes;
 };
 
-// The weights packed per super-block, [sb][tap][d][N * L] (lane i * G + gl of group sb * G + gl,
-// output i; zeros past the last group), and the bias the same way, [sb][N * L].
-// weight_at(group, i, d, tap) reads the problem's weight.
-template <typename WeightAt>
-void pack(const Problem& pb, const PatchShape& s, WeightAt&& weight_at, const float* bias,
-          std::vector<float>& wp, std::vector<float>& bp) {
-  const int64_t NL = s.N * s.lanes(), taps = pb.taps();
-  const int64_t blocks = (pb.groups + s.G - 1) / s.G;
-  const int64_t block = taps * pb.cg * NL;
-  // Every lane is written below but those of groups past the last: no zero fill of the whole
-  // (a memset of 100-500 KB per call was 10 % of a RegNet 7x7 conv).
-  wp.resize(blocks * block);
-  bp.resize(blocks * NL);
-  if (pb.groups % s.G != 0) std::fill_n(wp.data() + (blocks - 1) * block, block, 0.f);
-  if (!bias || pb.groups % s.G != 0) std::fill(bp.begin(), bp.end(), 0.f);
-  // In parallel where that pays for waking the threads.
-  const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 14) / block);
-  at::parallel_for(0, blocks, grain, [&](int64_t b0, int64_t b1) {
-    for (int64_t sb = b0; sb < b1; ++sb) {
-      for (int gl = 0; gl < s.G && sb * s.G + gl < pb.groups; ++gl) {
-        const int64_t gr = sb * s.G + gl;
-        for (int64_t i = 0; i < pb.kg; ++i) {
-          const int64_t lane = i * s.G + gl;
-          if (bias) bp[sb * NL + lane] = bias[gr * pb.kg + i];
-          for (int64_t t = 0; t < taps; ++t) {
-            for (int64_t d = 0; d < pb.cg; ++d) {
-              wp[((sb * taps + t) * pb.cg + d) * NL + lane] = weight_at(gr, i, d, t);
-            }
-          }
-        }
+// A problem's weights: the conv's own [K, cg, taps] (contiguous), or, for the input gradient,
+// those of the conv it is the gradient of, read flipped with a group's channels swapped.
+struct Weights {
+  const float* data;
+  bool flipped;
+};
+
+// The weights of super-block sb packed as [d][tap][N * L] (lane i * G + gl of group sb * G + gl,
+// output i; zeros past the last group) into w, its bias the same way into b ([N * L]).
+void pack_block(const Problem& pb, const PatchShape& s, const Weights& weights, const float* bias,
+                int64_t sb, float* w, float* b) {
+  const int64_t NL = s.floats(), taps = pb.taps(), G = s.G;
+  const int64_t valid = std::min<int64_t>(G, pb.groups - sb * G);
+  if (valid < G) std::fill_n(w, taps * pb.cg * NL, 0.f);
+  std::fill_n(b, NL, 0.f);
+  for (int64_t gl = 0; gl < valid; ++gl) {
+    for (int64_t i = 0; i < pb.kg && bias; ++i) b[i * G + gl] = bias[(sb * G + gl) * pb.kg + i];
+  }
+  if (!weights.flipped) {
+    // The super-block's rows [gl * kg + i][d * taps + t] transposed (lane gl * kg + i), then
+    // each column's lanes put in register order.
+    transpose_matrix(weights.data + sb * NL * pb.cg * taps, pb.cg * taps, valid * pb.kg,
+                     pb.cg * taps, w, NL);
+    if (G > 1) interleave(s.G, NL, w, NL, pb.cg * taps, w);
+    return;
+  }
+  // The conv's weight [groups * cg, kg, taps] (its cg is this problem's kg): group gr, output i
+  // (a conv input channel), reduced d (a conv output channel), tap t is the conv's tap
+  // taps - 1 - t of output d, input i.
+  for (int64_t gl = 0; gl < valid; ++gl) {
+    const int64_t gr = sb * G + gl;
+    for (int64_t d = 0; d < pb.cg; ++d) {
+      for (int64_t i = 0; i < pb.kg; ++i) {
+        const float* src = weights.data + ((gr * pb.cg + d) * pb.kg + i) * taps + taps - 1;
+        float* dst = w + d * taps * NL + i * G + gl;
+        for (int64_t t = 0; t < taps; ++t) dst[t * NL] = src[-t];
       }
     }
-  });
+  }
 }
 
 // Strides up to this take the patch kernel (phase planes); larger ones are rare and read few
@@ -401,8 +436,8 @@ void store_band(const Problem& pb, const Layouts& io, const PatchShape& s, int64
                        OD * OH * OW);
       continue;
     }
-    float* dst = io.y + (((n * OD + od) * OH + oh0 + r) * OW) * K + sb * CB;
-    for (int64_t ow = 0; ow < OW; ++ow) std::memcpy(dst + ow * K, src + ow * CB, channels * 4);
+    copy_pixels(src, CB, OW, io.y + (((n * OD + od) * OH + oh0 + r) * OW) * K + sb * CB, K,
+                channels);
   }
 }
 
@@ -410,8 +445,8 @@ void store_band(const Problem& pb, const Layouts& io, const PatchShape& s, int64
 // the copy, the kernel and the store.
 constexpr int64_t kTaskBytes = 160 * 1024;
 
-void run(const Problem& pb, const Layouts& io, const PatchShape& s, const float* wp,
-         const float* bp) {
+void run(const Problem& pb, const Layouts& io, const PatchShape& s, const Weights& weights,
+         const float* bias) {
   const int64_t CB = s.floats(), taps = pb.taps();
   const int64_t OD = pb.grid[0], OH = pb.grid[1], OW = pb.grid[2];
   // Phase planes: output pixel (r, ow) and tap (kh, kw) read plane ((kh * dh) % sh, (kw * dw) %
@@ -444,15 +479,22 @@ void run(const Problem& pb, const Layouts& io, const PatchShape& s, const float*
   at::parallel_for(0, pb.batch * OD * bands * blocks, 1, [&](int64_t begin, int64_t end) {
     const ThreadScratch<float> patch(0, patch_size), sums(1, count_of(band) * CB);
     const ThreadScratch<float> row_scratch(2, sw > 1 ? pb.image[2] * CB : 0);
+    const ThreadScratch<float> packed(3, taps * pb.cg * CB + CB);
+    const float* packed_bias = packed.data() + taps * pb.cg * CB;
     std::fill_n(patch.data() + patch_size - slack, slack, 0.f);
+    int64_t packed_sb = -1;
     for (int64_t task = begin; task < end; ++task) {
-      const int64_t sb = task % blocks, bi = task / blocks % bands;
-      const int64_t od = task / (blocks * bands) % OD, n = task / (blocks * bands * OD);
+      const int64_t bi = task % bands, od = task / bands % OD;
+      const int64_t n = task / (bands * OD) % pb.batch, sb = task / (bands * OD * pb.batch);
+      if (sb != packed_sb) {
+        pack_block(pb, s, weights, bias, sb, packed.data(), packed.data() + taps * pb.cg * CB);
+        packed_sb = sb;
+      }
       const int64_t oh0 = bi * band, rows = std::min(band, OH - oh0);
       fill_patch(pb, io, s, n, od, oh0, rows + halo, width, plane, sb, patch.data(),
                  row_scratch.data());
-      patch_kernel(s, patch.data(), toff.data(), taps, wp + sb * taps * pb.cg * CB, bp + sb * CB,
-                   sums.data(), count_of(rows), rows, width, OW);
+      patch_kernel(s, patch.data(), toff.data(), taps, packed.data(), packed_bias, sums.data(),
+                   count_of(rows), rows, width, OW);
       store_band(pb, io, s, n, od, oh0, rows, width, sb, sums.data());
     }
   });
@@ -465,22 +507,17 @@ bool planes(const at::Tensor& t) {
 
 // Runs the problem from `input` into `output` in their layouts: planes where they are NCHW,
 // else [N, spatial..., C] rows (a copy where they are neither).
-template <typename WeightAt>
 void compute(const Problem& pb, const at::Tensor& input, const at::Tensor& output,
-             WeightAt&& weight_at, const float* bias) {
+             const Weights& weights, const float* bias) {
   const PatchShape s = patch_shape(pb.kg);
-  // Kept from call to call: a fresh vector of RegNet's 100-500 KB comes from mmap, and its page
-  // faults cost more than packing it.
-  thread_local std::vector<float> wp, bp;
-  pack(pb, s, weight_at, bias, wp, bp);
   at::Tensor x = input;
   const bool x_planes = planes(input);
   if (!x_planes)
     x = input.dim() < 4 ? input.movedim(1, -1).contiguous()
                         : cpu::contiguous_as(input, channels_last_format(input));
   if (planes(output)) {
-    run(pb, {x.const_data_ptr<float>(), x_planes, output.data_ptr<float>(), true}, s, wp.data(),
-        bp.data());
+    run(pb, {x.const_data_ptr<float>(), x_planes, output.data_ptr<float>(), true}, s, weights,
+        bias);
     return;
   }
   const auto rows_view = [](const at::Tensor& t) {
@@ -494,8 +531,7 @@ void compute(const Problem& pb, const at::Tensor& input, const at::Tensor& outpu
           ? output
           : at::empty(output.sizes(), output.options().memory_format(channels_last_format(output)));
   if (!direct && output.dim() < 4) staged = at::empty(y.sizes(), y.options());
-  run(pb, {x.const_data_ptr<float>(), x_planes, staged.data_ptr<float>(), false}, s, wp.data(),
-      bp.data());
+  run(pb, {x.const_data_ptr<float>(), x_planes, staged.data_ptr<float>(), false}, s, weights, bias);
   if (direct) return;
   if (output.dim() < 4) {
     y.copy_(staged);
@@ -544,15 +580,9 @@ void grouped_patch_conv(const at::Tensor& input, const at::Tensor& weight, const
   const Problem pb =
       problem(input.size(0), g.channels, g.groups, output.size(1), g.image, g.grid, g);
   const auto w = weight.contiguous();
-  const float* wd = w.const_data_ptr<float>();
-  const int64_t taps = pb.taps();
   const bool fused = bias_fusable(bias, input);
-  compute(
-      pb, input, output,
-      [&](int64_t gr, int64_t i, int64_t d, int64_t t) {
-        return wd[((gr * pb.kg + i) * pb.cg + d) * taps + t];
-      },
-      fused ? bias.const_data_ptr<float>() : nullptr);
+  compute(pb, input, output, {w.const_data_ptr<float>(), false},
+          fused ? bias.const_data_ptr<float>() : nullptr);
   if (!fused) add_bias(output, bias);
 }
 
@@ -565,16 +595,7 @@ void grouped_patch_conv_transpose(const at::Tensor& input, const at::Tensor& wei
   Problem pb = problem(input.size(0), input.size(1), g.groups, g.channels, g.grid, g.image, g);
   for (int d = 0; d < kSpatialDims; ++d) pb.pad[d] = g.dilation[d] * (g.kernel[d] - 1) - g.pad[d];
   const auto w = weight.contiguous();
-  const float* wd = w.const_data_ptr<float>();
-  const int64_t taps = pb.taps();
-  // weight [K, cg, taps]: the problem's group gr, output i (an image channel), reduced d (a
-  // grid channel).
-  compute(
-      pb, input, output,
-      [&](int64_t gr, int64_t i, int64_t d, int64_t t) {
-        return wd[((gr * pb.cg + d) * pb.kg + i) * taps + (taps - 1 - t)];
-      },
-      nullptr);
+  compute(pb, input, output, {w.const_data_ptr<float>(), true}, nullptr);
 }
 
 }  // namespace convpool::cpu
