@@ -119,6 +119,9 @@ void dense_conv_transpose_cpu(const at::Tensor& input, const at::Tensor& weight,
 
 void dense_weight_grad_cpu(const at::Tensor& grad_output, const at::Tensor& input,
                            const at::Tensor& grad_weight, const ConvGeometry& g) {
+  if (cpu::grouped_patch_applies(input, g, grad_output.size(1))) {
+    return cpu::grouped_patch_weight_grad(grad_output, input, grad_weight, g);
+  }
   if (cpu::grouped_applies(input, g, grad_output.size(1))) {
     return cpu::grouped_weight_grad(grad_output, input, grad_weight, g);
   }

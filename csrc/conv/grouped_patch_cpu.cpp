@@ -206,30 +206,42 @@ PatchShape patch_shape(int64_t kg) {
   return {};
 }
 
-CONVPOOL_CLONES void patch_kernel(PatchShape s, const float* x, const int64_t* toff, int64_t taps,
-                                  const float* w, const float* bias, float* out, int64_t count,
-                                  int64_t rows, int64_t width, int64_t ow) {
-#define CONVPOOL_RUN(B, R, G, N) \
-  return patch_run<B, R, G, N>(x, toff, taps, w, bias, out, count, rows, width, ow)
+// The kernels' arguments, and the instantiation each shape runs (for_shape).
+struct ForwardArgs {
+  const float* x;
+  const int64_t* toff;
+  int64_t taps;
+  const float *w, *bias;
+  float* out;
+  int64_t count, rows, width, ow;
+  template <int B, int R, int G, int N>
+  CONVPOOL_INLINE void run() const {
+    patch_run<B, R, G, N>(x, toff, taps, w, bias, out, count, rows, width, ow);
+  }
+};
+
+template <typename Args>
+CONVPOOL_INLINE void for_shape(PatchShape s, const Args& a) {
   if (wide_vector_registers()) {
     if (s.bytes == 64) {
-      if (s.G == 4) CONVPOOL_RUN(64, 32, 4, 1);
-      if (s.G == 2) CONVPOOL_RUN(64, 32, 2, 1);
-      if (s.N == 1) CONVPOOL_RUN(64, 32, 1, 1);
-      if (s.N == 2) CONVPOOL_RUN(64, 32, 1, 2);
-      if (s.N == 3) CONVPOOL_RUN(64, 32, 1, 3);
-      CONVPOOL_RUN(64, 32, 1, 4);
+      if (s.G == 4) return a.template run<64, 32, 4, 1>();
+      if (s.G == 2) return a.template run<64, 32, 2, 1>();
+      if (s.N == 1) return a.template run<64, 32, 1, 1>();
+      if (s.N == 2) return a.template run<64, 32, 1, 2>();
+      if (s.N == 3) return a.template run<64, 32, 1, 3>();
+      return a.template run<64, 32, 1, 4>();
     }
-    if (s.N == 3) CONVPOOL_RUN(32, 32, 1, 3);
-    CONVPOOL_RUN(32, 32, 1, 4);  // unreachable: patch_shape only makes N == 3 here
+    if (s.N == 3) return a.template run<32, 32, 1, 3>();
+    return a.template run<32, 32, 1, 4>();  // unreachable: patch_shape only makes N == 3 here
   }
-  if (s.G == 2) CONVPOOL_RUN(32, 16, 2, 1);
-  if (s.N == 1) CONVPOOL_RUN(32, 16, 1, 1);
-  if (s.N == 2) CONVPOOL_RUN(32, 16, 1, 2);
-  if (s.N == 3) CONVPOOL_RUN(32, 16, 1, 3);
-  CONVPOOL_RUN(32, 16, 1, 4);
-#undef CONVPOOL_RUN
+  if (s.G == 2) return a.template run<32, 16, 2, 1>();
+  if (s.N == 1) return a.template run<32, 16, 1, 1>();
+  if (s.N == 2) return a.template run<32, 16, 1, 2>();
+  if (s.N == 3) return a.template run<32, 16, 1, 3>();
+  a.template run<32, 16, 1, 4>();
 }
+
+CONVPOOL_CLONES void patch_kernel(PatchShape s, const ForwardArgs& a) { for_shape(s, a); }
 
 // dst[pixel][d * G + gl] = src[pixel][gl * cg + d] for `count` pixels (src pixels `step` apart):
 // a super-block's channels as the kernel broadcasts them.
@@ -244,6 +256,73 @@ CONVPOOL_INLINE void interleave_run(const float* src, int64_t step, int64_t coun
     }
   }
 }
+
+// Reduced channels per pass of the weight gradient: DC x N sums in registers beside N gradient
+// vectors and a broadcast (24 of 32 registers, 12 of 16), a divisor of the group's channels.
+template <int Regs, int N>
+constexpr int kGradChannels = Regs == 32 ? (N == 1   ? 16
+                                            : N <= 3 ? 8
+                                                     : 4)
+                                         : (N == 1   ? 8
+                                            : N <= 3 ? 4
+                                                     : 2);
+
+// sums[d][t][N * L] += sum over pixels q < count of go[q][N * L] (lanes as the forward's sums)
+// times the d-th G floats of patch pixel q + toff[t]; per tap, DC reduced channels at a time.
+template <int B, int Regs, int G, int N>
+CONVPOOL_INLINE void grad_run(const float* x, const int64_t* toff, int64_t taps, const float* go,
+                              int64_t count, float* sums) {
+  using V = typename Lanes<B>::type;
+  constexpr int L = Lanes<B>::L, CB = N * L, cg = CB / G;
+  constexpr int DC = kGradChannels<Regs, N> < cg ? kGradChannels<Regs, N> : cg;
+  static_assert(cg % DC == 0);
+  for (int64_t t = 0; t < taps; ++t) {
+    const float* xt = x + toff[t];
+    for (int d0 = 0; d0 < cg; d0 += DC) {
+      V acc[DC][N];
+      for (int dc = 0; dc < DC; ++dc) {
+        for (int n = 0; n < N; ++n) acc[dc][n] = V{};
+      }
+      for (int64_t q = 0; q < count; ++q) {
+        V g[N];
+        for (int n = 0; n < N; ++n) g[n] = load<B>(go + q * CB + n * L);
+        const float* xq = xt + q * CB + d0 * G;
+#pragma GCC unroll 16
+        for (int dc = 0; dc < DC; ++dc) {
+          if constexpr (G == 1) {
+            const float v = xq[dc];
+            for (int n = 0; n < N; ++n) acc[dc][n] += v * g[n];
+          } else {
+            const V v = broadcast<B, G>(xq + dc * G);
+            for (int n = 0; n < N; ++n) acc[dc][n] += v * g[n];
+          }
+        }
+      }
+      for (int dc = 0; dc < DC; ++dc) {
+        float* out = sums + ((d0 + dc) * taps + t) * CB;
+        for (int n = 0; n < N; ++n) {
+          const V v = load<B>(out + n * L) + acc[dc][n];
+          __builtin_memcpy(out + n * L, &v, sizeof(V));
+        }
+      }
+    }
+  }
+}
+
+struct GradArgs {
+  const float* x;
+  const int64_t* toff;
+  int64_t taps;
+  const float* go;
+  int64_t count;
+  float* sums;
+  template <int B, int R, int G, int N>
+  CONVPOOL_INLINE void run() const {
+    grad_run<B, R, G, N>(x, toff, taps, go, count, sums);
+  }
+};
+
+CONVPOOL_CLONES void grad_kernel(PatchShape s, const GradArgs& a) { for_shape(s, a); }
 
 // dst[pixel][0, n) = src[pixel][0, n) for `count` pixels `src_step` and `dst_step` apart: the
 // common widths as inline vector moves (a call of memcpy per pixel was 5 % of a 7x7 conv).
@@ -445,43 +524,56 @@ void store_band(const Problem& pb, const Layouts& io, const PatchShape& s, int64
 // the copy, the kernel and the store.
 constexpr int64_t kTaskBytes = 160 * 1024;
 
+// How a problem's tasks cut the grid and lay out their patches (fill_patch, the kernels' taps).
+struct Plan {
+  int64_t ow, width, halo, band, bands, blocks, plane, patch_size, slack;
+  std::vector<int64_t> toff;  // per tap, floats from a pixel's patch position
+
+  Plan(const Problem& pb, const PatchShape& s) {
+    const int64_t CB = s.floats(), taps = pb.taps(), OH = pb.grid[1];
+    ow = pb.grid[2];
+    // Phase planes: output pixel (r, ow) and tap (kh, kw) read plane ((kh * dh) % sh,
+    // (kw * dw) % sw) at row r + (kh * dh) / sh, column ow + (kw * dw) / sw.
+    const int64_t sh = pb.stride[1], sw = pb.stride[2], phases = sh * sw;
+    width = ow + (pb.kernel[2] - 1) * pb.dilation[2] / sw;
+    halo = (pb.kernel[1] - 1) * pb.dilation[1] / sh;
+    // A 4-group broadcast loads a whole register (16 floats); the pixels past the grid's last
+    // read up to 3 pixels past the last plane: zeros kept there.
+    slack = 4 * CB + 16;
+    const auto bytes = [&](int64_t rows) {
+      return 4 * (pb.kernel[0] * phases * (rows + halo) * width * CB + count(rows) * CB);
+    };
+    band = OH;
+    while (band > 1 && bytes(band) > kTaskBytes) band = (band + 1) / 2;
+    bands = (OH + band - 1) / band;
+    blocks = (pb.groups + s.G - 1) / s.G;
+    plane = (band + halo) * width;
+    patch_size = pb.kernel[0] * phases * plane * CB + slack;
+    toff.resize(taps);
+    for (int64_t t = 0; t < taps; ++t) {
+      const int64_t kw = t % pb.kernel[2] * pb.dilation[2];
+      const int64_t kh = t / pb.kernel[2] % pb.kernel[1] * pb.dilation[1];
+      const int64_t kd = t / (pb.kernel[2] * pb.kernel[1]);
+      const int64_t phase = (kd * sh + kh % sh) * sw + kw % sw;
+      toff[t] = (phase * plane + kh / sh * width + kw / sw) * CB;
+    }
+  }
+  // The pixels a band of `rows` rows computes: rounded up to whole blocks of 4 (patch_run).
+  int64_t count(int64_t rows) const { return ((rows - 1) * width + ow + 3) / 4 * 4; }
+};
+
 void run(const Problem& pb, const Layouts& io, const PatchShape& s, const Weights& weights,
          const float* bias) {
   const int64_t CB = s.floats(), taps = pb.taps();
   const int64_t OD = pb.grid[0], OH = pb.grid[1], OW = pb.grid[2];
-  // Phase planes: output pixel (r, ow) and tap (kh, kw) read plane ((kh * dh) % sh, (kw * dw) %
-  // sw) at row r + (kh * dh) / sh, column ow + (kw * dw) / sw.
-  const int64_t sh = pb.stride[1], sw = pb.stride[2], phases = sh * sw;
-  const int64_t width = OW + (pb.kernel[2] - 1) * pb.dilation[2] / sw;
-  const int64_t halo = (pb.kernel[1] - 1) * pb.dilation[1] / sh;
-  const auto plane_of = [&](int64_t rows) { return (rows + halo) * width; };
-  // Rounded up to whole blocks of 4 pixels (patch_run): up to 3 pixels past the grid's last,
-  // which read up to 3 pixels past the last plane (kept zero there; a 4-group broadcast loads
-  // a whole register, 16 floats).
-  const auto count_of = [&](int64_t rows) { return ((rows - 1) * width + OW + 3) / 4 * 4; };
-  const int64_t slack = 4 * CB + 16;
-  const auto bytes = [&](int64_t rows) {
-    return 4 * (pb.kernel[0] * phases * plane_of(rows) * CB + count_of(rows) * CB);
-  };
-  int64_t band = OH;
-  while (band > 1 && bytes(band) > kTaskBytes) band = (band + 1) / 2;
-  const int64_t bands = (OH + band - 1) / band, blocks = (pb.groups + s.G - 1) / s.G;
-  const int64_t plane = plane_of(band);
-  std::vector<int64_t> toff(taps);
-  for (int64_t t = 0; t < taps; ++t) {
-    const int64_t kw = t % pb.kernel[2] * pb.dilation[2],
-                  kh = t / pb.kernel[2] % pb.kernel[1] * pb.dilation[1];
-    const int64_t kd = t / (pb.kernel[2] * pb.kernel[1]);
-    const int64_t phase = (kd * sh + kh % sh) * sw + kw % sw;
-    toff[t] = (phase * plane + kh / sh * width + kw / sw) * CB;
-  }
-  const int64_t patch_size = pb.kernel[0] * phases * plane * CB + slack;
-  at::parallel_for(0, pb.batch * OD * bands * blocks, 1, [&](int64_t begin, int64_t end) {
-    const ThreadScratch<float> patch(0, patch_size), sums(1, count_of(band) * CB);
-    const ThreadScratch<float> row_scratch(2, sw > 1 ? pb.image[2] * CB : 0);
+  const Plan plan(pb, s);
+  const int64_t band = plan.band, bands = plan.bands, slack = plan.slack;
+  at::parallel_for(0, pb.batch * OD * bands * plan.blocks, 1, [&](int64_t begin, int64_t end) {
+    const ThreadScratch<float> patch(0, plan.patch_size), sums(1, plan.count(band) * CB);
+    const ThreadScratch<float> row_scratch(2, pb.stride[2] > 1 ? pb.image[2] * CB : 0);
     const ThreadScratch<float> packed(3, taps * pb.cg * CB + CB);
     const float* packed_bias = packed.data() + taps * pb.cg * CB;
-    std::fill_n(patch.data() + patch_size - slack, slack, 0.f);
+    std::fill_n(patch.data() + plan.patch_size - slack, slack, 0.f);
     int64_t packed_sb = -1;
     for (int64_t task = begin; task < end; ++task) {
       const int64_t bi = task % bands, od = task / bands % OD;
@@ -491,11 +583,81 @@ void run(const Problem& pb, const Layouts& io, const PatchShape& s, const Weight
         packed_sb = sb;
       }
       const int64_t oh0 = bi * band, rows = std::min(band, OH - oh0);
-      fill_patch(pb, io, s, n, od, oh0, rows + halo, width, plane, sb, patch.data(),
+      fill_patch(pb, io, s, n, od, oh0, rows + plan.halo, plan.width, plan.plane, sb, patch.data(),
                  row_scratch.data());
-      patch_kernel(s, patch.data(), toff.data(), taps, packed.data(), packed_bias, sums.data(),
-                   count_of(rows), rows, width, OW);
-      store_band(pb, io, s, n, od, oh0, rows, width, sb, sums.data());
+      patch_kernel(s, {patch.data(), plan.toff.data(), taps, packed.data(), packed_bias,
+                       sums.data(), plan.count(rows), rows, plan.width, OW});
+      store_band(pb, io, s, n, od, oh0, rows, plan.width, sb, sums.data());
+    }
+  });
+}
+
+// The output gradient of a band for super-block sb as [q][CB] in the forward sums' lane order
+// (q = row * width + ow), zero at the pixels past the grid, up to `count`.
+void fill_grad_band(const Problem& pb, const float* go, bool go_planes, const PatchShape& s,
+                    int64_t n, int64_t od, int64_t oh0, int64_t rows, int64_t width, int64_t count,
+                    int64_t sb, float* band) {
+  const int64_t G = s.G, CB = s.floats(), kg = pb.kg, K = pb.groups * kg;
+  const int64_t OD = pb.grid[0], OH = pb.grid[1], OW = pb.grid[2];
+  const int64_t valid = std::min<int64_t>(G, pb.groups - sb * G);
+  for (int64_t r = 0; r < rows; ++r) {
+    float* dst = band + r * width * CB;
+    if (r + 1 < rows) std::fill_n(dst + OW * CB, (width - OW) * CB, 0.f);
+    if (valid < G) std::fill_n(dst, OW * CB, 0.f);
+    if (go_planes) {
+      transpose_matrix(go + ((n * K + sb * CB) * OD + od) * OH * OW + (oh0 + r) * OW, OD * OH * OW,
+                       valid * kg, OW, dst, CB);
+      if (G > 1) interleave(s.G, CB, dst, CB, OW, dst);
+    } else if (valid == G) {
+      interleave(s.G, CB, go + (((n * OD + od) * OH + oh0 + r) * OW) * K + sb * CB, K, OW, dst);
+    } else {
+      for (int64_t ow = 0; ow < OW; ++ow) {
+        const float* src = go + (((n * OD + od) * OH + oh0 + r) * OW + ow) * K + sb * CB;
+        for (int64_t gl = 0; gl < valid; ++gl) {
+          for (int64_t i = 0; i < kg; ++i) dst[ow * CB + i * G + gl] = src[gl * kg + i];
+        }
+      }
+    }
+  }
+  const int64_t last = (rows - 1) * width + OW;
+  std::fill_n(band + last * CB, (count - last) * CB, 0.f);
+}
+
+// gw [K, cg, taps] (contiguous) = sum over the batch and the grid of the output gradient times
+// the input each tap reads. One task per super-block, summing its samples and bands in order:
+// the result does not depend on the thread count.
+void weight_grad(const Problem& pb, const float* x, bool x_planes, const float* go, bool go_planes,
+                 float* gw) {
+  const PatchShape s = patch_shape(pb.kg);
+  const int64_t CB = s.floats(), taps = pb.taps(), G = s.G;
+  const int64_t OD = pb.grid[0], OH = pb.grid[1];
+  const Plan plan(pb, s);
+  const Layouts io{x, x_planes, nullptr, false};
+  at::parallel_for(0, plan.blocks, 1, [&](int64_t begin, int64_t end) {
+    const ThreadScratch<float> patch(0, plan.patch_size), band(1, plan.count(plan.band) * CB);
+    const ThreadScratch<float> row_scratch(2, pb.stride[2] > 1 ? pb.image[2] * CB : 0);
+    const ThreadScratch<float> sums(3, pb.cg * taps * CB);
+    std::fill_n(patch.data() + plan.patch_size - plan.slack, plan.slack, 0.f);
+    for (int64_t sb = begin; sb < end; ++sb) {
+      std::fill_n(sums.data(), pb.cg * taps * CB, 0.f);
+      for (int64_t n = 0; n < pb.batch; ++n) {
+        for (int64_t od = 0; od < OD; ++od) {
+          for (int64_t oh0 = 0; oh0 < OH; oh0 += plan.band) {
+            const int64_t rows = std::min(plan.band, OH - oh0), count = plan.count(rows);
+            fill_patch(pb, io, s, n, od, oh0, rows + plan.halo, plan.width, plan.plane, sb,
+                       patch.data(), row_scratch.data());
+            fill_grad_band(pb, go, go_planes, s, n, od, oh0, rows, plan.width, count, sb,
+                           band.data());
+            grad_kernel(s, {patch.data(), plan.toff.data(), taps, band.data(), count, sums.data()});
+          }
+        }
+      }
+      for (int64_t gl = 0; gl < std::min<int64_t>(G, pb.groups - sb * G); ++gl) {
+        for (int64_t i = 0; i < pb.kg; ++i) {
+          float* dst = gw + ((sb * G + gl) * pb.kg + i) * pb.cg * taps;
+          for (int64_t dt = 0; dt < pb.cg * taps; ++dt) dst[dt] = sums[dt * CB + i * G + gl];
+        }
+      }
     }
   });
 }
@@ -596,6 +758,23 @@ void grouped_patch_conv_transpose(const at::Tensor& input, const at::Tensor& wei
   for (int d = 0; d < kSpatialDims; ++d) pb.pad[d] = g.dilation[d] * (g.kernel[d] - 1) - g.pad[d];
   const auto w = weight.contiguous();
   compute(pb, input, output, {w.const_data_ptr<float>(), true}, nullptr);
+}
+
+void grouped_patch_weight_grad(const at::Tensor& grad_output, const at::Tensor& input,
+                               const at::Tensor& grad_weight, const ConvGeometry& g) {
+  const Problem pb =
+      problem(input.size(0), g.channels, g.groups, grad_output.size(1), g.image, g.grid, g);
+  const auto rows = [](const at::Tensor& t) {
+    if (planes(t)) return t;
+    return t.dim() < 4 ? t.movedim(1, -1).contiguous()
+                       : cpu::contiguous_as(t, channels_last_format(t));
+  };
+  const auto x = rows(input), go = rows(grad_output);
+  auto gw = grad_weight.is_contiguous() ? grad_weight
+                                        : at::empty(grad_weight.sizes(), grad_weight.options());
+  weight_grad(pb, x.const_data_ptr<float>(), planes(input), go.const_data_ptr<float>(),
+              planes(grad_output), gw.data_ptr<float>());
+  if (!gw.is_same(grad_weight)) grad_weight.copy_(gw);
 }
 
 }  // namespace convpool::cpu

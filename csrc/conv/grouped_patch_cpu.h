@@ -1,10 +1,10 @@
 #pragma once
-// Grouped convolutions with stride 1 and few output channels per group (RegNet's 8, ResNeXt's
-// 4-32), float32: the forward, and the input gradient as the forward of the flipped kernel. Each
-// task copies the input rows it reads into a zero-padded patch, so that no output pixel has an
-// edge case, and the kernel keeps G groups' outputs in one vector register (G = 16 / channels per
-// group with AVX-512: two groups of 8, four of 4). Strided convs and the weight gradient stay
-// with the line kernels (grouped_cpu.h).
+// Grouped convolutions with few channels per group, as many in as out (RegNet's 8-24, ResNeXt's
+// 4-32), float32: the forward (strides up to 4), the stride-1 input gradient as the forward of
+// the flipped kernel, and the weight gradient. Each task copies what it reads into a zero-padded
+// patch (one plane per stride phase), so that no output pixel has an edge case; the kernels keep
+// G groups in one vector register (G = 16 / channels per group with AVX-512: two groups of 8,
+// four of 4). Strided input gradients stay with the line kernels (grouped_cpu.h).
 #include <ATen/core/Tensor.h>
 
 #include "../common/conv_geometry.h"
@@ -23,5 +23,8 @@ void grouped_patch_conv(const at::Tensor& input, const at::Tensor& weight, const
                         const ConvGeometry& g, const at::Tensor& bias);
 void grouped_patch_conv_transpose(const at::Tensor& input, const at::Tensor& weight,
                                   const at::Tensor& output, const ConvGeometry& g);
+// The weight gradient where grouped_patch_applies holds for the conv.
+void grouped_patch_weight_grad(const at::Tensor& grad_output, const at::Tensor& input,
+                               const at::Tensor& grad_weight, const ConvGeometry& g);
 
 }  // namespace convpool::cpu
