@@ -20,6 +20,7 @@ import torch_convpool
 MODELS = {
     "resnet18": dict(batch=8, size=224, autocast=True),
     "mobilenet_v2": dict(batch=8, size=224, autocast=False),
+    "regnet_y_400mf": dict(batch=8, size=224, autocast=False),
 }
 
 
