@@ -60,6 +60,30 @@ CONVPOOL_INLINE typename Lanes<B>::type load(const float* p) {
   return v;
 }
 
+// v's lanes in the order lanes[] (B / 4 constant indices): one vpermps. GCC spells it
+// __builtin_shuffle (__builtin_shufflevector only from GCC 12), clang __builtin_shufflevector.
+template <int B, const auto& lanes>
+CONVPOOL_INLINE typename Lanes<B>::type permute(typename Lanes<B>::type v) {
+#if defined(__clang__)
+  if constexpr (B == 64) {
+    return __builtin_shufflevector(v, v, lanes[0], lanes[1], lanes[2], lanes[3], lanes[4], lanes[5],
+                                   lanes[6], lanes[7], lanes[8], lanes[9], lanes[10], lanes[11],
+                                   lanes[12], lanes[13], lanes[14], lanes[15]);
+  } else {
+    return __builtin_shufflevector(v, v, lanes[0], lanes[1], lanes[2], lanes[3], lanes[4], lanes[5],
+                                   lanes[6], lanes[7]);
+  }
+#else
+  typedef int Index __attribute__((vector_size(B)));
+  Index index;
+  __builtin_memcpy(&index, lanes, sizeof(index));
+  return __builtin_shuffle(v, index);
+#endif
+}
+
+// Lanes 0-3 repeated over an AVX-512 register.
+constexpr int kQuadLanes[16] = {0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3};
+
 // The G floats at p repeated across a register (G = 2, 4; G = 1 is a scalar times a vector).
 // Written so that GCC emits one broadcast load (a shuffle of a short vector went through the
 // stack: 10x slower). x + -0.0 is x for every x, so the pair's bits pass unchanged.
@@ -75,8 +99,7 @@ CONVPOOL_INLINE typename Lanes<B>::type broadcast(const float* p) {
     // A whole register's load (the patch keeps 16 G-float positions of slack past its end) and
     // one in-register shuffle: vbroadcastf32x4 has no generic-vector spelling.
     static_assert(G == 4 && B == 64);
-    const V v = load<B>(p);
-    return __builtin_shufflevector(v, v, 0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3);
+    return permute<B, kQuadLanes>(load<B>(p));
   }
 }
 
@@ -93,13 +116,7 @@ constexpr int kChannelLane<8, 2>[8] = {0, 2, 4, 6, 1, 3, 5, 7};
 // The sums of a register in channel order (G > 1; one vpermps).
 template <int B, int G>
 CONVPOOL_INLINE typename Lanes<B>::type channel_order(typename Lanes<B>::type v) {
-  constexpr auto& m = kChannelLane<B / 4, G>;
-  if constexpr (B == 64) {
-    return __builtin_shufflevector(v, v, m[0], m[1], m[2], m[3], m[4], m[5], m[6], m[7], m[8], m[9],
-                                   m[10], m[11], m[12], m[13], m[14], m[15]);
-  } else {
-    return __builtin_shufflevector(v, v, m[0], m[1], m[2], m[3], m[4], m[5], m[6], m[7]);
-  }
+  return permute<B, kChannelLane<B / 4, G>>(v);
 }
 
 // out[p][N * L] (channel order) = bias + sum over taps t and reduced channels d of patch pixel
