@@ -8,6 +8,7 @@
 #include <torch/library.h>
 
 #include "build_info.h"
+#include "common/isa_clones.h"
 #include "common/cuda_emulation.h"
 #include "conv/conv_algorithm.h"
 #include "conv/layout_copy.h"
@@ -86,6 +87,11 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, module) {
              "Selects the GEMM of the CPU engines' float32/float64 products: 'auto', 'blas' "
              "(at::mm) or 'packed' (ours).");
   module.def("_gemm_kernel", &convpool::cpu::gemm_kernel_name);
+  module.def(
+      "_set_wide_vectors", [](bool allowed) { convpool::g_wide_vectors_allowed = allowed; },
+      "Testing aid (torch_convpool.testing.vector_width()): false runs the CPU kernels written "
+      "over generic vectors with 32-byte registers and AVX2's register blocking.");
+  module.def("_wide_vectors", [] { return convpool::g_wide_vectors_allowed.load(); });
   module.def("_contiguous_as", &convpool::cpu::contiguous_as,
              "Testing aid: t.contiguous(memory_format) through our NCHW <-> channels_last "
              "transposing copy (the staging of NCHW tensors for channels_last kernels).");

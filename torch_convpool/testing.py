@@ -6,7 +6,7 @@ from typing import Any, Callable, Iterator
 
 from ._library import _C
 
-__all__ = ["cuda_emulation", "gemm_kernel"]
+__all__ = ["cuda_emulation", "gemm_kernel", "vector_width"]
 
 
 @contextlib.contextmanager
@@ -64,4 +64,28 @@ def gemm_kernel(name: str) -> Iterator[None]:
         ...     y = torch_convpool.functional.conv2d(x, w, padding=1)
     """
     with _process_setting(_C._gemm_kernel, _C._set_gemm_kernel, name):
+        yield
+
+
+@contextlib.contextmanager
+def vector_width(bits: int) -> Iterator[None]:
+    r"""Caps the vector registers of the CPU kernels written over generic vectors in the block.
+
+    ``256`` runs them with 32-byte registers and AVX2's register blocking (16 registers) even on
+    an AVX-512 CPU, so one machine checks both shapes of each kernel; ``512`` uses AVX-512's where
+    the CPU has them (the default). Results agree to float rounding. Process-wide, restored on
+    exit.
+
+    Args:
+        bits: ``256`` or ``512``.
+
+    Examples::
+
+        >>> from torch_convpool.testing import vector_width
+        >>> with vector_width(256):
+        ...     y = torch_convpool.functional.conv2d(x, w, padding=1, groups=8)
+    """
+    if bits not in (256, 512):
+        raise ValueError(f"vector_width: bits must be 256 or 512, got {bits}")
+    with _process_setting(_C._wide_vectors, _C._set_wide_vectors, bits == 512):
         yield
