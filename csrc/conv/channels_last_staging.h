@@ -51,4 +51,29 @@ inline bool winograd_in_layout(const at::Tensor& input, const at::Tensor& result
   return true;
 }
 
+// The [N, spatial..., C] view of an NCHW or channels_last tensor, contiguous.
+// The 1-d case has no channels_last memory format: [N, C, L] becomes [N, L, C].
+inline at::Tensor channels_last_view(const at::Tensor& t) {
+  if (t.dim() < 4) return t.movedim(1, -1).contiguous();
+  return cpu::contiguous_as(t, channels_last_format(t));
+}
+
+// Runs fill(out) on a contiguous [N, spatial..., C] tensor and leaves the result in `output`.
+template <typename Fill>
+inline void into_output(const at::Tensor& output, Fill&& fill) {
+  if (output.dim() < 4) {
+    auto view = output.movedim(1, -1);
+    if (view.is_contiguous()) return fill(view);
+    auto tmp = at::empty(view.sizes(), view.options());
+    fill(tmp);
+    view.copy_(tmp);
+    return;
+  }
+  const auto format = channels_last_format(output);
+  if (output.is_contiguous(format)) return fill(output);
+  const auto tmp = at::empty(output.sizes(), output.options().memory_format(format));
+  fill(tmp);
+  cpu::copy_layout(output, tmp);
+}
+
 }  // namespace convpool

@@ -330,31 +330,6 @@ int64_t ceil_div(int64_t a, int64_t b) {  // b > 0, a of any sign
 
 int64_t floor_div(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
 
-// The [N, spatial..., C] view of an NCHW or channels_last tensor, contiguous.
-// The 1-d case has no channels_last memory format: [N, C, L] becomes [N, L, C].
-at::Tensor channels_last_view(const at::Tensor& t) {
-  if (t.dim() < 4) return t.movedim(1, -1).contiguous();
-  return contiguous_as(t, channels_last_format(t));
-}
-
-// Runs fill(out) on a contiguous [N, spatial..., C] tensor and leaves the result in `output`.
-template <typename Fill>
-void into_output(const at::Tensor& output, Fill&& fill) {
-  if (output.dim() < 4) {
-    auto view = output.movedim(1, -1);
-    if (view.is_contiguous()) return fill(view);
-    auto tmp = at::empty(view.sizes(), view.options());
-    fill(tmp);
-    view.copy_(tmp);
-    return;
-  }
-  const auto format = channels_last_format(output);
-  if (output.is_contiguous(format)) return fill(output);
-  const auto tmp = at::empty(output.sizes(), output.options().memory_format(format));
-  fill(tmp);
-  copy_layout(output, tmp);
-}
-
 // The weight [K, cg, taps] repacked as [groups][vector blocks][taps][reduced][V]: `by_output`
 // (forward): the vector runs over the group's output channels, the reduction over its input
 // channels; else (input gradient) the other way round.

@@ -689,34 +689,16 @@ bool planes(const at::Tensor& t) {
 void compute(const Problem& pb, const at::Tensor& input, const at::Tensor& output,
              const Weights& weights, const float* bias) {
   const PatchShape s = patch_shape(pb.kg);
-  at::Tensor x = input;
   const bool x_planes = planes(input);
-  if (!x_planes)
-    x = input.dim() < 4 ? input.movedim(1, -1).contiguous()
-                        : cpu::contiguous_as(input, channels_last_format(input));
+  const at::Tensor x = x_planes ? input : channels_last_view(input);
   if (planes(output)) {
     run(pb, {x.const_data_ptr<float>(), x_planes, output.data_ptr<float>(), true}, s, weights,
         bias);
     return;
   }
-  const auto rows_view = [](const at::Tensor& t) {
-    return t.dim() < 4 ? t.movedim(1, -1) : t;  // [N, L, C]: a view of a [N, C, L] tensor
-  };
-  at::Tensor y = rows_view(output);
-  const bool direct =
-      output.dim() < 4 ? y.is_contiguous() : output.is_contiguous(channels_last_format(output));
-  at::Tensor staged =
-      direct
-          ? output
-          : at::empty(output.sizes(), output.options().memory_format(channels_last_format(output)));
-  if (!direct && output.dim() < 4) staged = at::empty(y.sizes(), y.options());
-  run(pb, {x.const_data_ptr<float>(), x_planes, staged.data_ptr<float>(), false}, s, weights, bias);
-  if (direct) return;
-  if (output.dim() < 4) {
-    y.copy_(staged);
-  } else {
-    cpu::copy_layout(output, staged);
-  }
+  into_output(output, [&](const at::Tensor& y) {
+    run(pb, {x.const_data_ptr<float>(), x_planes, y.data_ptr<float>(), false}, s, weights, bias);
+  });
 }
 
 Problem problem(int64_t batch, int64_t C, int64_t groups, int64_t K, const int64_t* image,
@@ -781,11 +763,7 @@ void grouped_patch_weight_grad(const at::Tensor& grad_output, const at::Tensor& 
                                const at::Tensor& grad_weight, const ConvGeometry& g) {
   const Problem pb =
       problem(input.size(0), g.channels, g.groups, grad_output.size(1), g.image, g.grid, g);
-  const auto rows = [](const at::Tensor& t) {
-    if (planes(t)) return t;
-    return t.dim() < 4 ? t.movedim(1, -1).contiguous()
-                       : cpu::contiguous_as(t, channels_last_format(t));
-  };
+  const auto rows = [](const at::Tensor& t) { return planes(t) ? t : channels_last_view(t); };
   const auto x = rows(input), go = rows(grad_output);
   auto gw = grad_weight.is_contiguous() ? grad_weight
                                         : at::empty(grad_weight.sizes(), grad_weight.options());
