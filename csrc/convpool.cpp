@@ -10,6 +10,7 @@
 #include "build_info.h"
 #include "common/isa_clones.h"
 #include "common/cuda_emulation.h"
+#include "common/output_memory.h"
 #include "conv/conv_algorithm.h"
 #include "conv/layout_copy.h"
 #include "conv/packed_gemm.h"
@@ -95,5 +96,20 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, module) {
   module.def("_contiguous_as", &convpool::cpu::contiguous_as,
              "Testing aid: t.contiguous(memory_format) through our NCHW <-> channels_last "
              "transposing copy (the staging of NCHW tensors for channels_last kernels).");
+  module.def(
+      "_output_cache_info",
+      [] {
+        const auto info = convpool::output_cache_info();
+        return std::make_tuple(info.cached_bytes, info.limit_bytes, info.hits, info.misses);
+      },
+      "(cached bytes, limit bytes, hits, misses) of the cache our large CPU outputs come from.");
+  module.def("_set_output_cache_limit", &convpool::set_output_cache_limit,
+             "The most bytes the CPU output cache holds; 0 turns it off.");
+  module.def(
+      "_set_poison_outputs", [](bool on) { convpool::g_poison_outputs = on; },
+      "Testing aid (torch_convpool.testing.poison_outputs()): CPU outputs start as NaN.");
+  module.def("_poison_outputs", [] { return convpool::g_poison_outputs.load(); });
+  module.def("_release_output_cache", &convpool::release_output_cache,
+             "Returns every block the CPU output cache holds to the system.");
   convpool::bind_eager_calls(module);
 }

@@ -4,7 +4,7 @@
 ``torch.nn`` for the convolution and pooling families; the ops themselves are
 ``torch.ops.convpool.*``.
 """
-from . import functional, nn
+from . import functional, memory, nn
 from ._library import _C  # noqa: F401  (loads the compiled ops and their fakes)
 from .algorithms import get_conv_algorithm, set_conv_algorithm
 from .conversion_report import ConversionReport
@@ -17,7 +17,7 @@ from .reroute import enabled
 __version__ = "0.1.0"
 
 __all__ = [
-    "functional", "nn", "build_info", "receptive_field", "ReceptiveFieldReport", "convert",
+    "functional", "memory", "nn", "build_info", "receptive_field", "ReceptiveFieldReport", "convert",
     "conversion_report", "ConversionReport", "enabled",
     "set_conv_algorithm", "get_conv_algorithm",
     *_nn_all,

@@ -89,3 +89,22 @@ def vector_width(bits: int) -> Iterator[None]:
         raise ValueError(f"vector_width: bits must be 256 or 512, got {bits}")
     with _process_setting(_C._wide_vectors, _C._set_wide_vectors, bits == 512):
         yield
+
+
+@contextlib.contextmanager
+def poison_outputs(on: bool = True) -> Iterator[None]:
+    r"""Makes every CPU output of our ops start as all bits set (NaN, or -1 in integer types).
+
+    Large outputs come from a cache of reused blocks (:mod:`torch_convpool.memory`), so a kernel
+    that leaves part of its output unwritten would return what an earlier tensor held; with
+    poisoning it returns NaN and fails its test. The test suite runs with it on. Process-wide,
+    restored on exit.
+
+    Examples::
+
+        >>> from torch_convpool.testing import poison_outputs
+        >>> with poison_outputs():
+        ...     y = torch_convpool.functional.max_pool2d(x, 2)
+    """
+    with _process_setting(_C._poison_outputs, _C._set_poison_outputs, on):
+        yield

@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "../common/conv_geometry.h"
-#include "../common/huge_pages.h"
+#include "../common/output_memory.h"
 #include "layout_copy.h"
 
 namespace convpool {
@@ -25,8 +25,7 @@ inline void via_channels_last(std::initializer_list<at::Tensor> inputs, const at
   const auto format = channels_last_format(result.dim() >= 4 ? result : *inputs.begin());
   std::vector<at::Tensor> converted;
   for (const auto& t : inputs) converted.push_back(cpu::contiguous_as(t, format));
-  auto staged =
-      prefer_huge_pages(at::empty(result.sizes(), result.options().memory_format(format)));
+  auto staged = empty_output(result.sizes(), result.options().memory_format(format));
   g.channels_last = true;
   compute(converted, staged, g);
   cpu::copy_layout(result, staged);
@@ -42,8 +41,7 @@ inline bool winograd_in_layout(const at::Tensor& input, const at::Tensor& result
                                const ConvGeometry& g, Compute&& compute) {
   if (g.channels_last || input.dim() < 4) return compute(input, result, g);
   const auto format = channels_last_format(input);
-  const auto staged =
-      prefer_huge_pages(at::empty(result.sizes(), result.options().memory_format(format)));
+  const auto staged = empty_output(result.sizes(), result.options().memory_format(format));
   ConvGeometry cl = g;
   cl.channels_last = true;
   if (!compute(cpu::contiguous_as(input, format), staged, cl)) return false;

@@ -7,7 +7,7 @@
 #include <c10/util/strides.h>
 
 #include "../common/conv_shape.h"
-#include "../common/huge_pages.h"
+#include "../common/output_memory.h"
 #include "layout_copy.h"
 
 namespace convpool {
@@ -95,7 +95,7 @@ at::Tensor in_input_format(Compute&& compute, const at::Tensor& input, const at:
                            const c10::optional<at::Tensor>& bias, ConvGeometry g,
                            std::vector<int64_t> sizes, bool any_weight_layout, bool adds_bias) {
   const auto format = input.suggest_memory_format();
-  auto output = prefer_huge_pages(at::empty(sizes, input.options().memory_format(format)));
+  auto output = empty_output(sizes, input.options().memory_format(format));
   if (output.numel() == 0) return output;
   if (input.numel() == 0) return output.zero_(), add_bias(output, bias), output;
   g.channels_last = format != at::MemoryFormat::Contiguous;
@@ -136,8 +136,7 @@ at::Tensor conv_nchw(const at::Tensor& input, const at::Tensor& weight,
     return in_input_format(compute, input, weight, bias, g, sizes, /*any_weight_layout=*/true,
                            /*adds_bias=*/true);
   }
-  auto output =
-      prefer_huge_pages(at::empty(sizes, input.options().dtype(result_type(input, backend))));
+  auto output = empty_output(sizes, input.options().dtype(result_type(input, backend)));
   if (output.numel() == 0) return output;
   if (input.numel() == 0) return output.zero_(), add_bias(output, bias), output;
 
@@ -187,7 +186,7 @@ at::Tensor conv_transpose_nchw(const at::Tensor& input, const at::Tensor& weight
     return run_in_input_format(backend.dense_conv_transpose, input, weight, bias, g, sizes, true);
   }
   const auto result_options = input.options().dtype(result_type(input, backend));
-  auto output = prefer_huge_pages(at::empty(sizes, result_options));
+  auto output = empty_output(sizes, result_options);
   if (output.numel() == 0) return output;
   if (input.numel() == 0) return output.zero_(), add_bias(output, bias), output;
 
@@ -284,8 +283,7 @@ at::Tensor run_conv(ConvCompute compute, const at::Tensor& input, const at::Tens
     if (result.strides() == at::IntArrayRef(c10::contiguous_strides(result.sizes()))) return result;
     return result.clone(at::MemoryFormat::Contiguous);
   }
-  const auto formatted =
-      prefer_huge_pages(at::empty(result.sizes(), result.options().memory_format(format)));
+  const auto formatted = empty_output(result.sizes(), result.options().memory_format(format));
   if (result.strides() == formatted.strides()) return result;  // made in place (depthwise)
   cpu::copy_layout(formatted, result);
   return formatted;

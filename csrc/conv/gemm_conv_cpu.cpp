@@ -10,7 +10,6 @@
 #include <type_traits>
 #include <vector>
 
-#include "../common/huge_pages.h"
 #include "../common/short_copy.h"
 #include "../common/thread_scratch.h"
 #include "blas_gemm.h"

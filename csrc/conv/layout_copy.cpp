@@ -5,7 +5,7 @@
 
 #include <algorithm>
 
-#include "../common/huge_pages.h"
+#include "../common/output_memory.h"
 #include "channels_last_staging.h"
 #include "channel_block_transpose.h"
 
@@ -66,7 +66,7 @@ void copy_layout(const at::Tensor& dst, const at::Tensor& src) {
 
 at::Tensor contiguous_as(const at::Tensor& t, at::MemoryFormat format) {
   if (t.is_contiguous(format)) return t;
-  auto out = prefer_huge_pages(at::empty(t.sizes(), t.options().memory_format(format)));
+  auto out = empty_output(t.sizes(), t.options().memory_format(format));
   copy_layout(out, t);
   return out;
 }

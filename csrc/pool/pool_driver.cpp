@@ -5,7 +5,7 @@
 
 #include <vector>
 
-#include "../common/huge_pages.h"
+#include "../common/output_memory.h"
 #include "../common/pool_shape.h"
 #include "../conv/layout_copy.h"
 #include "window_offsets.h"
@@ -29,9 +29,8 @@ Layout layout_of(const at::Tensor& input, const PoolBackend& backend) {
 
 at::Tensor empty_like_format(at::IntArrayRef sizes, const at::TensorOptions& options,
                              const Layout& layout) {
-  return prefer_huge_pages(at::empty(
-      sizes,
-      options.memory_format(layout.in_place ? layout.format : at::MemoryFormat::Contiguous)));
+  return empty_output(
+      sizes, options.memory_format(layout.in_place ? layout.format : at::MemoryFormat::Contiguous));
 }
 
 // The tensor a launcher reads: in the layout's format when pooled in place, else NCHW.
@@ -42,7 +41,7 @@ at::Tensor for_kernel(const at::Tensor& t, const Layout& layout) {
 at::Tensor in_format(const at::Tensor& result, const Layout& layout) {
   if (layout.in_place || layout.format == at::MemoryFormat::Contiguous) return result;
   const auto formatted =
-      prefer_huge_pages(at::empty(result.sizes(), result.options().memory_format(layout.format)));
+      empty_output(result.sizes(), result.options().memory_format(layout.format));
   cpu::copy_layout(formatted, result);
   return formatted;
 }
@@ -398,7 +397,7 @@ at::Tensor compute_max_unpool(const at::Tensor& input, const at::Tensor& indices
     plane *= size;
   }
   const c10::DeviceGuard guard(input.device());
-  auto output = prefer_huge_pages(at::empty(sizes, input.options())).zero_();
+  auto output = empty_output(sizes, input.options()).zero_();
   if (indices.numel() > 0 && plane > 0) {
     // One reduction up front keeps every launcher free of bounds checks (and a CUDA kernel
     // cannot raise).
