@@ -101,3 +101,29 @@ def test_small_outputs_bypass_the_cache(fresh_cache):
 def test_negative_limit_is_rejected():
     with pytest.raises(ValueError, match="limit_bytes"):
         tc.memory.set_cache_limit(-1)
+
+
+def test_a_cached_output_moves_to_shared_memory_and_forks(fresh_cache):
+    import torch.multiprocessing as mp
+    x = torch.randn(BIG)
+    y = CF.max_pool2d(x, 1)
+    y.share_memory_()
+    assert y.is_shared()
+    assert_close(y, x, rtol=0, atol=0)
+    del y
+    # A forked child (as a DataLoader worker) uses the cache too.
+    context = mp.get_context("fork")
+    with context.Pool(1) as pool:
+        in_child = pool.apply(_child_pools_and_sums)
+    threads = torch.get_num_threads()
+    try:
+        assert in_child == pytest.approx(_child_pools_and_sums(), rel=1e-5)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _child_pools_and_sums() -> float:
+    torch.set_num_threads(1)  # as DataLoader workers: OpenMP's pool does not survive a fork
+    torch.manual_seed(3)
+    x = torch.randn(BIG)
+    return float(CF.avg_pool2d(x, 3, stride=1, padding=1).double().sum())

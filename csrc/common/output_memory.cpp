@@ -12,6 +12,7 @@
 #include <mutex>
 #include <vector>
 
+#include <pthread.h>
 #include <unistd.h>
 #if defined(__linux__)
 #include <sys/mman.h>
@@ -62,7 +63,14 @@ class OutputCache final : public c10::Allocator {
  public:
   static OutputCache& instance() {
     // Never destroyed: tensors may be freed after static destruction has begun.
-    static auto* cache = new OutputCache();
+    static auto* cache = [] {
+      auto* created = new OutputCache();
+      // A fork (a DataLoader worker) while another thread holds the mutex would leave the
+      // child's copy locked forever: the fork waits for it instead.
+      pthread_atfork([] { instance().mutex_.lock(); }, [] { instance().mutex_.unlock(); },
+                     [] { instance().mutex_.unlock(); });
+      return created;
+    }();
     return *cache;
   }
 
