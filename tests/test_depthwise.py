@@ -165,17 +165,18 @@ def test_channel_vector_weight_gradient_is_independent_of_threads(channels_last)
         assert torch.equal(r, results[0])
 
 
-# The row kernels of the channel-vector lines (depthwise_cl_lines.cpp): 3 or 5 taps per kernel
+# The row kernels of the channel-vector lines (depthwise_cl_lines.cpp): 3, 5 or 7 taps per kernel
 # row at stride 1, 5 at stride 2, in blocks of 8 output pixels whose taps all lie in the image;
 # the input gradient at stride 1 walks its rows backwards. Interior widths on both sides of whole
 # blocks, kernels of other widths beside them (taken tap by tap), and dilation 2 (tap by tap).
 @pytest.mark.parametrize("channels_last", [False, True])
 @pytest.mark.parametrize("width", [9, 10, 18, 27])
-@pytest.mark.parametrize("kernel", [(3, 3), (5, 5), (3, 5), (5, 3), (1, 3), (3, 7)])
+@pytest.mark.parametrize("kernel", [(3, 3), (5, 5), (3, 5), (5, 3), (1, 3), (3, 7), (7, 7)])
 def test_row_kernels(kernel, width, channels_last):
     for stride, padding, dilation in [(1, 1, 1), (1, 0, 1), (2, 2, 1), (1, 2, 2)]:
         for channels, dtype in [(9, torch.double), (24, torch.float32)]:
-            x = _layout(torch.randn(2, channels, 6, width, dtype=dtype), channels_last)
+            x = _layout(torch.randn(2, channels, max(6, 2 * kernel[0]), width, dtype=dtype),
+                        channels_last)
             w = torch.randn(channels, 1, *kernel, dtype=dtype)
             kw = dict(stride=stride, padding=padding, dilation=dilation, groups=channels)
             x.requires_grad_()

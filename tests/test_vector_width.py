@@ -16,6 +16,7 @@ CASES = {
     "depthwise 3x3": ((2, 40, 13, 11), (40, 1, 3, 3), dict(padding=1, groups=40), "conv2d"),
     "depthwise 5x5 stride 2": ((2, 24, 15, 14), (24, 1, 5, 5), dict(stride=2, padding=2,
                                                                      groups=24), "conv2d"),
+    "depthwise 7x7 (rows)": ((2, 72, 9, 21), (72, 1, 7, 7), dict(padding=3, groups=72), "conv2d"),
     "grouped 4 per group": ((2, 32, 14, 9), (32, 4, 3, 3), dict(padding=1, groups=8), "conv2d"),
     "grouped 8 per group": ((2, 40, 14, 14), (40, 8, 3, 3), dict(padding=1, groups=5), "conv2d"),
     "grouped 16 per group stride 2": ((2, 48, 13, 11), (48, 16, 3, 3),

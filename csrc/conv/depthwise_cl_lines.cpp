@@ -59,16 +59,16 @@ CONVPOOL_INLINE void edge_vectors(T* out, int64_t j, const LineTap<T>* taps, int
   for (int w = 0; w < W; ++w) store(out + c + w * L, acc[w]);
 }
 
-// Pixel j with each tap's range checked (the line's edges).
+// Pixel j with each tap's range checked (the line's edges). 256 bytes of channels at a time:
+// with 64, each tap's multiply-add waited on the one before (a 7x7 kernel on a 7x7 map, where
+// every pixel is an edge pixel: up to 49 dependent FMAs per register).
 template <typename T, int B>
 CONVPOOL_INLINE void edge_pixel(T* out, int64_t j, const LineTap<T>* taps, int64_t ntaps,
                                 int64_t step, int64_t channels) {
-  constexpr int64_t L = Vec<T, B>::kLanes, W = 64 / B;
+  constexpr int64_t L = Vec<T, B>::kLanes, W = 256 / B;
   int64_t c = 0;
   for (; c + W * L <= channels; c += W * L) edge_vectors<T, B, W>(out, j, taps, ntaps, step, c);
-  if constexpr (W > 1) {
-    for (; c + L <= channels; c += L) edge_vectors<T, B, 1>(out, j, taps, ntaps, step, c);
-  }
+  for (; c + L <= channels; c += L) edge_vectors<T, B, 1>(out, j, taps, ntaps, step, c);
   for (; c < channels; ++c) {
     T sum = T(0);
     for (int64_t t = 0; t < ntaps; ++t) {
@@ -128,10 +128,11 @@ CONVPOOL_INLINE void inner_block(T* out, int64_t out_step, int64_t j, const Line
 // With the taps grouped by kernel row (TapRows), a block of kRowPixels output pixels reads its
 // row's (kRowPixels - 1) * S + KW input columns once each and adds each into the accumulators of
 // every tap that reads it: 1 load per KW / S multiply-adds instead of 1 per one. kRowPixels
-// accumulators + KW weights + 1 input: 14 registers at most (KW = 5), inside AVX2's 16.
+// accumulators + KW weights + 1 input: 16 registers at most (KW = 7, ConvNeXt's), AVX2's all.
 // Forward lines, 1 thread, AMD EPYC (AVX2), N8 channels_last, taps one by one -> rows (best of 5
 // alternating runs): 3x3 C64@28 0.27 -> 0.19 ms, C96@56 1.91 -> 1.79, C144@56 4.7 -> 3.6;
-// 5x5 C64@28 0.61 -> 0.37, C384@28 4.8 -> 3.1.
+// 5x5 C64@28 0.61 -> 0.37, C384@28 4.8 -> 3.1. 7x7, 2 threads, Zen 4: C96@56 4.4 -> 3.2 ms
+// (AVX-512), 4.4 -> 3.5 (AVX2 shape).
 constexpr int64_t kRowPixels = 8;
 
 // Channels c .. c + L of kRowPixels pixels from j on, every tap in range. Rows with a negative
@@ -223,7 +224,7 @@ CONVPOOL_INLINE void tap_line(T* out, int64_t out_step, int64_t count, const Lin
   int64_t j = 0;
   for (; j < lo; ++j) edge_pixel<T, B>(out + j * out_step, j, taps, ntaps, step, channels);
   if (hi - j >= kRowPixels) {
-    // Row kernels for 3 taps at stride 1 and 5 at strides 1 and 2 (3 at stride 2 reads each
+    // Row kernels for 3 and 7 taps at stride 1 and 5 at strides 1 and 2 (3 at stride 2 reads each
     // column for 1.5 taps and measured no faster than the taps one by one), chosen by cases: a
     // callee reached through a function pointer would be compiled for the baseline ISA, not for
     // the clone calling it.
@@ -234,6 +235,8 @@ CONVPOOL_INLINE void tap_line(T* out, int64_t out_step, int64_t count, const Lin
       j = row_blocks<T, B, 1, 5>(out, out_step, j, hi, taps, ntaps, step, channels, rows);
     if (k == kind(2, 5))
       j = row_blocks<T, B, 2, 5>(out, out_step, j, hi, taps, ntaps, step, channels, rows);
+    if (k == kind(1, 7))
+      j = row_blocks<T, B, 1, 7>(out, out_step, j, hi, taps, ntaps, step, channels, rows);
   }
   for (; j + kPixels <= hi; j += kPixels) {
     inner_block<T, B>(out + j * out_step, out_step, j, taps, ntaps, step, channels);
