@@ -199,3 +199,26 @@ def test_row_kernels(kernel, width, channels_last):
 def test_row_kernels_3d(channels_last):
     assert _check(3, channels_last, 20, 1, 3, 1, 1, 1, dtype=torch.float32, shapes={3: (3, 4, 21)})
     assert _check(3, channels_last, 7, 1, 5, 2, 2, 1, shapes={3: (5, 5, 30)})
+
+
+# Channel counts that are no multiple of a register finish in half and quarter registers before
+# the scalar loop (depthwise_cl_lines.cpp): every split of a 16-float register, in both vector
+# widths, through the line interiors, the row kernels and the weight-gradient sums.
+@pytest.mark.parametrize("bits", [256, 512])
+@pytest.mark.parametrize("channels", [1, 3, 4, 7, 12, 20, 29, 58, 72])
+def test_channel_tails_channels_last(channels, bits):
+    from torch_convpool.testing import vector_width
+    for kernel, stride, padding in [(3, 1, 1), (5, 2, 2), (7, 1, 3)]:
+        x = torch.randn(2, channels, 11, 19).to(memory_format=torch.channels_last)
+        w = torch.randn(channels, 1, kernel, kernel)
+        x.requires_grad_()
+        w.requires_grad_()
+        kw = dict(stride=stride, padding=padding, groups=channels)
+        with vector_width(bits):
+            out = CF.conv2d(x, w, **kw)
+            grad = torch.randn_like(out)
+            ours = torch.autograd.grad(out, (x, w), grad)
+        expected = F.conv2d(x, w, **kw)
+        torch.testing.assert_close(out, expected)
+        for a, b in zip(ours, torch.autograd.grad(expected, (x, w), grad)):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-4)
