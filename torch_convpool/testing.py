@@ -6,7 +6,7 @@ from typing import Any, Callable, Iterator
 
 from ._library import _C
 
-__all__ = ["cuda_emulation", "gemm_kernel", "vector_width"]
+__all__ = ["cuda_emulation", "gemm_kernel", "poison_outputs", "vector_width"]
 
 
 @contextlib.contextmanager
@@ -49,10 +49,10 @@ def cuda_emulation(enabled: bool = True) -> Iterator[None]:
 def gemm_kernel(name: str) -> Iterator[None]:
     r"""Selects the GEMM of the CPU convolution engines' float32/float64 products in the block.
 
-    ``"auto"`` (the default) and ``"blas"`` multiply through ``torch.mm`` (MKL), ``"packed"``
-    through our own register-blocked kernel (for measuring it on a CPU; on an AMD EPYC Zen 3 it
-    came out even with MKL). Tests force each; results agree to float rounding. Process-wide,
-    restored on exit.
+    ``"blas"`` multiplies through ``torch.mm`` (MKL), ``"packed"`` through our own
+    register-blocked kernel; ``"auto"`` (the default) takes ours for the channels_last engine on
+    an AVX-512 CPU that is not Intel's (where MKL runs a generic AVX2 kernel) and MKL elsewhere.
+    Tests force each; results agree to float rounding. Process-wide, restored on exit.
 
     Args:
         name: ``"auto"``, ``"blas"`` or ``"packed"``.

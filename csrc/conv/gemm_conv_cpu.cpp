@@ -273,10 +273,10 @@ struct Shape {
 // products; empty where at::mm does.
 template <typename T, typename Operand>
 std::vector<PackedMatrix<T>> pack_weights(int64_t groups, Operand&& operand, int64_t inner,
-                                          int64_t cols) {
+                                          int64_t cols, bool packed_gemm) {
   std::vector<PackedMatrix<T>> packed;
   if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>) {
-    if (packed_gemm_selected()) {
+    if (packed_gemm) {
       packed.reserve(groups);
       for (int64_t gi = 0; gi < groups; ++gi) packed.emplace_back(operand(gi), inner, cols);
     }
@@ -378,16 +378,17 @@ void conv_cl(const T* x, const T* w, T* y, const ConvGeometry& g, Shape s, const
   const int64_t taps = g.kernel_numel(), rows = taps * cg, grid = g.grid_numel();
   const int64_t total = s.batch * grid, out_numel = place.numel();
   const bool pointwise = g.is_pointwise();
+  const bool packed_gemm = packed_gemm_for_channels_last();
   // The channel split is for BLAS's GEMM on outputs written in place.
-  const int64_t parts =
-      place.identity && !packed_gemm_selected() ? channel_parts(total, kg) : int64_t{1};
+  const int64_t parts = place.identity && !packed_gemm ? channel_parts(total, kg) : int64_t{1};
   const int64_t P = parts > 1 ? total : block_pixels(total, rows * static_cast<int64_t>(sizeof(T)));
   const int64_t part = (kg + parts - 1) / parts;
   // The channels_last weight [kg, taps * cg] of each group, transposed: rows (tap, channel) like
   // the gathered rows. Our GEMM takes it packed once here rather than in every block.
   const auto weight_of = [&](int64_t gi) { return matrix(w + gi * kg * rows, rows, kg, 1, rows); };
   const auto packed_weights = pack_weights<T>(
-      G, [&](int64_t gi) { return StridedMatrix<T>{w + gi * kg * rows, 1, rows}; }, rows, kg);
+      G, [&](int64_t gi) { return StridedMatrix<T>{w + gi * kg * rows, 1, rows}; }, rows, kg,
+      packed_gemm);
   at::parallel_for(0, (total + P - 1) / P * parts, 1, [&](int64_t begin, int64_t end) {
     const ThreadScratch<T> col(0, pointwise ? 0 : rows * P);
     const ThreadScratch<T> staged(1, place.identity ? 0 : P * kg);
