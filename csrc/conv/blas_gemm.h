@@ -20,11 +20,12 @@ at::Tensor matrix(const T* data, int64_t rows, int64_t cols, int64_t row_stride,
 
 // c [a.rows, b.cols] (row stride ldc) = a x b, or += when `accumulate`. Called inside
 // at::parallel_for, so MKL runs it on the calling thread; float32 and float64 go through our own
-// GEMM instead where that is selected (packed_gemm.h).
+// GEMM instead where `packed` (by default: where that is selected, packed_gemm.h).
 template <typename T>
-void gemm(const at::Tensor& a, const at::Tensor& b, T* c, int64_t ldc, bool accumulate) {
+void gemm(const at::Tensor& a, const at::Tensor& b, T* c, int64_t ldc, bool accumulate,
+          bool packed = packed_gemm_selected()) {
   if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>) {
-    if (packed_gemm_selected()) {
+    if (packed) {
       packed_gemm(StridedMatrix<T>{a.const_data_ptr<T>(), a.stride(0), a.stride(1)},
                   StridedMatrix<T>{b.const_data_ptr<T>(), b.stride(0), b.stride(1)}, c, ldc,
                   a.size(0), b.size(1), a.size(1), accumulate);

@@ -325,6 +325,7 @@ void conv_nchw(const T* x, const T* w, T* y, const ConvGeometry& g, Shape s, con
   const int64_t P = block_pixels(grid * s.batch, rows * static_cast<int64_t>(sizeof(T)));
   const int64_t per_sample = (grid + P - 1) / P;
   const int64_t P_eff = std::min(P, grid);
+  const bool packed_gemm = packed_gemm_for_forward();
   at::parallel_for(0, s.batch * per_sample, 1, [&](int64_t begin, int64_t end) {
     const ThreadScratch<T> col(0, pointwise ? 0 : rows * P_eff);
     const ThreadScratch<T> staged(1, place.identity ? 0 : kg * P_eff);
@@ -344,10 +345,10 @@ void conv_nchw(const T* x, const T* w, T* y, const ConvGeometry& g, Shape s, con
         T* out = y + (n * K + gi * kg) * out_numel;
         if (place.identity) {
           if (bias) fill_bias_rows(out + q0, out_numel, kg, width, bias + gi * kg);
-          gemm(weight, columns, out + q0, out_numel, bias != nullptr);
+          gemm(weight, columns, out + q0, out_numel, bias != nullptr, packed_gemm);
           continue;
         }
-        gemm(weight, columns, staged.data(), width, false);
+        gemm(weight, columns, staged.data(), width, false, packed_gemm);
         place_block(staged.data(), width, kg, g, place, q0, q1, out, out_numel);
       }
     }
@@ -378,7 +379,7 @@ void conv_cl(const T* x, const T* w, T* y, const ConvGeometry& g, Shape s, const
   const int64_t taps = g.kernel_numel(), rows = taps * cg, grid = g.grid_numel();
   const int64_t total = s.batch * grid, out_numel = place.numel();
   const bool pointwise = g.is_pointwise();
-  const bool packed_gemm = packed_gemm_for_channels_last();
+  const bool packed_gemm = packed_gemm_for_forward();
   // The channel split is for BLAS's GEMM on outputs written in place.
   const int64_t parts = place.identity && !packed_gemm ? channel_parts(total, kg) : int64_t{1};
   const int64_t P = parts > 1 ? total : block_pixels(total, rows * static_cast<int64_t>(sizeof(T)));

@@ -287,7 +287,7 @@ bool packed_gemm_selected() {
   return g_kernel.load(std::memory_order_relaxed) == GemmKernel::kPacked;
 }
 
-bool packed_gemm_for_channels_last() {
+bool packed_gemm_for_forward() {
   const GemmKernel kernel = g_kernel.load(std::memory_order_relaxed);
   if (kernel != GemmKernel::kAuto) return kernel == GemmKernel::kPacked;
   static const bool intel = __builtin_cpu_is("intel");

@@ -47,10 +47,12 @@ void packed_gemm(StridedMatrix<T> a, const PackedMatrix<T>& b, T* c, int64_t ldc
 void set_gemm_kernel(const std::string& name);
 std::string gemm_kernel_name();
 bool packed_gemm_selected();
-// The GEMM of the channels_last engine's products (conv_cl: forward, stride-1 input gradient):
-// ours where "packed" is selected, and under "auto" on an AVX-512 CPU that is not Intel's,
-// where MKL runs its generic AVX2 kernel: 1x1 convs on a Zen 4, N8, ours / MKL ms: C96@14->576
-// 0.87 / 1.10, C256@14->1024 3.87 / 4.32, C256@56->64 4.50 / 5.93, C440@7->440 0.78 / 0.85.
-bool packed_gemm_for_channels_last();
+// The GEMM of the engines' forward products (conv_cl, conv_nchw; also the stride-1 input
+// gradients that run as forwards): ours where "packed" is selected, and under "auto" on an
+// AVX-512 CPU that is not Intel's, where MKL runs its generic AVX2 kernel. 1x1 convs on a Zen 4,
+// N8, ours / MKL ms: channels_last C96@14->576 0.87 / 1.10, C256@14->1024 3.87 / 4.32,
+// C256@56->64 4.50 / 5.93; NCHW C192@7->1152 1.01 / 1.17, C144@56->24 1.09 / 1.36. The weight
+// gradients keep MKL: with ours, NCHW training steps came out 2-4 % slower.
+bool packed_gemm_for_forward();
 
 }  // namespace convpool::cpu
