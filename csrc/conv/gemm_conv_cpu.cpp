@@ -325,7 +325,7 @@ void conv_nchw(const T* x, const T* w, T* y, const ConvGeometry& g, Shape s, con
   const int64_t P = block_pixels(grid * s.batch, rows * static_cast<int64_t>(sizeof(T)));
   const int64_t per_sample = (grid + P - 1) / P;
   const int64_t P_eff = std::min(P, grid);
-  const bool packed_gemm = packed_gemm_for_forward();
+  const bool packed_gemm = packed_gemm_for_forward(rows * kg * static_cast<int64_t>(sizeof(T)));
   at::parallel_for(0, s.batch * per_sample, 1, [&](int64_t begin, int64_t end) {
     const ThreadScratch<T> col(0, pointwise ? 0 : rows * P_eff);
     const ThreadScratch<T> staged(1, place.identity ? 0 : kg * P_eff);
@@ -379,7 +379,7 @@ void conv_cl(const T* x, const T* w, T* y, const ConvGeometry& g, Shape s, const
   const int64_t taps = g.kernel_numel(), rows = taps * cg, grid = g.grid_numel();
   const int64_t total = s.batch * grid, out_numel = place.numel();
   const bool pointwise = g.is_pointwise();
-  const bool packed_gemm = packed_gemm_for_forward();
+  const bool packed_gemm = packed_gemm_for_forward(rows * kg * static_cast<int64_t>(sizeof(T)));
   // The channel split is for BLAS's GEMM on outputs written in place.
   const int64_t parts = place.identity && !packed_gemm ? channel_parts(total, kg) : int64_t{1};
   const int64_t P = parts > 1 ? total : block_pixels(total, rows * static_cast<int64_t>(sizeof(T)));

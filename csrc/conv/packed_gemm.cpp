@@ -287,11 +287,11 @@ bool packed_gemm_selected() {
   return g_kernel.load(std::memory_order_relaxed) == GemmKernel::kPacked;
 }
 
-bool packed_gemm_for_forward() {
+bool packed_gemm_for_forward(int64_t weight_bytes) {
   const GemmKernel kernel = g_kernel.load(std::memory_order_relaxed);
   if (kernel != GemmKernel::kAuto) return kernel == GemmKernel::kPacked;
   static const bool intel = __builtin_cpu_is("intel");
-  return !intel && wide_vector_registers();
+  return !intel && wide_vector_registers() && weight_bytes <= (int64_t{2} << 20);
 }
 
 }  // namespace convpool::cpu
