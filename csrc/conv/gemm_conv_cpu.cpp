@@ -325,7 +325,7 @@ void conv_nchw(const T* x, const T* w, T* y, const ConvGeometry& g, Shape s, con
   const int64_t P = block_pixels(grid * s.batch, rows * static_cast<int64_t>(sizeof(T)));
   const int64_t per_sample = (grid + P - 1) / P;
   const int64_t P_eff = std::min(P, grid);
-  const bool packed_gemm = packed_gemm_for_forward(rows * kg * static_cast<int64_t>(sizeof(T)));
+  const bool packed_gemm = packed_gemm_preferred(rows * kg * static_cast<int64_t>(sizeof(T)));
   at::parallel_for(0, s.batch * per_sample, 1, [&](int64_t begin, int64_t end) {
     const ThreadScratch<T> col(0, pointwise ? 0 : rows * P_eff);
     const ThreadScratch<T> staged(1, place.identity ? 0 : kg * P_eff);
@@ -379,7 +379,7 @@ void conv_cl(const T* x, const T* w, T* y, const ConvGeometry& g, Shape s, const
   const int64_t taps = g.kernel_numel(), rows = taps * cg, grid = g.grid_numel();
   const int64_t total = s.batch * grid, out_numel = place.numel();
   const bool pointwise = g.is_pointwise();
-  const bool packed_gemm = packed_gemm_for_forward(rows * kg * static_cast<int64_t>(sizeof(T)));
+  const bool packed_gemm = packed_gemm_preferred(rows * kg * static_cast<int64_t>(sizeof(T)));
   // The channel split is for BLAS's GEMM on outputs written in place.
   const int64_t parts = place.identity && !packed_gemm ? channel_parts(total, kg) : int64_t{1};
   const int64_t P = parts > 1 ? total : block_pixels(total, rows * static_cast<int64_t>(sizeof(T)));
@@ -774,13 +774,14 @@ using Accumulator = std::conditional_t<std::is_floating_point_v<T>, T, float>;
 // one of the B additions: up to u * B / 2 * |S|, growing with the batch.
 template <typename T, typename Acc>
 void accumulate_gemm(const at::Tensor& a, const at::Tensor& b, Acc* acc, int64_t ldc,
-                     bool accumulate, std::vector<T>& scratch) {
+                     bool accumulate, std::vector<T>& scratch,
+                     bool packed = packed_gemm_selected()) {
   if constexpr (std::is_same_v<T, Acc>) {
-    gemm(a, b, acc, ldc, accumulate);
+    gemm(a, b, acc, ldc, accumulate, packed);
   } else {
     const int64_t rows = a.size(0), cols = b.size(1);
     scratch.resize(rows * cols);
-    gemm(a, b, scratch.data(), cols, false);
+    gemm(a, b, scratch.data(), cols, false, packed);
     for (int64_t i = 0; i < rows; ++i) {
       Acc* __restrict__ out = acc + i * ldc;
       const T* __restrict__ in = scratch.data() + i * cols;
@@ -832,6 +833,7 @@ void weight_grad_cl(const T* go, const T* x, Accumulator<T>* gw, const ConvGeome
   const bool pointwise = g.is_pointwise();
   const int64_t P =
       block_pixels(total, kWeightGradBlockShrink * rows * static_cast<int64_t>(sizeof(T)));
+  const bool packed_gemm = packed_gemm_preferred(rows * kg * static_cast<int64_t>(sizeof(T)));
   std::vector<std::vector<T>> scratch(kWeightGradChunks);
   sum_over_blocks((total + P - 1) / P, gw, K * rows,
                   [&](int64_t chunk, int64_t b, Accumulator<T>* acc, bool first) {
@@ -847,7 +849,7 @@ void weight_grad_cl(const T* go, const T* x, Accumulator<T>* gw, const ConvGeome
                       }
                       const auto grad_t = matrix(go + m0 * K + gi * kg, kg, height, 1, K);
                       accumulate_gemm(grad_t, pixels, acc + gi * kg * rows, rows, !first,
-                                      scratch[chunk]);
+                                      scratch[chunk], packed_gemm);
                     }
                   });
 }

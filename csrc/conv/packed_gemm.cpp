@@ -287,7 +287,7 @@ bool packed_gemm_selected() {
   return g_kernel.load(std::memory_order_relaxed) == GemmKernel::kPacked;
 }
 
-bool packed_gemm_for_forward(int64_t weight_bytes) {
+bool packed_gemm_preferred(int64_t weight_bytes) {
   const GemmKernel kernel = g_kernel.load(std::memory_order_relaxed);
   if (kernel != GemmKernel::kAuto) return kernel == GemmKernel::kPacked;
   static const bool intel = __builtin_cpu_is("intel");

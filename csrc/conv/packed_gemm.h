@@ -47,14 +47,15 @@ void packed_gemm(StridedMatrix<T> a, const PackedMatrix<T>& b, T* c, int64_t ldc
 void set_gemm_kernel(const std::string& name);
 std::string gemm_kernel_name();
 bool packed_gemm_selected();
-// The GEMM of the engines' forward products (conv_cl, conv_nchw; also the stride-1 input
-// gradients that run as forwards): ours where "packed" is selected, and under "auto" on an
-// AVX-512 CPU that is not Intel's, where MKL runs its generic AVX2 kernel. 1x1 convs on a Zen 4,
-// N8, ours / MKL ms: channels_last C96@14->576 0.87 / 1.10, C256@14->1024 3.87 / 4.32,
-// C256@56->64 4.50 / 5.93; NCHW C192@7->1152 1.01 / 1.17, C144@56->24 1.09 / 1.36. The weight
-// gradients keep MKL: with ours, NCHW training steps came out 2-4 % slower. Weight operands
-// (one group's [inner, cols]) over 2 MiB keep MKL too: ours streams them through once per block
-// of pixels (3x3 stride 2 C256@14->512, 4.7 MB: 7.7 against MKL's 5.6 ms).
-bool packed_gemm_for_forward(int64_t weight_bytes);
+// Whether an engine's product goes through our GEMM: where "packed" is selected, and under
+// "auto" on an AVX-512 CPU that is not Intel's, where MKL runs its generic AVX2 kernel, for the
+// forward engines (conv_cl, conv_nchw; also the stride-1 input gradients that run as forwards)
+// and the channels_last weight gradient. 1x1 convs on a Zen 4, N8, ours / MKL ms: channels_last
+// C96@14->576 0.87 / 1.10, C256@14->1024 3.87 / 4.32, C256@56->64 4.50 / 5.93; NCHW
+// C192@7->1152 1.01 / 1.17, C144@56->24 1.09 / 1.36. The NCHW weight gradient keeps MKL (with
+// ours NCHW training steps came out 2-4 % slower; channels_last ones 1.5-3 % faster). Weight
+// operands (one group's [inner, cols], `weight_bytes`) over 2 MiB keep MKL too: ours streams
+// them through once per block of pixels (3x3 stride 2 C256@14->512, 4.7 MB: 7.7 against 5.6 ms).
+bool packed_gemm_preferred(int64_t weight_bytes);
 
 }  // namespace convpool::cpu
