@@ -50,6 +50,8 @@ def _autocast(dtype):
 
 
 def _inference(model, x, autocast=None):
+    model.eval()  # BatchNorm with its running statistics, as deployed models run
+
     def run():
         with torch.no_grad(), _autocast(autocast):
             model(x)
@@ -57,6 +59,7 @@ def _inference(model, x, autocast=None):
 
 
 def _training_step(model, x, autocast=None):
+    model.train()
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
 
     def run():
