@@ -14,18 +14,16 @@
 
 #include <pthread.h>
 #include <unistd.h>
-#if defined(__linux__)
-#include <sys/mman.h>
-#endif
 
 namespace convpool {
 namespace {
 
 constexpr size_t kMinBytes = size_t{1} << 20;
 constexpr size_t kHugePage = size_t{1} << 21;
-// From here a block is sized and aligned in whole huge pages and asks for them (THP): a 2 MiB
-// fault costs far less than 512 of 4 KiB. The kernel may compact memory to find them, which is
-// why this is paid once per block and not per output.
+// From here a block is sized and aligned in whole huge pages, so that where transparent huge
+// pages are on ("always") the kernel can back it with them when it has them free. It is not
+// asked to (madvise): under the common defrag setting "madvise" that makes a fault compact
+// memory first, and a fresh 38 MB output took 39 ms instead of 13.
 constexpr size_t kHugeFrom = size_t{8} << 20;
 constexpr size_t kSmallGrain = size_t{64} << 10;
 
@@ -136,9 +134,6 @@ class OutputCache final : public c10::Allocator {
       TORCH_CHECK(posix_memalign(&data, alignment, bytes) == 0,
                   "torch_convpool: out of memory allocating an output of ", bytes, " bytes");
     }
-#if defined(__linux__) && defined(MADV_HUGEPAGE)
-    if (bytes >= kHugeFrom) madvise(data, bytes, MADV_HUGEPAGE);  // harmless where THP is off
-#endif
     return new Block{data, bytes, 0};
   }
 
