@@ -63,7 +63,9 @@ def test_ddp_on_two_processes_equals_one_process_on_the_combined_batch(tmp_path,
     single = _model()
     images, labels = _data()
     _train(single, images, labels, slice(None))
-    # DDP averages the two halves' gradients: the mean loss's gradient over the whole batch
+    # DDP averages the two halves' gradients: the mean loss's gradient over the whole batch. The
+    # sums run in another order (two halves, then their mean), and three momentum steps carry the
+    # float32 differences on: a full-suite run once saw one weight near zero miss atol 1e-6.
     for key, value in single.state_dict().items():
-        assert_close(distributed[key], value, rtol=1e-5, atol=1e-6, msg=key)
+        assert_close(distributed[key], value, rtol=1e-4, atol=1e-5, msg=key)
     assert not torch.equal(distributed["0.weight"], _model().state_dict()["0.weight"])
