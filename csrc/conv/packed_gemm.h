@@ -3,8 +3,8 @@
 // at::mm. MKL on a CPU that is not Intel's takes a generic AVX2 path (52-65 GFLOP/s per core on an
 // AMD EPYC Zen 3); this register-blocked kernel reaches about 70 in steady state. Inside the
 // engines, with their packing and gathers, it came out even with MKL on that CPU (resnet18 and
-// mobilenet_v2 inference, same process alternating: 0.89-1.07x), so "auto" keeps at::mm; it stays
-// selectable to measure other CPUs and as the base for a GEMM fed by the gathers directly.
+// mobilenet_v2 inference, same process alternating: 0.89-1.07x); on an AVX-512 Zen 4 it wins, and
+// "auto" takes it there (packed_gemm_preferred below). Elsewhere at::mm.
 #include <cstdint>
 #include <string>
 #include <vector>
