@@ -28,6 +28,9 @@ BLOCKING_CASES = [
     ((1, 64, 17, 3), 5, (3, 3), 2, 1, 1, 1),     # 5 columns, 18 rows of pixels
     ((2, 30, 6, 6), 520, (1, 1), 1, 0, 1, 2),    # groups, 260 columns each
     ((2, 128, 7, 7), 136, (3, 3), 1, 1, 1, 1),   # Winograd's batched variant: per-point GEMMs
+    # A last panel of exactly one vector: 48 float32 columns (AVX-512), 24 float64 ones.
+    ((2, 12, 5, 7), 48, (1, 1), 1, 0, 1, 1),
+    ((2, 9, 4, 6), 24, (3, 3), 1, 1, 1, 1),
 ]
 
 
@@ -47,7 +50,8 @@ def test_conv_transpose_matches_torch(packed, case, channels_last):
 
 
 @pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "channels_last"])
-@pytest.mark.parametrize("case", BLOCKING_CASES[:3], ids=lambda c: "x".join(map(str, c[0])))
+@pytest.mark.parametrize("case", BLOCKING_CASES[:3] + BLOCKING_CASES[-2:],
+                         ids=lambda c: "x".join(map(str, c[0])))
 def test_float32(case, channels_last):
     """float32 through the GEMM engine (Winograd's float32 error is larger, and tested apart)."""
     shape, out_channels, kernel, stride, padding, dilation, groups = case

@@ -24,6 +24,7 @@
 #include "channels_last_staging.h"
 #include "conv_algorithm.h"
 #include "conv_driver.h"
+#include "packed_gemm.h"
 
 #pragma GCC diagnostic ignored "-Wpsabi"  // wide vectors never cross a call (always inlined)
 
@@ -725,6 +726,12 @@ bool grouped_applies(const at::Tensor& t, const ConvGeometry& g, int64_t grid_ch
 // panel in cache across lines (N2 7x7 160 -> 960: 0.41 ms against the engine's 0.24 and torch's
 // 0.24; 14x14 96 -> 576: 0.34 against 0.31; 28x28 128 -> 512 at N8 stays with the lines, 4.9
 // against 5.6). Hence a cap on the weight bytes per pixel of a line.
+// All of that was against MKL. Where our packed GEMM runs the engine (packed_gemm_preferred), the
+// engine wins 1x1 convs unless its column panels compute a quarter more outputs than there are
+// (24 output channels: 32 computed). N8 channels_last on a Zen 4, lines -> engine ms (torch):
+// 160 -> 160 14x14 0.46 -> 0.38 (0.39), 64 -> 384 14x14 0.46 -> 0.37 (0.38), 32 -> 64 56x56
+// 0.56 -> 0.49 (0.50), 32 -> 16 112x112 0.55 -> 0.47 (0.54); 144 -> 24 56x56 stays, 0.84
+// against 1.07 (1.08).
 constexpr int64_t kLineWeightBytesPerPixel = 12 * 1024;
 
 bool few_channels_applies(const at::Tensor& t, const ConvGeometry& g, int64_t grid_channels) {
@@ -732,6 +739,10 @@ bool few_channels_applies(const at::Tensor& t, const ConvGeometry& g, int64_t gr
   if (t.scalar_type() != at::kFloat && t.scalar_type() != at::kDouble) return false;
   if (g.groups != 1 || !g.channels_last) return false;
   if (g.kernel_numel() == 1 && g.channels <= 192) {
+    if (packed_gemm_preferred(g.channels * grid_channels * t.element_size()) &&
+        4 * packed_gemm_columns(grid_channels, t.element_size()) <= 5 * grid_channels) {
+      return false;
+    }
     return g.channels * grid_channels * t.element_size() <= kLineWeightBytesPerPixel * g.grid[2];
   }
   return g.channels <= 16 && conv_algorithm_for(g, t.size(0), grid_channels, ConvPass::kForward) !=

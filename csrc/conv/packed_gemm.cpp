@@ -26,13 +26,14 @@ constexpr int64_t kMc = 120;  // a multiple of both register blocks' rows (6 and
 template <typename T>
 constexpr int64_t kNc = 1024 / sizeof(T);  // 256 float32 or 128 float64 columns
 
-// c[R, NR] (+)= a[R, kc] x panel[kc][NR]: R x NV vector accumulators in registers, one broadcast
-// of a and NV loads of the panel per step.
-template <typename T, int R, int NV, int Bytes>
+// c[R, NV vectors] (+)= a[R, kc] x panel[kc][NV vectors] (panel rows `Ldb` apart: a narrower
+// tile reads the first vectors of a panel): R x NV vector accumulators in registers, one
+// broadcast of a and NV loads of the panel per step.
+template <typename T, int R, int NV, int Bytes, int64_t Ldb = NV * Bytes / sizeof(T)>
 [[gnu::always_inline]] inline void tile(const T* a, int64_t a_row, int64_t a_col, const T* b, T* c,
                                         int64_t ldc, int64_t kc, bool accumulate) {
   using V = typename VecOf<T, Bytes>::type;
-  constexpr int64_t L = Bytes / sizeof(T), NR = NV * L;
+  constexpr int64_t L = Bytes / sizeof(T);
   V acc[R][NV];
   // Two loops, not a zero then a conditional load: that form kept the accumulators on the stack.
   if (accumulate) {
@@ -44,7 +45,7 @@ template <typename T, int R, int NV, int Bytes>
       for (int v = 0; v < NV; ++v) acc[r][v] = V{};
     }
   }
-  for (int64_t k = 0; k < kc; ++k, a += a_col, b += NR) {
+  for (int64_t k = 0; k < kc; ++k, a += a_col, b += Ldb) {
     V bv[NV];
     for (int v = 0; v < NV; ++v) __builtin_memcpy(&bv[v], b + v * L, sizeof(V));
     for (int r = 0; r < R; ++r) {
@@ -59,17 +60,29 @@ template <typename T, int R, int NV, int Bytes>
 
 // As tile, for a panel with `cols` real columns: where that is fewer than NR (the packed panel
 // holds zeros beyond), computed into a buffer of which only the real columns reach c.
+// A panel of at most NR / 2 real columns runs a tile of one vector: computing the whole panel cost
+// up to twice the products where outputs come in 8s and 16s (72, 40, 24 channels).
 template <typename T, int R, int NV, int Bytes>
 [[gnu::always_inline]] inline void column_tile(const T* a, int64_t a_row, int64_t a_col, const T* b,
                                                T* c, int64_t ldc, int64_t kc, int64_t cols,
                                                bool accumulate) {
-  constexpr int64_t NR = NV * (Bytes / sizeof(T));
+  constexpr int64_t L = Bytes / sizeof(T), NR = NV * L;
   if (cols == NR) {
     tile<T, R, NV, Bytes>(a, a_row, a_col, b, c, ldc, kc, accumulate);
     return;
   }
+  if constexpr (NV == 2) {
+    if (cols == L) {
+      tile<T, R, 1, Bytes, NR>(a, a_row, a_col, b, c, ldc, kc, accumulate);
+      return;
+    }
+  }
   alignas(64) T buffer[R * NR];
-  tile<T, R, NV, Bytes>(a, a_row, a_col, b, buffer, NR, kc, false);
+  if (NV == 2 && cols < L) {
+    tile<T, R, 1, Bytes, NR>(a, a_row, a_col, b, buffer, NR, kc, false);
+  } else {
+    tile<T, R, NV, Bytes>(a, a_row, a_col, b, buffer, NR, kc, false);
+  }
   for (int r = 0; r < R; ++r) {
     for (int64_t j = 0; j < cols; ++j) {
       c[r * ldc + j] = (accumulate ? c[r * ldc + j] : T(0)) + buffer[r * NR + j];
@@ -292,6 +305,12 @@ bool packed_gemm_preferred(int64_t weight_bytes) {
   if (kernel != GemmKernel::kAuto) return kernel == GemmKernel::kPacked;
   static const bool intel = __builtin_cpu_is("intel");
   return !intel && wide_vector_registers() && weight_bytes <= (int64_t{2} << 20);
+}
+
+int64_t packed_gemm_columns(int64_t cols, int64_t element_size) {
+  const int64_t lanes = (wide_vector_registers() ? 64 : 32) / element_size, panel = 2 * lanes;
+  const int64_t rest = cols % panel;
+  return cols - rest + (rest == 0 ? 0 : rest <= lanes ? lanes : panel);
 }
 
 }  // namespace convpool::cpu

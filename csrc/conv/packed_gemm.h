@@ -58,4 +58,8 @@ bool packed_gemm_selected();
 // them through once per block of pixels (3x3 stride 2 C256@14->512, 4.7 MB: 7.7 against 5.6 ms).
 bool packed_gemm_preferred(int64_t weight_bytes);
 
+// How many columns our GEMM computes for `cols` real ones of `element_size` bytes: whole panels of
+// two vectors, a last panel of at most one vector as one vector.
+int64_t packed_gemm_columns(int64_t cols, int64_t element_size);
+
 }  // namespace convpool::cpu
