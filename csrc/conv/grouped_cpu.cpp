@@ -727,11 +727,13 @@ bool grouped_applies(const at::Tensor& t, const ConvGeometry& g, int64_t grid_ch
 // 0.24; 14x14 96 -> 576: 0.34 against 0.31; 28x28 128 -> 512 at N8 stays with the lines, 4.9
 // against 5.6). Hence a cap on the weight bytes per pixel of a line.
 // All of that was against MKL. Where our packed GEMM runs the engine (packed_gemm_preferred), the
-// engine wins 1x1 convs unless its column panels compute a quarter more outputs than there are
-// (24 output channels: 32 computed). N8 channels_last on a Zen 4, lines -> engine ms (torch):
-// 160 -> 160 14x14 0.46 -> 0.38 (0.39), 64 -> 384 14x14 0.46 -> 0.37 (0.38), 32 -> 64 56x56
-// 0.56 -> 0.49 (0.50), 32 -> 16 112x112 0.55 -> 0.47 (0.54); 144 -> 24 56x56 stays, 0.84
-// against 1.07 (1.08).
+// engine wins 1x1 convs from 32 input channels (64 where it gathers strided pixels) unless its
+// column panels compute a quarter more outputs than there are (24 output channels: 32
+// computed). N8 channels_last on a Zen 4, lines -> engine ms (torch): 160 -> 160 14x14 0.46 ->
+// 0.38 (0.39), 64 -> 384 14x14 0.46 -> 0.37 (0.38), 32 -> 64 56x56 0.56 -> 0.49 (0.50), 32 ->
+// 16 112x112 0.55 -> 0.47 (0.54), stride 2 128 -> 256 28x28 0.60 -> 0.50 (0.52). The lines keep
+// 144 -> 24 56x56 (0.84 against 1.07; torch 1.08), 24 -> 144 56x56 (0.99 against 1.03-1.15;
+// 0.88) and stride 2 32 -> 48 112x112 (0.46 against 0.55; 0.40).
 constexpr int64_t kLineWeightBytesPerPixel = 12 * 1024;
 
 bool few_channels_applies(const at::Tensor& t, const ConvGeometry& g, int64_t grid_channels) {
@@ -739,7 +741,9 @@ bool few_channels_applies(const at::Tensor& t, const ConvGeometry& g, int64_t gr
   if (t.scalar_type() != at::kFloat && t.scalar_type() != at::kDouble) return false;
   if (g.groups != 1 || !g.channels_last) return false;
   if (g.kernel_numel() == 1 && g.channels <= 192) {
-    if (packed_gemm_preferred(g.channels * grid_channels * t.element_size()) &&
+    const int64_t engine_channels = g.is_pointwise() ? 32 : 64;
+    if (g.channels >= engine_channels &&
+        packed_gemm_preferred(g.channels * grid_channels * t.element_size()) &&
         4 * packed_gemm_columns(grid_channels, t.element_size()) <= 5 * grid_channels) {
       return false;
     }
