@@ -222,3 +222,41 @@ def test_channel_tails_channels_last(channels, bits):
         torch.testing.assert_close(out, expected)
         for a, b in zip(ours, torch.autograd.grad(expected, (x, w), grad)):
             torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-4)
+
+
+# Small maps under 5x5 and larger kernels take channel blocks staged zero-padded
+# (depthwise_channels_last.cpp, padded_blocks_apply), in either layout: rows of every width the
+# blocks split into (8, 7, 4, 2, 1 pixels; overlapping last blocks), the row form (3-, 5-, 7-tap
+# rows) and the tap-by-tap form (dilation, 6-tap rows, AVX2), channel counts that leave a
+# part-filled block, 'same' padding of an even kernel (more after than before), batch 1 and
+# unbatched; and the input gradients, stride-1 conv_transposes that run as the same forward.
+@pytest.mark.parametrize("bits", [256, 512])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.double])
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "channels_last"])
+def test_padded_blocks(bits, dtype, channels_last):
+    from torch_convpool.testing import vector_width
+    cases = [  # (channels, height, width), kernel, padding, dilation
+        ((16, 7, 7), (7, 7), 3, 1), ((20, 7, 7), (5, 5), 2, 1), ((33, 9, 13), (7, 7), 3, 1),
+        ((7, 5, 3), (5, 5), 2, 1), ((5, 4, 2), (5, 5), 2, 1), ((3, 6, 1), (5, 5), 2, 1),
+        ((24, 14, 14), (9, 3), (4, 1), 1), ((17, 7, 9), (5, 5), 4, 2), ((18, 8, 8), (6, 6), "same", 1),
+        ((16, 10, 11), (5, 7), (2, 3), 1),
+    ]
+    tol = dict(rtol=1e-10, atol=1e-10) if dtype == torch.double else dict(rtol=1e-5, atol=1e-5)
+    for (channels, height, width), kernel, padding, dilation in cases:
+        for batch in (None, 1, 3):
+            shape = (channels, height, width) if batch is None else (batch, channels, height, width)
+            x = torch.randn(shape, dtype=dtype)
+            if batch is not None and channels_last:
+                x = x.to(memory_format=torch.channels_last)
+            w = torch.randn(channels, 1, *kernel, dtype=dtype)
+            b = torch.randn(channels, dtype=dtype)
+            x.requires_grad_()
+            kw = dict(padding=padding, dilation=dilation, groups=channels)
+            with vector_width(bits):
+                out = CF.conv2d(x, w, b, **kw)
+                grad = torch.randn_like(out)
+                # The input gradient: a stride-1 transpose, computed as the flipped forward.
+                (ours,) = torch.autograd.grad(out, x, grad)
+            expected = F.conv2d(x, w, b, **kw)
+            torch.testing.assert_close(out, expected, **tol)
+            torch.testing.assert_close(ours, torch.autograd.grad(expected, x, grad)[0], **tol)

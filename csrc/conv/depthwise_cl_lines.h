@@ -42,4 +42,25 @@ void depthwise_tap_sums(const float* grad, int64_t grad_step, const LineTap<floa
 void depthwise_tap_sums(const double* grad, int64_t grad_step, const LineTap<double>* taps,
                         int64_t ntaps, int64_t step, int64_t channels);
 
+// A 2-d depthwise forward over one block of kPaddedLanes<T> channels (64 bytes) of one sample,
+// staged zero-padded to the windows' reach: staged[(y * width + x) * lanes + c] for y <
+// rows, x < width; weights w[(kh * KW + kw) * lanes + c]. Every window lies inside, so no pixel
+// checks a bound. Writes channels c < channels of output pixel (oh, ow) at
+// out + (oh * grid_w + ow) * out_pixel.
+template <typename T>
+constexpr int64_t kPaddedLanes = 64 / sizeof(T);
+
+struct PaddedPlane {
+  int64_t width;               // staged pixels per row
+  int64_t grid_h, grid_w;      // output rows and columns
+  int64_t kernel_h, kernel_w;  // taps
+  int64_t stride_h, stride_w;  // in staged pixels
+  int64_t dilation_h, dilation_w;
+};
+
+void depthwise_padded_plane(const float* staged, const float* w, const PaddedPlane& p, float* out,
+                            int64_t out_pixel, int64_t channels);
+void depthwise_padded_plane(const double* staged, const double* w, const PaddedPlane& p,
+                            double* out, int64_t out_pixel, int64_t channels);
+
 }  // namespace convpool::cpu
