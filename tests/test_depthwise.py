@@ -249,7 +249,11 @@ def test_padded_blocks(bits, dtype, channels_last):
             if batch is not None and channels_last:
                 x = x.to(memory_format=torch.channels_last)
             w = torch.randn(channels, 1, *kernel, dtype=dtype)
-            b = torch.randn(channels, dtype=dtype)
+            # The blocks start their sums from the bias; batch 1 runs without one, unbatched
+            # inputs with a strided one (added after the kernel).
+            b = None if batch == 1 else torch.randn(2 * channels, dtype=dtype)[::2]
+            if batch == 3:
+                b = b.contiguous()
             x.requires_grad_()
             kw = dict(padding=padding, dilation=dilation, groups=channels)
             with vector_width(bits):

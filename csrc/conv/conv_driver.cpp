@@ -124,11 +124,16 @@ at::Tensor conv_nchw(const at::Tensor& input, const at::Tensor& weight,
   if (upcasts(input, dense, backend)) {
     return in_float32(conv_nchw, input, weight, bias, g, out_channels, backend);
   }
+  const at::Tensor b = bias.has_value() ? *bias : at::Tensor();
   if (depthwise_in_place(input, depthwise, backend)) {
-    return run_in_input_format(backend.depthwise_conv, input, weight, bias, g, sizes);
+    const auto compute = [&](const at::Tensor& in, const at::Tensor& w, const at::Tensor& out,
+                             const ConvGeometry& geometry) {
+      backend.depthwise_conv(in, w, b, out, geometry);
+    };
+    return in_input_format(compute, input, weight, bias, g, sizes, /*any_weight_layout=*/false,
+                           /*adds_bias=*/true);
   }
   if (dense) {
-    const at::Tensor b = bias.has_value() ? *bias : at::Tensor();
     const auto compute = [&](const at::Tensor& in, const at::Tensor& w, const at::Tensor& out,
                              const ConvGeometry& geometry) {
       backend.dense_conv(in, w, b, out, geometry);
@@ -142,8 +147,7 @@ at::Tensor conv_nchw(const at::Tensor& input, const at::Tensor& weight,
 
   const auto x = input.contiguous();
   if (depthwise) {
-    backend.depthwise_conv(x, weight.contiguous(), output, g);
-    add_bias(output, bias);
+    backend.depthwise_conv(x, weight.contiguous(), b, output, g);
     return output;
   }
   const int64_t rows_per_group = g.channels / groups * g.kernel_numel();

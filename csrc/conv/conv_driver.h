@@ -27,8 +27,9 @@ struct ConvBackend {
   bool upcast_reduced_precision;
   // Optional direct kernels for depthwise convolutions (one image channel per group), where
   // im2col + a batch of 1-row GEMMs wastes most of its time; nullptr: the im2col path.
-  // conv: output [N, C * m, grid...] from input [N, C, image...], weight [C * m, 1, K...].
-  void (*depthwise_conv)(const at::Tensor& input, const at::Tensor& weight,
+  // conv: output [N, C * m, grid...] from input [N, C, image...], weight [C * m, 1, K...], plus
+  // the bias (undefined: none), inside the kernel where it can (as dense_conv).
+  void (*depthwise_conv)(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& bias,
                          const at::Tensor& output, const ConvGeometry& g) = nullptr;
   // conv_transpose: output [N, C, image...] from input [N, C * m, grid...], weight [C * m, 1,
   // K...].

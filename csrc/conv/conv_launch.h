@@ -33,8 +33,10 @@ struct LaunchedConvKernels {
   }
 
   static void depthwise_conv(const at::Tensor& input, const at::Tensor& weight,
-                             const at::Tensor& output, const ConvGeometry& g) {
+                             const at::Tensor& bias, const at::Tensor& output,
+                             const ConvGeometry& g) {
     launch_depthwise<kernels::DepthwiseConv>(input, weight, output, g, output.size(1) / g.channels);
+    add_bias(output, bias);
   }
 
   static void depthwise_conv_transpose(const at::Tensor& input, const at::Tensor& weight,

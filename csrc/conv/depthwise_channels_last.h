@@ -29,8 +29,10 @@ inline std::vector<T> weights_by_tap(const at::Tensor& weight, int64_t taps) {
 bool depthwise_vector_kernels(const at::Tensor& input, const at::Tensor& output,
                               const ConvGeometry& g);
 
+// Adds the bias (undefined: none) too.
 void depthwise_forward_vectors(const at::Tensor& input, const at::Tensor& weight,
-                               const at::Tensor& output, const ConvGeometry& g);
+                               const at::Tensor& bias, const at::Tensor& output,
+                               const ConvGeometry& g);
 void depthwise_transpose_vectors(const at::Tensor& input, const at::Tensor& weight,
                                  const at::Tensor& output, const ConvGeometry& g);
 void depthwise_weight_grad_vectors(const at::Tensor& grad_output, const at::Tensor& input,

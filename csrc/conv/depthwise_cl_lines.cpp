@@ -321,7 +321,17 @@ CONVPOOL_INLINE void tap_sums(const T* grad, int64_t grad_step, const LineTap<T>
 }
 
 // ---- Zero-padded planes ----------------------------------------------------------------------
-// The P pixels' accumulators (64 / B vectors each) into their first `channels` channels.
+// The P pixels' accumulators (64 / B vectors each), from the block's bias (nullptr: zero).
+template <typename T, int B, int64_t P, typename V>
+CONVPOOL_INLINE void start_sums(V (&acc)[P][64 / B], const T* bias) {
+  constexpr int64_t L = Vec<T, B>::kLanes, W = 64 / B;
+  for (int v = 0; v < W; ++v) {
+    const V start = bias ? load<B>(bias + v * L) : V{};
+    for (int64_t i = 0; i < P; ++i) acc[i][v] = start;
+  }
+}
+
+// The P pixels' accumulators into their first `channels` channels.
 template <typename T, int B, int64_t P, typename V>
 CONVPOOL_INLINE void store_pixels(const V (&acc)[P][64 / B], T* out, int64_t out_pixel,
                                   int64_t channels) {
@@ -342,13 +352,14 @@ CONVPOOL_INLINE void store_pixels(const V (&acc)[P][64 / B], T* out, int64_t out
 // its multiply-add. No tap list and no bound checks: on 7x7 maps under 5x5 and 7x7 kernels
 // every pixel of a line is an edge pixel, and the lines ran at a third of the FMA peak.
 template <typename T, int B, int64_t P>
-CONVPOOL_INLINE void padded_pixels(const T* src, const T* w, const PaddedPlane& p, T* out,
-                                   int64_t out_pixel, int64_t channels) {
+CONVPOOL_INLINE void padded_pixels(const T* src, const T* w, const T* bias, const PaddedPlane& p,
+                                   T* out, int64_t out_pixel, int64_t channels) {
   using V = typename Vec<T, B>::type;
   constexpr int64_t L = Vec<T, B>::kLanes, W = 64 / B, lanes = kPaddedLanes<T>;
   const int64_t step = p.stride_w * lanes, row = p.dilation_h * p.width * lanes;
   const int64_t tap = p.dilation_w * lanes;
-  V acc[P][W] = {};
+  V acc[P][W];
+  start_sums<T, B, P>(acc, bias);
   for (int64_t kh = 0; kh < p.kernel_h; ++kh) {
     const T* r = src + kh * row;
     const T* wr = w + kh * p.kernel_w * lanes;
@@ -368,12 +379,14 @@ CONVPOOL_INLINE void padded_pixels(const T* src, const T* w, const PaddedPlane& 
 // (34 x 34 pixels x 64 bytes) does not fit in L1, and one load per multiply-add from L2 ran at
 // 60 % of the FMA peak.
 template <typename T, int B, int64_t P, int KW>
-CONVPOOL_INLINE void padded_row_pixels(const T* src, const T* w, const PaddedPlane& p, T* out,
-                                       int64_t out_pixel, int64_t channels) {
+CONVPOOL_INLINE void padded_row_pixels(const T* src, const T* w, const T* bias,
+                                       const PaddedPlane& p, T* out, int64_t out_pixel,
+                                       int64_t channels) {
   using V = typename Vec<T, B>::type;
   constexpr int64_t L = Vec<T, B>::kLanes, W = 64 / B, lanes = kPaddedLanes<T>;
   const int64_t row = p.dilation_h * p.width * lanes;
-  V acc[P][W] = {};
+  V acc[P][W];
+  start_sums<T, B, P>(acc, bias);
   for (int64_t kh = 0; kh < p.kernel_h; ++kh) {
     const T* r = src + kh * row;
     const T* wr = w + kh * KW * lanes;
@@ -396,8 +409,8 @@ CONVPOOL_INLINE void padded_row_pixels(const T* src, const T* w, const PaddedPla
 // Every output row in blocks of P pixels; a row's last block overlaps the one before rather
 // than run a narrower one (the overlapped pixels are computed twice, to the same values).
 template <typename T, int B, int64_t P, int KW = 0>
-CONVPOOL_INLINE void padded_rows(const T* staged, const T* w, const PaddedPlane& p, T* out,
-                                 int64_t out_pixel, int64_t channels) {
+CONVPOOL_INLINE void padded_rows(const T* staged, const T* w, const T* bias, const PaddedPlane& p,
+                                 T* out, int64_t out_pixel, int64_t channels) {
   constexpr int64_t lanes = kPaddedLanes<T>;
   for (int64_t oh = 0; oh < p.grid_h; ++oh) {
     const T* row = staged + oh * p.stride_h * p.width * lanes;
@@ -406,9 +419,9 @@ CONVPOOL_INLINE void padded_rows(const T* staged, const T* w, const PaddedPlane&
       const int64_t at = std::min(ow, p.grid_w - P);
       const T* src = row + at * p.stride_w * lanes;
       if constexpr (KW > 0) {
-        padded_row_pixels<T, B, P, KW>(src, w, p, o + at * out_pixel, out_pixel, channels);
+        padded_row_pixels<T, B, P, KW>(src, w, bias, p, o + at * out_pixel, out_pixel, channels);
       } else {
-        padded_pixels<T, B, P>(src, w, p, o + at * out_pixel, out_pixel, channels);
+        padded_pixels<T, B, P>(src, w, bias, p, o + at * out_pixel, out_pixel, channels);
       }
     }
   }
@@ -418,37 +431,43 @@ CONVPOOL_INLINE void padded_rows(const T* staged, const T* w, const PaddedPlane&
 // callee through a pointer would be compiled outside the ISA clone); other rows, and AVX2's 16
 // registers, tap by tap.
 template <typename T, int B, int64_t P>
-CONVPOOL_INLINE void padded_rows_any(const T* staged, const T* w, const PaddedPlane& p, T* out,
-                                     int64_t out_pixel, int64_t channels) {
+CONVPOOL_INLINE void padded_rows_any(const T* staged, const T* w, const T* bias,
+                                     const PaddedPlane& p, T* out, int64_t out_pixel,
+                                     int64_t channels) {
   if (B == 64 && p.dilation_w == 1 && p.stride_w == 1) {
-    if (p.kernel_w == 3) return padded_rows<T, B, P, 3>(staged, w, p, out, out_pixel, channels);
-    if (p.kernel_w == 5) return padded_rows<T, B, P, 5>(staged, w, p, out, out_pixel, channels);
-    if (p.kernel_w == 7) return padded_rows<T, B, P, 7>(staged, w, p, out, out_pixel, channels);
+    if (p.kernel_w == 3)
+      return padded_rows<T, B, P, 3>(staged, w, bias, p, out, out_pixel, channels);
+    if (p.kernel_w == 5)
+      return padded_rows<T, B, P, 5>(staged, w, bias, p, out, out_pixel, channels);
+    if (p.kernel_w == 7)
+      return padded_rows<T, B, P, 7>(staged, w, bias, p, out, out_pixel, channels);
   }
-  padded_rows<T, B, P>(staged, w, p, out, out_pixel, channels);
+  padded_rows<T, B, P>(staged, w, bias, p, out, out_pixel, channels);
 }
 
 // 8 pixels a block under AVX-512 (8 accumulators), 7 on 7-wide rows (the last stage of most
 // CNNs), 4 under AVX2 (4 x 2 registers); rows narrower than that in blocks of 4, then 2, then 1.
 template <typename T, int B>
-CONVPOOL_INLINE void padded_plane(const T* staged, const T* w, const PaddedPlane& p, T* out,
-                                  int64_t out_pixel, int64_t channels) {
+CONVPOOL_INLINE void padded_plane(const T* staged, const T* w, const T* bias, const PaddedPlane& p,
+                                  T* out, int64_t out_pixel, int64_t channels) {
   if (B == 64 && p.grid_w >= 8) {
-    return padded_rows_any<T, B, 8>(staged, w, p, out, out_pixel, channels);
+    return padded_rows_any<T, B, 8>(staged, w, bias, p, out, out_pixel, channels);
   }
   if (B == 64 && p.grid_w == 7) {
-    return padded_rows_any<T, B, 7>(staged, w, p, out, out_pixel, channels);
+    return padded_rows_any<T, B, 7>(staged, w, bias, p, out, out_pixel, channels);
   }
-  if (p.grid_w >= 4) return padded_rows_any<T, B, 4>(staged, w, p, out, out_pixel, channels);
-  if (p.grid_w >= 2) return padded_rows_any<T, B, 2>(staged, w, p, out, out_pixel, channels);
-  padded_rows_any<T, B, 1>(staged, w, p, out, out_pixel, channels);
+  if (p.grid_w >= 4) return padded_rows_any<T, B, 4>(staged, w, bias, p, out, out_pixel, channels);
+  if (p.grid_w >= 2) return padded_rows_any<T, B, 2>(staged, w, bias, p, out, out_pixel, channels);
+  padded_rows_any<T, B, 1>(staged, w, bias, p, out, out_pixel, channels);
 }
 
 template <typename T>
-CONVPOOL_INLINE void padded_plane_any(const T* staged, const T* w, const PaddedPlane& p, T* out,
-                                      int64_t out_pixel, int64_t channels) {
-  if (wide_vector_registers()) return padded_plane<T, 64>(staged, w, p, out, out_pixel, channels);
-  padded_plane<T, 32>(staged, w, p, out, out_pixel, channels);
+CONVPOOL_INLINE void padded_plane_any(const T* staged, const T* w, const T* bias,
+                                      const PaddedPlane& p, T* out, int64_t out_pixel,
+                                      int64_t channels) {
+  if (wide_vector_registers())
+    return padded_plane<T, 64>(staged, w, bias, p, out, out_pixel, channels);
+  padded_plane<T, 32>(staged, w, bias, p, out, out_pixel, channels);
 }
 
 template <typename T>
@@ -489,15 +508,15 @@ CONVPOOL_CLONES void depthwise_tap_sums(const double* grad, int64_t grad_step,
   tap_sums_any(grad, grad_step, taps, ntaps, step, channels);
 }
 
-CONVPOOL_CLONES void depthwise_padded_plane(const float* staged, const float* w,
+CONVPOOL_CLONES void depthwise_padded_plane(const float* staged, const float* w, const float* bias,
                                             const PaddedPlane& p, float* out, int64_t out_pixel,
                                             int64_t channels) {
-  padded_plane_any(staged, w, p, out, out_pixel, channels);
+  padded_plane_any(staged, w, bias, p, out, out_pixel, channels);
 }
 CONVPOOL_CLONES void depthwise_padded_plane(const double* staged, const double* w,
-                                            const PaddedPlane& p, double* out, int64_t out_pixel,
-                                            int64_t channels) {
-  padded_plane_any(staged, w, p, out, out_pixel, channels);
+                                            const double* bias, const PaddedPlane& p, double* out,
+                                            int64_t out_pixel, int64_t channels) {
+  padded_plane_any(staged, w, bias, p, out, out_pixel, channels);
 }
 
 }  // namespace convpool::cpu

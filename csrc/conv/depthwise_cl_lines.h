@@ -44,9 +44,9 @@ void depthwise_tap_sums(const double* grad, int64_t grad_step, const LineTap<dou
 
 // A 2-d depthwise forward over one block of kPaddedLanes<T> channels (64 bytes) of one sample,
 // staged zero-padded to the windows' reach: staged[(y * width + x) * lanes + c] for y <
-// rows, x < width; weights w[(kh * KW + kw) * lanes + c]. Every window lies inside, so no pixel
-// checks a bound. Writes channels c < channels of output pixel (oh, ow) at
-// out + (oh * grid_w + ow) * out_pixel.
+// rows, x < width; weights w[(kh * KW + kw) * lanes + c]; sums start from bias[c] (nullptr:
+// zero). Every window lies inside, so no pixel checks a bound. Writes channels c < channels of
+// output pixel (oh, ow) at out + (oh * grid_w + ow) * out_pixel.
 template <typename T>
 constexpr int64_t kPaddedLanes = 64 / sizeof(T);
 
@@ -58,9 +58,9 @@ struct PaddedPlane {
   int64_t dilation_h, dilation_w;
 };
 
-void depthwise_padded_plane(const float* staged, const float* w, const PaddedPlane& p, float* out,
-                            int64_t out_pixel, int64_t channels);
-void depthwise_padded_plane(const double* staged, const double* w, const PaddedPlane& p,
-                            double* out, int64_t out_pixel, int64_t channels);
+void depthwise_padded_plane(const float* staged, const float* w, const float* bias,
+                            const PaddedPlane& p, float* out, int64_t out_pixel, int64_t channels);
+void depthwise_padded_plane(const double* staged, const double* w, const double* bias,
+                            const PaddedPlane& p, double* out, int64_t out_pixel, int64_t channels);
 
 }  // namespace convpool::cpu

@@ -28,6 +28,7 @@
 #include "../common/isa_clones.h"
 #include "../common/simd_loops.h"
 #include "channels_last_staging.h"
+#include "conv_driver.h"
 #include "depthwise_channels_last.h"
 #include "conv_lines.h"
 #include "im2col.h"
@@ -551,20 +552,21 @@ bool staged(const at::Tensor& t, const ConvGeometry& g, int64_t below) {
 
 }  // namespace
 
-void depthwise_conv(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& output,
-                    const ConvGeometry& g) {
+void depthwise_conv(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& bias,
+                    const at::Tensor& output, const ConvGeometry& g) {
   if (depthwise_vector_kernels(input, output, g)) {
-    return depthwise_forward_vectors(input, weight, output, g);
+    return depthwise_forward_vectors(input, weight, bias, output, g);
   }
   if (staged(input, g, kStagedPixelsForward)) {
     return via_channels_last({input}, output, g, [&](auto& in, auto& out, auto& cl) {
-      depthwise_conv(in[0], weight, out, cl);
+      depthwise_conv(in[0], weight, bias, out, cl);
     });
   }
   CONVPOOL_DISPATCH_FLOATING_TYPES(input.scalar_type(), "depthwise_conv_cpu", [&] {
     g.channels_last ? forward_channels_last<scalar_t>(input, weight, output, g)
                     : forward_nchw<scalar_t>(input, weight, output, g);
   });
+  add_bias(output, bias);
 }
 
 void depthwise_conv_transpose(const at::Tensor& input, const at::Tensor& weight,

@@ -8,8 +8,9 @@
 
 namespace convpool::cpu {
 
-void depthwise_conv(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& output,
-                    const ConvGeometry& g);
+// Adds the bias (undefined: none) too.
+void depthwise_conv(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& bias,
+                    const at::Tensor& output, const ConvGeometry& g);
 void depthwise_conv_transpose(const at::Tensor& input, const at::Tensor& weight,
                               const at::Tensor& output, const ConvGeometry& g);
 // Into a [C * m, 1, K...]-shaped contiguous grad_weight.
