@@ -121,7 +121,7 @@ void weight_grad_line(const ConvGeometry& g, const T* sample, const T* grad, int
   grid_line_taps<T>(g, sample, C, line / g.grid[1], line % g.grid[1], nullptr, 0, sums, width,
                     list);
   depthwise_tap_sums(grad + line * g.grid[2] * C, C, list.data(), static_cast<int64_t>(list.size()),
-                     g.stride[2] * C, width);
+                     g.stride[2] * C, width, {g.kernel[2], g.dilation[2] * C, 0});
 }
 
 // Every output line of every sample (lines: per sample; pixels: of a sample's input and

@@ -36,11 +36,12 @@ void depthwise_tap_line(double* out, int64_t out_step, int64_t count, const Line
                         int64_t ntaps, int64_t step, int64_t channels, TapRows rows);
 
 // sums[c] += sum over lo <= j < hi of grad[j * grad_step + c] * src[j * step + c], per tap, in
-// order of j (deterministic).
+// an order fixed by the line (deterministic); taps grouped by kernel row as `rows` says (w_step
+// unused) share their gradient loads.
 void depthwise_tap_sums(const float* grad, int64_t grad_step, const LineTap<float>* taps,
-                        int64_t ntaps, int64_t step, int64_t channels);
+                        int64_t ntaps, int64_t step, int64_t channels, TapRows rows);
 void depthwise_tap_sums(const double* grad, int64_t grad_step, const LineTap<double>* taps,
-                        int64_t ntaps, int64_t step, int64_t channels);
+                        int64_t ntaps, int64_t step, int64_t channels, TapRows rows);
 
 // A 2-d depthwise forward over one block of kPaddedLanes<T> channels (64 bytes) of one sample,
 // staged zero-padded to the windows' reach: staged[(y * width + x) * lanes + c] for y <
