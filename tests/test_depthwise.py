@@ -264,3 +264,16 @@ def test_padded_blocks(bits, dtype, channels_last):
             expected = F.conv2d(x, w, b, **kw)
             torch.testing.assert_close(out, expected, **tol)
             torch.testing.assert_close(ours, torch.autograd.grad(expected, x, grad)[0], **tol)
+
+
+def test_padded_blocks_3d_of_depth_one():
+    """A 3-d depthwise conv of depth 1 is a 2-d one unless padded in depth (then its outer planes
+    are the bias alone): only the first takes the 2-d staged blocks."""
+    x = torch.randn(2, 16, 1, 7, 7)
+    w = torch.randn(16, 1, 1, 5, 5)
+    b = torch.randn(16)
+    for padding in [(0, 2, 2), (1, 2, 2), (2, 3, 1)]:
+        for layout in (torch.contiguous_format, torch.channels_last_3d):
+            xl = x.to(memory_format=layout)
+            torch.testing.assert_close(CF.conv3d(xl, w, b, padding=padding, groups=16),
+                                       F.conv3d(xl, w, b, padding=padding, groups=16))

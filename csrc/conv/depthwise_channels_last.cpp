@@ -241,7 +241,8 @@ constexpr int64_t kMaxPaddedBlockBytes = int64_t{256} << 10;
 // forward + input gradient): 7x7 C768@7 0.71 / 1.52 -> 0.36 / 0.78, 5x5 C960@7 0.60 / 1.31 ->
 // 0.37 / 0.81, C672@14 1.15 / 2.55 -> 0.90 / 2.10.
 bool padded_blocks_apply(const ConvGeometry& g) {
-  if (g.image[0] != 1 || g.kernel[0] != 1) return false;
+  // 2-d: one plane in and out (a 3-d conv of depth 1 padded in depth has more output planes).
+  if (g.image[0] != 1 || g.kernel[0] != 1 || g.grid[0] != 1) return false;
   if (g.kernel_numel() < 25 || g.stride[1] != 1 || g.stride[2] != 1) return false;
   int64_t interior = 1;
   for (int d = 1; d < kSpatialDims; ++d) {
