@@ -93,6 +93,11 @@ CONV_CASES = [
     # multiple of the vector width; several chunks of tiles and of output channels.
     ((2, 128, 9, 11), 130, (3, 3), 1, 1, 1, 1),
     ((2, 130, 58, 30), 260, (3, 3), 1, 1, 1, 1),
+    # Its GEMM panels of 32 (float32) or 16 (float64) tiles: a last panel of one vector or less
+    # (6 tiles), several panels per task and output channels past whole tasks of 32 (48 tiles,
+    # 200 channels).
+    ((1, 128, 7, 9), 128, (3, 3), 1, 1, 1, 1),
+    ((3, 144, 13, 13), 200, (3, 3), 1, 1, 1, 1),
     # NCHW convs with many taps over 16+ channels run on channels_last copies (all passes at 25
     # taps, the forward from 7): odd sizes, a 3-d one, batch 1.
     ((2, 16, 11, 9), 17, (5, 5), 1, 2, 1, 1),

@@ -1,17 +1,22 @@
 // Winograd F(4x4, 3x3) for convs with many channels and few tiles (ResNet's 14x14 and 7x7
-// stages): the 36 per-point GEMMs span every tile of the batch (up to kInputBytes of transformed
-// input), so each transformed weight is read once per call instead of once per block of tiles as
-// in winograd_cpu.cpp's fused blocks, and they run through BLAS (MKL), whose packing pays at these
-// sizes ([tiles, C] x [C, K] with C, K of 128 and more).
+// stages): the 36 per-point GEMMs span the tiles of the whole batch, so each transformed weight
+// is made once per call (per group of tile panels) instead of once per block of tiles as in
+// winograd_cpu.cpp's fused blocks.
 //
-// Forward: V = B^T d B of all tiles -> per chunk of output channels: U = G g G^T, M = V x U per
-// point, y = A^T M A. Weight gradient: per chunk of output channels, acc = sum over tile chunks
-// of V^T x (A dY A^T) per point, then G^T acc G. Each GEMM runs single-threaded inside
-// at::parallel_for over the 36 points and every split depends on the shapes only, so results are
-// the same bits for any thread count.
+// Forward: V = B^T d B of all tiles, stored transposed as GEMM panels [C, 32 tiles] per point;
+// then one task per (chunk of 32 output channels, group of panels): for each block of input
+// channels, U^T = G g G^T of that [32, block] of weights goes to an L2-sized buffer and is read
+// straight away as the micro-kernel's broadcast operand, M^T [32, tiles] += U^T x V per point;
+// finally y = A^T M A, vectorised over tiles. The transformed weights (36 x C x K values, 4x the
+// weight) never leave L2: materialising them for BLAS wrote and re-packed 38 MB per C512 7x7
+// forward (2.0 + 1.4 of 7 ms).
+// Weight gradient: per chunk of output channels, acc = sum over tile chunks of V^T x (A dY A^T)
+// per point (BLAS), then G^T acc G.
+// Every split depends on the shapes only, so results are the same bits for any thread count.
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <atomic>
 #include <memory>
 
@@ -54,51 +59,10 @@ BatchedPlan make_batched_plan(const ConvGeometry& g, int64_t batch, int64_t out_
   return bp;
 }
 
-// U^T [36, kc, Cp] (the chunk of output channels from k0) for output channels [k_begin, k_end),
-// vectorised over input channels: a channels_last weight [K, 9, C] holds each tap's row of input
-// channels as it is, an NCHW one [K, C, 9] is gathered (lane l of tap i at stride 9). No pass
-// over the whole weight (a full transpose took 15 % of a C512 7x7 forward).
-template <typename T, int B>
-[[gnu::always_inline]] inline void transform_weights_t(const T* w, T* Ut, const Plan& p, int64_t k0,
-                                                       int64_t kc, int64_t k_begin, int64_t k_end,
-                                                       FiniteCheck<T, B>& finite) {
-  using V = Vec<T, B>;
-  constexpr int64_t L = kLanes<T, B>;
-  // Tap i of input channel c: channels_last [K, 9, C] at i * C + c, NCHW [K, C, 9] at c * 9 + i.
-  const int64_t c_stride = p.weight_channels_last ? 1 : 9,
-                i_stride = p.weight_channels_last ? p.C : 1;
-  for (int64_t k = k_begin; k < k_end; ++k) {
-    T* dst = Ut + (k - k0) * p.Cp;
-    if (k >= p.K) {
-      for (int xi = 0; xi < kPoints; ++xi) std::fill_n(dst + xi * kc * p.Cp, p.Cp, T(0));
-      continue;
-    }
-    const T* taps = w + k * 9 * p.C;
-    for (int64_t c0 = 0; c0 < p.Cp; c0 += L) {
-      const int64_t lanes = std::min(L, p.C - c0);
-      V g[9];
-      for (int i = 0; i < 9; ++i) {
-        if (lanes == L && c_stride == 1) {
-          g[i] = load<B>(taps + i * i_stride + c0);
-        } else {
-          g[i] = V{};
-          for (int64_t l = 0; l < lanes; ++l) g[i][l] = taps[i * i_stride + (c0 + l) * c_stride];
-        }
-      }
-      V u[kPoints];
-      kernel_tile_transform(g, u);
-      for (int xi = 0; xi < kPoints; ++xi) {
-        store(dst + xi * kc * p.Cp + c0, u[xi]);
-        finite.add(u[xi]);
-      }
-    }
-  }
-}
-
 // The element-wise transforms, each over a range [begin, end) of tiles (inputs, outputs, grads)
 // or of input channels (weights, taps). Buffers of tiles hold the tiles from `first` on, `ld` rows
 // per point.
-enum class Pass { kInputs, kWeights, kWeightsT, kOutputs, kGrads, kTaps };
+enum class Pass { kInputs, kGrads, kTaps };
 
 template <typename T>
 struct PassArgs {
@@ -117,16 +81,6 @@ template <typename T, int B>
   switch (a.pass) {
     case Pass::kInputs:
       transform_inputs(a.src, p, begin, end, a.dst + (begin - a.first) * p.Cp, a.ld, finite);
-      break;
-    case Pass::kWeights:
-      transform_weights(a.src, a.dst, p, a.k0, a.kc, begin, end, a.kc, finite);
-      break;
-    case Pass::kWeightsT:
-      transform_weights_t(a.src, a.dst, p, a.k0, a.kc, begin, end, finite);
-      break;
-    case Pass::kOutputs:
-      transform_outputs<T, B>(a.src + (begin - a.first) * a.kc, p, begin, end, a.k0, a.kc, a.dst,
-                              a.ld);
       break;
     case Pass::kGrads:
       transform_grads(a.src, p, begin, end, a.k0, a.kc, a.dst + (begin - a.first) * a.kc, a.ld,
@@ -168,51 +122,299 @@ void per_point_gemms(A&& a, B&& b, T* c, int64_t c_point, int64_t ldc, bool accu
   });
 }
 
+// Tiles per GEMM panel: the micro-kernel's two vectors of columns (32 float32, 16 float64).
+template <typename T>
+constexpr int64_t kPanelTiles = 2 * kLanes<T>;
+// Output channels per task: four of the micro-kernel's 8-row register blocks.
+constexpr int64_t kTaskChannels = 32;
+// A task's U^T block [36, 32, input channels] and its accumulators M^T [panels, 36, 32, 32 tiles]
+// stay within these: together about half of a 1-2 MiB L2, the rest for the panels of V passing.
+constexpr int64_t kWeightBlockBytes = 576 * 1024;
+constexpr int64_t kAccumulatorBytes = 320 * 1024;
+
+// Element (o, tap, i) of the conv's 3x3 weight (output channel o, tap 0..8, input channel i) at
+// data[o * o_stride + tap * tap_stride + i * i_stride].
+template <typename T>
+struct WeightView {
+  const T* data;
+  int64_t o_stride, tap_stride, i_stride;
+};
+
+template <typename T>
+WeightView<T> weight_view(const T* w, const Plan& p) {
+  const int64_t C = p.C, K = p.K;
+  if (!p.weight_flipped_transpose) {
+    // [K, C, 3, 3]: channels_last holds [K, 3, 3, C].
+    return p.weight_channels_last ? WeightView<T>{w, 9 * C, C, 1} : WeightView<T>{w, 9 * C, 1, 9};
+  }
+  // The conv_transpose's forward weight [C, K, 3, 3] (channels_last [C, 3, 3, K]): tap t of the
+  // conv's (k, c) is its tap 8 - t of (c, k).
+  return p.weight_channels_last ? WeightView<T>{w + 8 * K, 1, -K, 9 * K}
+                                : WeightView<T>{w + 8, 9, -1, 9 * K};
+}
+
+// Ut[xi][r][cn] = (G g G^T)[xi] of output channel r (r < rows) and input channels [c0, c0 + cn)
+// (whole vectors; zero beyond C) of w (its output channels from the task's first), vectorised
+// over input channels.
+template <typename T, int B>
+[[gnu::always_inline]] inline void transform_weight_block(const WeightView<T>& w, const Plan& p,
+                                                          int64_t rows, int64_t c0, int64_t cn,
+                                                          T* Ut, FiniteCheck<T, B>& finite) {
+  using V = Vec<T, B>;
+  constexpr int64_t L = kLanes<T, B>;
+  for (int64_t cv = 0; cv < cn; cv += L) {
+    const int64_t c = c0 + cv, lanes = std::clamp<int64_t>(p.C - c, 0, L);
+    for (int64_t r = 0; r < rows; ++r) {
+      const T* taps = w.data + r * w.o_stride + c * w.i_stride;
+      V g[9];
+      for (int t = 0; t < 9; ++t) {
+        if (lanes == L && w.i_stride == 1) {
+          g[t] = load<B>(taps + t * w.tap_stride);
+        } else {
+          g[t] = V{};
+          for (int64_t l = 0; l < lanes; ++l) g[t][l] = taps[t * w.tap_stride + l * w.i_stride];
+        }
+      }
+      V u[kPoints];
+      kernel_tile_transform(g, u);
+      for (int xi = 0; xi < kPoints; ++xi) {
+        store(Ut + (xi * rows + r) * cn + cv, u[xi]);
+        finite.add(u[xi]);
+      }
+    }
+  }
+}
+
+// The weights of output channels [0, rows) of w and input channels [c0, c0 + cn) as [rows, 9, cn]
+// (zero beyond C), for a channels_last conv_transpose weight: the conv's input channels (its
+// output channels) 9 x K apart and its taps K apart, so a lane's gather touched 9 cache lines
+// (2 of 7.5 ms of a C512 7x7 input gradient). Where the 9 taps are adjacent (NCHW weights) the
+// transform gathers them as they are: staging those was 2-8 % slower.
+template <typename T>
+WeightView<T> stage_weight_block(const WeightView<T>& w, const Plan& p, int64_t rows, int64_t c0,
+                                 int64_t cn, T* block) {
+  const int64_t live = std::clamp<int64_t>(p.C - c0, 0, cn);
+  for (int t = 0; t < 9; ++t) {
+    blocked_transpose(w.data + t * w.tap_stride + c0 * w.i_stride, w.i_stride, w.o_stride, live,
+                      rows, block + t * cn, 9 * cn, int64_t{1});
+    for (int64_t r = 0; r < rows; ++r)
+      std::fill(block + (r * 9 + t) * cn + live, block + (r * 9 + t + 1) * cn, T(0));
+  }
+  return {block - c0, 9 * cn, cn, 1};
+}
+
+// The transformed inputs of tiles [t0, t1) as GEMM panels: tile t (t >= first) is column
+// (t - first) % P of panel (t - first) / P, each panel [36][Cp][P]. Tiles past the last real one
+// are zero.
+template <typename T, int B>
+[[gnu::always_inline]] inline void transform_input_panels(const T* x, const Plan& p, int64_t first,
+                                                          int64_t t0, int64_t t1, T* Vt,
+                                                          FiniteCheck<T, B>& finite) {
+  using V = Vec<T, B>;
+  constexpr int64_t L = kLanes<T, B>, P = kPanelTiles<T>;
+  for (int64_t t = t0; t < t1; ++t) {
+    const int64_t rel = t - first;
+    T* column = Vt + rel / P * kPoints * p.Cp * P + rel % P;
+    const bool real = t < p.tiles;
+    const TileWindow tw = tile_window(p, real ? t : 0, 0);
+    for (int64_t c0 = 0; c0 < p.Cp; c0 += L) {
+      V v[kPoints] = {};
+      if (real) input_tile_points<T, B>(x, p, tw, c0, v);
+      for (int xi = 0; xi < kPoints; ++xi) {
+        finite.add(v[xi]);
+        T* dst = column + (xi * p.Cp + c0) * P;
+        for (int64_t l = 0; l < L; ++l) dst[l * P] = v[xi][l];
+      }
+    }
+  }
+}
+
+// y = A^T m A for the tiles of one panel (from tile t0) and output channels [k0, k0 + rows), from
+// M^T [36][rows][P], vectorised over tiles.
+template <typename T, int B>
+[[gnu::always_inline]] inline void panel_outputs(const T* M, const Plan& p, int64_t t0, int64_t k0,
+                                                 int64_t rows, T* y) {
+  using V = Vec<T, B>;
+  constexpr int64_t L = kLanes<T, B>, P = kPanelTiles<T>;
+  constexpr int kOutputs = kTile * kTile;
+  const int64_t live = std::min(P, p.tiles - t0);
+  const int64_t s = p.interleave, channels = p.K / (s * s);
+  // Where output (i, j) of each tile lies for channel 0 of phase (0, 0), -1 past the edge; a
+  // channel and phase only add a constant (output_offset is linear in both).
+  int64_t base[P][kOutputs];
+  for (int64_t l = 0; l < live; ++l) {
+    const OutputTile o = output_tile(p, t0 + l);
+    for (int i = 0; i < kTile; ++i) {
+      for (int j = 0; j < kTile; ++j) {
+        base[l][i * kTile + j] =
+            i < o.rows && j < o.cols ? output_offset(p, o, i, j, {0, channels, 0, 0}) : -1;
+      }
+    }
+  }
+  const int64_t OW = p.OW * s, plane_numel = p.OH * s * OW;
+  for (int64_t r = 0; r < rows; ++r) {
+    const OutputChannel ch = output_channel(p, k0 + r);
+    const int64_t shift = ch.phase_h * OW + ch.phase_w;
+    const int64_t delta =
+        p.channels_last ? shift * channels + ch.k : ch.k * p.out_depth * plane_numel + shift;
+    for (int64_t l0 = 0; l0 < live; l0 += L) {
+      V m[kPoints];
+      for (int xi = 0; xi < kPoints; ++xi) m[xi] = load<B>(M + (xi * rows + r) * P + l0);
+      V cols[kTile * kAlpha];  // A^T m: [4, 6]
+      for (int j = 0; j < kAlpha; ++j) output_transform(m + j, kAlpha, cols + j, kAlpha);
+      V out[kOutputs];  // A^T m A
+      for (int i = 0; i < kTile; ++i) output_transform(cols + i * kAlpha, 1, out + i * kTile, 1);
+      const int64_t n = std::min(L, live - l0);
+      for (int64_t l = 0; l < n; ++l) {
+        const int64_t* tile_base = base[l0 + l];
+        for (int o = 0; o < kOutputs; ++o) {
+          if (tile_base[o] >= 0) y[tile_base[o] + delta] = out[o][l];
+        }
+      }
+    }
+  }
+}
+
+// One task of the forward: output channels [k0, k0 + rows) of the panels [panel0, panel1) of a
+// chunk whose first tile is `first`.
+template <typename T>
+struct ForwardTask {
+  const Plan* p;
+  WeightView<T> w;
+  const T* Vt;
+  T* y;
+  int64_t first, panel0, panel1, k0, rows, block_channels;
+  int64_t last_panel_tiles;  // real tiles in panel1 - 1
+};
+
+template <typename T, int B>
+[[gnu::always_inline]] inline bool run_task(const ForwardTask<T>& a) {
+  constexpr int64_t P = kPanelTiles<T>;
+  const Plan& p = *a.p;
+  const int64_t panels = a.panel1 - a.panel0;
+  const ThreadScratch<T> Ut_scratch(1, kPoints * a.rows * a.block_channels);
+  T* Ut = Ut_scratch.data();
+  const ThreadScratch<T> M_scratch(2, panels * kPoints * a.rows * P);
+  T* M = M_scratch.data();
+  const WeightView<T> w{a.w.data + a.k0 * a.w.o_stride, a.w.o_stride, a.w.tap_stride, a.w.i_stride};
+  const bool staged = w.i_stride != 1 && std::abs(w.tap_stride) != 1;
+  const ThreadScratch<T> staged_scratch(3, staged ? a.rows * 9 * a.block_channels : 0);
+  FiniteCheck<T, B> finite;
+  for (int64_t c0 = 0; c0 < p.Cp; c0 += a.block_channels) {
+    const int64_t cn = std::min(a.block_channels, p.Cp - c0);
+    const WeightView<T> block =
+        staged ? stage_weight_block(w, p, a.rows, c0, cn, staged_scratch.data()) : w;
+    transform_weight_block<T, B>(block, p, a.rows, c0, cn, Ut, finite);
+    for (int64_t q = 0; q < panels; ++q) {
+      for (int xi = 0; xi < kPoints; ++xi) {
+        const Operand<T> u{Ut + xi * a.rows * cn, cn, 1};
+        const T* v = a.Vt + ((a.panel0 + q) * kPoints + xi) * p.Cp * P + c0 * P;
+        T* m = M + (q * kPoints + xi) * a.rows * P;
+        // A last panel of at most one vector of tiles: one vector of columns.
+        if (q == panels - 1 && a.last_panel_tiles <= kLanes<T>) {
+          if (c0 == 0) {
+            gemm_rows<T, 1, false>(u, v, P, m, P, a.rows, cn);
+          } else {
+            gemm_rows<T, 1, true>(u, v, P, m, P, a.rows, cn);
+          }
+        } else if (c0 == 0) {
+          gemm_rows<T, 2, false>(u, v, P, m, P, a.rows, cn);
+        } else {
+          gemm_rows<T, 2, true>(u, v, P, m, P, a.rows, cn);
+        }
+      }
+    }
+  }
+  for (int64_t q = 0; q < panels; ++q) {
+    panel_outputs<T, B>(M + q * kPoints * a.rows * P, p, a.first + (a.panel0 + q) * P, a.k0, a.rows,
+                        a.y);
+  }
+  return finite.ok();
+}
+
+template <typename T, int B>
+[[gnu::always_inline]] inline bool run_input_panels(const T* x, const Plan& p, int64_t first,
+                                                    int64_t t0, int64_t t1, T* Vt) {
+  FiniteCheck<T, B> finite;
+  transform_input_panels<T, B>(x, p, first, t0, t1, Vt, finite);
+  return finite.ok();
+}
+
+CONVPOOL_CLONES bool run_task_f32(const ForwardTask<float>& a) {
+  return wide_vector_registers() ? run_task<float, 64>(a) : run_task<float, 32>(a);
+}
+CONVPOOL_CLONES bool run_task_f64(const ForwardTask<double>& a) {
+  return wide_vector_registers() ? run_task<double, 64>(a) : run_task<double, 32>(a);
+}
+bool run_task_any(const ForwardTask<float>& a) { return run_task_f32(a); }
+bool run_task_any(const ForwardTask<double>& a) { return run_task_f64(a); }
+
+CONVPOOL_CLONES bool input_panels_f32(const float* x, const Plan& p, int64_t first, int64_t t0,
+                                      int64_t t1, float* Vt) {
+  return wide_vector_registers() ? run_input_panels<float, 64>(x, p, first, t0, t1, Vt)
+                                 : run_input_panels<float, 32>(x, p, first, t0, t1, Vt);
+}
+CONVPOOL_CLONES bool input_panels_f64(const double* x, const Plan& p, int64_t first, int64_t t0,
+                                      int64_t t1, double* Vt) {
+  return wide_vector_registers() ? run_input_panels<double, 64>(x, p, first, t0, t1, Vt)
+                                 : run_input_panels<double, 32>(x, p, first, t0, t1, Vt);
+}
+bool input_panels_any(const float* x, const Plan& p, int64_t first, int64_t t0, int64_t t1,
+                      float* Vt) {
+  return input_panels_f32(x, p, first, t0, t1, Vt);
+}
+bool input_panels_any(const double* x, const Plan& p, int64_t first, int64_t t0, int64_t t1,
+                      double* Vt) {
+  return input_panels_f64(x, p, first, t0, t1, Vt);
+}
+
 template <typename T>
 bool conv_batched(const T* x, const T* w, T* y, const ConvGeometry& g, int64_t batch,
                   int64_t out_channels, WinogradWeight weight, WinogradOutput output) {
-  BatchedPlan bp = make_batched_plan<T>(g, batch, out_channels);
-  bp.p.weight_channels_last = weight.channels_last;
-  bp.p.weight_flipped_transpose = weight.flipped_transpose;
-  bp.p.interleave = output.interleave;
-  const Plan& p = bp.p;
-  const ThreadScratch<T> V_scratch(0, kPoints * bp.tile_chunk * p.Cp);
-  T* V = V_scratch.data();
-  const ThreadScratch<T> U_scratch(1, kPoints * p.Cp * bp.k_chunk);
-  T* U = U_scratch.data();
-  const ThreadScratch<T> M_scratch(2, kPoints * bp.tile_chunk * bp.k_chunk);
-  T* M = M_scratch.data();
-  // A conv's own weight is transformed row by row, vectorised over input channels (U^T); a
-  // conv_transpose's flipped transpose is read through a transposed copy (U).
-  const bool flipped = p.weight_flipped_transpose;
-  const ThreadScratch<T> wt_scratch(3, flipped ? p.C * 9 * p.Kp : 0);
-  T* wt = flipped ? wt_scratch.data() : nullptr;
-  if (flipped) {
-    at::parallel_for(0, p.C, 16, [&](int64_t b, int64_t e) { transpose_weights(w, wt, p, b, e); });
-  }
-  for (int64_t t0 = 0; t0 < p.tiles; t0 += bp.tile_chunk) {
-    const int64_t t1 = std::min(p.tiles, t0 + bp.tile_chunk), rows = t1 - t0;
-    if (!parallel_pass<T>({Pass::kInputs, &p, x, V, t0, rows, 0, 0}, t0, t1, 4)) return false;
-    for (int64_t k0 = 0; k0 < p.Kp; k0 += bp.k_chunk) {
-      const int64_t kc = std::min(bp.k_chunk, p.Kp - k0);
-      // One chunk of output channels holds every transformed weight: computed once.
-      if (bp.k_chunks > 1 || t0 == 0) {
-        if (flipped) {
-          if (!parallel_pass<T>({Pass::kWeights, &p, wt, U, 0, 0, k0, kc}, 0, p.Cp, 16))
-            return false;
-        } else {
-          if (!parallel_pass<T>({Pass::kWeightsT, &p, w, U, 0, 0, k0, kc}, k0, k0 + kc, 4))
-            return false;
-        }
+  constexpr int64_t P = kPanelTiles<T>, L = kLanes<T>, size = sizeof(T);
+  Plan p = make_plan<T>(g, batch, out_channels);
+  p.weight_channels_last = weight.channels_last;
+  p.weight_flipped_transpose = weight.flipped_transpose;
+  p.interleave = output.interleave;
+  const int64_t rows_max = std::min(kTaskChannels, p.K);
+  const int64_t blocks = std::max<int64_t>(
+      1, (kPoints * rows_max * p.Cp * size + kWeightBlockBytes - 1) / kWeightBlockBytes);
+  const int64_t block_channels = round_up((p.Cp + blocks - 1) / blocks, L);
+  const int64_t group = std::max<int64_t>(1, kAccumulatorBytes / (kPoints * rows_max * P * size));
+  const int64_t panels = (p.tiles + P - 1) / P;
+  const int64_t chunk_panels =
+      std::clamp<int64_t>(kInputBytes / (kPoints * p.Cp * P * size), 1, panels);
+  const int64_t k_tasks = (p.K + kTaskChannels - 1) / kTaskChannels;
+  const ThreadScratch<T> Vt_scratch(0, chunk_panels * kPoints * p.Cp * P);
+  T* Vt = Vt_scratch.data();
+  const WeightView<T> wv = weight_view(w, p);
+  std::atomic<bool> finite{true};
+  for (int64_t pc0 = 0; pc0 < panels; pc0 += chunk_panels) {
+    const int64_t n_panels = std::min(chunk_panels, panels - pc0), first = pc0 * P;
+    at::parallel_for(first, first + n_panels * P, 4, [&](int64_t b, int64_t e) {
+      if (!input_panels_any(x, p, first, b, e, Vt)) finite = false;
+    });
+    if (!finite) return false;
+    const int64_t groups = (n_panels + group - 1) / group;
+    at::parallel_for(0, groups * k_tasks, 1, [&](int64_t b, int64_t e) {
+      for (int64_t task = b; task < e; ++task) {
+        const int64_t gi = task / k_tasks, k0 = task % k_tasks * kTaskChannels;
+        const int64_t panel1 = std::min(n_panels, (gi + 1) * group);
+        const ForwardTask<T> a{&p,
+                               wv,
+                               Vt,
+                               y,
+                               first,
+                               gi * group,
+                               panel1,
+                               k0,
+                               std::min(kTaskChannels, p.K - k0),
+                               block_channels,
+                               std::min(P, p.tiles - first - (panel1 - 1) * P)};
+        if (!run_task_any(a)) finite = false;
       }
-      per_point_gemms([&](int64_t xi) { return matrix(V + xi * rows * p.Cp, rows, p.Cp, p.Cp, 1); },
-                      [&](int64_t xi) {
-                        return flipped ? matrix(U + xi * p.Cp * kc, p.Cp, kc, kc, 1)
-                                       : matrix(U + xi * kc * p.Cp, p.Cp, kc, 1, p.Cp);
-                      },
-                      M, rows * kc, kc, false);
-      (void)parallel_pass<T>({Pass::kOutputs, &p, M, y, t0, rows, k0, kc}, t0, t1, 4);
-    }
+    });
+    if (!finite) return false;
   }
   return true;
 }
@@ -253,9 +455,9 @@ bool weight_grad_batched(const T* gy, const T* x, T* gw, const ConvGeometry& g, 
 
 // From 128 x 128 channels on, the batched variant was as fast or faster in every measured case
 // (C128 28x28: 6.2 against 6.4 ms forward, 14.9 against 16.0 with the weight gradient; C256
-// 14x14: 8.6 against 11.6; one thread): BLAS GEMMs of that size outrun the fused blocks'
-// micro-kernel, and the transformed weights are read once. Below, the fused blocks win (C64
-// 56x56: 6.9 against 9.3 ms).
+// 14x14: 8.6 against 11.6; one thread, when it still went through BLAS; its own micro-kernel on
+// L2-resident weights made it faster since: C512 7x7 N8 forward 7.0 -> 5.5 ms, two threads).
+// Below, the fused blocks win (C64 56x56: 6.9 against 9.3 ms).
 bool winograd_batched_pays(const ConvGeometry& g, int64_t batch, int64_t out_channels) {
   (void)batch;
   return winograd_planewise(g) && g.channels * out_channels >= 128 * 128;

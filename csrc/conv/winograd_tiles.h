@@ -342,6 +342,40 @@ inline int64_t output_channel_stride(const Plan& p) {
   return p.channels_last ? 1 : p.out_depth * p.OH * p.OW * p.interleave * p.interleave;
 }
 
+// v[36] = B^T d B of one tile's input window, input channels [c0, c0 + lanes of a vector)
+// (zero beyond C): vectorised over channels.
+template <typename T, int B = 64>
+[[gnu::always_inline]] inline void input_tile_points(const T* x, const Plan& p,
+                                                     const TileWindow& tw, int64_t c0,
+                                                     Vec<T, B>* v) {
+  using V = Vec<T, B>;
+  constexpr int64_t L = kLanes<T, B>;
+  const int64_t plane_numel = p.H * p.W;
+  const int64_t lanes = std::min(L, p.C - c0);
+  V d[kPoints];
+  for (int xi = 0; xi < kPoints; ++xi) {
+    d[xi] = V{};
+    const int64_t off = tw.offset[xi];
+    if (off < 0 || lanes <= 0) continue;
+    if (p.channels_last) {
+      const T* px = x + (tw.plane * plane_numel + off) * p.C + c0;
+      if (lanes == L) {
+        d[xi] = load<B>(px);
+      } else {
+        for (int64_t l = 0; l < lanes; ++l) d[xi][l] = px[l];
+      }
+    } else {
+      const int64_t n = tw.plane / p.depth, z = tw.plane % p.depth;
+      const T* px = x + ((n * p.C + c0) * p.depth + z) * plane_numel + off;
+      const int64_t channel_stride = p.depth * plane_numel;
+      for (int64_t l = 0; l < lanes; ++l) d[xi][l] = px[l * channel_stride];
+    }
+  }
+  V cols[kPoints];  // B^T d
+  for (int j = 0; j < kAlpha; ++j) input_transform(d + j, kAlpha, cols + j, kAlpha);
+  for (int i = 0; i < kAlpha; ++i) input_transform(cols + i * kAlpha, 1, v + i * kAlpha, 1);
+}
+
 // V[x, t - t0, :] for the tiles [t0, t1) and sub-kernel s: the transformed input, vectorised over
 // channels. Each point's matrix has `ld` rows (ld >= t1 - t0: a thread may fill part of a larger
 // block).
@@ -351,34 +385,11 @@ template <typename T, int B = 64>
                                                     FiniteCheck<T, B>& finite, int64_t s = 0) {
   using V = Vec<T, B>;
   constexpr int64_t L = kLanes<T, B>;
-  const int64_t plane_numel = p.H * p.W;
   for (int64_t t = t0; t < t1; ++t) {
     const TileWindow tw = tile_window(p, t, s);
     for (int64_t c0 = 0; c0 < p.Cp; c0 += L) {
-      const int64_t lanes = std::min(L, p.C - c0);
-      V d[kPoints];
-      for (int xi = 0; xi < kPoints; ++xi) {
-        d[xi] = V{};
-        const int64_t off = tw.offset[xi];
-        if (off < 0 || lanes <= 0) continue;
-        if (p.channels_last) {
-          const T* px = x + (tw.plane * plane_numel + off) * p.C + c0;
-          if (lanes == L) {
-            d[xi] = load<B>(px);
-          } else {
-            for (int64_t l = 0; l < lanes; ++l) d[xi][l] = px[l];
-          }
-        } else {
-          const int64_t n = tw.plane / p.depth, z = tw.plane % p.depth;
-          const T* px = x + ((n * p.C + c0) * p.depth + z) * plane_numel + off;
-          const int64_t channel_stride = p.depth * plane_numel;
-          for (int64_t l = 0; l < lanes; ++l) d[xi][l] = px[l * channel_stride];
-        }
-      }
-      V cols[kPoints];  // B^T d
-      for (int j = 0; j < kAlpha; ++j) input_transform(d + j, kAlpha, cols + j, kAlpha);
       V v[kPoints];  // B^T d B
-      for (int i = 0; i < kAlpha; ++i) input_transform(cols + i * kAlpha, 1, v + i * kAlpha, 1);
+      input_tile_points<T, B>(x, p, tw, c0, v);
       for (int xi = 0; xi < kPoints; ++xi) {
         store(V_ + (xi * ld + (t - t0)) * p.Cp + c0, v[xi]);
         finite.add(v[xi]);
