@@ -43,11 +43,10 @@ ConvAlgorithm conv_algorithm() { return g_algorithm; }
 // both sides (the GEMMs' inner and outer sizes), and enough tiles of 4x4 outputs to use each
 // transformed weight often. The fused blocks (few channels) re-read the transformed weights per
 // block of tiles and need 16 tiles per image; the batched variant (many channels: ResNet's 14x14
-// and 7x7 stages) shares them across the batch: 16 tiles for a conv or an input gradient (one
-// vector of tiles per GEMM panel; C512 7x7 at batch 4: 4.0 against 6.5 ms for the GEMM engine; at
-// batch 2, 8 tiles, even; C256 14x14 at batch 1: 1.2 against 1.6), 64 for a weight gradient,
-// whose GEMMs' inner dimension is the tile count (at 32 tiles the GEMM engine took 15.6 ms,
-// Winograd 24.7).
+// and 7x7 stages) shares them across the batch and needs 16 tiles in all (one vector of tiles per
+// GEMM panel), in every pass. Forward + weight gradient, N8 = 32 tiles, C512 7x7: 17.4 against
+// 27.9 ms for the GEMM engine; batch 4 (16 tiles) 11.2 against 14.8; batch 2 (8 tiles) 10.4
+// against 9.7; C256 14x14 at batch 1 (16 tiles) 2.6-3.1 against 3.1-3.7.
 //
 // With dilation, each phase is tiled on its own: where the phases are shorter than a tile, most
 // of each tile's outputs fall outside the image (ASPP's dilation 12-36 on 28x28 maps), so
@@ -58,6 +57,7 @@ ConvAlgorithm conv_algorithm() { return g_algorithm; }
 // chunks the GEMM engine (5x5 C256 -> 256 on 14x14, 11 chunks: 59 ms against 36; C128 on 28x28,
 // 3 chunks: 22 against 32; N8, two threads).
 bool winograd_pays(const ConvGeometry& g, int64_t batch, int64_t out_channels, ConvPass pass) {
+  (void)pass;  // one rule for every pass since the batched weight gradient runs in L2 blocks
   if (g.channels < 16 || out_channels < 16) return false;
   if (!cpu::winograd_batched_pays(g, batch, out_channels) &&
       cpu::winograd_weight_chunks(g, out_channels) > 3) {
@@ -68,7 +68,7 @@ bool winograd_pays(const ConvGeometry& g, int64_t batch, int64_t out_channels, C
     return false;
   }
   if (cpu::winograd_batched_pays(g, batch, out_channels)) {
-    return batch * image_tiles >= (pass == ConvPass::kWeightGrad ? 64 : 16);
+    return batch * image_tiles >= 16;
   }
   return image_tiles >= 16;
 }

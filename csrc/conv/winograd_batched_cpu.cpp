@@ -22,7 +22,6 @@
 
 #include "../common/isa_clones.h"
 #include "../common/thread_scratch.h"
-#include "blas_gemm.h"
 #include "winograd_cpu.h"
 #include "winograd_grad_tiles.h"
 
@@ -31,38 +30,15 @@ namespace {
 
 using namespace winograd;
 
-// The transformed inputs of a chunk of tiles, and the transformed weights (or their gradient's
-// accumulators) of a chunk of output channels: fixed upper sizes whatever the input size; both
-// stay in L3 between the transform that writes them and the GEMMs that read them.
+// The transformed inputs (and, for the weight gradient, output gradients) of a chunk of tiles:
+// a fixed upper size whatever the input size, in L3 between the pass that writes them and the
+// tasks that read them.
 constexpr int64_t kInputBytes = 8 * 1024 * 1024;
-constexpr int64_t kWeightChunkBytes = 8 * 1024 * 1024;
-
-struct BatchedPlan {
-  Plan p;
-  int64_t tile_chunk, tile_chunks;  // equal chunks of tiles
-  int64_t k_chunk, k_chunks;        // output channels per chunk, a whole number of vectors
-};
-
-template <typename T>
-BatchedPlan make_batched_plan(const ConvGeometry& g, int64_t batch, int64_t out_channels) {
-  constexpr int64_t L = kLanes<T>, size = sizeof(T);
-  BatchedPlan bp;
-  bp.p = make_plan<T>(g, batch, out_channels);
-  const Plan& p = bp.p;
-  const int64_t per_tile = kPoints * p.Cp * size;
-  bp.tile_chunks = (p.tiles + std::max<int64_t>(1, kInputBytes / per_tile) - 1) /
-                   std::max<int64_t>(1, kInputBytes / per_tile);
-  bp.tile_chunk = (p.tiles + bp.tile_chunks - 1) / bp.tile_chunks;
-  const int64_t k_max = std::clamp(kWeightChunkBytes / (kPoints * p.Cp * size) / L * L, L, p.Kp);
-  bp.k_chunks = (p.Kp + k_max - 1) / k_max;
-  bp.k_chunk = round_up((p.Kp + bp.k_chunks - 1) / bp.k_chunks, L);
-  return bp;
-}
 
 // The element-wise transforms, each over a range [begin, end) of tiles (inputs, outputs, grads)
 // or of input channels (weights, taps). Buffers of tiles hold the tiles from `first` on, `ld` rows
 // per point.
-enum class Pass { kInputs, kGrads, kTaps };
+enum class Pass { kInputs, kGrads };
 
 template <typename T>
 struct PassArgs {
@@ -85,9 +61,6 @@ template <typename T, int B>
     case Pass::kGrads:
       transform_grads(a.src, p, begin, end, a.k0, a.kc, a.dst + (begin - a.first) * a.kc, a.ld,
                       finite);
-      break;
-    case Pass::kTaps:
-      transform_taps<T, B>(a.src, p, a.k0, a.kc, begin, end, a.dst);
       break;
   }
   return finite.ok();
@@ -112,14 +85,6 @@ template <typename T>
     if (!run_pass_any(a, b, e)) finite = false;
   });
   return finite;
-}
-
-// Per point xi: c[xi] (+)= a[xi] x b[xi] (at::mm on views, one thread each).
-template <typename T, typename A, typename B>
-void per_point_gemms(A&& a, B&& b, T* c, int64_t c_point, int64_t ldc, bool accumulate) {
-  at::parallel_for(0, kPoints, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t xi = begin; xi < end; ++xi) gemm(a(xi), b(xi), c + xi * c_point, ldc, accumulate);
-  });
 }
 
 // Tiles per GEMM panel: the micro-kernel's two vectors of columns (32 float32, 16 float64).
@@ -419,35 +384,97 @@ bool conv_batched(const T* x, const T* w, T* y, const ConvGeometry& g, int64_t b
   return true;
 }
 
+// One task of the weight gradient: output channels [k0, k0 + kw) (one or two 64-byte vectors) and
+// input channels [c0, c0 + cn) over the tiles of a chunk: acc [36][cn][two vectors] = V^T x Gy
+// per point (in L2), then G^T acc G into taps [C][9][Kp], added to what earlier chunks left.
+template <typename T>
+struct GradTask {
+  const Plan* p;
+  const T* V;   // [36][rows][Cp]
+  const T* Gy;  // [36][rows][Kp]
+  T* taps;
+  int64_t rows, k0, kw, c0, cn;
+  bool accumulate;
+};
+
+template <typename T, int B>
+[[gnu::always_inline]] inline void run_grad_task(const GradTask<T>& a) {
+  using V = Vec<T, B>;
+  constexpr int64_t L = kLanes<T, B>, W = kPanelTiles<T>;
+  const Plan& p = *a.p;
+  const int64_t cn = std::min(a.cn, p.C - a.c0);
+  const ThreadScratch<T> acc_scratch(2, kPoints * cn * W);
+  T* acc = acc_scratch.data();
+  for (int xi = 0; xi < kPoints; ++xi) {
+    const Operand<T> v{a.V + xi * a.rows * p.Cp + a.c0, 1, p.Cp};
+    const T* gy = a.Gy + xi * a.rows * p.Kp + a.k0;
+    T* m = acc + xi * cn * W;
+    if (a.kw > kLanes<T>) {
+      gemm_rows<T, 2, false>(v, gy, p.Kp, m, W, cn, a.rows);
+    } else {
+      gemm_rows<T, 1, false>(v, gy, p.Kp, m, W, cn, a.rows);
+    }
+  }
+  for (int64_t c = 0; c < cn; ++c) {
+    T* row = a.taps + (a.c0 + c) * 9 * p.Kp + a.k0;
+    for (int64_t kv = 0; kv < a.kw; kv += L) {
+      V m[kPoints];
+      for (int xi = 0; xi < kPoints; ++xi) m[xi] = load<B>(acc + (xi * cn + c) * W + kv);
+      V cols[3 * kAlpha];  // G^T m: [3, 6]
+      for (int b = 0; b < kAlpha; ++b) tap_transform(m + b, kAlpha, cols + b, kAlpha);
+      V g[9];  // G^T m G
+      for (int r = 0; r < 3; ++r) tap_transform(cols + r * kAlpha, 1, g + r * 3, 1);
+      for (int i = 0; i < 9; ++i) {
+        T* dst = row + i * p.Kp + kv;
+        if (a.accumulate) g[i] += load<B>(dst);
+        store(dst, g[i]);
+      }
+    }
+  }
+}
+
+CONVPOOL_CLONES void run_grad_task_f32(const GradTask<float>& a) {
+  wide_vector_registers() ? run_grad_task<float, 64>(a) : run_grad_task<float, 32>(a);
+}
+CONVPOOL_CLONES void run_grad_task_f64(const GradTask<double>& a) {
+  wide_vector_registers() ? run_grad_task<double, 64>(a) : run_grad_task<double, 32>(a);
+}
+void run_grad_task_any(const GradTask<float>& a) { run_grad_task_f32(a); }
+void run_grad_task_any(const GradTask<double>& a) { run_grad_task_f64(a); }
+
 template <typename T>
 bool weight_grad_batched(const T* gy, const T* x, T* gw, const ConvGeometry& g, int64_t batch,
                          int64_t out_channels) {
-  const BatchedPlan bp = make_batched_plan<T>(g, batch, out_channels);
-  const Plan& p = bp.p;
-  const ThreadScratch<T> V_scratch(0, kPoints * bp.tile_chunk * p.Cp);
+  constexpr int64_t L = kLanes<T>, W = kPanelTiles<T>, size = sizeof(T);
+  const Plan p = make_plan<T>(g, batch, out_channels);
+  const int64_t per_tile = kPoints * (p.Cp + p.Kp) * size;
+  const int64_t chunk_max = std::max<int64_t>(1, 2 * kInputBytes / per_tile);
+  const int64_t chunks = (p.tiles + chunk_max - 1) / chunk_max;
+  const int64_t tile_chunk = (p.tiles + chunks - 1) / chunks;
+  const int64_t blocks =
+      std::max<int64_t>(1, (kPoints * W * p.Cp * size + kWeightBlockBytes - 1) / kWeightBlockBytes);
+  const int64_t block_channels = round_up((p.Cp + blocks - 1) / blocks, L);
+  const int64_t c_blocks = (p.C + block_channels - 1) / block_channels;
+  const int64_t k_tasks = (p.Kp + W - 1) / W;
+  const ThreadScratch<T> V_scratch(0, kPoints * tile_chunk * p.Cp);
   T* V = V_scratch.data();
-  const ThreadScratch<T> Gy_scratch(1, kPoints * bp.tile_chunk * bp.k_chunk);
+  const ThreadScratch<T> Gy_scratch(1, kPoints * tile_chunk * p.Kp);
   T* Gy = Gy_scratch.data();
-  const ThreadScratch<T> acc_scratch(2, kPoints * p.Cp * bp.k_chunk);
-  T* acc = acc_scratch.data();
   const ThreadScratch<T> taps_scratch(3, p.C * 9 * p.Kp);
   T* taps = taps_scratch.data();
-  for (int64_t k0 = 0; k0 < p.Kp; k0 += bp.k_chunk) {
-    const int64_t kc = std::min(bp.k_chunk, p.Kp - k0);
-    for (int64_t t0 = 0; t0 < p.tiles; t0 += bp.tile_chunk) {
-      const int64_t t1 = std::min(p.tiles, t0 + bp.tile_chunk), rows = t1 - t0;
-      // One chunk of tiles holds every transformed input: computed once.
-      if (bp.tile_chunks > 1 || k0 == 0) {
-        if (!parallel_pass<T>({Pass::kInputs, &p, x, V, t0, rows, 0, 0}, t0, t1, 4)) return false;
+  for (int64_t t0 = 0; t0 < p.tiles; t0 += tile_chunk) {
+    const int64_t t1 = std::min(p.tiles, t0 + tile_chunk), rows = t1 - t0;
+    if (!parallel_pass<T>({Pass::kInputs, &p, x, V, t0, rows, 0, 0}, t0, t1, 4)) return false;
+    if (!parallel_pass<T>({Pass::kGrads, &p, gy, Gy, t0, rows, 0, p.Kp}, t0, t1, 4)) return false;
+    at::parallel_for(0, k_tasks * c_blocks, 1, [&](int64_t b, int64_t e) {
+      for (int64_t task = b; task < e; ++task) {
+        const int64_t k0 = task / c_blocks * W;
+        run_grad_task_any(GradTask<T>{&p, V, Gy, taps, rows, k0, std::min(W, p.Kp - k0),
+                                      task % c_blocks * block_channels, block_channels, t0 > 0});
       }
-      if (!parallel_pass<T>({Pass::kGrads, &p, gy, Gy, t0, rows, k0, kc}, t0, t1, 4)) return false;
-      per_point_gemms([&](int64_t xi) { return matrix(V + xi * rows * p.Cp, p.Cp, rows, 1, p.Cp); },
-                      [&](int64_t xi) { return matrix(Gy + xi * rows * kc, rows, kc, kc, 1); }, acc,
-                      p.Cp * kc, kc, t0 > 0);
-    }
-    (void)parallel_pass<T>({Pass::kTaps, &p, acc, taps, 0, 0, k0, kc}, 0, p.C, 16);
+    });
   }
-  write_grad_weight(taps, p, gw);
+  at::parallel_for(0, p.K, 16, [&](int64_t b, int64_t e) { write_grad_weight(taps, p, gw, b, e); });
   return true;
 }
 

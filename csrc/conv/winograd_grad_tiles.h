@@ -105,15 +105,17 @@ template <typename T, int B = 64>
   }
 }
 
-// grad_weight (k, c, i) (NCHW [K, C, taps] or channels_last [K, taps, C]) from taps
-// [C, taps, Kp].
+// grad_weight (k, c, i) (NCHW [K, C, taps] or channels_last [K, taps, C]) of output channels
+// [k_begin, k_end) (default: all) from taps [C, taps, Kp].
 template <typename T>
-void write_grad_weight(const T* taps, const Plan& p, T* gw) {
+void write_grad_weight(const T* taps, const Plan& p, T* gw, int64_t k_begin = 0,
+                       int64_t k_end = -1) {
+  if (k_end < 0) k_end = p.K;
   const int64_t n = p.taps;
   const int64_t c_stride = p.channels_last ? 1 : n, i_stride = p.channels_last ? p.C : 1;
   for (int64_t i = 0; i < n; ++i) {
-    blocked_transpose(taps + i * p.Kp, n * p.Kp, int64_t{1}, p.C, p.K, gw + i * i_stride, p.C * n,
-                      c_stride);
+    blocked_transpose(taps + i * p.Kp + k_begin, n * p.Kp, int64_t{1}, p.C, k_end - k_begin,
+                      gw + k_begin * p.C * n + i * i_stride, p.C * n, c_stride);
   }
 }
 
