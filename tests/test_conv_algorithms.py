@@ -98,6 +98,12 @@ CONV_CASES = [
     # 200 channels).
     ((1, 128, 7, 9), 128, (3, 3), 1, 1, 1, 1),
     ((3, 144, 13, 13), 200, (3, 3), 1, 1, 1, 1),
+    # NCHW convs over few output pixels with a large weight: the weight as it lies is the GEMM's
+    # broadcast operand (small_image_gemm_cpu.cpp): stride 2, dilation, 1-d, 3-d, 65+ columns.
+    ((1, 64, 9, 7), 128, (3, 3), 2, 1, 1, 1),
+    ((2, 64, 8, 8), 130, (3, 3), 1, 2, 2, 1),
+    ((3, 128, 40), 70, (9,), 1, 4, 1, 1),
+    ((1, 32, 4, 5, 6), 80, (3, 3, 3), 1, 1, 1, 1),
     # NCHW convs with many taps over 16+ channels run on channels_last copies (all passes at 25
     # taps, the forward from 7): odd sizes, a 3-d one, batch 1.
     ((2, 16, 11, 9), 17, (5, 5), 1, 2, 1, 1),

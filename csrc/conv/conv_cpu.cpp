@@ -20,39 +20,19 @@
 namespace convpool {
 namespace {
 
-// One task per column row (channel, tap); each grid line is three plain runs: zeros, a strided
-// copy of the input row, zeros (the same positions conv_tap_offset names, without per-element
-// bounds checks).
+// One task per column row (channel, tap): gather_tap_lines over the grid.
 void im2col_cpu(const at::Tensor& image, const at::Tensor& col, const ConvGeometry& g) {
   CONVPOOL_DISPATCH_FLOATING_TYPES(image.scalar_type(), "im2col_cpu", [&] {
     const scalar_t* src = image.const_data_ptr<scalar_t>();
     scalar_t* dst = col.data_ptr<scalar_t>();
-    const int64_t taps = g.kernel_numel(), OW = g.grid[2], s = g.stride[2];
+    const int64_t taps = g.kernel_numel();
     at::parallel_for(0, g.channels * taps, 1, [&](int64_t begin, int64_t end) {
       for (int64_t row = begin; row < end; ++row) {
         const int64_t c = row / taps, k = row % taps;
         int64_t kd, kh, kw;
         split_tap(g, k, kd, kh, kw);
-        const TapRun run = width_run(g, kw);
-        const scalar_t* channel = src + c * g.image_numel();
-        scalar_t* out = dst + row * g.grid_numel();
-        for (int64_t od = 0; od < g.grid[0]; ++od) {
-          for (int64_t oh = 0; oh < g.grid[1]; ++oh, out += OW) {
-            const int64_t in_row = tap_row(g, kd, kh, od, oh);
-            if (in_row < 0) {
-              std::fill(out, out + OW, scalar_t(0));
-              continue;
-            }
-            const scalar_t* __restrict__ r = channel + in_row + run.offset;
-            std::fill(out, out + run.lo, scalar_t(0));
-            if (s == 1) {
-              std::copy(r + run.lo, r + run.hi, out + run.lo);
-            } else {
-              for (int64_t ow = run.lo; ow < run.hi; ++ow) out[ow] = r[ow * s];
-            }
-            std::fill(out + run.hi, out + OW, scalar_t(0));
-          }
-        }
+        gather_tap_lines(src + c * g.image_numel(), dst + row * g.grid_numel(), g, kd, kh,
+                         width_run(g, kw));
       }
     });
   });

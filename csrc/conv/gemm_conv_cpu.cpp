@@ -22,6 +22,7 @@
 #include "conv_lines.h"
 #include "layout_copy.h"
 #include "live_taps.h"
+#include "small_image_gemm_cpu.h"
 #include "winograd_cpu.h"
 #include "winograd_phases_cpu.h"
 
@@ -1117,6 +1118,7 @@ void gemm_conv(const at::Tensor& input, const at::Tensor& weight, const at::Tens
       brgemm_conv(input, weight, output, g)) {
     return add_bias(output, bias);
   }
+  if (small_image_conv(input, weight, bias, output, g)) return;
   if (small_nchw_image(input, g, g.grid_numel()) ||
       many_taps_nchw(input, g, output.size(1), kMinStagedTapsForward)) {
     return via_channels_last({input}, output, g, [&](auto& in, auto& out, auto& cl) {

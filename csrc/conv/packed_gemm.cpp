@@ -35,15 +35,8 @@ template <typename T, int R, int NV, int Bytes, int64_t Ldb = NV * Bytes / sizeo
   using V = typename VecOf<T, Bytes>::type;
   constexpr int64_t L = Bytes / sizeof(T);
   V acc[R][NV];
-  // Two loops, not a zero then a conditional load: that form kept the accumulators on the stack.
-  if (accumulate) {
-    for (int r = 0; r < R; ++r) {
-      for (int v = 0; v < NV; ++v) __builtin_memcpy(&acc[r][v], c + r * ldc + v * L, sizeof(V));
-    }
-  } else {
-    for (int r = 0; r < R; ++r) {
-      for (int v = 0; v < NV; ++v) acc[r][v] = V{};
-    }
+  for (int r = 0; r < R; ++r) {
+    for (int v = 0; v < NV; ++v) acc[r][v] = V{};
   }
   for (int64_t k = 0; k < kc; ++k, a += a_col, b += Ldb) {
     V bv[NV];
@@ -51,6 +44,18 @@ template <typename T, int R, int NV, int Bytes, int64_t Ldb = NV * Bytes / sizeo
     for (int r = 0; r < R; ++r) {
       const T s = a[r * a_row];
       for (int v = 0; v < NV; ++v) acc[r][v] += s * bv[v];
+    }
+  }
+  // The block's kc products are summed from zero and then added to c: loading c into the
+  // accumulators made one chain over the whole inner dimension, 10x less accurate than BLAS at
+  // 4608 (C512 3x3: 1.3e-5 against 1.4e-6 of outputs up to 4).
+  if (accumulate) {
+    for (int r = 0; r < R; ++r) {
+      for (int v = 0; v < NV; ++v) {
+        V old;
+        __builtin_memcpy(&old, c + r * ldc + v * L, sizeof(V));
+        acc[r][v] += old;
+      }
     }
   }
   for (int r = 0; r < R; ++r) {
