@@ -47,6 +47,10 @@ def _worker(rank: int, store: str, result: str) -> None:
         _train(model, images, labels, slice(rank * half, (rank + 1) * half))
         if rank == 0:
             torch.save(model.module.state_dict(), result)
+        # Both ranks done before either tears down: a rank that closed its gloo pairs while the
+        # other was still saving once aborted the other ("terminate called without an active
+        # exception", SIGABRT in a CI run).
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
