@@ -4,7 +4,8 @@ convs reach, so the general draws of test_fuzz_conv.py never do: Winograd's batc
 padding), the grouped kernels (4-64 channels per group, multiples of 4, and with one group few input
 channels in channels_last; the stride-1 patch kernel in float32), NCHW convs with many
 taps staged through our channels_last copies (and the copies themselves), few pixels with many
-output channels (the GEMM blocks cut along the channels) and the bfloat16
+output channels (the GEMM blocks cut along the channels), small NCHW images with a large weight
+(the weight as the GEMM's broadcast operand) and the bfloat16
 implicit GEMM on AMX (stride 1, <= 128 channels per group). Values and the gradients of input,
 weight and bias against torch (float64), or against float64 within the bfloat16 bounds of
 test_bfloat16_conv.py; both memory layouts, batch 1 and unbatched."""
@@ -283,6 +284,43 @@ def test_few_pixels_many_output_channels_matches_torch(data):
 
 
 @given(data=st.data())
+def test_small_nchw_image_large_weight_matches_torch(data):
+    """NCHW convs of at most 256 output pixels over the batch with a weight of 512 KiB or more:
+    the weight as it lies is the GEMM's broadcast operand (small_image_gemm_cpu.cpp). 1-3 dims,
+    stride, dilation, padding, with and without bias, batch 1-3 and unbatched."""
+    dims = data.draw(st.integers(1, 3))
+    cin, cout = data.draw(st.integers(64, 72)), data.draw(st.integers(128, 150))
+    batch = data.draw(st.sampled_from([None, 1, 2, 3]))
+    # at least 8 taps: 64 x 128 x 8 float64 weights are 512 KiB
+    low, high = {1: (9, 11), 2: (3, 4), 3: (2, 3)}[dims]
+    kernel = [data.draw(st.integers(low, high)) for _ in range(dims)]
+    stride = tuple(data.draw(st.integers(1, 2)) for _ in range(dims))
+    dilation = tuple(data.draw(st.integers(1, 2)) for _ in range(dims))
+    padding = tuple(data.draw(st.integers(0, 2)) for _ in range(dims))
+    spatial = [data.draw(st.integers(2, 12 if dims < 3 else 6)) for _ in range(dims)]
+    taps = 1
+    for k in kernel:
+        taps *= k
+    assume(cin * cout * taps * 8 >= 512 * 1024)
+    outputs = 1
+    for n, k, s, d, p in zip(spatial, kernel, stride, dilation, padding):
+        span = n + 2 * p - d * (k - 1)
+        assume(span >= 1)
+        outputs *= (span - 1) // s + 1
+    assume((batch or 1) * outputs <= 256)
+    x = data.draw(tensors(((batch,) if batch else ()) + (cin, *spatial), "contiguous"))
+    w = data.draw(tensors((cout, cin, *kernel)))
+    b = data.draw(tensors((cout,))) if data.draw(st.booleans()) else None
+    args = (x, w) if b is None else (x, w, b)
+    leaves(args)
+    fns = {1: (CF.conv1d, F.conv1d), 2: (CF.conv2d, F.conv2d), 3: (CF.conv3d, F.conv3d)}[dims]
+    algorithm = data.draw(st.sampled_from(["auto", "gemm"]))
+    with tc.set_conv_algorithm(algorithm):
+        compare(lambda x, w, b=None: fns[0](x, w, b, stride, padding, dilation),
+                lambda x, w, b=None: fns[1](x, w, b, stride, padding, dilation), args, **TOL)
+
+
+@given(data=st.data())
 def test_layout_copy_matches_torch(data):
     """Our NCHW <-> channels_last copy (the staging of every NCHW path above) against torch's,
     over shapes around its 16 x 16 register tiles and 128 x 128 blocks, 4-d and 5-d."""
@@ -307,7 +345,7 @@ def test_live_tap_regions_match_torch(data):
     dims = data.draw(st.integers(1, 3))
     groups = data.draw(st.integers(1, 2))
     cin, cout = (groups * data.draw(st.integers(1, 4)) for _ in range(2))
-    spatial = [data.draw(st.integers(1, 9 if dims < 3 else 5)) for _ in range(dims)]
+    spatial = [data.draw(st.integers(2, 12 if dims < 3 else 6)) for _ in range(dims)]
     kernel = [data.draw(st.integers(1, 4)) for _ in range(dims)]
     dilation = [data.draw(st.integers(1, 6)) for _ in range(dims)]
     stride = [data.draw(st.integers(1, 3)) for _ in range(dims)]
