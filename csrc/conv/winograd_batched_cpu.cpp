@@ -420,10 +420,8 @@ template <typename T, int B>
     for (int64_t kv = 0; kv < a.kw; kv += L) {
       V m[kPoints];
       for (int xi = 0; xi < kPoints; ++xi) m[xi] = load<B>(acc + (xi * cn + c) * W + kv);
-      V cols[3 * kAlpha];  // G^T m: [3, 6]
-      for (int b = 0; b < kAlpha; ++b) tap_transform(m + b, kAlpha, cols + b, kAlpha);
-      V g[9];  // G^T m G
-      for (int r = 0; r < 3; ++r) tap_transform(cols + r * kAlpha, 1, g + r * 3, 1);
+      V g[9];
+      tap_tile_transform(m, g);
       for (int i = 0; i < 9; ++i) {
         T* dst = row + i * p.Kp + kv;
         if (a.accumulate) g[i] += load<B>(dst);

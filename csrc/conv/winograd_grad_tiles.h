@@ -37,6 +37,14 @@ template <typename V>
   out[2 * out_stride] = (x3 + x4 - x1 - x2) * T(1.0 / 6) + x[5 * in_stride];
 }
 
+// G^T m G of one point block m [6, 6] (row-major): the 3x3 kernel taps g [9].
+template <typename V>
+[[gnu::always_inline]] inline void tap_tile_transform(const V* m, V* g) {
+  V cols[3 * kAlpha];  // G^T m: [3, 6]
+  for (int b = 0; b < kAlpha; ++b) tap_transform(m + b, kAlpha, cols + b, kAlpha);
+  for (int r = 0; r < 3; ++r) tap_transform(cols + r * kAlpha, 1, g + r * 3, 1);
+}
+
 // Gy [36, ld, kc]: A dY A^T of tiles [t0, t1) (row 0: tile t0), channels [k0, k0 + kc), over k.
 template <typename T, int B = 64>
 [[gnu::always_inline]] inline void transform_grads(const T* gy, const Plan& p, int64_t t0,
@@ -92,10 +100,8 @@ template <typename T, int B = 64>
       for (int64_t kv = 0; kv < kc; kv += L) {
         V m[kPoints];
         for (int xi = 0; xi < kPoints; ++xi) m[xi] = load<B>(points + (xi * p.Cp + c) * kc + kv);
-        V cols[3 * kAlpha];  // G^T m: [3, 6]
-        for (int b = 0; b < kAlpha; ++b) tap_transform(m + b, kAlpha, cols + b, kAlpha);
-        V g[9];  // G^T m G
-        for (int r = 0; r < 3; ++r) tap_transform(cols + r * kAlpha, 1, g + r * 3, 1);
+        V g[9];
+        tap_tile_transform(m, g);
         for (int i = 0; i < 9; ++i) {
           const int64_t tap = tap_of(p, sk, i / 3, i % 3);
           if (tap >= 0) store(row + tap * p.Kp + kv, g[i]);
