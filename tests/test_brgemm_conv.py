@@ -1,11 +1,18 @@
-"""The bfloat16 implicit-GEMM path on AMX (csrc/conv/brgemm_conv_cpu.cpp) at its edges: odd
-channel counts (VNNI pairs the reduction rows), pixel counts that are not a multiple of the
-blocks, stride 2, padding, dilation, groups, batch 1, 1-d and 3-d, both layouts; the output and
-both gradients against float64 within the bounds of test_bfloat16_conv.py, and against torch's
-own bfloat16 convolution. On CPUs without AMX the same cases run the GEMM engine."""
+"""The bfloat16 implicit-GEMM path (csrc/conv/brgemm_conv_cpu.cpp; ATen's brgemm on AMX, our
+vdpbf16ps kernel, bf16_brgemm.cpp, on AVX512-BF16) at its edges: odd channel counts (VNNI pairs
+the reduction rows), pixel counts that are not a multiple of the blocks, stride 2, padding,
+dilation, groups, batch 1, 1-d and 3-d, both layouts; the output and both gradients against
+float64 within the bounds of test_bfloat16_conv.py, and against torch's own bfloat16
+convolution. Each case runs under gemm_kernel "auto" (AMX where the CPU has it, else our kernel
+where the CPU has AVX512-BF16), "packed" (our kernel even on AMX) and "blas" (the GEMM engine
+where there is no AMX); a CPU with neither extension runs the engine throughout."""
 import pytest
 import torch
 from test_bfloat16_conv import CONV, CONV_T, _check, _operands
+
+from torch_convpool.testing import gemm_kernel
+
+KERNELS = ["auto", "packed", "blas"]
 
 # (dims, batch, channels, spatial, out channels, kernel, conv kwargs)
 EDGES = {
@@ -19,6 +26,8 @@ EDGES = {
     "groups 2 odd group channels": (2, 2, 10, (12, 12), 6, 3, dict(padding=1, groups=2)),
     "many pixel blocks": (2, 3, 16, (41, 43), 16, 3, dict(padding=1)),
     "over 64 output channels": (2, 2, 24, (10, 10), 200, 3, dict(padding=1)),
+    "64 channels in and out": (2, 2, 64, (9, 10), 64, 3, dict(padding=1)),
+    "48 output channels, long lines": (2, 1, 6, (3, 70), 48, 3, dict(padding=1)),
     "small 7x7 wide": (2, 4, 96, (7, 7), 80, 3, dict(padding=1)),
     "1x1": (2, 2, 32, (9, 9), 48, 1, {}),
     "1x1 stride 2": (2, 2, 32, (9, 9), 48, 1, dict(stride=2)),
@@ -29,23 +38,48 @@ EDGES = {
 }
 
 
+@pytest.mark.parametrize("kernel", KERNELS)
 @pytest.mark.parametrize("channels_last", [False, True])
 @pytest.mark.parametrize("case", list(EDGES))
-def test_brgemm_edges(case, channels_last):
-    dims, batch, channels, spatial, out_channels, kernel, kw = EDGES[case]
+def test_brgemm_edges(case, channels_last, kernel):
+    dims, batch, channels, spatial, out_channels, size, kw = EDGES[case]
     if channels_last and dims != 2:
         pytest.skip("the shared helper makes 2-d channels_last operands only")
-    x, w, b = _operands(dims, batch, channels, spatial, out_channels, kernel, kw.get("groups", 1),
+    x, w, b = _operands(dims, batch, channels, spatial, out_channels, size, kw.get("groups", 1),
                         channels_last)
-    _check(case, *CONV[dims], x, w, b, **kw)
+    with gemm_kernel(kernel):
+        _check(case, *CONV[dims], x, w, b, **kw)
 
 
+@pytest.mark.parametrize("kernel", KERNELS)
 @pytest.mark.parametrize("channels_last", [False, True])
 @pytest.mark.parametrize("padding", [0, 1, 3])
-def test_brgemm_conv_transpose_stride_1(padding, channels_last):
+def test_brgemm_conv_transpose_stride_1(padding, channels_last, kernel):
     x, w, b = _operands(2, 2, 7, (9, 11), 10, 4, 1, channels_last, transpose=True)
-    _check(f"conv_transpose padding {padding}", *CONV_T[2], x, w, b, transpose=True,
-           padding=padding)
+    with gemm_kernel(kernel):
+        _check(f"conv_transpose padding {padding}", *CONV_T[2], x, w, b, transpose=True,
+               padding=padding)
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_brgemm_inf_and_nan_propagate_as_torch(kernel):
+    # An inf in the input makes NaN (inf * 0) only where torch's conv makes it: the weight
+    # gradient's dropped pixels must not reach the result.
+    x, w, b = _operands(2, 2, 16, (10, 12), 16, 3, 1, True)
+    x = x.detach().clone()
+    x[0, 3, 4, 5] = float("inf")
+    x[1, 2, 0, 0] = float("nan")
+    xs, ws = x.clone().requires_grad_(), w.clone().requires_grad_()
+    with gemm_kernel(kernel):
+        y = CONV[2][0](xs, ws, b, padding=1)
+        gy = torch.ones_like(y)
+        gx, gw = torch.autograd.grad(y, (xs, ws), gy)
+    xt, wt = x.clone().requires_grad_(), w.clone().requires_grad_()
+    yt = CONV[2][1](xt, wt, b, padding=1)
+    gxt, gwt = torch.autograd.grad(yt, (xt, wt), gy)
+    for ours, theirs in ((y, yt), (gx, gxt), (gw, gwt)):
+        assert torch.equal(ours.isnan(), theirs.isnan())
+        assert torch.equal(ours.isinf(), theirs.isinf())
 
 
 def test_brgemm_bitwise_deterministic_across_thread_counts():

@@ -6,18 +6,18 @@
 
 #include <algorithm>
 #include <cstring>
+#include <string>
 #include <vector>
 
+#include "bf16_brgemm.h"
 #include "blocked_transpose.h"
 #include "gemm_conv_cpu.h"
+#include "packed_gemm.h"
 
 namespace convpool::cpu {
-
-#ifdef CPUBLAS_BRGEMM_BF16BF16F32
 namespace {
 
 using bf16 = c10::BFloat16;
-namespace blas = at::native::cpublas;
 
 // Output pixels (rows of A) per micro-kernel call: 8 AMX tiles of 16 rows; the float32
 // accumulator [rows, columns] stays in L1/L2.
@@ -32,8 +32,56 @@ int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
 
 bool amx_available() {
-  static const bool available = blas::could_pack(at::kBFloat16);
+#ifdef CPUBLAS_BRGEMM_BF16BF16F32
+  static const bool available = at::native::cpublas::could_pack(at::kBFloat16);
   return available;
+#else
+  return false;
+#endif
+}
+
+// Which micro-kernel multiplies: ATen's brgemm on AMX, else ours on AVX512-BF16 (bf16_brgemm.h),
+// else none (the GEMM engine computes the conv). torch_convpool.testing.gemm_kernel("packed")
+// takes ours on an AMX CPU too, "blas" leaves a CPU without AMX to the engine's at::mm.
+enum class MicroKernel { kNone, kAmx, kVector };
+
+MicroKernel micro_kernel() {
+  const std::string selected = gemm_kernel_name();
+  if (amx_available() && selected != "packed") return MicroKernel::kAmx;
+  if (bf16_gemm::available() && selected != "blas") return MicroKernel::kVector;
+  return MicroKernel::kNone;
+}
+
+// plain [K, N] (row stride N) -> the micro-kernel's packed b.
+void pack_panel(MicroKernel mk, int64_t K, int64_t N, const bf16* plain, bf16* packed) {
+#ifdef CPUBLAS_BRGEMM_BF16BF16F32
+  if (mk == MicroKernel::kAmx) {
+    at::native::cpublas::pack(K, N, N, N, at::kBFloat16, at::kBFloat16, plain, packed);
+    return;
+  }
+#endif
+  bf16_gemm::pack(K, N, N, plain, packed);
+}
+
+// c [M, N] (float32, row stride N) (+)= a [M, K] (row stride lda) x packed b.
+void multiply(MicroKernel mk, int64_t M, int64_t N, int64_t K, int64_t lda, bool accumulate,
+              const bf16* a, const bf16* b, float* c) {
+#ifdef CPUBLAS_BRGEMM_BF16BF16F32
+  if (mk == MicroKernel::kAmx) {
+    at::native::cpublas::brgemm(M, N, K, lda, N, N, accumulate, a, b, c);
+    return;
+  }
+#endif
+  bf16_gemm::brgemm(M, N, K, lda, N, accumulate, a, b, c);
+}
+
+// Ends a thread's run of AMX calls (its tile configuration).
+void release(MicroKernel mk) {
+#ifdef CPUBLAS_BRGEMM_BF16BF16F32
+  if (mk == MicroKernel::kAmx) at::native::cpublas::brgemm_release();
+#else
+  (void)mk;
+#endif
 }
 
 // The conv input, zero-padded to the extent the taps reach, [N, G, Dp, Hp, Wp, Cp] with the
@@ -136,8 +184,8 @@ struct PackedWeight {
   }
 };
 
-PackedWeight pack_weight(const bf16* w, int64_t K, int64_t G, int64_t cg, int64_t Cp, int64_t taps,
-                         const TapRuns& runs) {
+PackedWeight pack_weight(MicroKernel mk, const bf16* w, int64_t K, int64_t G, int64_t cg,
+                         int64_t Cp, int64_t taps, const TapRuns& runs) {
   PackedWeight pw;
   const int64_t kg = K / G;
   pw.blocks = ceil_div(kg, kMaxColumns);
@@ -169,25 +217,26 @@ PackedWeight pack_weight(const bf16* w, int64_t K, int64_t G, int64_t cg, int64_
         blocked_transpose(from, taps * cg, int64_t{1}, k1 - k0, cg,
                           plain.data() + t * Cp * pw.columns, pw.columns, int64_t{1});
       }
-      blas::pack(pw.run_rows, pw.columns, pw.columns, pw.columns, at::kBFloat16, at::kBFloat16,
-                 plain.data(), pw.data.data() + i * pw.panel_numel);
+      pack_panel(mk, pw.run_rows, pw.columns, plain.data(), pw.data.data() + i * pw.panel_numel);
     }
   });
   return pw;
 }
 
 // y [N, K, grid] (y_cl: channels_last) = conv(x, w) with w [K, C / G, taps] contiguous.
-void conv_forward(const bf16* x, bool x_cl, const bf16* w, bf16* y, bool y_cl,
+void conv_forward(MicroKernel mk, const bf16* x, bool x_cl, const bf16* w, bf16* y, bool y_cl,
                   const ConvGeometry& g, int64_t N, int64_t K) {
   const int64_t G = g.groups, cg = g.channels / G, kg = K / G, taps = g.kernel_numel();
   const PaddedImage p = pad_image(x, x_cl, g, N);
   const TapRuns runs = tap_runs(g, p);
-  const PackedWeight pw = pack_weight(w, K, G, cg, p.channels, taps, runs);
+  const PackedWeight pw = pack_weight(mk, w, K, G, cg, p.channels, taps, runs);
   const int64_t Cp = p.channels, Wp = p.dims[2];
   const int64_t OD = g.grid[0], OH = g.grid[1], OW = g.grid[2], grid = g.grid_numel();
   // Virtual blocks (stride 1 in H and W) run over q = oh * Wp + ow of one output plane;
   // otherwise blocks are pieces of one output line.
-  const bool virtual_rows = g.stride[1] == 1 && g.stride[2] == 1;
+  // (Our vector kernel computes any number of rows at full speed: it takes the lines as they are,
+  // without the Wp - OW dropped pixels per line, which cost it 3-14 % on 56 to 28 pixel lines.)
+  const bool virtual_rows = mk == MicroKernel::kAmx && g.stride[1] == 1 && g.stride[2] == 1;
   const int64_t span = virtual_rows ? (OH - 1) * Wp + OW : OW;
   const int64_t per_span = ceil_div(span, kMaxRows), rows = ceil_div(span, per_span);
   const int64_t per_plane = virtual_rows ? per_span : per_span * OH;
@@ -196,6 +245,7 @@ void conv_forward(const bf16* x, bool x_cl, const bf16* w, bf16* y, bool y_cl,
   const int64_t pixel_blocks = N * OD * per_plane;
   at::parallel_for(0, G * pw.blocks * pixel_blocks, 1, [&](int64_t begin, int64_t end) {
     std::vector<float> acc(rows * columns);
+    std::vector<bf16> rounded(columns);
     for (int64_t t = begin; t < end; ++t) {
       const int64_t pb = t % pixel_blocks, block = t / pixel_blocks % pw.blocks;
       const int64_t gi = t / (pixel_blocks * pw.blocks);
@@ -207,8 +257,8 @@ void conv_forward(const bf16* x, bool x_cl, const bf16* w, bf16* y, bool y_cl,
                             oh0 * g.stride[1] * Wp + q0 * g.stride[2];
       const bf16* a = p.data + first * Cp;
       for (int64_t r = 0; r < pw.runs; ++r) {
-        blas::brgemm(M, columns, pw.run_rows, ld_a, columns, columns, r > 0,
-                     a + runs.offset[r] * Cp, pw.panel(gi, block, r), acc.data());
+        multiply(mk, M, columns, pw.run_rows, ld_a, r > 0, a + runs.offset[r] * Cp,
+                 pw.panel(gi, block, r), acc.data());
       }
       const int64_t k0 = gi * kg + block * per_block;
       const int64_t width = std::min(kg, (block + 1) * per_block) - block * per_block;
@@ -219,15 +269,15 @@ void conv_forward(const bf16* x, bool x_cl, const bf16* w, bf16* y, bool y_cl,
         const int64_t pixel = (od * OH + oh) * OW + ow;
         const float* from = acc.data() + i * columns;
         if (y_cl) {
-          bf16* to = y + (n * grid + pixel) * K + k0;
-          for (int64_t k = 0; k < width; ++k) to[k] = bf16(from[k]);
+          bf16_gemm::round_to_bfloat16(from, width, y + (n * grid + pixel) * K + k0);
         } else {
+          bf16_gemm::round_to_bfloat16(from, width, rounded.data());
           bf16* to = y + (n * K + k0) * grid + pixel;
-          for (int64_t k = 0; k < width; ++k) to[k * grid] = bf16(from[k]);
+          for (int64_t k = 0; k < width; ++k) to[k * grid] = rounded[k];
         }
       }
     }
-    blas::brgemm_release();
+    release(mk);
   });
 }
 
@@ -295,8 +345,8 @@ constexpr int64_t kMaxChunks = 8;
 // gw [K, cg, taps] (in the input's layout) = sum over pixels of go x image, stride 1 along H and
 // W: per tap, acc [cg, columns] += planes [cg, pixels] (rows: the channels' padded planes read
 // from the tap's offset) x go [pixels, columns] (packed once, dropped pixels zero).
-void weight_grad(const bf16* go, const bf16* x, bf16* gw, const ConvGeometry& g, int64_t N,
-                 int64_t K) {
+void weight_grad(MicroKernel mk, const bf16* go, const bf16* x, bf16* gw, const ConvGeometry& g,
+                 int64_t N, int64_t K) {
   const int64_t G = g.groups, cg = g.channels / G, kg = K / G, taps = g.kernel_numel();
   const ChannelPlanes p = pad_planes(x, g.channels_last, g, N);
   const int64_t Hp = p.dims[1], Wp = p.dims[2];
@@ -329,8 +379,7 @@ void weight_grad(const bf16* go, const bf16* x, bf16* gw, const ConvGeometry& g,
           for (int64_t k = 0; k < width; ++k) to[k] = from[k * grid];
         }
       }
-      blas::pack(pixels, columns, columns, columns, at::kBFloat16, at::kBFloat16, plain.data(),
-                 packed.data() + i * panel);
+      pack_panel(mk, pixels, columns, plain.data(), packed.data() + i * panel);
     }
   });
   const int64_t chunks =
@@ -357,12 +406,12 @@ void weight_grad(const bf16* go, const bf16* x, bf16* gw, const ConvGeometry& g,
             p.data + (n * g.channels + gi * cg) * p.stride + od * g.stride[0] * Hp * Wp + q0;
         const bf16* b = packed.data() + ((pb * G + gi) * blocks + block) * panel;
         for (int64_t tap = 0; tap < taps; ++tap) {
-          blas::brgemm(cg, columns, M, p.stride, columns, columns, pb > b0, a + tap_offset[tap], b,
-                       acc + tap * cg * columns);
+          multiply(mk, cg, columns, M, p.stride, pb > b0, a + tap_offset[tap], b,
+                   acc + tap * cg * columns);
         }
       }
     }
-    blas::brgemm_release();
+    release(mk);
   });
   // Sum the partial sums in chunk order, round once.
   at::parallel_for(0, K, 1, [&](int64_t begin, int64_t end) {
@@ -384,7 +433,12 @@ void weight_grad(const bf16* go, const bf16* x, bf16* gw, const ConvGeometry& g,
   });
 }
 
-bool applies(const at::Tensor& t) { return t.scalar_type() == at::kBFloat16 && amx_available(); }
+// The micro-kernel of a conv of these operands, kNone where the path does not apply.
+MicroKernel kernel_for(const at::Tensor& a, const at::Tensor& b) {
+  if (a.scalar_type() != at::kBFloat16 || b.scalar_type() != at::kBFloat16)
+    return MicroKernel::kNone;
+  return micro_kernel();
+}
 
 // Where the path pays, measured at one thread against the GEMM engine (N8, resnet18 shapes):
 // stride-1 spatial kernels with up to 128 channels per group (3x3 C64 56x56 channels_last
@@ -392,8 +446,22 @@ bool applies(const at::Tensor& t) { return t.scalar_type() == at::kBFloat16 && a
 // plain GEMM in the engine already (1.6 against 4.3 ms here), and with 512 channels the
 // packed panels and [cg, K] weight-gradient tiles ran 2-3x slower than the engine (C512 7x7).
 constexpr int64_t kMaxGroupChannels = 128;
-bool pays(const ConvGeometry& g, int64_t group_channels) {
-  if (g.is_pointwise() || group_channels > kMaxGroupChannels) return false;
+// Our AVX512-BF16 kernel pays on fewer channels, in and out: one panel of at most 64 output
+// channels, read from L1. N8, 2 threads on a Zen 4, engine -> this path (torch), ms, forward /
+// forward+backward: 3x3 C32 112x112 channels_last 6.05 / 20.7 -> 4.95 / 20.1 (4.17 / 13.5),
+// NCHW 7.78 / 24.4 -> 6.56 / 21.8 (6.14 / 21.7); C64 56x56 channels_last 5.02 / 16.5 -> 4.62 /
+// 16.3 (4.06 / 12.9), NCHW 5.77 / 19.8 -> 5.19 / 17.6 (4.45 / 14.0); 5x5 C32 -> 64 28x28
+// channels_last 1.73 / 8.0 -> 1.59 / 7.2. With 96 or 128 channels it lost (C128 28x28 forward
+// 4.63 -> 5.46, C96 2.65 -> 3.24): two column panels, or a panel read from L2.
+constexpr int64_t kMaxVectorChannels = 64;
+
+bool pays(MicroKernel mk, const ConvGeometry& g, int64_t in_channels, int64_t out_channels) {
+  if (g.is_pointwise()) return false;
+  if (mk == MicroKernel::kVector
+          ? in_channels > kMaxVectorChannels || out_channels > kMaxVectorChannels
+          : in_channels > kMaxGroupChannels) {
+    return false;
+  }
   for (int d = 0; d < kSpatialDims; ++d) {
     if (g.stride[d] != 1) return false;
   }
@@ -404,10 +472,11 @@ bool pays(const ConvGeometry& g, int64_t group_channels) {
 
 bool brgemm_conv(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& output,
                  const ConvGeometry& g) {
-  if (!applies(input) || weight.scalar_type() != at::kBFloat16) return false;
-  if (!pays(g, g.channels / g.groups)) return false;
+  const MicroKernel mk = kernel_for(input, weight);
+  if (mk == MicroKernel::kNone) return false;
+  if (!pays(mk, g, g.channels / g.groups, output.size(1) / g.groups)) return false;
   const auto w = weight.contiguous();
-  conv_forward(input.const_data_ptr<bf16>(), g.channels_last, w.const_data_ptr<bf16>(),
+  conv_forward(mk, input.const_data_ptr<bf16>(), g.channels_last, w.const_data_ptr<bf16>(),
                output.data_ptr<bf16>(), g.channels_last, g, input.size(0), output.size(1));
   return true;
 }
@@ -416,12 +485,13 @@ bool brgemm_conv(const at::Tensor& input, const at::Tensor& weight, const at::Te
 // padding dilation * (k - 1) - pad.
 bool brgemm_conv_transpose(const at::Tensor& input, const at::Tensor& weight,
                            const at::Tensor& output, const ConvGeometry& g) {
-  if (!applies(input) || weight.scalar_type() != at::kBFloat16) return false;
+  const MicroKernel mk = kernel_for(input, weight);
+  if (mk == MicroKernel::kNone) return false;
   for (int d = 0; d < kSpatialDims; ++d) {
     if (g.stride[d] != 1 || g.pad[d] > g.dilation[d] * (g.kernel[d] - 1)) return false;
   }
   const int64_t K = input.size(1), C = output.size(1), G = g.groups;
-  if (!pays(g, K / G)) return false;
+  if (!pays(mk, g, K / G, C / G)) return false;
   ConvGeometry t = g;
   t.channels = K;
   for (int d = 0; d < kSpatialDims; ++d) {
@@ -436,37 +506,21 @@ bool brgemm_conv_transpose(const at::Tensor& input, const at::Tensor& weight,
                            .transpose(1, 2)
                            .contiguous()
                            .reshape({C, K / G, taps});
-  conv_forward(input.const_data_ptr<bf16>(), g.channels_last, flipped.const_data_ptr<bf16>(),
+  conv_forward(mk, input.const_data_ptr<bf16>(), g.channels_last, flipped.const_data_ptr<bf16>(),
                output.data_ptr<bf16>(), g.channels_last, t, input.size(0), C);
   return true;
 }
 
 bool brgemm_conv_weight_grad(const at::Tensor& grad_output, const at::Tensor& input,
                              const at::Tensor& grad_weight, const ConvGeometry& g) {
-  if (!applies(input) || grad_output.scalar_type() != at::kBFloat16) return false;
-  if (g.stride[1] != 1 || g.stride[2] != 1) return false;
-  if (!pays(g, g.channels / g.groups)) return false;
+  const MicroKernel mk = kernel_for(input, grad_output);
+  if (mk == MicroKernel::kNone || g.stride[1] != 1 || g.stride[2] != 1) return false;
+  if (!pays(mk, g, g.channels / g.groups, grad_output.size(1) / g.groups)) return false;
   // Dropped virtual pixels multiply image values by zero: an inf there would give NaN.
   if (!all_finite(input)) return false;
-  weight_grad(grad_output.const_data_ptr<bf16>(), input.const_data_ptr<bf16>(),
+  weight_grad(mk, grad_output.const_data_ptr<bf16>(), input.const_data_ptr<bf16>(),
               grad_weight.data_ptr<bf16>(), g, input.size(0), grad_output.size(1));
   return true;
 }
-
-#else  // no brgemm in this torch build
-
-bool brgemm_conv(const at::Tensor&, const at::Tensor&, const at::Tensor&, const ConvGeometry&) {
-  return false;
-}
-bool brgemm_conv_transpose(const at::Tensor&, const at::Tensor&, const at::Tensor&,
-                           const ConvGeometry&) {
-  return false;
-}
-bool brgemm_conv_weight_grad(const at::Tensor&, const at::Tensor&, const at::Tensor&,
-                             const ConvGeometry&) {
-  return false;
-}
-
-#endif
 
 }  // namespace convpool::cpu
