@@ -14,6 +14,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "../common/short_copy.h"
 #include "../common/thread_scratch.h"
 #include "blocked_transpose.h"
 #include "channel_block_transpose.h"
@@ -310,7 +311,7 @@ void run_padded_blocks(const at::Tensor& input, const at::Tensor& weight, const 
     for (int64_t i = begin; i < end; ++i) {
       const int64_t n = i / blocks, c0 = i % blocks * lanes, width = std::min(lanes, C - c0);
       for (int64_t k = 0; k < taps; ++k) {
-        std::copy_n(wt.data() + k * C + c0, width, w.data() + k * lanes);
+        copy_short(wt.data() + k * C + c0, width, w.data() + k * lanes);
       }
       if (b) std::copy_n(bias + c0, width, b);
       if (!g.channels_last) {
@@ -327,7 +328,7 @@ void run_padded_blocks(const at::Tensor& input, const at::Tensor& weight, const 
       for (int64_t r = y0; r < y1; ++r) {
         const T* in = sample + ((r - g.pad[1]) * W + x0 - g.pad[2]) * C;
         T* out = staged.data() + (r * p.width + x0) * lanes;
-        for (int64_t col = x0; col < x1; ++col, in += C, out += lanes) std::copy_n(in, width, out);
+        for (int64_t col = x0; col < x1; ++col, in += C, out += lanes) copy_short(in, width, out);
       }
       depthwise_padded_plane(staged.data(), w.data(), b, p, y + n * grid * C + c0, C, width);
     }
