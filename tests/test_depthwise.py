@@ -226,7 +226,8 @@ def test_channel_tails_channels_last(channels, bits):
 
 # Small maps under 5x5 and larger kernels take channel blocks staged zero-padded
 # (depthwise_channels_last.cpp, padded_blocks_apply), in either layout: rows of every width the
-# blocks split into (8, 7, 4, 2, 1 pixels; overlapping last blocks), the row form (3-, 5-, 7-tap
+# blocks split into (8, or 7 where the width is a multiple of 7, then 4, 2, 1 pixels; overlapping
+# last blocks), the row form (3-, 5-, 7-tap
 # rows) and the tap-by-tap form (dilation, 6-tap rows, AVX2), channel counts that leave a
 # part-filled block, 'same' padding of an even kernel (more after than before), batch 1 and
 # unbatched; and the input gradients, stride-1 conv_transposes that run as the same forward.
@@ -239,7 +240,7 @@ def test_padded_blocks(bits, dtype, channels_last):
         ((16, 7, 7), (7, 7), 3, 1), ((20, 7, 7), (5, 5), 2, 1), ((33, 9, 13), (7, 7), 3, 1),
         ((7, 5, 3), (5, 5), 2, 1), ((5, 4, 2), (5, 5), 2, 1), ((3, 6, 1), (5, 5), 2, 1),
         ((24, 14, 14), (9, 3), (4, 1), 1), ((17, 7, 9), (5, 5), 4, 2), ((18, 8, 8), (6, 6), "same", 1),
-        ((16, 10, 11), (5, 7), (2, 3), 1),
+        ((16, 10, 11), (5, 7), (2, 3), 1), ((16, 5, 21), (5, 5), 2, 1), ((9, 6, 28), (7, 7), 3, 1),
     ]
     tol = dict(rtol=1e-10, atol=1e-10) if dtype == torch.double else dict(rtol=1e-5, atol=1e-5)
     for (channels, height, width), kernel, padding, dilation in cases:

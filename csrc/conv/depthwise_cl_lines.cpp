@@ -524,16 +524,18 @@ CONVPOOL_INLINE void padded_rows_any(const T* staged, const T* w, const T* bias,
   padded_rows<T, B, P>(staged, w, bias, p, out, out_pixel, channels);
 }
 
-// 8 pixels a block under AVX-512 (8 accumulators), 7 on 7-wide rows (the last stage of most
-// CNNs), 4 under AVX2 (4 x 2 registers); rows narrower than that in blocks of 4, then 2, then 1.
+// 8 pixels a block under AVX-512 (8 accumulators), 7 on rows a multiple of 7 wide (7, 14, 28, 56:
+// the maps of most CNNs; blocks of 8 computed 16 pixels for 14, the last block overlapping: 5x5
+// C672 14x14 N8 channels_last 0.42 -> 0.37 ms), 4 under AVX2 (4 x 2 registers); rows narrower
+// than that in blocks of 4, then 2, then 1.
 template <typename T, int B>
 CONVPOOL_INLINE void padded_plane(const T* staged, const T* w, const T* bias, const PaddedPlane& p,
                                   T* out, int64_t out_pixel, int64_t channels) {
+  if (B == 64 && p.grid_w % 7 == 0) {
+    return padded_rows_any<T, B, 7>(staged, w, bias, p, out, out_pixel, channels);
+  }
   if (B == 64 && p.grid_w >= 8) {
     return padded_rows_any<T, B, 8>(staged, w, bias, p, out, out_pixel, channels);
-  }
-  if (B == 64 && p.grid_w == 7) {
-    return padded_rows_any<T, B, 7>(staged, w, bias, p, out, out_pixel, channels);
   }
   if (p.grid_w >= 4) return padded_rows_any<T, B, 4>(staged, w, bias, p, out, out_pixel, channels);
   if (p.grid_w >= 2) return padded_rows_any<T, B, 2>(staged, w, bias, p, out, out_pixel, channels);
