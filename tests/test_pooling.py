@@ -99,6 +99,22 @@ def test_adaptive_matches_torch(device, dims, output_size, kind, fmt):
         assert out.stride() == expected.stride()
 
 
+# channels_last global averages sum each pixel's channels as one run, up to 8 vectors at a time:
+# channel counts below a vector, with a part-filled last vector, and over 8 vectors.
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("channels", [1, 15, 16, 17, 129, 300])
+def test_global_average_channels_last(channels, dtype):
+    x = torch.randn(3, channels, 5, 7, dtype=dtype).to(memory_format=torch.channels_last)
+    x.requires_grad_()
+    out, expected = CF.adaptive_avg_pool2d(x, 1), F.adaptive_avg_pool2d(x, 1)
+    assert_close(out, expected)
+    assert out.stride() == expected.stride()
+    g = torch.randn_like(expected)
+    assert_close(torch.autograd.grad(out, x, g)[0], torch.autograd.grad(expected, x, g)[0])
+    x3 = torch.randn(2, channels, 3, 4, 5, dtype=dtype).to(memory_format=torch.channels_last_3d)
+    assert_close(CF.adaptive_avg_pool3d(x3, 1), F.adaptive_avg_pool3d(x3, 1))
+
+
 @pytest.mark.parametrize("dims", [1, 2, 3])
 @pytest.mark.parametrize("kernel,stride,padding", [(2, None, 0), (3, 2, 1), (3, 1, 1)])
 def test_max_unpool_matches_torch(device, dims, kernel, stride, padding):
