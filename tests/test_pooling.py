@@ -99,6 +99,35 @@ def test_adaptive_matches_torch(device, dims, output_size, kind, fmt):
         assert out.stride() == expected.stride()
 
 
+# Empty inputs the adaptive ops take or refuse as torch's do: zero channels (1-d and 2-d average
+# pooling in both forms, max and 3-d average pooling unbatched only), an empty window under an
+# output of 1s (torch's mean: NaN), and the gradients of what is taken.
+@pytest.mark.parametrize("name,output_size,shape", [
+    ("adaptive_avg_pool2d", 3, (2, 0, 4, 4)), ("adaptive_avg_pool2d", 3, (0, 4, 4)),
+    ("adaptive_max_pool2d", 3, (0, 4, 4)), ("adaptive_max_pool2d", 3, (2, 0, 4, 4)),
+    ("adaptive_avg_pool2d", 1, (2, 3, 0, 4)), ("adaptive_avg_pool2d", 1, (2, 0, 4, 4)),
+    ("adaptive_avg_pool2d", 1, (3, 0, 4)), ("adaptive_avg_pool2d", 3, (2, 3, 0, 4)),
+    ("adaptive_avg_pool1d", 2, (2, 0, 4)), ("adaptive_avg_pool1d", 1, (2, 3, 0)),
+    ("adaptive_max_pool1d", 2, (0, 4)), ("adaptive_max_pool1d", 2, (2, 0, 4)),
+    ("adaptive_avg_pool3d", 2, (0, 4, 4, 4)), ("adaptive_avg_pool3d", 2, (2, 0, 4, 4, 4)),
+    ("adaptive_avg_pool3d", 1, (2, 0, 4, 4, 4)), ("adaptive_max_pool3d", (2, 1, 3), (0, 4, 4, 4)),
+])
+def test_adaptive_empty_inputs_as_torch(name, output_size, shape):
+    def outcome(f):
+        x = torch.randn(*shape, requires_grad=True)
+        try:
+            y = f(x, output_size)
+        except RuntimeError:
+            return "raises"
+        try:
+            g = torch.autograd.grad(y, x, torch.ones_like(y))[0]
+        except RuntimeError:
+            return y.shape, y.isnan().all().item(), "backward raises"
+        return y.shape, y.isnan().all().item(), g.shape
+
+    assert outcome(getattr(CF, name)) == outcome(getattr(F, name))
+
+
 # channels_last global averages sum each pixel's channels as one run, up to 8 vectors at a time:
 # channel counts below a vector, with a part-filled last vector, and over 8 vectors.
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])

@@ -14,17 +14,20 @@ void place(int64_t* dst, at::IntArrayRef src, int64_t fill) {
   for (const auto d : c10::irange(kSpatialDims)) dst[d] = d < lead ? fill : src[d - lead];
 }
 
+// `empty_channels`: the adaptive ops take zero channels, as torch's do (an empty output).
 int64_t check_input(const char* op, const at::Tensor& input, int64_t dims,
-                    PoolTypes types = PoolTypes::kFloating) {
+                    PoolTypes types = PoolTypes::kFloating, bool empty_channels = false) {
   TORCH_CHECK(dims >= 1 && dims <= kSpatialDims, op, ": expected 1 to 3 spatial dims, got ", dims);
   TORCH_CHECK(input.dim() == dims + 2, op, ": expected a ", dims + 2, "-d input [N, C, ",
               dims == 1   ? "L"
               : dims == 2 ? "H, W"
                           : "D, H, W",
               "], but got input of size ", input.sizes());
-  for (int64_t d = 1; d < input.dim(); ++d) {
-    TORCH_CHECK(input.size(d) > 0, op, ": expected non-empty channel and spatial dims (only the ",
-                "batch may be 0), but got input of size ", input.sizes());
+  for (int64_t d = empty_channels ? 2 : 1; d < input.dim(); ++d) {
+    TORCH_CHECK(input.size(d) > 0, op, ": expected non-empty ",
+                empty_channels ? "spatial dims (only the batch and channels"
+                               : "channel and spatial dims (only the batch",
+                " may be 0), but got input of size ", input.sizes());
   }
   const auto type = input.scalar_type();
   const bool taken = at::isFloatingType(type) ||
@@ -101,7 +104,8 @@ PoolGeometry pool_geometry(const char* op, const at::Tensor& input, at::IntArray
 
 PoolGeometry adaptive_pool_geometry(const char* op, const at::Tensor& input,
                                     at::IntArrayRef output_size) {
-  check_input(op, input, static_cast<int64_t>(output_size.size()));
+  check_input(op, input, static_cast<int64_t>(output_size.size()), PoolTypes::kFloating,
+              /*empty_channels=*/true);
   PoolGeometry g{};
   g.planes = input.size(0) * input.size(1);
   g.channels = input.size(1);

@@ -112,6 +112,24 @@ def _adaptive(op, dims, input, output_size, maximum: bool, return_indices: bool 
     batched = check_batched(input, dims, op)
     x = input if batched else input.unsqueeze(0)
     sizes = _output_size(op, dims, x, output_size)
+    if not maximum and x.numel() == 0 and x.shape[0] > 0 and all(s == 1 for s in sizes):
+        # Nothing to pool (zero channels, or an empty window: torch's average of nothing is NaN);
+        # torch computes an output of 1s as a mean, which takes these, and so do we.
+        out = x.mean(tuple(range(2, x.dim())), keepdim=True)
+        return out if batched else out.squeeze(0)
+    if not batched and input.shape[0] == 0:
+        # Zero channels unbatched: an empty output, whose gradient is the empty input's (the op
+        # itself, batched, would see an empty non-batch dim in its backward, as torch's does).
+        out = input.sum(tuple(range(1, input.dim())), keepdim=True).expand(0, *sizes)
+        if maximum and return_indices:
+            return out, torch.empty(out.shape, dtype=torch.long, device=input.device)
+        return out
+    if (maximum or dims == 3) and batched and x.shape[1] == 0:
+        # torch's adaptive max pooling and 3-d average pooling take zero channels unbatched only
+        # (its 1-d and 2-d average pooling in both forms).
+        raise RuntimeError(
+            f"{op}(): Expected input to have non-zero size for non-batch dimensions, but input has "
+            f"sizes {list(input.shape)} with dimension 1 being empty")
     if not maximum:
         plain = all(type(s) is int for s in sizes)
         op = (_C._eager_adaptive_avg_pool if plain and direct(x)
