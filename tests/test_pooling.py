@@ -128,6 +128,30 @@ def test_adaptive_empty_inputs_as_torch(name, output_size, shape):
     assert outcome(getattr(CF, name)) == outcome(getattr(F, name))
 
 
+# Ranks: torch's adaptive average into 1s is a mean over the last dims of a tensor of any rank
+# (at least that many dims), and its avg_pool2d reads size(-3) before it checks the rank
+# (IndexError); every other rank error is a RuntimeError, as ours.
+@pytest.mark.parametrize("name,args", [
+    ("adaptive_avg_pool2d", (1,)), ("adaptive_avg_pool3d", (1,)), ("adaptive_avg_pool2d", (2,)),
+    ("adaptive_avg_pool1d", (1,)), ("adaptive_max_pool2d", (1,)), ("avg_pool2d", (2,)),
+    ("max_pool2d", (2,)), ("avg_pool1d", (2,)), ("avg_pool3d", (2,)),
+])
+def test_ranks_as_torch(name, args):
+    for shape in [(), (4,), (2, 4), (2, 3, 4), (2, 3, 4, 4), (2, 3, 4, 4, 4), (1, 2, 3, 4, 4, 4)]:
+        results = []
+        x = torch.randn(shape)
+        for f in (getattr(CF, name), getattr(F, name)):
+            try:
+                results.append(f(x, *args))
+            except (RuntimeError, IndexError) as e:
+                results.append(type(e))
+        ours, theirs = results
+        if isinstance(theirs, torch.Tensor):
+            assert_close(ours, theirs)
+        else:
+            assert ours is theirs, (shape, ours, theirs)
+
+
 # channels_last global averages sum each pixel's channels as one run, up to 8 vectors at a time:
 # channel counts below a vector, with a part-filled last vector, and over 8 vectors.
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])

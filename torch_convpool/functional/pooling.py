@@ -73,6 +73,8 @@ def _max_pool(op, dims, input, kernel_size, stride, padding, dilation, ceil_mode
 
 def _avg_pool(op, dims, input, kernel_size, stride, padding, ceil_mode, count_include_pad,
               divisor_override):
+    if dims == 2 and input.dim() < 3:
+        raise _dimension_out_of_range(input, -3)  # as torch's avg_pool2d, which reads size(-3) first
     batched = check_batched(input, dims, op)
     x = input if batched else input.unsqueeze(0)
     kernel, stride, pad, _, same = _window(op, dims, x, kernel_size, stride, padding, 1)
@@ -108,7 +110,25 @@ def _output_size(op: str, dims: int, x: Tensor, output_size: OutputSize) -> list
     return sizes
 
 
+def _dimension_out_of_range(input: Tensor, dim: int) -> IndexError:
+    """torch's error for a dim the tensor lacks (its ops index dims before checking the rank)."""
+    n = max(input.dim(), 1)
+    return IndexError(f"Dimension out of range (expected to be in range of [{-n}, {n - 1}], but got {dim})")
+
+
+def _ones(output_size) -> bool:
+    return (output_size == 1 if isinstance(output_size, int)
+            else output_size is not None and all(type(s) is int and s == 1 for s in output_size))
+
+
 def _adaptive(op, dims, input, output_size, maximum: bool, return_indices: bool = False):
+    if not maximum and dims > 1 and _ones(output_size) and input.dim() not in (dims + 1, dims + 2):
+        # torch averages into 1s as a mean over the last `dims` dims, of a tensor of any rank.
+        if input.dim() < dims:
+            raise _dimension_out_of_range(input, -dims)
+        spatial = input.shape[input.dim() - dims:]
+        out = _adaptive(op, dims, input.reshape(1, -1, *spatial), output_size, maximum=False)
+        return out.reshape(*input.shape[:input.dim() - dims], *([1] * dims))
     batched = check_batched(input, dims, op)
     x = input if batched else input.unsqueeze(0)
     sizes = _output_size(op, dims, x, output_size)
