@@ -40,6 +40,9 @@ ConvGeometry conv_geometry(const char* op, ConvRole role, at::IntArrayRef input_
   }
 
   // Conv weights are [out, in / groups, k...]; conv_transpose weights are [in, out / groups, k...].
+  TORCH_CHECK(weight_sizes.at(0) >= groups, op, ": given groups=", groups,
+              ", expected weight to be at least ", groups,
+              " at dimension 0, but got weight of size ", sizes_str(weight_sizes), " instead");
   TORCH_CHECK(weight_sizes.at(0) % groups == 0, op, ": given groups=", groups,
               ", expected weight to be divisible by ", groups,
               " at dimension 0, but got weight of size ", sizes_str(weight_sizes));
@@ -75,6 +78,10 @@ ConvGeometry conv_geometry(const char* op, ConvRole role, at::IntArrayRef input_
       g.grid[s] =
           conv_output_length(in, g.kernel[s], stride[d], padding[d], pad_after, dilation[d]);
     } else {
+      // As torch's: an empty conv_transpose input must be empty in its batch or channels.
+      TORCH_CHECK(in > 0 || input_sizes.at(0) == 0 || input_sizes.at(1) == 0, op,
+                  ": only zero batch or zero channel inputs are supported, but got input of size ",
+                  sizes_str(input_sizes));
       g.grid[s] = in;
       const int64_t out = conv_transpose_output_length(in, g.kernel[s], stride[d], padding[d],
                                                        pad_after, dilation[d]);
