@@ -121,7 +121,26 @@ def _ones(output_size) -> bool:
             else output_size is not None and all(type(s) is int and s == 1 for s in output_size))
 
 
+def _check_output_size_type(op: str, dims: int, input: Tensor, output_size: OutputSize) -> None:
+    """torch's Python-level errors for an output_size of the wrong kind (before any shape check)."""
+    if dims == 1:
+        if output_size is None:
+            raise TypeError(f"{op}(): argument 'output_size' (position 2) must be tuple of ints, "
+                            "not NoneType")
+        if not isinstance(output_size, (int, torch.SymInt)):
+            for i, s in enumerate(output_size):
+                if s is None:
+                    raise TypeError(f"{op}(): argument 'output_size' (position 2) must be tuple of "
+                                    f"ints, but found element of type NoneType at pos {i}")
+        return
+    if output_size is None:
+        raise TypeError("object of type 'NoneType' has no len()")
+    if not isinstance(output_size, (int, torch.SymInt)) and input.dim() <= len(output_size):
+        raise ValueError(f"Input dimension should be at least {len(output_size) + 1}")
+
+
 def _adaptive(op, dims, input, output_size, maximum: bool, return_indices: bool = False):
+    _check_output_size_type(op, dims, input, output_size)
     if not maximum and dims > 1 and _ones(output_size) and input.dim() not in (dims + 1, dims + 2):
         # torch averages into 1s as a mean over the last `dims` dims, of a tensor of any rank.
         if input.dim() < dims:
