@@ -245,8 +245,10 @@ template <typename T>
 PackedMatrix<T>::PackedMatrix(StridedMatrix<T> b, int64_t K, int64_t N)
     : rows(K),
       cols(N),
-      storage_(K * ((N + panel_columns<T>() - 1) / panel_columns<T>()) * panel_columns<T>()) {
-  const int64_t NR = panel_columns<T>(), padded_n = storage_.size() / std::max<int64_t>(K, 1);
+      storage_(
+          new T[K * ((N + panel_columns<T>() - 1) / panel_columns<T>()) * panel_columns<T>()]) {
+  const int64_t NR = panel_columns<T>();
+  const int64_t padded_n = (N + NR - 1) / NR * NR;
   constexpr int64_t nc_max = kNc<T>;  // a multiple of every NR
   const int64_t k_blocks = (K + kKc - 1) / kKc, n_blocks = (N + nc_max - 1) / nc_max;
   // Both cores: a transposing copy of a 512 x 4608 weight takes milliseconds on one.
@@ -254,7 +256,7 @@ PackedMatrix<T>::PackedMatrix(StridedMatrix<T> b, int64_t K, int64_t N)
     for (int64_t block = begin; block < end; ++block) {
       const int64_t pc = block / n_blocks * kKc, jc = block % n_blocks * nc_max;
       const int64_t kc = std::min(kKc, K - pc), nc = std::min(nc_max, N - jc);
-      T* out = storage_.data() + packed_offset(pc, jc, kc, padded_n);
+      T* out = storage_.get() + packed_offset(pc, jc, kc, padded_n);
       if (NR == 16) {
         pack<T, 16>(b.data, b.col, b.row, jc, nc, pc, kc, out);
       } else if (NR == 32) {
