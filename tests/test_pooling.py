@@ -168,6 +168,55 @@ def test_global_average_channels_last(channels, dtype):
     assert_close(CF.adaptive_avg_pool3d(x3, 1), F.adaptive_avg_pool3d(x3, 1))
 
 
+# channels_last windows of at least 6 x 6 that barely overlap are swept input row by input row
+# (pool_cpu_loops.h sweep_rows); the window-by-window loops sum up to 8 vectors of channels at a
+# time: channel counts around the vector blocks, windows that end before the input does, padding
+# and ceil_mode tails, adaptive windows of uneven sizes, 3-d, and (max) ties, NaN, indices and the
+# saved positions' gradients.
+SWEEP_CASES = [
+    ("avg_pool2d", (2, 13, 20), dict(kernel_size=6)),
+    ("avg_pool2d", (2, 17, 30), dict(kernel_size=7, stride=6, padding=3, ceil_mode=True)),
+    ("avg_pool2d", (2, 37, 26), dict(kernel_size=(8, 6), stride=(5, 4), padding=(2, 3),
+                                     count_include_pad=False)),
+    ("avg_pool2d", (1, 130, 16), dict(kernel_size=8, divisor_override=5)),
+    ("adaptive_avg_pool2d", (2, 16, 45), dict(output_size=(6, 7))),
+    ("adaptive_avg_pool2d", (2, 33, 50), dict(output_size=7)),
+    ("max_pool2d", (2, 13, 20), dict(kernel_size=6)),
+    ("max_pool2d", (2, 37, 26), dict(kernel_size=(8, 6), stride=(5, 4), padding=(3, 2),
+                                     ceil_mode=True)),
+    ("max_pool2d", (2, 19, 30), dict(kernel_size=7, stride=6, dilation=1, return_indices=True)),
+    ("adaptive_max_pool2d", (2, 16, 45), dict(output_size=(6, 7))),
+    ("adaptive_max_pool2d", (1, 131, 48), dict(output_size=7, return_indices=True)),
+    ("adaptive_avg_pool3d", (2, 20, 18), dict(output_size=(2, 3, 2))),
+    ("adaptive_max_pool3d", (2, 20, 18), dict(output_size=(2, 3, 2), return_indices=True)),
+    ("avg_pool2d", (2, 40, 24), dict(kernel_size=4)),  # window by window, 8-vector blocks
+    ("max_pool2d", (2, 129, 21), dict(kernel_size=3, stride=2, padding=1)),
+]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("name,shape,kw", SWEEP_CASES)
+def test_channels_last_window_loops(name, shape, kw, dtype):
+    batch, channels, size = shape
+    dims = 3 if name.endswith("3d") else 2
+    x = torch.randn(batch, channels, *([size] * dims), dtype=dtype)
+    if name.startswith("max") or name.startswith("adaptive_max"):
+        x = x.round(decimals=1)  # ties: the first of the window wins
+        x.view(-1)[:: 97] = float("nan")
+    x = x.to(memory_format=torch.channels_last if dims == 2 else torch.channels_last_3d)
+    xo, xt = x.clone().requires_grad_(), x.clone().requires_grad_()
+    out, expected = getattr(CF, name)(xo, **kw), getattr(F, name)(xt, **kw)
+    if kw.get("return_indices"):
+        assert torch.equal(out[1], expected[1])
+        out, expected = out[0], expected[0]
+    assert_close(out, expected, equal_nan=True)
+    if dims == 2:  # torch's CPU 3-d average pools answer channels_last_3d in NCDHW; ours keep it
+        assert out.stride() == expected.stride()
+    g = torch.randn_like(expected)
+    assert_close(torch.autograd.grad(out, xo, g)[0], torch.autograd.grad(expected, xt, g)[0],
+                 equal_nan=True)
+
+
 @pytest.mark.parametrize("dims", [1, 2, 3])
 @pytest.mark.parametrize("kernel,stride,padding", [(2, None, 0), (3, 2, 1), (3, 1, 1)])
 def test_max_unpool_matches_torch(device, dims, kernel, stride, padding):

@@ -249,8 +249,10 @@ template <typename T, int B>
                                                                const PoolGeometry& g, Window win,
                                                                int64_t od, int64_t oh, int64_t ow,
                                                                T* __restrict__ dst) {
-  // 128 bytes of channels per block: 4 AVX2 registers (2 AVX-512 ones) of sums.
-  constexpr int64_t L = Vec<T, B>::kLanes, W = 128 / B;
+  // Up to 8 registers of sums per block, so that a pixel's channels are read as one run (blocks
+  // of 128 bytes read a C64 pixel in two strided passes: adaptive 112 -> 7, N32 C64, took 1.75x
+  // the memory floor).
+  constexpr int64_t L = Vec<T, B>::kLanes;
   const int64_t C = g.channels;
   win.w = window_span(g, 2, ow);
   const int64_t divisor = average_divisor(g, od, oh, ow);
@@ -260,8 +262,10 @@ template <typename T, int B>
   }
   const T d = static_cast<T>(divisor);
   int64_t c = 0;
-  for (; c + W * L <= C; c += W * L) window_vectors<T, B, W>(sample, g, win, c, d, dst);
-  for (; c + L <= C; c += L) window_vectors<T, B, 1>(sample, g, win, c, d, dst);
+  for (; c + 8 * L <= C; c += 8 * L) window_vectors<T, B, 8>(sample, g, win, c, d, dst);
+  if (c + 4 * L <= C) window_vectors<T, B, 4>(sample, g, win, c, d, dst), c += 4 * L;
+  if (c + 2 * L <= C) window_vectors<T, B, 2>(sample, g, win, c, d, dst), c += 2 * L;
+  if (c + L <= C) window_vectors<T, B, 1>(sample, g, win, c, d, dst), c += L;
   for (; c < C; ++c) {
     T sum = T(0);
     for (int64_t id = win.d.begin; id < win.d.end; id += win.d.step) {
@@ -271,6 +275,71 @@ template <typename T, int B>
       }
     }
     dst[c] = sum / d;
+  }
+}
+
+// Channels [c, c + W * L) of the outputs of one channels_last line, each window's pixels of input
+// row `row` added to its running sums acc[ow * C + c ...] (in registers while the row's pixels
+// stream past).
+template <typename T, int B, int W>
+[[gnu::always_inline]] inline void add_row_vectors(const T* row, const PoolGeometry& g,
+                                                   const Span* w_spans, int64_t c, T* acc) {
+  using V = typename Vec<T, B>::type;
+  constexpr int64_t L = Vec<T, B>::kLanes;
+  const int64_t C = g.channels;
+  for (int64_t ow = 0; ow < g.output[2]; ++ow) {
+    const Span sw = w_spans[ow];
+    T* sums = acc + ow * C + c;
+    V v[W];
+    for (int w = 0; w < W; ++w) v[w] = load<B>(sums + w * L);
+    for (int64_t iw = sw.begin; iw < sw.end; iw += sw.step) {
+      const T* px = row + iw * C + c;
+      for (int w = 0; w < W; ++w) v[w] += load<B>(px + w * L);
+    }
+    for (int w = 0; w < W; ++w) store(sums + w * L, v[w]);
+  }
+}
+
+// Output lines [begin, end) of a channels_last volume whose windows are tall (more than two rows:
+// adaptive ones, large kernels), swept input row by input row: a line's window rows are one
+// contiguous run of the input, read front to back, where window by window each window row is a
+// short run of its own (adaptive 112 -> 7, N32 C64: 16 runs of 4 KiB per window, each starting
+// cold at a page the prefetcher had not followed: 1.6x the memory floor). Each output still adds
+// its pixels in window order (the same sums). acc: output[2] * channels elements of scratch.
+template <typename T, int B>
+[[gnu::always_inline]] inline void average_lines_channels_last_rows(const AverageForward<T>& a,
+                                                                    int64_t begin, int64_t end,
+                                                                    T* acc, Span* w_spans) {
+  constexpr int64_t L = Vec<T, B>::kLanes;
+  const PoolGeometry& g = *a.g;
+  const int64_t OW = g.output[2], C = g.channels;
+  for (int64_t ow = 0; ow < OW; ++ow) w_spans[ow] = window_span(g, 2, ow);
+  for (int64_t line = begin; line < end; ++line) {
+    const int64_t oh = line % g.output[1], od = line / g.output[1] % g.output[0];
+    const T* sample = a.in + line / (g.output[1] * g.output[0]) * g.input_numel() * C;
+    const Span sd = window_span(g, 0, od), sh = window_span(g, 1, oh);
+    std::fill_n(acc, OW * C, T(0));
+    for (int64_t id = sd.begin; id < sd.end; id += sd.step) {
+      for (int64_t ih = sh.begin; ih < sh.end; ih += sh.step) {
+        const T* row = sample + (id * g.input[1] + ih) * g.input[2] * C;
+        int64_t c = 0;
+        for (; c + 8 * L <= C; c += 8 * L) add_row_vectors<T, B, 8>(row, g, w_spans, c, acc);
+        if (c + 4 * L <= C) add_row_vectors<T, B, 4>(row, g, w_spans, c, acc), c += 4 * L;
+        if (c + 2 * L <= C) add_row_vectors<T, B, 2>(row, g, w_spans, c, acc), c += 2 * L;
+        if (c + L <= C) add_row_vectors<T, B, 1>(row, g, w_spans, c, acc), c += L;
+        for (; c < C; ++c) {
+          for (int64_t ow = 0; ow < OW; ++ow) {
+            for (int64_t iw = w_spans[ow].begin; iw < w_spans[ow].end; iw += w_spans[ow].step)
+              acc[ow * C + c] += row[iw * C + c];
+          }
+        }
+      }
+    }
+    T* out = a.out + line * OW * C;
+    for (int64_t ow = 0; ow < OW; ++ow) {
+      const int64_t divisor = average_divisor(g, od, oh, ow);
+      for (int64_t ch = 0; ch < C; ++ch) out[ow * C + ch] = divide(acc[ow * C + ch], divisor);
+    }
   }
 }
 
@@ -420,6 +489,12 @@ template <typename scalar_t, int B = 0>
     }
   }
   if constexpr (B > 0) {
+    if (g.channels_last && pool_cpu::sweep_rows(g, sizeof(scalar_t))) {
+      std::vector<scalar_t> acc(g.output[2] * g.channels);
+      std::vector<Span> w_spans(g.output[2]);
+      return average_lines_channels_last_rows<scalar_t, B>(a, begin, end, acc.data(),
+                                                           w_spans.data());
+    }
     if (g.channels_last) return average_lines_channels_last_vectors<scalar_t, B>(a, begin, end);
   }
   using acc_t = at::opmath_type<scalar_t>;

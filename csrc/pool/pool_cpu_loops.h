@@ -11,6 +11,7 @@
 
 #include "../common/pool_geometry.h"
 #include "../common/tap_run.h"
+#include "window_offsets.h"
 
 namespace convpool::pool_cpu {
 
@@ -24,6 +25,21 @@ inline int64_t window_numel(const PoolGeometry& g) {
     return n;
   }
   return g.kernel[0] * g.kernel[1] * g.kernel[2];
+}
+
+// Whether a channels_last pooling forward sweeps its lines input row by input row (pool_cpu.cpp's
+// average_lines_channels_last_rows, max_pool_cpu.cpp's max_lines_channels_last_rows) rather than
+// window by window: windows of at least 6 x 6
+// that overlap by at most half along w, whose rows are runs of at most 8 KiB. N32 C64 112x112,
+// ms window by window -> swept: adaptive 7 (16 x 16) 4.8 -> 3.2 (the read floor: 3.6), 8x8/8
+// 4.2 -> 2.6, 7x7/7 3.8 -> 3.0; these stay window by window: 4x4/4 2.6 -> 3.3, (8, 2) 3.7 -> 4.3,
+// 7x7/1 20.5 -> 22.9 (the sweep loads and stores each window's sums once per row, where window
+// by window they stay in registers), 7x7/7 over C512 14x14 0.26 -> 0.27 (2 KiB pixel runs).
+inline bool sweep_rows(const PoolGeometry& g, int64_t element_size) {
+  const int64_t extent_h = window_extent(g, 1), extent_w = window_extent(g, 2);
+  const int64_t step_w = g.adaptive ? g.input[2] / std::max<int64_t>(g.output[2], 1) : g.stride[2];
+  return extent_h >= 6 && extent_w >= 6 && 2 * step_w >= extent_w &&
+         extent_w * g.channels * element_size <= 8192;
 }
 
 // Runs chunk(begin, end) over ranges of the lines (outer, d, h) of an [outer, d, h, w] volume,
