@@ -50,6 +50,22 @@ def test_max_pool_matches_torch(device, dims, kernel, stride, padding, dilation,
                  **(dict(rtol=0, atol=0) if exact else {}))
     assert out.is_contiguous(memory_format=torch.channels_last) == expected.is_contiguous(
         memory_format=torch.channels_last)
+    with torch.no_grad():  # values only: no index is recorded, a loop of its own
+        assert_close(ours(x, **{**kw, "return_indices": False}), expected, rtol=0, atol=0)
+
+
+# NCHW values only: each tap along w is one pass over the line's outputs rounded up to whole
+# vectors, over a row of maxima framed by -inf for the padding and ceil_mode's tail.
+@pytest.mark.parametrize("width", [37, 50, 64])
+@pytest.mark.parametrize("kernel,stride,padding,dilation,ceil_mode", [
+    (2, 2, 0, 1, False), (3, 2, 1, 1, True), (3, 1, 1, 1, False), (4, 3, 2, 1, True),
+    (3, 2, 1, 3, True), (5, 4, 2, 2, False), (2, 1, 0, 4, True)])
+def test_max_pool_values_only_lines(width, kernel, stride, padding, dilation, ceil_mode):
+    x = torch.randn(2, 3, 7, width)
+    kw = dict(kernel_size=kernel, stride=stride, padding=padding, dilation=dilation,
+              ceil_mode=ceil_mode)
+    assert_close(CF.max_pool2d(x, **kw), F.max_pool2d(x, **kw), rtol=0, atol=0)
+    assert_close(CF.max_pool1d(x[0], **kw), F.max_pool1d(x[0], **kw), rtol=0, atol=0)
 
 
 AVG_GRID = list(itertools.product([1, 2, 3], [2, 3], [None, 1, 2], [0, 1], [False, True],
