@@ -6,7 +6,6 @@
 
 #include <algorithm>
 #include <cstring>
-#include <string>
 #include <vector>
 
 #include "bf16_brgemm.h"
@@ -46,9 +45,8 @@ bool amx_available() {
 enum class MicroKernel { kNone, kAmx, kVector };
 
 MicroKernel micro_kernel() {
-  const std::string selected = gemm_kernel_name();
-  if (amx_available() && selected != "packed") return MicroKernel::kAmx;
-  if (bf16_gemm::available() && selected != "blas") return MicroKernel::kVector;
+  if (amx_available() && !packed_gemm_selected()) return MicroKernel::kAmx;
+  if (bf16_gemm::available() && !blas_gemm_selected()) return MicroKernel::kVector;
   return MicroKernel::kNone;
 }
 

@@ -307,6 +307,8 @@ bool packed_gemm_selected() {
   return g_kernel.load(std::memory_order_relaxed) == GemmKernel::kPacked;
 }
 
+bool blas_gemm_selected() { return g_kernel.load(std::memory_order_relaxed) == GemmKernel::kBlas; }
+
 bool packed_gemm_preferred(int64_t weight_bytes) {
   const GemmKernel kernel = g_kernel.load(std::memory_order_relaxed);
   if (kernel != GemmKernel::kAuto) return kernel == GemmKernel::kPacked;

@@ -50,6 +50,8 @@ void packed_gemm(StridedMatrix<T> a, const PackedMatrix<T>& b, T* c, int64_t ldc
 void set_gemm_kernel(const std::string& name);
 std::string gemm_kernel_name();
 bool packed_gemm_selected();
+// Whether "blas" is selected: every product through at::mm (and no micro-kernel of ours).
+bool blas_gemm_selected();
 // Whether an engine's product goes through our GEMM: where "packed" is selected, and under
 // "auto" on an AVX-512 CPU that is not Intel's, where MKL runs its generic AVX2 kernel, for the
 // forward engines (conv_cl, conv_nchw; also the stride-1 input gradients that run as forwards)
