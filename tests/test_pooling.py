@@ -185,10 +185,10 @@ def test_global_average_channels_last(channels, dtype):
 
 
 # channels_last windows of at least 6 x 6 that barely overlap are swept input row by input row
-# (pool_cpu_loops.h sweep_rows); the window-by-window loops sum up to 8 vectors of channels at a
-# time: channel counts around the vector blocks, windows that end before the input does, padding
-# and ceil_mode tails, adaptive windows of uneven sizes, 3-d, and (max) ties, NaN, indices and the
-# saved positions' gradients.
+# (pool_cpu_loops.h sweep_rows); the window-by-window loops keep up to 8 vectors of channels in
+# registers (float32 max pooling: with AVX-512, the rest in memory): channel counts around the
+# vector blocks, windows that end before the input does, padding and ceil_mode tails, adaptive
+# windows of uneven sizes, 3-d, and (max) ties, NaN, indices and the saved positions' gradients.
 SWEEP_CASES = [
     ("avg_pool2d", (2, 13, 20), dict(kernel_size=6)),
     ("avg_pool2d", (2, 17, 30), dict(kernel_size=7, stride=6, padding=3, ceil_mode=True)),
@@ -207,6 +207,10 @@ SWEEP_CASES = [
     ("adaptive_max_pool3d", (2, 20, 18), dict(output_size=(2, 3, 2), return_indices=True)),
     ("avg_pool2d", (2, 40, 24), dict(kernel_size=4)),  # window by window, 8-vector blocks
     ("max_pool2d", (2, 129, 21), dict(kernel_size=3, stride=2, padding=1)),
+    ("max_pool2d", (2, 240, 13), dict(kernel_size=3, stride=2, padding=1, return_indices=True)),
+    ("max_pool2d", (1, 16, 9), dict(kernel_size=2, ceil_mode=True)),
+    ("max_pool2d", (2, 48, 11), dict(kernel_size=3, stride=1, padding=1, dilation=2)),
+    ("max_pool3d", (2, 48, 7), dict(kernel_size=3, stride=2, padding=1, return_indices=True)),
 ]
 
 
