@@ -618,6 +618,17 @@ void average_backward_planes(const scalar_t* grad, scalar_t* grad_in, const Pool
   using acc_t = at::opmath_type<scalar_t>;
   const int64_t in_numel = g.input_numel(), out_numel = g.output_numel(), OW = g.output[2];
   const auto runs = g.adaptive ? std::vector<TapRun>{} : tap_runs(g);
+  // Each output's divisor, the same in every plane: computed per plane and output, as the
+  // windows' spans, it took longer than the scatter it scaled.
+  std::vector<acc_t> divisors(out_numel);
+  for (int64_t od = 0; od < g.output[0]; ++od) {
+    for (int64_t oh = 0; oh < g.output[1]; ++oh) {
+      for (int64_t ow = 0; ow < OW; ++ow) {
+        divisors[(od * g.output[1] + oh) * OW + ow] =
+            static_cast<acc_t>(average_divisor(g, od, oh, ow));
+      }
+    }
+  }
   at::parallel_for(0, g.planes, 1, [&](int64_t begin, int64_t end) {
     std::vector<acc_t> share(OW);
     for (int64_t p = begin; p < end; ++p) {
@@ -628,8 +639,11 @@ void average_backward_planes(const scalar_t* grad, scalar_t* grad_in, const Pool
         for (int64_t oh = 0; oh < g.output[1]; ++oh) {
           const Span sd = window_span(g, 0, od), sh = window_span(g, 1, oh);
           const scalar_t* line = src + (od * g.output[1] + oh) * OW;
-          for (int64_t ow = 0; ow < OW; ++ow) {
-            share[ow] = divide(static_cast<acc_t>(line[ow]), average_divisor(g, od, oh, ow));
+          const acc_t* line_divisors = divisors.data() + (od * g.output[1] + oh) * OW;
+          for (int64_t ow = 0; ow < OW; ++ow) {  // divide(), with no division by 0 to speculate
+            const acc_t d = line_divisors[ow];
+            const acc_t q = static_cast<acc_t>(line[ow]) / (d == acc_t(0) ? acc_t(1) : d);
+            share[ow] = d == acc_t(0) ? acc_t(0) : q;
           }
           for (int64_t id = sd.begin; id < sd.end; id += sd.step) {
             for (int64_t ih = sh.begin; ih < sh.end; ih += sh.step) {
