@@ -154,8 +154,13 @@ CONVPOOL_ALWAYS_INLINE void max_lines_nchw(const MaxArgs<scalar_t>& a, int64_t b
   const int64_t padded_ow = (OW + kVector - 1) / kVector * kVector;
   const int64_t pad_w = g.pad[2], dil_w = g.dilation[2];
   const int64_t padded_w = std::max(pad_w + W, (padded_ow - 1) * s + (taps_w - 1) * dil_w + 1);
-  std::vector<acc_t> row_max(R == Record::kNothing ? padded_w : 0, lowest<acc_t>());
-  acc_t* __restrict__ m = row_max.data() + (R == Record::kNothing ? pad_w : 0);
+  std::vector<acc_t> row_max(R == Record::kNothing ? padded_w + kVector : 0, lowest<acc_t>());
+  // The row starts on a 64-byte boundary: its passes store whole vectors (at pad_w = 1 every store
+  // straddled two cache lines).
+  const int64_t misalign = static_cast<int64_t>(
+      reinterpret_cast<uintptr_t>(row_max.data() + pad_w) % 64 / sizeof(acc_t));
+  acc_t* const framed = row_max.data() + (misalign ? kVector - misalign : 0);
+  acc_t* __restrict__ m = framed + (R == Record::kNothing ? pad_w : 0);
   if constexpr (R == Record::kNothing) best.resize(padded_ow);
   b = best.data();
   for (int64_t line = begin; line < std::min(end, begin + kPrefetchLines); ++line) {
@@ -199,7 +204,7 @@ CONVPOOL_ALWAYS_INLINE void max_lines_nchw(const MaxArgs<scalar_t>& a, int64_t b
       }
       if (any) {
         for (int64_t kw = 0; kw < taps_w; ++kw) {
-          const acc_t* __restrict__ tap = row_max.data() + kw * dil_w;
+          const acc_t* __restrict__ tap = framed + kw * dil_w;
           for (int64_t ow = 0; ow < padded_ow; ++ow) {
             const acc_t v = tap[ow * s];
             b[ow] = beats(v, b[ow]) ? v : b[ow];
@@ -327,6 +332,15 @@ CONVPOOL_ALWAYS_INLINE void max_windows_nchw(const MaxArgs<scalar_t>& a, int64_t
 #define CONVPOOL_MAX_VECTORS 1
 #define CONVPOOL_AVX512 __attribute__((target("arch=x86-64-v4")))
 
+// Whether the CPU runs what CONVPOOL_AVX512 code may use (x86-64-v4: AVX-512 F, BW, CD, DQ, VL),
+// and the tests have not narrowed the vectors (wide_vector_registers).
+bool avx512_v4_available() {
+  static const bool v4 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                         __builtin_cpu_supports("avx512cd") && __builtin_cpu_supports("avx512dq") &&
+                         __builtin_cpu_supports("avx512vl");
+  return v4 && wide_vector_registers();
+}
+
 typedef float Floats16 __attribute__((vector_size(64)));
 typedef int32_t Ints16 __attribute__((vector_size(64)));
 
@@ -445,7 +459,7 @@ CONVPOOL_ALWAYS_INLINE void max_pixels_channels_last(const MaxArgs<scalar_t>& a,
     int64_t c0 = 0;  // channels [0, c0) done in registers
 #if CONVPOOL_MAX_VECTORS
     if constexpr (std::is_same_v<scalar_t, float> && std::is_same_v<code_t, int32_t>) {
-      if (wide_vector_registers()) c0 = max_line_vectors<R>(a, sample, sd, sh, od, oh, line);
+      if (avx512_v4_available()) c0 = max_line_vectors<R>(a, sample, sd, sh, od, oh, line);
     }
 #endif
     if (c0 == C) continue;
