@@ -77,6 +77,16 @@ CONVPOOL_ALWAYS_INLINE bool beats(T v, T best) {
   }
 }
 
+// What a window records for its first element before any element beats the start value: its
+// index in the plane (kIndex) or its position number in the window (kPosition), from the first
+// element's coordinates (id, ih, iw) and position numbers (pd, ph, pw) along each dim.
+template <Record R>
+CONVPOOL_ALWAYS_INLINE int64_t first_code(const PoolGeometry& g, int64_t id, int64_t ih, int64_t iw,
+                                          int64_t pd, int64_t ph, int64_t pw) {
+  if constexpr (R == Record::kIndex) return (id * g.input[1] + ih) * g.input[2] + iw;
+  return (pd * window_extent(g, 1) + ph) * window_extent(g, 2) + pw;
+}
+
 // The max of runs of contiguous values (NaN if any is NaN), 32 bytes of lanes at a time, reduced
 // across lanes once at the end: with no position to record, the order of the comparisons does not
 // matter (beyond the sign of a zero that ties). A scalar compare-and-branch per element took 1.1 ns
@@ -279,9 +289,7 @@ CONVPOOL_ALWAYS_INLINE void max_windows_nchw(const MaxArgs<scalar_t>& a, int64_t
         sw[j] = window_span(g, 2, ow0 + j);
         pw0[j] = window_position(g, 2, ow0 + j, sw[j].begin);
         best[j] = lowest<acc_t>();
-        code[j] = R == Record::kIndex
-                      ? (sd.begin * g.input[1] + sh.begin) * g.input[2] + sw[j].begin
-                      : (pd0 * extent_h + ph0) * extent_w + pw0[j];
+        code[j] = first_code<R>(g, sd.begin, sh.begin, sw[j].begin, pd0, ph0, pw0[j]);
       }
       for (int64_t id = sd.begin, pd = pd0; id < sd.end; id += sd.step, ++pd) {
         for (int64_t ih = sh.begin, ph = ph0; ih < sh.end; ih += sh.step, ++ph) {
@@ -363,8 +371,7 @@ CONVPOOL_AVX512 CONVPOOL_ALWAYS_INLINE void max_window_vectors(const MaxArgs<flo
   Floats16 best[W];
   Ints16 code[W];
   const int32_t first = static_cast<int32_t>(
-      R == Record::kIndex ? (win.d.begin * g.input[1] + win.h.begin) * g.input[2] + win.w.begin
-                          : (win.pd0 * win.extent_h + win.ph0) * win.extent_w + win.pw0);
+      first_code<R>(g, win.d.begin, win.h.begin, win.w.begin, win.pd0, win.ph0, win.pw0));
   for (int v = 0; v < W; ++v) {
     best[v] = Floats16{} + lowest<float>();
     code[v] = Ints16{} + first;
@@ -470,9 +477,7 @@ CONVPOOL_ALWAYS_INLINE void max_pixels_channels_last(const MaxArgs<scalar_t>& a,
       const int64_t ph0 = window_position(g, 1, oh, sh.begin);
       const int64_t pw0 = window_position(g, 2, ow, sw.begin);
       if constexpr (R != Record::kNothing) {
-        const int64_t first = R == Record::kIndex
-                                  ? (sd.begin * g.input[1] + sh.begin) * g.input[2] + sw.begin
-                                  : (pd0 * extent_h + ph0) * extent_w + pw0;
+        const int64_t first = first_code<R>(g, sd.begin, sh.begin, sw.begin, pd0, ph0, pw0);
         std::fill(c + c0, c + C, static_cast<code_t>(first));
       }
       for (int64_t id = sd.begin, pd = pd0; id < sd.end; id += sd.step, ++pd) {
@@ -526,10 +531,8 @@ CONVPOOL_ALWAYS_INLINE void max_lines_channels_last_rows(const MaxArgs<scalar_t>
     if constexpr (R != Record::kNothing) {
       for (int64_t ow = 0; ow < OW; ++ow) {
         const Span sw = w_spans[ow];
-        const int64_t first =
-            R == Record::kIndex
-                ? (sd.begin * g.input[1] + sh.begin) * g.input[2] + sw.begin
-                : (pd0 * extent_h + ph0) * extent_w + window_position(g, 2, ow, sw.begin);
+        const int64_t first = first_code<R>(g, sd.begin, sh.begin, sw.begin, pd0, ph0,
+                                            window_position(g, 2, ow, sw.begin));
         std::fill_n(code.data() + ow * C, C, static_cast<code_t>(first));
       }
     }
