@@ -61,7 +61,17 @@ def test_ddp_on_two_processes_equals_one_process_on_the_combined_batch(tmp_path,
     result = str(tmp_path / "ddp.pt")
     # gloo on the loopback interface: nothing leaves the machine
     monkeypatch.setenv("GLOO_SOCKET_IFNAME", "lo")
-    mp.spawn(_worker, args=(str(tmp_path / "store"), result), nprocs=WORLD, join=True)
+    # gloo's teardown has now and then aborted a rank after the work was done (SIGABRT, "terminate
+    # called without an active exception", despite the barrier): such a crash is run once more,
+    # with a fresh store; the assertions below still judge the result.
+    for attempt in range(2):
+        try:
+            mp.spawn(_worker, args=(str(tmp_path / f"store{attempt}"), result), nprocs=WORLD,
+                     join=True)
+            break
+        except mp.ProcessExitedException:
+            if attempt == 1:
+                raise
     distributed = torch.load(result)
 
     single = _model()
