@@ -24,7 +24,7 @@ w = torch.randn(4, 3, 3, 3)
     (lambda: CF.conv2d(x.double(), w), RuntimeError, "should be the same"),
     (lambda: CF.conv2d(x, w, torch.randn(4).double()), RuntimeError, "bias type"),
     (lambda: CF.conv2d(x, w, torch.randn(5)), RuntimeError, "4 elements"),
-    (lambda: CF.conv2d(x.long(), w.long()), RuntimeError, "floating point"),
+    (lambda: CF.conv2d(x.bool(), w.bool()), NotImplementedError, "not implemented for 'Bool'"),
     (lambda: CF.conv2d(x, torch.randn(0, 3, 3, 3)), RuntimeError,
      "expected weight to be at least 1 at dimension 0"),
     (lambda: CF.conv2d(x, torch.randn(2, 1, 3, 3), groups=3), RuntimeError,

@@ -60,9 +60,19 @@ def _conv_result(input, weight, shape, stride, dilation, groups):
     return torch.empty(shape, dtype=input.dtype, device=input.device, memory_format=format)
 
 
+def _check_geometry(op, transposed, input, weight, stride, padding, dilation, groups):
+    # The kernels' own checks wherever the sizes are known (symbolic sizes are checked when the
+    # kernel runs): a meta tensor is rejected where a real one is.
+    sizes = [*input.shape, *weight.shape, *stride, *padding, *dilation, groups]
+    if all(type(v) is int for v in sizes):
+        _C._check_conv_geometry(op, transposed, list(input.shape), list(weight.shape),
+                                list(stride), list(padding), list(dilation), groups)
+
+
 @torch.library.register_fake("convpool::conv")
 def _conv_fake(input, weight, bias, stride, padding, dilation, groups):
     torch._check(input.dim() == weight.dim(), lambda: "convpool::conv: input and weight dims differ")
+    _check_geometry("convpool::conv", False, input, weight, stride, padding, dilation, groups)
     shape = conv_output_shape(input.shape, weight.shape, stride, padding, dilation)
     return _conv_result(input, weight, shape, stride, dilation, groups)
 
@@ -72,6 +82,8 @@ def _conv_transpose_fake(input, weight, bias, stride, padding, dilation, groups)
     torch._check(
         input.dim() == weight.dim(), lambda: "convpool::conv_transpose: input and weight dims differ"
     )
+    _check_geometry("convpool::conv_transpose", True, input, weight, stride, padding, dilation,
+                    groups)
     shape = conv_transpose_output_shape(input.shape, weight.shape, stride, padding, dilation, groups)
     return _conv_result(input, weight, shape, stride, dilation, groups)
 

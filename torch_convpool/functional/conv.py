@@ -9,6 +9,7 @@ from torch import Tensor
 from .._args import IntOrTuple, check_batched, conv_padding, ntuple
 from .._eager import direct
 from .._library import _C
+from . import _conv_other_dtypes as other_dtypes
 
 __all__ = [
     "conv1d", "conv2d", "conv3d",
@@ -35,7 +36,9 @@ def _conv(op: str, dims: int, input: Tensor, weight: Tensor, bias: Optional[Tens
     stride = ntuple(stride, dims, "stride", op)
     dilation = ntuple(dilation, dims, "dilation", op)
     pad = conv_padding(padding, dims, x.shape[2:], weight.shape[2:], stride, dilation, op)
-    if direct(x, weight, bias) and type(groups) is int:
+    if other_dtypes.handles(x, weight, bias):
+        out = other_dtypes.convolution(False, op, x, weight, bias, stride, pad, dilation, groups)
+    elif direct(x, weight, bias) and type(groups) is int:
         out = _C._eager_conv(x, weight, bias, stride, pad, dilation, groups)
     else:
         out = torch.ops.convpool.conv.default(x, weight, bias, stride, pad, dilation, groups)
@@ -71,7 +74,9 @@ def _conv_transpose(op: str, dims: int, input: Tensor, weight: Tensor, bias: Opt
     dilation = ntuple(dilation, dims, "dilation", op)
     pad = conv_transpose_padding(padding, output_padding, stride, dilation, dims, op,
                                  empty_input=x.numel() == 0)
-    if direct(x, weight, bias) and type(groups) is int:
+    if other_dtypes.handles(x, weight, bias):
+        out = other_dtypes.convolution(True, op, x, weight, bias, stride, pad, dilation, groups)
+    elif direct(x, weight, bias) and type(groups) is int:
         out = _C._eager_conv_transpose(x, weight, bias, stride, pad, dilation, groups)
     else:
         out = torch.ops.convpool.conv_transpose.default(x, weight, bias, stride, pad, dilation,
