@@ -8,7 +8,6 @@
 #include <torch/library.h>
 
 #include "build_info.h"
-#include "common/conv_shape.h"
 #include "common/isa_clones.h"
 #include "common/cuda_emulation.h"
 #include "common/output_memory.h"
@@ -16,6 +15,7 @@
 #include "conv/layout_copy.h"
 #include "conv/packed_gemm.h"
 #include "eager_calls.h"
+#include "shape_checks.h"
 
 TORCH_LIBRARY(convpool, m) {
   // Convolution family. Weights are laid out as torch's: conv [out, in / groups, *kernel],
@@ -112,16 +112,6 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, module) {
   module.def("_poison_outputs", [] { return convpool::g_poison_outputs.load(); });
   module.def("_release_output_cache", &convpool::release_output_cache,
              "Returns every block the CPU output cache holds to the system.");
-  module.def(
-      "_check_conv_geometry",
-      [](const std::string& op, bool transposed, std::vector<int64_t> input_sizes,
-         std::vector<int64_t> weight_sizes, std::vector<int64_t> stride,
-         std::vector<int64_t> padding, std::vector<int64_t> dilation, int64_t groups) {
-        convpool::conv_geometry(
-            op.c_str(), transposed ? convpool::ConvRole::kTranspose : convpool::ConvRole::kConv,
-            input_sizes, weight_sizes, stride, padding, dilation, groups);
-      },
-      "The kernels' shape and argument checks of a conv / conv_transpose, for the fake kernels: "
-      "a meta tensor is rejected exactly where a real one is.");
+  convpool::bind_shape_checks(module);
   convpool::bind_eager_calls(module);
 }

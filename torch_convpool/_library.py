@@ -60,13 +60,28 @@ def _conv_result(input, weight, shape, stride, dilation, groups):
     return torch.empty(shape, dtype=input.dtype, device=input.device, memory_format=format)
 
 
+# The fakes run the kernels' own checks (csrc/shape_checks.cpp) wherever the sizes are known;
+# symbolic sizes are checked when the kernel runs. So a meta tensor is rejected where a real one
+# is, with the same error.
+def _known(*values) -> bool:
+    return all(type(v) is int for v in values)
+
+
 def _check_geometry(op, transposed, input, weight, stride, padding, dilation, groups):
-    # The kernels' own checks wherever the sizes are known (symbolic sizes are checked when the
-    # kernel runs): a meta tensor is rejected where a real one is.
-    sizes = [*input.shape, *weight.shape, *stride, *padding, *dilation, groups]
-    if all(type(v) is int for v in sizes):
+    if _known(*input.shape, *weight.shape, *stride, *padding, *dilation, groups):
         _C._check_conv_geometry(op, transposed, list(input.shape), list(weight.shape),
                                 list(stride), list(padding), list(dilation), groups)
+
+
+def _check_pool(op, input, kernel, stride, padding, dilation, ceil_mode, types="floating"):
+    if _known(*input.shape, *kernel, *stride, *padding, *dilation):
+        _C._check_pool_geometry(op, input, list(kernel), list(stride), list(padding),
+                                list(dilation), ceil_mode, types)
+
+
+def _check_adaptive_pool(op, input, output_size):
+    if _known(*input.shape, *output_size):
+        _C._check_adaptive_pool_geometry(op, input, list(output_size))
 
 
 @torch.library.register_fake("convpool::conv")
@@ -97,6 +112,8 @@ def _conv_weight_grad_fake(grad_output, input, weight_size, stride, padding, dil
 
 @torch.library.register_fake("convpool::max_pool")
 def _max_pool_fake(input, kernel_size, stride, padding, dilation, ceil_mode):
+    _check_pool("convpool::max_pool", input, kernel_size, stride, padding, dilation, ceil_mode,
+                "integral")
     shape = pool_output_shape(input.shape, kernel_size, stride, padding, dilation, ceil_mode)
     return _like_input(input, shape), _like_input(input, shape, torch.long)
 
@@ -109,12 +126,16 @@ def _max_pool_backward_fake(grad_output, input, indices, kernel_size, stride, pa
 
 @torch.library.register_fake("convpool::max_pool_values")
 def _max_pool_values_fake(input, kernel_size, stride, padding, dilation, ceil_mode):
+    _check_pool("convpool::max_pool_values", input, kernel_size, stride, padding, dilation, ceil_mode,
+                "integral")
     shape = pool_output_shape(input.shape, kernel_size, stride, padding, dilation, ceil_mode)
     return _like_input(input, shape)
 
 
 @torch.library.register_fake("convpool::max_pool_positions")
 def _max_pool_positions_fake(input, kernel_size, stride, padding, dilation, ceil_mode):
+    _check_pool("convpool::max_pool_positions", input, kernel_size, stride, padding, dilation, ceil_mode,
+                "integral")
     shape = pool_output_shape(input.shape, kernel_size, stride, padding, dilation, ceil_mode)
     return _like_input(input, shape), _like_input(input, shape, torch.uint8)
 
@@ -140,6 +161,10 @@ def _max_pool_positions_backward_fake(grad_output, positions, input_size, channe
 @torch.library.register_fake("convpool::avg_pool")
 def _avg_pool_fake(input, kernel_size, stride, padding, ceil_mode, count_include_pad,
                    divisor_override):
+    _check_pool("convpool::avg_pool", input, kernel_size, stride, padding, [1] * len(kernel_size),
+                ceil_mode, "int64")
+    torch._check(divisor_override != 0,
+                 lambda: "convpool::avg_pool: divisor_override must not be zero")
     shape = pool_output_shape(input.shape, kernel_size, stride, padding, [1] * len(kernel_size),
                               ceil_mode)
     return _like_input(input, shape)
@@ -153,6 +178,7 @@ def _avg_pool_backward_fake(grad_output, input, kernel_size, stride, padding, ce
 
 @torch.library.register_fake("convpool::adaptive_max_pool")
 def _adaptive_max_pool_fake(input, output_size):
+    _check_adaptive_pool("convpool::adaptive_max_pool", input, output_size)
     shape = [*input.shape[:2], *output_size]
     return _like_input(input, shape), _like_input(input, shape, torch.long)
 
@@ -164,11 +190,13 @@ def _adaptive_max_pool_backward_fake(grad_output, input, indices):
 
 @torch.library.register_fake("convpool::adaptive_max_pool_values")
 def _adaptive_max_pool_values_fake(input, output_size):
+    _check_adaptive_pool("convpool::adaptive_max_pool_values", input, output_size)
     return _like_input(input, [*input.shape[:2], *output_size])
 
 
 @torch.library.register_fake("convpool::adaptive_max_pool_positions")
 def _adaptive_max_pool_positions_fake(input, output_size):
+    _check_adaptive_pool("convpool::adaptive_max_pool_positions", input, output_size)
     shape = [*input.shape[:2], *output_size]
     return _like_input(input, shape), _like_input(input, shape, torch.uint8)
 
@@ -180,6 +208,7 @@ def _adaptive_max_pool_positions_backward_fake(grad_output, positions, input_siz
 
 @torch.library.register_fake("convpool::adaptive_avg_pool")
 def _adaptive_avg_pool_fake(input, output_size):
+    _check_adaptive_pool("convpool::adaptive_avg_pool", input, output_size)
     return _like_input(input, [*input.shape[:2], *output_size])
 
 

@@ -85,8 +85,8 @@ ConvGeometry conv_geometry(const char* op, ConvRole role, at::IntArrayRef input_
       g.grid[s] = in;
       const int64_t out = conv_transpose_output_length(in, g.kernel[s], stride[d], padding[d],
                                                        pad_after, dilation[d]);
-      // torch gives an empty batch its output shape even where that is 0 long.
-      TORCH_CHECK(out > 0 || in == 0 || (out == 0 && input_sizes.at(0) == 0), op,
+      // torch gives an empty batch its output shape even where that is 0 long (never negative).
+      TORCH_CHECK(out > 0 || (out == 0 && input_sizes.at(0) == 0), op,
                   ": output size in spatial dim ", d, " is ", out, " (input ", in, ", kernel ",
                   g.kernel[s], ", stride ", stride[d], ", padding ", padding[d], "/", pad_after,
                   ", dilation ", dilation[d], "), but must be positive");
