@@ -205,7 +205,8 @@ def test_row_kernels_3d(channels_last):
 # the scalar loop (depthwise_cl_lines.cpp): every split of a 16-float register, in both vector
 # widths, through the line interiors, the row kernels and the weight-gradient sums.
 @pytest.mark.parametrize("bits", [256, 512])
-@pytest.mark.parametrize("channels", [1, 3, 4, 7, 12, 20, 29, 58, 72])
+# 256: pixels 1 KiB apart (rows with AVX-512, taps one by one with AVX2).
+@pytest.mark.parametrize("channels", [1, 3, 4, 7, 12, 20, 29, 58, 72, 256])
 def test_channel_tails_channels_last(channels, bits):
     from torch_convpool.testing import vector_width
     for kernel, stride, padding in [(3, 1, 1), (5, 2, 2), (7, 1, 3)]:

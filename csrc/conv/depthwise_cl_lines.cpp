@@ -204,14 +204,17 @@ CONVPOOL_INLINE int64_t row_blocks(T* out, int64_t out_step, int64_t j, int64_t 
 // in pixels and their row width, else 0.
 constexpr int64_t kind(int64_t S, int64_t KW) { return S * 64 + KW; }
 
-template <typename T>
+template <typename T, int B>
 int64_t row_kernel(const LineTap<T>* taps, int64_t ntaps, int64_t step, TapRows rows) {
   const int64_t KW = rows.per_row, pixel = rows.src_step < 0 ? -rows.src_step : rows.src_step;
   if (KW == 0 || pixel == 0 || ntaps % KW != 0 || step % pixel != 0) return 0;
-  // 3-tap rows whose pixels lie a whole number of KiB apart: a block's 10 columns x 3 rows of a
-  // channel vector share 4 of L1's 64 sets, and the taps one by one (6 columns) ran faster
-  // (C256 28x28 1.52 against 1.74 ms; C512 3.9 against 5.5).
-  if (KW == 3 && pixel * static_cast<int64_t>(sizeof(T)) % 1024 == 0) return 0;
+  // AVX2: 3-tap rows whose pixels lie a whole number of KiB apart (a block's 10 columns x 3 rows
+  // of a channel vector share 4 of L1's 64 sets) ran faster with the taps one by one (C256 28x28
+  // 1.52 against 1.74 ms; C512 3.9 against 5.5). With AVX-512 the rows' prefetches win where
+  // the image streams from memory and tie where it is in cache (N8 2 threads, rows / taps: C256
+  // 56x56 2.2-2.9 / 3.4-4.4 ms, torch 3.7-3.9; C256 28x28, C512 14x14, C768 14x14, C1024 7x7
+  // 0.93-1.12, median 1.03).
+  if (B == 32 && KW == 3 && pixel * static_cast<int64_t>(sizeof(T)) % 1024 == 0) return 0;
   for (int64_t t = 0; t < ntaps; ++t) {
     const LineTap<T>& first = taps[t - t % KW];
     if (taps[t].src != first.src + (t % KW) * rows.src_step ||
@@ -239,7 +242,7 @@ CONVPOOL_INLINE void tap_line(T* out, int64_t out_step, int64_t count, const Lin
     // column for 1.5 taps and measured no faster than the taps one by one), chosen by cases: a
     // callee reached through a function pointer would be compiled for the baseline ISA, not for
     // the clone calling it.
-    const int64_t k = row_kernel(taps, ntaps, step, rows);
+    const int64_t k = row_kernel<T, B>(taps, ntaps, step, rows);
     if (k == kind(1, 3))
       j = row_blocks<T, B, 1, 3>(out, out_step, j, hi, taps, ntaps, step, channels, rows);
     if (k == kind(1, 5))
