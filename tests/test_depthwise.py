@@ -279,3 +279,19 @@ def test_padded_blocks_3d_of_depth_one():
             xl = x.to(memory_format=layout)
             torch.testing.assert_close(CF.conv3d(xl, w, b, padding=padding, groups=16),
                                        F.conv3d(xl, w, b, padding=padding, groups=16))
+
+
+# Tensors past 24 MiB stream from memory and take the row kernels also for 3 taps at stride 2
+# (depthwise_cl_lines.cpp; TapRows::streams): odd and even widths, padding 0 and 1, a channel
+# tail, in both vector widths.
+@pytest.mark.parametrize("bits", [256, 512])
+@pytest.mark.parametrize("channels,width,padding", [(96, 113, 1), (100, 112, 0)])
+def test_streaming_rows_stride_2(bits, channels, width, padding):
+    from torch_convpool.testing import vector_width
+    x = torch.randn(6, channels, 112, width).to(memory_format=torch.channels_last)
+    assert x.nbytes > 24 << 20
+    w = torch.randn(channels, 1, 3, 3)
+    kw = dict(stride=2, padding=padding, groups=channels)
+    with vector_width(bits):
+        out = CF.conv2d(x, w, **kw)
+    torch.testing.assert_close(out, F.conv2d(x, w, **kw))

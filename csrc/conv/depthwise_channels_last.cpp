@@ -33,7 +33,14 @@ template <typename T>
 struct Scratch {
   std::vector<LineTap<T>> list;
   std::vector<std::pair<const T*, int64_t>> rows;  // (grid row, first tap of its kernel row)
+  bool streams = false;                            // TapRows::streams
 };
+
+// Whether an op reading and writing `bytes` streams them from memory: past 24 MiB, where the
+// crossover of depthwise_cl_lines.cpp's row kernels measured (N4 C96 112x112 stride 2, a 32 MiB
+// L3). A constant: sysconf's L3 size is the whole host's on VMs (320 MiB here for a guest that
+// sees 32).
+bool streams_from_memory(int64_t bytes) { return bytes > (int64_t{24} << 20); }
 
 // Pointers below address a sample (or a staged block of one) whose pixels are `C` elements
 // apart, from its first computed channel on; `width` channels are computed. Weights: tap k's at
@@ -70,14 +77,15 @@ void forward_line(const ConvGeometry& g, const T* sample, int64_t C, int64_t wid
                     list);
   depthwise_tap_line(out + line * g.grid[2] * C, C, g.grid[2], list.data(),
                      static_cast<int64_t>(list.size()), g.stride[2] * C, width,
-                     {g.kernel[2], g.dilation[2] * C, w_stride});
+                     {g.kernel[2], g.dilation[2] * C, w_stride, scratch.streams});
 }
 
 // Image line `line` (= id * H + ih) of one sample's input gradient, from its grid `grid`.
 template <typename T>
 void transpose_line(const ConvGeometry& g, const T* grid, int64_t C, int64_t width, const T* w,
                     int64_t w_stride, T* out, int64_t line, Scratch<T>& scratch) {
-  auto& [list, rows] = scratch;
+  auto& list = scratch.list;
+  auto& rows = scratch.rows;
   const int64_t W = g.image[2], OW = g.grid[2], KW = g.kernel[2];
   const int64_t s = g.stride[2], pad = g.pad[2], dil = g.dilation[2];
   const int64_t ih = line % g.image[1], id = line / g.image[1];
@@ -135,8 +143,10 @@ void run_channels_last(const at::Tensor& input, const at::Tensor& weight, const 
   T* y = output.data_ptr<T>();
   const int64_t C = g.channels;
   const auto w = weights_by_tap<T>(weight, g.kernel_numel());
+  const bool streams = streams_from_memory(input.nbytes() + output.nbytes());
   at::parallel_for(0, output.size(0) * lines, 1, [&](int64_t begin, int64_t end) {
     Scratch<T> scratch;
+    scratch.streams = streams;
     for (int64_t i = begin; i < end; ++i) {
       const int64_t n = i / lines;
       line_op(g, x + n * in_pixels * C, C, C, w.data(), C, y + n * out_pixels * C, i % lines,

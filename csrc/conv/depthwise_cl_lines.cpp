@@ -238,11 +238,14 @@ CONVPOOL_INLINE void tap_line(T* out, int64_t out_step, int64_t count, const Lin
   int64_t j = 0;
   for (; j < lo; ++j) edge_pixel<T, B>(out + j * out_step, j, taps, ntaps, step, channels);
   if (hi - j >= kRowPixels) {
-    // Row kernels for 3 and 7 taps at stride 1 and 5 at strides 1 and 2 (3 at stride 2 reads each
-    // column for 1.5 taps and measured no faster than the taps one by one), chosen by cases: a
+    // Row kernels for 3 and 7 taps at stride 1 and 5 at strides 1 and 2, chosen by cases: a
     // callee reached through a function pointer would be compiled for the baseline ISA, not for
-    // the clone calling it.
+    // the clone calling it. 3 taps at stride 2 read each column for 1.5 taps: in cache they lost
+    // to the taps one by one, streaming from memory they win (N8 2 threads AVX-512, rows / taps:
+    // C96 112x112 0.80-0.89, C144 56x56 N16 0.76; in cache, C128 56x56 1.22, N2 C96 1.31).
     const int64_t k = row_kernel<T, B>(taps, ntaps, step, rows);
+    if (k == kind(2, 3) && rows.streams)
+      j = row_blocks<T, B, 2, 3>(out, out_step, j, hi, taps, ntaps, step, channels, rows);
     if (k == kind(1, 3))
       j = row_blocks<T, B, 1, 3>(out, out_step, j, hi, taps, ntaps, step, channels, rows);
     if (k == kind(1, 5))

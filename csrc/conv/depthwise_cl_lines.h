@@ -22,10 +22,14 @@ struct LineTap {
 // walk the row backwards, as conv_transpose's do) and weights `w_step` apart. The interior then
 // loads each input vector once for all the taps of its row that read it, instead of once per
 // tap. per_row = 0, or taps that turn out not to be so grouped: every tap on its own.
+// `streams`: the op's tensors are larger than the last-level cache, so lines come from memory:
+// the row kernels, whose prefetches hide its latency, then pay off even where they read each
+// column for fewer taps than their bookkeeping costs in cache (3 taps at stride 2).
 struct TapRows {
   int64_t per_row = 0;
   int64_t src_step = 0;
   int64_t w_step = 0;
+  bool streams = false;
 };
 
 // out[j * out_step + c] = sum over the taps valid at j of w[c] * src[j * step + c], for
