@@ -75,6 +75,18 @@ def test_complex_gradients(dims, transposed):
     assert gradgradcheck(fn, (x, w, b))
 
 
+@pytest.mark.parametrize("transposed", [False, True])
+def test_complex_under_autocast_keeps_its_dtype(transposed):
+    x, w, b = _case(2, transposed, 1, torch.complex64, _randn)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        want = _fn(transposed, 2, F)(x, w, b)
+        got = _fn(transposed, 2, CF)(x, w, b)
+        compiled = torch.compile(_fn(transposed, 2, CF), fullgraph=True)(x, w, b)
+    assert got.dtype == want.dtype == compiled.dtype == torch.complex64
+    assert_close(got, want)
+    assert_close(compiled, want)
+
+
 def test_complex_half():
     x, w, b = _case(2, False, 1, torch.complex32, _randn)
     got, want = CF.conv2d(x, w, b, padding=1), F.conv2d(x, w, b, padding=1)

@@ -74,9 +74,12 @@ def _complex(call: Callable, x: Tensor, w: Tensor, b: Optional[Tensor]) -> Tenso
     br = bi = None
     if b is not None:
         br, bi = torch.view_as_real(b.resolve_conj()).unbind(-1)
-    p = call(xr, wr, br)
-    q = call(xi, wi, None)
-    r = call(xr + xi, wr + wi, None if b is None else br + bi)
+    # Autocast leaves complex convolutions in their dtype (torch's too): the real parts must not
+    # be cast to bfloat16 / float16 on their way through our op.
+    with torch.autocast("cuda" if x.is_cuda else "cpu", enabled=False):
+        p = call(xr, wr, br)
+        q = call(xi, wi, None)
+        r = call(xr + xi, wr + wi, None if b is None else br + bi)
     return torch.complex(p - q, r - p - q)
 
 
