@@ -35,6 +35,16 @@ def test_a_freed_output_serves_the_next_one_of_its_size(fresh_cache):
     assert_close(z, F.max_pool2d(x, 3, stride=1, padding=1), rtol=0, atol=0)
 
 
+def test_of_equal_blocks_the_most_recently_freed_is_reused(fresh_cache):
+    # Its lines may still be in cache; the oldest have gone cold.
+    x = torch.randn(BIG)
+    first, second = CF.max_pool2d(x, 1), CF.max_pool2d(x, 1)
+    addresses = [first.data_ptr(), second.data_ptr()]
+    del first
+    del second
+    assert CF.max_pool2d(x, 1).data_ptr() == addresses[1]
+
+
 def test_live_outputs_never_share_memory(fresh_cache):
     x = torch.randn(BIG)
     outputs = [CF.avg_pool2d(x * i, 3, stride=1, padding=1) for i in range(4)]

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cstring>
 #include <cstdlib>
+#include <iterator>
 #include <map>
 #include <mutex>
 #include <vector>
@@ -111,14 +112,18 @@ class OutputCache final : public c10::Allocator {
  private:
   OutputCache() : limit_(default_limit()) {}
 
-  // The smallest free block that fits with at most 1/8 to spare.
+  // The smallest free block that fits with at most 1/8 to spare; of several that size the most
+  // recently freed, whose lines the caches may still hold (the oldest, as the map's order gives
+  // them, had gone cold: the next layer read and wrote from memory, and a regnet_y_400mf's
+  // grouped convs ran 25-35 % slower in the model than alone).
   Block* take(size_t bytes) {
     std::lock_guard<std::mutex> lock(mutex_);
-    const auto it = free_.lower_bound(bytes);
+    auto it = free_.lower_bound(bytes);
     if (it == free_.end() || it->first > bytes + bytes / 8) {
       ++misses_;
       return nullptr;
     }
+    it = std::prev(free_.upper_bound(it->first));  // equal keys keep their insertion order
     Block* block = it->second;
     free_.erase(it);
     cached_ -= block->bytes;
