@@ -5,21 +5,19 @@ trick gives it from three real convolutions of our own op, P = conv(a, c), Q = c
 R = conv(a + b, c + d): real part P - Q, imaginary part R - P - Q (bias: its real part in P, the
 sum of its parts in R). Autograd differentiates through the split, as for any real op.
 
-Integer: exact sums that wrap around as torch's do, computed tap by tap: each tap's strided view
-of the (padded) input times that tap's weights is one integer GEMM (`torch.matmul`), and
-conv_transpose scatters the same products back. Slow, like torch's integer path; integers never
-need gradients. Which integer inputs torch's CPU accepts is irregular (every op for int64, only
-undilated `conv` for the narrower types); we accept and reject the same.
+Integer: exact sums that wrap around as torch's do, computed tap by tap through integer GEMMs
+(_conv_taps.py). Slow, like torch's integer path; integers never need gradients. Which integer
+inputs torch's CPU accepts is irregular (every op for int64, only undilated `conv` for the
+narrower types); we accept and reject the same.
 """
 from __future__ import annotations
 
-import itertools
-import math
 from typing import Callable, Optional, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
+
+from . import _conv_taps as taps
 
 _NARROW_INTS = (torch.uint8, torch.int8, torch.int16, torch.int32)
 _SCALAR_NAMES = {torch.bool: "Bool", torch.uint8: "Byte", torch.int8: "Char",
@@ -59,13 +57,9 @@ def convolution(transposed: bool, op: str, input: Tensor, weight: Tensor, bias: 
                                  device=input.device)
     if result.numel() == 0:  # torch answers an empty result whatever the dtype
         return result
-    _check_integer(transposed, op, input, dilation)
-    compute = _integer_conv_transpose if transposed else _integer_conv
-    out = compute(input, weight, list(stride), list(pad), list(dilation), groups,
-                  list(like.shape[2:]))
-    if bias is not None:
-        out += bias.reshape([1, -1] + [1] * (out.dim() - 2))
-    return result.copy_(out)
+    check_integer(transposed, op, input, dilation)
+    return result.copy_(taps.convolution(transposed, op, input, weight, bias, stride, pad,
+                                         dilation, groups))
 
 
 def _complex(call: Callable, x: Tensor, w: Tensor, b: Optional[Tensor]) -> Tensor:
@@ -83,7 +77,7 @@ def _complex(call: Callable, x: Tensor, w: Tensor, b: Optional[Tensor]) -> Tenso
     return torch.complex(p - q, r - p - q)
 
 
-def _check_integer(transposed: bool, op: str, input: Tensor, dilation: Sequence[int]) -> None:
+def check_integer(transposed: bool, op: str, input: Tensor, dilation: Sequence[int]) -> None:
     name = _SCALAR_NAMES.get(input.dtype, str(input.dtype))
     narrow_ok = input.dtype in _NARROW_INTS and not transposed and all(d == 1 for d in dilation)
     if input.device.type != "cpu" or not (input.dtype == torch.int64 or narrow_ok):
@@ -91,46 +85,3 @@ def _check_integer(transposed: bool, op: str, input: Tensor, dilation: Sequence[
             f'"{op}" not implemented for \'{name}\' on {input.device.type} (torch\'s '
             f"{input.device.type} convolutions do not take it either)"
         )
-
-
-def _taps(kernel: Sequence[int]):
-    return enumerate(itertools.product(*(range(k) for k in kernel)))
-
-
-def _integer_conv(x: Tensor, w: Tensor, stride: list, pad: list, dilation: list, groups: int,
-                  out_sizes: list) -> Tensor:
-    dims = x.dim() - 2
-    n, c, k = x.shape[0], x.shape[1], w.shape[0]
-    # F.pad lists the last dimension first.
-    xp = F.pad(x, [p for d in reversed(range(dims)) for p in (pad[d], pad[dims + d])])
-    taps = math.prod(w.shape[2:])
-    wt = w.reshape(groups, k // groups, c // groups, taps)
-    acc = x.new_zeros(n, groups, k // groups, math.prod(out_sizes))
-    for t, tap in _taps(w.shape[2:]):
-        window = tuple(slice(i * d, i * d + s * (o - 1) + 1, s)
-                       for i, d, s, o in zip(tap, dilation, stride, out_sizes))
-        xt = xp[(slice(None), slice(None)) + window].reshape(n, groups, c // groups,
-                                                             math.prod(out_sizes))
-        acc += torch.matmul(wt[..., t], xt)
-    return acc.reshape([n, k] + out_sizes)
-
-
-def _integer_conv_transpose(x: Tensor, w: Tensor, stride: list, pad: list, dilation: list,
-                            groups: int, out_sizes: list) -> Tensor:
-    n, c_in, in_sizes = x.shape[0], x.shape[1], list(x.shape[2:])
-    c_out = w.shape[1] * groups
-    # Every product lands in the uncropped output; output_padding can reach past its end.
-    full = [(i - 1) * s + d * (k - 1) + 1 for i, s, d, k in zip(in_sizes, stride, dilation,
-                                                                  w.shape[2:])]
-    span = [max(f, pad[d] + o) for d, (f, o) in enumerate(zip(full, out_sizes))]
-    buf = x.new_zeros([n, c_out] + span)
-    taps = math.prod(w.shape[2:])
-    wt = w.reshape(groups, c_in // groups, c_out // groups, taps).transpose(1, 2)
-    xg = x.reshape(n, groups, c_in // groups, math.prod(in_sizes))
-    for t, tap in _taps(w.shape[2:]):
-        window = tuple(slice(i * d, i * d + s * (m - 1) + 1, s)
-                       for i, d, s, m in zip(tap, dilation, stride, in_sizes))
-        buf[(slice(None), slice(None)) + window] += torch.matmul(wt[..., t], xg).reshape(
-            [n, c_out] + in_sizes)
-    crop = tuple(slice(pad[d], pad[d] + o) for d, o in enumerate(out_sizes))
-    return buf[(slice(None), slice(None)) + crop]

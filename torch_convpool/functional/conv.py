@@ -10,6 +10,7 @@ from .._args import IntOrTuple, check_batched, conv_padding, ntuple
 from .._eager import direct
 from .._library import _C
 from . import _conv_other_dtypes as other_dtypes
+from . import _conv_taps as taps
 
 __all__ = [
     "conv1d", "conv2d", "conv3d",
@@ -28,6 +29,15 @@ def _check_weight(weight: Tensor, dims: int, op: str) -> None:
         )
 
 
+def _under_transforms(transposed: bool, op: str, x: Tensor, weight: Tensor,
+                      bias: Optional[Tensor], stride, pad, dilation, groups: int) -> Tensor:
+    # torch.func transforms cannot run our op's C++ autograd: the same convolution in tensor
+    # operations they can differentiate and batch (_conv_taps.py).
+    if not (x.is_floating_point() or x.is_complex()):
+        other_dtypes.check_integer(transposed, op, x, dilation)
+    return taps.convolution(transposed, op, x, weight, bias, stride, pad, dilation, groups)
+
+
 def _conv(op: str, dims: int, input: Tensor, weight: Tensor, bias: Optional[Tensor], stride,
           padding, dilation, groups: int) -> Tensor:
     batched = check_batched(input, dims, op)
@@ -36,7 +46,9 @@ def _conv(op: str, dims: int, input: Tensor, weight: Tensor, bias: Optional[Tens
     stride = ntuple(stride, dims, "stride", op)
     dilation = ntuple(dilation, dims, "dilation", op)
     pad = conv_padding(padding, dims, x.shape[2:], weight.shape[2:], stride, dilation, op)
-    if other_dtypes.handles(x, weight, bias):
+    if taps.transforms_active():
+        out = _under_transforms(False, op, x, weight, bias, stride, pad, dilation, groups)
+    elif other_dtypes.handles(x, weight, bias):
         out = other_dtypes.convolution(False, op, x, weight, bias, stride, pad, dilation, groups)
     elif direct(x, weight, bias) and type(groups) is int:
         out = _C._eager_conv(x, weight, bias, stride, pad, dilation, groups)
@@ -74,7 +86,9 @@ def _conv_transpose(op: str, dims: int, input: Tensor, weight: Tensor, bias: Opt
     dilation = ntuple(dilation, dims, "dilation", op)
     pad = conv_transpose_padding(padding, output_padding, stride, dilation, dims, op,
                                  empty_input=x.numel() == 0)
-    if other_dtypes.handles(x, weight, bias):
+    if taps.transforms_active():
+        out = _under_transforms(True, op, x, weight, bias, stride, pad, dilation, groups)
+    elif other_dtypes.handles(x, weight, bias):
         out = other_dtypes.convolution(True, op, x, weight, bias, stride, pad, dilation, groups)
     elif direct(x, weight, bias) and type(groups) is int:
         out = _C._eager_conv_transpose(x, weight, bias, stride, pad, dilation, groups)

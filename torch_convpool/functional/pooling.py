@@ -10,6 +10,8 @@ from torch import Tensor
 from .._args import IntOrTuple, check_batched, ntuple, same_padding
 from .._eager import direct
 from .._library import _C
+from . import _pool_taps as pool_taps
+from ._conv_taps import transforms_active
 
 __all__ = [
     "max_pool1d", "max_pool2d", "max_pool3d",
@@ -61,11 +63,19 @@ def _max_pool(op, dims, input, kernel_size, stride, padding, dilation, ceil_mode
             raise NotImplementedError(f'"max_pool1d_impl" not implemented for {input.dtype}')
         # No indices to return: the op computes none, and saves for backward only each
         # maximum's one-byte position in its window (see window_offsets.h).
+        if transforms_active():  # torch.func: our ops' C++ autograd cannot run there
+            out = pool_taps.max_pool("convpool::max_pool_values", x, kernel, stride, pad,
+                                     dilation, bool(ceil_mode), False)
+            return out if batched else out.squeeze(0)
         op = _C._eager_max_pool_values if direct(x) else torch.ops.convpool.max_pool_values.default
         out = op(x, kernel, stride, pad, dilation, bool(ceil_mode))
         return out if batched else out.squeeze(0)
-    out, indices = torch.ops.convpool.max_pool.default(x, kernel, stride, pad, dilation,
-                                                       bool(ceil_mode))
+    if transforms_active():
+        out, indices = pool_taps.max_pool("convpool::max_pool", x, kernel, stride, pad, dilation,
+                                          bool(ceil_mode), True)
+    else:
+        out, indices = torch.ops.convpool.max_pool.default(x, kernel, stride, pad, dilation,
+                                                           bool(ceil_mode))
     if not batched:
         out, indices = out.squeeze(0), indices.squeeze(0)
     return (out, indices) if return_indices else out
@@ -86,6 +96,10 @@ def _avg_pool(op, dims, input, kernel_size, stride, padding, ceil_mode, count_in
     if divisor_override is not None and divisor_override == 0:
         raise RuntimeError(f"{op}: divisor must be not zero")
     # 'same' padding never counts in an average (TensorFlow's rule): count_include_pad is ignored.
+    if transforms_active():
+        out = pool_taps.avg_pool("convpool::avg_pool", x, kernel, stride, pad, bool(ceil_mode),
+                                 bool(count_include_pad) and not same, divisor_override)
+        return out if batched else out.squeeze(0)
     plain = divisor_override is None or type(divisor_override) is int
     op = _C._eager_avg_pool if plain and direct(x) else torch.ops.convpool.avg_pool.default
     out = op(x, kernel, stride, pad, bool(ceil_mode), bool(count_include_pad) and not same,
@@ -169,6 +183,12 @@ def _adaptive(op, dims, input, output_size, maximum: bool, return_indices: bool 
         raise RuntimeError(
             f"{op}(): Expected input to have non-zero size for non-batch dimensions, but input has "
             f"sizes {list(input.shape)} with dimension 1 being empty")
+    if transforms_active():
+        name = "convpool::adaptive_max_pool" if maximum else "convpool::adaptive_avg_pool"
+        out = pool_taps.adaptive_pool(name, x, sizes, maximum, return_indices)
+        if not batched:
+            out = tuple(t.squeeze(0) for t in out) if return_indices else out.squeeze(0)
+        return out
     if not maximum:
         plain = all(type(s) is int for s in sizes)
         op = (_C._eager_adaptive_avg_pool if plain and direct(x)
@@ -224,7 +244,10 @@ def _max_unpool(op, dims, input, indices, kernel_size, stride, padding, output_s
     stride = kernel if stride is None else ntuple(stride, dims, "stride", op)
     pad = ntuple(padding, dims, "padding", op)
     sizes = unpool_output_size(op, dims, x, kernel, stride, pad, output_size)
-    out = torch.ops.convpool.max_unpool.default(x, idx, sizes)
+    if transforms_active():
+        out = pool_taps.max_unpool(x, idx, sizes)
+    else:
+        out = torch.ops.convpool.max_unpool.default(x, idx, sizes)
     return out if batched else out.squeeze(0)
 
 
