@@ -108,3 +108,39 @@ def test_float32_long_sums_as_accurate_as_torch(kernel, shape, out_channels, cha
         ours = CF.conv2d(x, w, padding=1)
     torch_error = (F.conv2d(x, w, padding=1).double() - reference).abs().max()
     assert (ours.double() - reference).abs().max() <= 3 * torch_error
+
+
+# NCHW forwards whose weight (one group's) is over 2 MiB take the pixels as the GEMM's rows in
+# blocks over the whole batch (conv_nchw_pixel_rows): 1x1 convs, and small maps of at most 9 taps.
+# Blocks straddle samples (batch 5 of 7x7 maps: 245 pixels in two blocks), bias, groups, odd
+# maps, float64 with every gradient.
+PIXEL_ROWS_CASES = [
+    # shape, out channels, kernel, stride, padding, groups
+    ((5, 1024, 7, 7), 640, 1, 1, 0, 1),      # 1x1, 2.5 MiB
+    ((1, 1024, 5, 9), 520, 1, 1, 0, 1),      # batch 1, an odd map
+    ((3, 1024, 19, 21), 520, 1, 2, 0, 1),    # 1x1 stride 2 to 10x11 maps
+    ((2, 2048, 3, 3), 1280, 1, 1, 0, 2),     # two groups of 2.5 MiB
+    ((5, 256, 15, 15), 320, 3, 2, 1, 1),     # 3x3 stride 2 to 8x8 maps, 2.8 MiB
+    ((3, 288, 11, 9), 256, 3, 1, 1, 1),      # 3x3 stride 1 (the GEMM engine forced)
+]
+# (With at most 256 pixels in the whole batch the small-image GEMM takes the strided ones.)
+
+
+@pytest.mark.parametrize("kernel", ["packed", "auto"])
+@pytest.mark.parametrize("case", PIXEL_ROWS_CASES, ids=lambda c: "x".join(map(str, c[0])))
+def test_nchw_pixel_rows_float32(kernel, case):
+    shape, out_channels, size, stride, padding, groups = case
+    x, w, b = _conv_args(shape, out_channels, (size, size), groups, False, torch.float32)
+    with gemm_kernel(kernel), tc.set_conv_algorithm("gemm"), torch.no_grad():
+        ours = CF.conv2d(x, w, b, stride, padding, 1, groups)
+    expected = F.conv2d(x, w, b, stride, padding, 1, groups)
+    assert ours.is_contiguous()
+    assert_close(ours, expected, rtol=1e-4, atol=1e-3)  # sums of up to 2304 products
+
+
+def test_nchw_pixel_rows_float64_gradients():
+    # 1x1 C640 -> 512 in float64: 2.5 MiB; 7x7 maps at batch 3 straddle the blocks.
+    x, w, b = _conv_args((3, 640, 7, 7), 512, (1, 1), 1, False, torch.float64)
+    with gemm_kernel("packed"), tc.set_conv_algorithm("gemm"):
+        _compare(lambda x, w, b: CF.conv2d(x, w, b), lambda x, w, b: F.conv2d(x, w, b), (x, w, b),
+                 rtol=1e-10, atol=1e-10)

@@ -94,13 +94,15 @@ void copy_stride2(const T* __restrict__ r, int64_t lo, int64_t hi, T* __restrict
   for (int64_t i = lo; i < hi; ++i) o[i] = r[2 * i];
 }
 
-// Column matrix [cg * taps, q1 - q0] of grid positions [q0, q1) of one sample, channels
-// [0, cg) of `image` (NCHW: channel c at image + c * image_numel). Row (c, tap) walks the grid
-// lines the block touches: zeros, a strided copy of the input row, zeros.
+// Column matrix [cg * taps, q1 - q0] (rows `ld` apart, by default q1 - q0) of grid positions
+// [q0, q1) of one sample, channels [0, cg) of `image` (NCHW: channel c at image + c *
+// image_numel). Row (c, tap) walks the grid lines the block touches: zeros, a strided copy of the
+// input row, zeros.
 template <typename T>
 void gather_columns(const T* image, const ConvGeometry& g, int64_t cg, int64_t q0, int64_t q1,
-                    T* col) {
-  const int64_t taps = g.kernel_numel(), width = q1 - q0, OW = g.grid[2], s = g.stride[2];
+                    T* col, int64_t ld = -1) {
+  const int64_t taps = g.kernel_numel(), OW = g.grid[2], s = g.stride[2];
+  const int64_t width = ld >= 0 ? ld : q1 - q0;
   for (int64_t c = 0; c < cg; ++c) {
     const T* channel = image + c * g.image_numel();
     for (int64_t k = 0; k < taps; ++k) {
@@ -316,6 +318,65 @@ void fill_bias_columns(T* c, int64_t ldc, int64_t rows, int64_t cols, const T* b
   for (int64_t i = 0; i < rows; ++i) std::copy(bias, bias + cols, c + i * ldc);
 }
 
+// NCHW with the pixels as the GEMM's rows, for our GEMM, in blocks over the whole batch:
+// staged[block, kg] = columns^T[block, cg * taps] x weight^T[cg * taps, kg], then transposed into
+// each sample's output. For small maps (ResNet's 7x7 and 14x14 stages): the weights are packed
+// once per call (at::mm repacked a weight of megabytes for every block, our GEMM with pixels as
+// its columns a block's columns), the pixels need no padding to whole vector panels (a 7x7
+// sample's 49 pixels made 64 columns), and a block of several samples passes the weight through
+// the caches once instead of once per sample.
+template <typename T>
+void conv_nchw_pixel_rows(const T* x, const T* w, T* y, const ConvGeometry& g, Shape s,
+                          const T* bias) {
+  const int64_t C = g.channels, G = g.groups, K = s.out_channels, cg = C / G, kg = K / G;
+  const int64_t rows = cg * g.kernel_numel(), grid = g.grid_numel(), total = s.batch * grid;
+  const int64_t P = block_pixels(total, rows * static_cast<int64_t>(sizeof(T)));
+  const auto packed_weights = pack_weights<T>(
+      G, [&](int64_t gi) { return StridedMatrix<T>{w + gi * kg * rows, 1, rows}; }, rows, kg,
+      /*packed_gemm=*/true);
+  at::parallel_for(0, (total + P - 1) / P, 1, [&](int64_t begin, int64_t end) {
+    const ThreadScratch<T> col(0, rows * P);
+    const ThreadScratch<T> staged(1, P * kg);
+    for (int64_t b = begin; b < end; ++b) {
+      const int64_t m0 = b * P, m1 = std::min(total, m0 + P), height = m1 - m0;
+      for (int64_t gi = 0; gi < G; ++gi) {
+        for (int64_t m = m0; m < m1;) {  // the block's samples, each a run of grid positions
+          const int64_t n = m / grid, q0 = m % grid, q1 = std::min(grid, q0 + (m1 - m));
+          gather_columns(x + (n * C + gi * cg) * g.image_numel(), g, cg, q0, q1,
+                         col.data() + (m - m0), height);
+          m += q1 - q0;
+        }
+        if (bias) fill_bias_columns(staged.data(), kg, height, kg, bias + gi * kg);
+        packed_gemm(StridedMatrix<T>{col.data(), 1, height}, packed_weights[gi], staged.data(), kg,
+                    height, bias != nullptr);
+        for (int64_t m = m0; m < m1;) {
+          const int64_t n = m / grid, q0 = m % grid, q1 = std::min(grid, q0 + (m1 - m));
+          blocked_transpose(staged.data() + (m - m0) * kg, kg, 1, q1 - q0, kg,
+                            y + (n * K + gi * kg) * grid + q0, grid, 1);
+          m += q1 - q0;
+        }
+      }
+    }
+  });
+}
+
+// Whether an NCHW forward takes conv_nchw_pixel_rows: where our GEMM is the one chosen, for
+// weights too large for it with the pixels as its columns (kMaxColumnsWeightBytes), which kept
+// MKL: 1x1 convs, and small maps of at most 9 taps (which had gone through channels_last copies
+// and a relayout of the weight; with 25 taps the NCHW gather lost). 2 threads, N8, ms before ->
+// after (torch): 1x1 C1024 -> 2048 7x7 12.3 -> 9.6 (8.9), C2048 -> 512 7x7 6.2 -> 5.6 (4.9),
+// C512 -> 2048 7x7 6.4 -> 5.2 (4.8); 3x3 stride 2 C256 -> 512 14x14 7.2-8.2 -> 6.7-7.0 (4.9),
+// C512 -> 512 16.5 -> 14.6 (10.1); 5x5 stride 2 C192 14x14 even (0.6 of torch either way): left
+// as it was.
+bool pixel_rows_preferred(const ConvGeometry& g, int64_t out_channels, int64_t element_size) {
+  if (g.channels_last || !packed_gemm_preferred(0)) return false;
+  const int64_t taps = g.kernel_numel();
+  const int64_t weight_bytes =
+      g.channels / g.groups * taps * (out_channels / g.groups) * element_size;
+  return weight_bytes > kMaxColumnsWeightBytes &&
+         (g.is_pointwise() || (g.grid_numel() < kMinPixels && taps <= 9));
+}
+
 // NCHW: blocks of grid positions inside one sample; per group
 // out[kg, block] = weight[kg, cg * taps] x columns[cg * taps, block], w in NCHW layout.
 template <typename T>
@@ -327,6 +388,12 @@ void conv_nchw(const T* x, const T* w, T* y, const ConvGeometry& g, Shape s, con
   const int64_t P = block_pixels(grid * s.batch, rows * static_cast<int64_t>(sizeof(T)));
   const int64_t per_sample = (grid + P - 1) / P;
   const int64_t P_eff = std::min(P, grid);
+  if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>) {
+    if (place.identity && pixel_rows_preferred(g, K, sizeof(T))) {
+      conv_nchw_pixel_rows(x, w, y, g, s, bias);
+      return;
+    }
+  }
   const bool packed_gemm = packed_gemm_preferred(rows * kg * static_cast<int64_t>(sizeof(T)));
   at::parallel_for(0, s.batch * per_sample, 1, [&](int64_t begin, int64_t end) {
     const ThreadScratch<T> col(0, pointwise ? 0 : rows * P_eff);
@@ -1119,8 +1186,11 @@ void gemm_conv(const at::Tensor& input, const at::Tensor& weight, const at::Tens
     return add_bias(output, bias);
   }
   if (small_image_conv(input, weight, bias, output, g)) return;
-  if (small_nchw_image(input, g, g.grid_numel()) ||
-      many_taps_nchw(input, g, output.size(1), kMinStagedTapsForward)) {
+  const bool pixel_rows =
+      (input.scalar_type() == at::kFloat || input.scalar_type() == at::kDouble) &&
+      pixel_rows_preferred(g, output.size(1), input.element_size());
+  if (!pixel_rows && (small_nchw_image(input, g, g.grid_numel()) ||
+                      many_taps_nchw(input, g, output.size(1), kMinStagedTapsForward))) {
     return via_channels_last({input}, output, g, [&](auto& in, auto& out, auto& cl) {
       gemm_conv(in[0], weight, out, cl, bias);
     });

@@ -313,7 +313,7 @@ bool packed_gemm_preferred(int64_t weight_bytes) {
   const GemmKernel kernel = g_kernel.load(std::memory_order_relaxed);
   if (kernel != GemmKernel::kAuto) return kernel == GemmKernel::kPacked;
   static const bool intel = __builtin_cpu_is("intel");
-  return !intel && wide_vector_registers() && weight_bytes <= (int64_t{2} << 20);
+  return !intel && wide_vector_registers() && weight_bytes <= kMaxColumnsWeightBytes;
 }
 
 int64_t packed_gemm_columns(int64_t cols, int64_t element_size) {

@@ -62,6 +62,9 @@ bool blas_gemm_selected();
 // operands (one group's [inner, cols], `weight_bytes`) over 2 MiB keep MKL too: ours streams
 // them through once per block of pixels (3x3 stride 2 C256@14->512, 4.7 MB: 7.7 against 5.6 ms).
 bool packed_gemm_preferred(int64_t weight_bytes);
+// The size of a weight operand above which "auto" keeps MKL for products with the pixels as our
+// GEMM's columns.
+constexpr int64_t kMaxColumnsWeightBytes = int64_t{2} << 20;
 
 // How many columns our GEMM computes for `cols` real ones of `element_size` bytes: whole panels of
 // two vectors, a last panel of at most one vector as one vector.
