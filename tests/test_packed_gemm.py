@@ -144,3 +144,20 @@ def test_nchw_pixel_rows_float64_gradients():
     with gemm_kernel("packed"), tc.set_conv_algorithm("gemm"):
         _compare(lambda x, w, b: CF.conv2d(x, w, b), lambda x, w, b: F.conv2d(x, w, b), (x, w, b),
                  rtol=1e-10, atol=1e-10)
+
+
+# 1x1 stride-1 conv_transposes (a 1x1 conv's input gradient) with such weights: the weight as it
+# lies is the pixel-rows GEMM's operand (pointwise_transpose_by_pixel_rows).
+@pytest.mark.parametrize("kernel", ["packed", "auto"])
+@pytest.mark.parametrize("shape, out_channels, groups", [
+    ((5, 1024, 7, 7), 640, 1), ((1, 1280, 5, 9), 1024, 2), ((3, 2048, 3, 3), 320, 1)],
+    ids=["batch5", "groups2", "3x3map"])
+def test_nchw_pixel_rows_conv_transpose(kernel, shape, out_channels, groups):
+    x = torch.randn(*shape, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(shape[1], out_channels // groups, 1, 1, dtype=torch.float64,
+                    requires_grad=True)
+    b = torch.randn(out_channels, dtype=torch.float64, requires_grad=True)
+    with gemm_kernel(kernel), tc.set_conv_algorithm("gemm"):
+        _compare(lambda x, w, b: CF.conv_transpose2d(x, w, b, groups=groups),
+                 lambda x, w, b: F.conv_transpose2d(x, w, b, groups=groups), (x, w, b),
+                 rtol=1e-10, atol=1e-10)

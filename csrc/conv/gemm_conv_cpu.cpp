@@ -325,15 +325,14 @@ void fill_bias_columns(T* c, int64_t ldc, int64_t rows, int64_t cols, const T* b
 // its columns a block's columns), the pixels need no padding to whole vector panels (a 7x7
 // sample's 49 pixels made 64 columns), and a block of several samples passes the weight through
 // the caches once instead of once per sample.
-template <typename T>
-void conv_nchw_pixel_rows(const T* x, const T* w, T* y, const ConvGeometry& g, Shape s,
-                          const T* bias) {
+// `weight_operand(gi)`: group gi's weight^T [cg * taps, kg] (rows (c, tap)).
+template <typename T, typename Operand>
+void conv_nchw_pixel_rows(const T* x, Operand&& weight_operand, T* y, const ConvGeometry& g,
+                          Shape s, const T* bias) {
   const int64_t C = g.channels, G = g.groups, K = s.out_channels, cg = C / G, kg = K / G;
   const int64_t rows = cg * g.kernel_numel(), grid = g.grid_numel(), total = s.batch * grid;
   const int64_t P = block_pixels(total, rows * static_cast<int64_t>(sizeof(T)));
-  const auto packed_weights = pack_weights<T>(
-      G, [&](int64_t gi) { return StridedMatrix<T>{w + gi * kg * rows, 1, rows}; }, rows, kg,
-      /*packed_gemm=*/true);
+  const auto packed_weights = pack_weights<T>(G, weight_operand, rows, kg, /*packed_gemm=*/true);
   at::parallel_for(0, (total + P - 1) / P, 1, [&](int64_t begin, int64_t end) {
     const ThreadScratch<T> col(0, rows * P);
     const ThreadScratch<T> staged(1, P * kg);
@@ -390,7 +389,10 @@ void conv_nchw(const T* x, const T* w, T* y, const ConvGeometry& g, Shape s, con
   const int64_t P_eff = std::min(P, grid);
   if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>) {
     if (place.identity && pixel_rows_preferred(g, K, sizeof(T))) {
-      conv_nchw_pixel_rows(x, w, y, g, s, bias);
+      const auto weight_t = [&](int64_t gi) {
+        return StridedMatrix<T>{w + gi * kg * rows, 1, rows};
+      };
+      conv_nchw_pixel_rows(x, weight_t, y, g, s, bias);
       return;
     }
   }
@@ -678,7 +680,11 @@ void conv_transpose_phases(const T* x, const T* w, bool w_channels_last, T* y,
         // directly, each transpose stores with a stride of sub taps (N1 C512 7x7: 64 % of the
         // input gradient in the stores).
         const int64_t sub_taps = sub.kernel_numel();
-        std::vector<T> sub_w(C * kg * sub_taps);
+        // Uninitialised, from the output cache: every element is written below, and fresh pages
+        // for a weight of megabytes cost a fault per 4 KiB on every call.
+        const at::Tensor sub_w_memory = empty_output(
+            {C * kg * sub_taps}, at::TensorOptions().dtype(c10::CppTypeToScalarType<T>::value));
+        T* sub_w = sub_w_memory.template mutable_data_ptr<T>();
         const bool restage = !g.channels_last && sub_taps > 1;
         const int64_t w_k = cg * taps, w_c = w_channels_last ? 1 : taps;
         const int64_t w_t = w_channels_last ? cg : 1;
@@ -696,11 +702,12 @@ void conv_transpose_phases(const T* x, const T* w, bool w_channels_last, T* y,
             const int64_t tw = ph[2].first_tap + (ph[2].taps - 1 - mw) * ph[2].tap_step;
             const int64_t t = (td * g.kernel[1] + th) * g.kernel[2] + tw;
             blocked_transpose(w + gi * kg * w_k + t * w_t, w_k, w_c, kg, cg,
-                              sub_w.data() + gi * cg * s_c + m * s_t, s_c, s_k);
+                              sub_w + gi * cg * s_c + m * s_t, s_c, s_k);
           }
         });
-        if (restage) sub_w = relayout_weight(sub_w.data(), C, kg, sub_taps, /*to_cl=*/false);
-        conv_any(x, sub_w.data(), y, sub, Shape{s.batch, C}, place);
+        std::vector<T> restaged;
+        if (restage) restaged = relayout_weight(sub_w, C, kg, sub_taps, /*to_cl=*/false);
+        conv_any(x, restage ? restaged.data() : sub_w, y, sub, Shape{s.batch, C}, place);
       }
     }
   }
@@ -1058,6 +1065,17 @@ bool small_nchw_image(const at::Tensor& t, const ConvGeometry& g, int64_t pixels
          !g.is_pointwise();
 }
 
+// The weight gradient of an NCHW 1x1 conv on maps of fewer than 64 pixels also runs on
+// channels_last copies: per sample it is a GEMM over a few dozen pixels that reads and writes the
+// whole gradient; in channels_last, one over a block of the batch. 2 threads, N8, 7x7 maps, ms
+// NCHW -> through channels_last (torch): C160 -> 960 0.78-0.81 -> 0.71 (0.75), C960 -> 160 0.84 ->
+// 0.78 (0.84), C320 -> 1280 2.23 -> 1.94 (1.92), C1024 -> 2048 12.7 -> 11.7 (11.7). On 14x14 maps
+// it lost (C256 -> 1024 4.9 -> 5.4).
+bool tiny_pointwise_nchw(const at::Tensor& t, const ConvGeometry& g) {
+  return !g.channels_last && t.dim() >= 4 && t.size(0) >= 2 && g.is_pointwise() &&
+         4 * g.grid_numel() < kMinPixels;
+}
+
 // NCHW convs with many taps over at least kMinStagedChannels channels on each side also run on
 // channels_last copies: the NCHW product [kg, taps * cg] x columns keeps M at the few output
 // channels of a group, where MKL ran slower than on channels_last's [pixels, taps * cg] x weights,
@@ -1206,6 +1224,37 @@ void gemm_conv(const at::Tensor& input, const at::Tensor& weight, const at::Tens
   });
 }
 
+// A 1x1 stride-1 conv_transpose (a 1x1 conv's input gradient) is the 1x1 conv of its input with
+// the weight transposed per group; with pixels as the GEMM's rows that transposed operand is the
+// weight as it lies, [K, C / G] per group, packed straight from it (the phases first transposed
+// it into a fresh weight of their own). Input gradients of 1x1 convs on 7x7 maps, N8, ms: C2048
+// -> 512 7.2-7.7 -> 5.7-6.0 (torch 5.3-5.9), C512 -> 2048 7.7-8.8 -> 6.6 (5.2-5.8).
+bool pointwise_transpose_by_pixel_rows(const at::Tensor& input, const at::Tensor& weight,
+                                       const at::Tensor& output, const ConvGeometry& g) {
+  const auto type = input.scalar_type();
+  if (g.channels_last || (type != at::kFloat && type != at::kDouble) ||
+      weight.scalar_type() != type || input.size(0) == 0) {
+    return false;
+  }
+  for (int d = 0; d < kSpatialDims; ++d) {
+    if (g.kernel[d] != 1 || g.stride[d] != 1 || g.pad[d] != 0) return false;
+  }
+  const int64_t K = input.size(1), C = g.channels, G = g.groups;
+  const ConvGeometry sub = stride_one_transpose_geometry(g, K);
+  if (!pixel_rows_preferred(sub, C, input.element_size())) return false;
+  const auto w = weight.contiguous();
+  AT_DISPATCH_FLOATING_TYPES(type, "pointwise_transpose_by_pixel_rows", [&] {
+    const scalar_t* data = w.const_data_ptr<scalar_t>();
+    const int64_t kg = K / G, cg = C / G;
+    const auto weight_t = [&](int64_t gi) {
+      return StridedMatrix<scalar_t>{data + gi * kg * cg, cg, 1};
+    };
+    conv_nchw_pixel_rows(input.const_data_ptr<scalar_t>(), weight_t, output.data_ptr<scalar_t>(),
+                         sub, Shape{input.size(0), C}, static_cast<const scalar_t*>(nullptr));
+  });
+  return true;
+}
+
 void gemm_conv_transpose(const at::Tensor& input, const at::Tensor& weight,
                          const at::Tensor& output, const ConvGeometry& g) {
   check_dtype(input, "gemm_conv_transpose");
@@ -1214,6 +1263,7 @@ void gemm_conv_transpose(const at::Tensor& input, const at::Tensor& weight,
     return;
   }
   if (brgemm_conv_transpose(input, weight, output, g)) return;
+  if (pointwise_transpose_by_pixel_rows(input, weight, output, g)) return;
   // A single sample takes the channels_last route too: its NCHW phases ran one task (N1 C512
   // 7x7 input gradient: 20.5 ms NCHW, 4.9 through channels_last, torch 2.2).
   if (small_nchw_image(input, g, g.image_numel(), /*min_batch=*/1) ||
@@ -1243,7 +1293,7 @@ void gemm_conv_weight_grad(const at::Tensor& grad_output, const at::Tensor& inpu
   check_dtype(input, "gemm_conv_weight_grad");
   if (run_winograd_weight_grad(grad_output, input, grad_weight, g)) return;
   if (brgemm_conv_weight_grad(grad_output, input, grad_weight, g)) return;
-  if (small_nchw_image(input, g, g.grid_numel()) ||
+  if (tiny_pointwise_nchw(input, g) || small_nchw_image(input, g, g.grid_numel()) ||
       many_taps_nchw(input, g, grad_output.size(1), kMinStagedTapsGradients)) {
     return via_channels_last(
         {grad_output, input}, grad_weight, g,

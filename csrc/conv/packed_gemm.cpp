@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "../common/isa_clones.h"
+#include "../common/output_memory.h"
 
 namespace convpool::cpu {
 namespace {
@@ -245,8 +246,9 @@ template <typename T>
 PackedMatrix<T>::PackedMatrix(StridedMatrix<T> b, int64_t K, int64_t N)
     : rows(K),
       cols(N),
-      storage_(
-          new T[K * ((N + panel_columns<T>() - 1) / panel_columns<T>()) * panel_columns<T>()]) {
+      storage_(empty_output(
+          {K * ((N + panel_columns<T>() - 1) / panel_columns<T>()) * panel_columns<T>()},
+          at::TensorOptions().dtype(c10::CppTypeToScalarType<T>::value))) {
   const int64_t NR = panel_columns<T>();
   const int64_t padded_n = (N + NR - 1) / NR * NR;
   constexpr int64_t nc_max = kNc<T>;  // a multiple of every NR
@@ -256,7 +258,7 @@ PackedMatrix<T>::PackedMatrix(StridedMatrix<T> b, int64_t K, int64_t N)
     for (int64_t block = begin; block < end; ++block) {
       const int64_t pc = block / n_blocks * kKc, jc = block % n_blocks * nc_max;
       const int64_t kc = std::min(kKc, K - pc), nc = std::min(nc_max, N - jc);
-      T* out = storage_.get() + packed_offset(pc, jc, kc, padded_n);
+      T* out = storage_.template mutable_data_ptr<T>() + packed_offset(pc, jc, kc, padded_n);
       if (NR == 16) {
         pack<T, 16>(b.data, b.col, b.row, jc, nc, pc, kc, out);
       } else if (NR == 32) {

@@ -5,6 +5,8 @@
 // engines, with their packing and gathers, it came out even with MKL on that CPU (resnet18 and
 // mobilenet_v2 inference, same process alternating: 0.89-1.07x); on an AVX-512 Zen 4 it wins, and
 // "auto" takes it there (packed_gemm_preferred below). Elsewhere at::mm.
+#include <ATen/core/Tensor.h>
+
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -31,13 +33,15 @@ template <typename T>
 class PackedMatrix {
  public:
   PackedMatrix(StridedMatrix<T> b, int64_t K, int64_t N);
-  const T* data() const { return storage_.get(); }
+  const T* data() const { return storage_.template const_data_ptr<T>(); }
   int64_t rows, cols;
 
  private:
   // Uninitialised: the packing writes every element, the padding zeros included (a zero-filled
   // vector cost a serial memset of the whole weight per call, 3 % of a 1x1 C1152 -> 192 7x7 conv).
-  std::unique_ptr<T[]> storage_;
+  // From the output cache (output_memory.h): a weight of megabytes packed into fresh pages on
+  // every call paid a page fault per 4 KiB.
+  at::Tensor storage_;
 };
 
 template <typename T>
