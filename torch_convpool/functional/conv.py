@@ -11,6 +11,7 @@ from .._eager import direct
 from .._library import _C
 from . import _conv_other_dtypes as other_dtypes
 from . import _conv_taps as taps
+from ._zero_length_outputs import empty_transpose_result
 
 __all__ = [
     "conv1d", "conv2d", "conv3d",
@@ -86,7 +87,10 @@ def _conv_transpose(op: str, dims: int, input: Tensor, weight: Tensor, bias: Opt
     dilation = ntuple(dilation, dims, "dilation", op)
     pad = conv_transpose_padding(padding, output_padding, stride, dilation, dims, op,
                                  empty_input=x.numel() == 0)
-    if taps.transforms_active():
+    empty = empty_transpose_result(x, weight, bias, stride, pad, dilation, groups)
+    if empty is not None:
+        out = empty
+    elif taps.transforms_active():
         out = _under_transforms(True, op, x, weight, bias, stride, pad, dilation, groups)
     elif other_dtypes.handles(x, weight, bias):
         out = other_dtypes.convolution(True, op, x, weight, bias, stride, pad, dilation, groups)
