@@ -122,6 +122,10 @@ CASES = [
     *_both_layouts("conv 3x3, N8 C512 7x7 -> 512", 8, 512, 7, 512, 3, padding=1),
     *_both_layouts("conv 3x3 stride 2, N8 C64 56x56 -> 128", 8, 64, 56, 128, 3, stride=2, padding=1),
     *_both_layouts("conv 1x1, N8 C256 14x14 -> 1024", 8, 256, 14, 1024, 1),
+    # Weights of megabytes on maps of a few dozen pixels: ResNet's last stages
+    *_both_layouts("conv 1x1, N8 C2048 7x7 -> 512 (ResNet-50 layer4)", 8, 2048, 7, 512, 1),
+    *_both_layouts("conv 3x3 stride 2, N8 C256 14x14 -> 512 (ResNet-18 layer4)", 8, 256, 14, 512,
+                   3, stride=2, padding=1),
     *_both_layouts("conv 3x3 dilation 2, N8 C64 56x56", 8, 64, 56, 64, 3, padding=2, dilation=2),
     # DeepLabV3's ASPP: windows far into the padding (GFLOP/s count every tap, live or not)
     *_both_layouts("conv 3x3 dilation 12 (ASPP), N8 C256 28x28 -> 256", 8, 256, 28, 256, 3,

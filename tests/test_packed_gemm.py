@@ -161,3 +161,15 @@ def test_nchw_pixel_rows_conv_transpose(kernel, shape, out_channels, groups):
         _compare(lambda x, w, b: CF.conv_transpose2d(x, w, b, groups=groups),
                  lambda x, w, b: F.conv_transpose2d(x, w, b, groups=groups), (x, w, b),
                  rtol=1e-10, atol=1e-10)
+
+
+# channels_last forwards and weight gradients with weights over 2 MiB: our GEMM under "auto" too
+# where blocks of pixels keep both cores busy (conv_cl, weight_grad_cl), MKL with the output
+# channels split where they do not (a 5x5 map at batch 2).
+@pytest.mark.parametrize("shape, stride", [((3, 128, 16, 16), 1), ((2, 128, 5, 5), 2)],
+                         ids=["blocks", "channel-split"])
+def test_channels_last_large_weights(shape, stride):
+    x, w, b = _conv_args(shape, 256, (3, 3), 1, True)  # float64: 2.25 MiB of weights
+    with tc.set_conv_algorithm("gemm"):
+        _compare(lambda x, w, b: CF.conv2d(x, w, b, stride, 1),
+                 lambda x, w, b: F.conv2d(x, w, b, stride, 1), (x, w, b))

@@ -450,7 +450,15 @@ void conv_cl(const T* x, const T* w, T* y, const ConvGeometry& g, Shape s, const
   const int64_t taps = g.kernel_numel(), rows = taps * cg, grid = g.grid_numel();
   const int64_t total = s.batch * grid, out_numel = place.numel();
   const bool pointwise = g.is_pointwise();
-  const bool packed_gemm = packed_gemm_preferred(rows * kg * static_cast<int64_t>(sizeof(T)));
+  // Weights over packed_gemm_preferred's 2 MiB go through our GEMM too where the output is written
+  // in place in blocks of pixels enough for both cores (they are packed once per call here; the
+  // regions of live_taps.h, small blocks each, kept MKL: DeepLab's ASPP lost with ours). 2
+  // threads, N8, ms MKL -> ours (torch): 3x3 stride 2 C256 -> 512 14x14 7.0 -> 5.9 (5.2), C512 ->
+  // 512 14.0 -> 11.5 (10.1), C256 -> 256 28x28 12.3 -> 10.1 (9.2); 1x1 C1024 14x14 21.0 -> 17.6
+  // (16.2), N2 C2048 -> 512 28x28 19.3 -> 16.6 (16.3); 7x7 maps even (C1024 -> 2048 9.4 -> 9.9).
+  const bool packed_gemm =
+      packed_gemm_preferred(rows * kg * static_cast<int64_t>(sizeof(T))) ||
+      (packed_gemm_preferred(0) && place.identity && channel_parts(total, kg) == 1);
   // The channel split is for BLAS's GEMM on outputs written in place.
   const int64_t parts = place.identity && !packed_gemm ? channel_parts(total, kg) : int64_t{1};
   const int64_t P = parts > 1 ? total : block_pixels(total, rows * static_cast<int64_t>(sizeof(T)));
@@ -571,7 +579,7 @@ template <typename T>
 bool conv_any(const T* x, const T* w, T* y, const ConvGeometry& g, Shape s, const Placement& place,
               const T* bias = nullptr) {
   const int64_t cg = g.channels / g.groups;
-  const auto regions = live_tap_regions(g, s.batch * cg * s.out_channels);
+  const auto regions = live_tap_regions(g, s.batch * cg * s.out_channels, cg * s.out_channels);
   if (!regions) return conv_all_taps(x, w, y, g, s, place, bias), bias != nullptr;
   bool bias_added = false;
   for (const Region& r : *regions) {
@@ -909,7 +917,12 @@ void weight_grad_cl(const T* go, const T* x, Accumulator<T>* gw, const ConvGeome
   const bool pointwise = g.is_pointwise();
   const int64_t P =
       block_pixels(total, kWeightGradBlockShrink * rows * static_cast<int64_t>(sizeof(T)));
-  const bool packed_gemm = packed_gemm_preferred(rows * kg * static_cast<int64_t>(sizeof(T)));
+  // Whatever the weight's size: here neither operand is the weight (packed_gemm_preferred's
+  // limit is for products that stream it once per block). Weights over 2 MiB, 2 threads, N8, ms
+  // MKL -> ours (torch): 1x1 C512 -> 2048 7x7 7.8 -> 6.2 (9.1), C1024 -> 2048 14x14 stride 2
+  // 21.7 -> 18.1 (20.8); 3x3 stride 2 C256 -> 512 14x14 7.4 -> 5.8 (10.4); N2 1x1 C2048 -> 512
+  // 28x28 23.3 -> 19.0 (20.3).
+  const bool packed_gemm = packed_gemm_preferred(0);
   std::vector<std::vector<T>> scratch(kWeightGradChunks);
   sum_over_blocks((total + P - 1) / P, gw, K * rows,
                   [&](int64_t chunk, int64_t b, Accumulator<T>* acc, bool first) {
@@ -996,7 +1009,7 @@ template <typename T>
 void weight_grad_live(const T* go, const T* x, Accumulator<T>* gw, const ConvGeometry& g, Shape s) {
   using Acc = Accumulator<T>;
   const int64_t K = s.out_channels, cg = g.channels / g.groups, taps = g.kernel_numel();
-  const auto regions = live_tap_regions(g, s.batch * cg * K);
+  const auto regions = live_tap_regions(g, s.batch * cg * K, cg * K);
   if (!regions) return weight_grad_any(go, x, gw, g, s);
   std::fill(gw, gw + K * cg * taps, Acc(0));
   for (const Region& r : *regions) {

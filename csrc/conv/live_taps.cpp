@@ -17,6 +17,11 @@ constexpr double kMinSaving = 1.0 / 6;
 // block): in "auto" it has to save at least this many multiply-adds (about 25 us of GEMM). A
 // forced "gemm" drops the padding taps of small convs too, so the tests reach every region.
 constexpr int64_t kMinSavedMacsPerRegion = int64_t{1} << 21;
+// ... and pay for its copy of the weight's live taps (and the GEMM's packing of it), about this
+// many multiply-adds of GEMM time per weight element: with weights of megabytes on small maps the
+// copies cost more than the products they drop (N4 C512 3x3 stride 2 on 7x7 maps, channels_last:
+// 9 regions took 14-22 ms, the whole conv 0.8).
+constexpr int64_t kMacsPerWeightCopy = 16;
 constexpr size_t kMaxRegions = 256;
 
 // The grid of dim d cut where a tap starts or stops landing inside the image.
@@ -63,7 +68,8 @@ int64_t tap_positions(const std::vector<TapSpan>& spans) {
 
 }  // namespace
 
-std::optional<std::vector<Region>> live_tap_regions(const ConvGeometry& g, int64_t macs_per_tap) {
+std::optional<std::vector<Region>> live_tap_regions(const ConvGeometry& g, int64_t macs_per_tap,
+                                                    int64_t weights_per_tap) {
   std::vector<TapSpan> chosen[kSpatialDims];
   double live = 1, full = 1;
   for (int d = 0; d < kSpatialDims; ++d) {
@@ -77,8 +83,18 @@ std::optional<std::vector<Region>> live_tap_regions(const ConvGeometry& g, int64
     full *= static_cast<double>(g.grid[d] * g.kernel[d]);
   }
   const size_t count = chosen[0].size() * chosen[1].size() * chosen[2].size();
+  double copied_taps = 0;  // the regions' live taps, summed
+  for (const auto& a : chosen[0]) {
+    for (const auto& b : chosen[1]) {
+      for (const auto& c : chosen[2]) {
+        copied_taps += static_cast<double>((a.k1 - a.k0) * (b.k1 - b.k0) * (c.k1 - c.k0));
+      }
+    }
+  }
   const double saved = (full - live) * static_cast<double>(macs_per_tap);
-  const bool small = saved < static_cast<double>(count) * kMinSavedMacsPerRegion;
+  const double cost = static_cast<double>(count) * kMinSavedMacsPerRegion +
+                      copied_taps * static_cast<double>(weights_per_tap) * kMacsPerWeightCopy;
+  const bool small = saved < cost;
   if (live > (1 - kMinSaving) * full || count > kMaxRegions ||
       (small && conv_algorithm() == ConvAlgorithm::kAuto)) {
     return std::nullopt;

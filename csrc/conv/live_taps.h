@@ -27,8 +27,10 @@ using Region = std::array<TapSpan, kSpatialDims>;
 // The regions to compute g by, or nullopt where the full conv is as cheap: dropping the taps
 // outside the image saves less than a sixth of the multiplications, or the conv is too small
 // for a GEMM per region to pay (in "auto"; see live_taps.cpp). `macs_per_tap` = multiply-adds of
-// one tap of one grid position (batch * channels per group * output channels).
-std::optional<std::vector<Region>> live_tap_regions(const ConvGeometry& g, int64_t macs_per_tap);
+// one tap of one grid position (batch * channels per group * output channels), `weights_per_tap`
+// = weight elements of one tap (channels per group * output channels).
+std::optional<std::vector<Region>> live_tap_regions(const ConvGeometry& g, int64_t macs_per_tap,
+                                                    int64_t weights_per_tap);
 
 // The padding-free conv of one region: grid = its spans, kernel = its live taps, the padding
 // shifted so that grid position 0 and tap 0 are the region's first output and first live tap.
