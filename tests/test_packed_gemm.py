@@ -117,9 +117,10 @@ def test_float32_long_sums_as_accurate_as_torch(kernel, shape, out_channels, cha
 PIXEL_ROWS_CASES = [
     # shape, out channels, kernel, stride, padding, groups
     ((5, 1024, 7, 7), 640, 1, 1, 0, 1),      # 1x1, 2.5 MiB
-    ((1, 1024, 5, 9), 520, 1, 1, 0, 1),      # batch 1, an odd map
+    ((2, 1024, 5, 9), 520, 1, 1, 0, 1),      # an odd map, 90 pixels in two blocks
+    ((1, 1024, 7, 7), 640, 1, 1, 0, 1),      # batch 1: too few pixels, MKL (or ours) as before
     ((3, 1024, 19, 21), 520, 1, 2, 0, 1),    # 1x1 stride 2 to 10x11 maps
-    ((2, 2048, 3, 3), 1280, 1, 1, 0, 2),     # two groups of 2.5 MiB
+    ((8, 2048, 3, 3), 1280, 1, 1, 0, 2),     # two groups of 2.5 MiB
     ((5, 256, 15, 15), 320, 3, 2, 1, 1),     # 3x3 stride 2 to 8x8 maps, 2.8 MiB
     ((3, 288, 11, 9), 256, 3, 1, 1, 1),      # 3x3 stride 1 (the GEMM engine forced)
 ]
@@ -150,7 +151,7 @@ def test_nchw_pixel_rows_float64_gradients():
 # lies is the pixel-rows GEMM's operand (pointwise_transpose_by_pixel_rows).
 @pytest.mark.parametrize("kernel", ["packed", "auto"])
 @pytest.mark.parametrize("shape, out_channels, groups", [
-    ((5, 1024, 7, 7), 640, 1), ((1, 1280, 5, 9), 1024, 2), ((3, 2048, 3, 3), 320, 1)],
+    ((5, 1024, 7, 7), 640, 1), ((2, 1280, 5, 9), 1024, 2), ((8, 2048, 3, 3), 320, 1)],
     ids=["batch5", "groups2", "3x3map"])
 def test_nchw_pixel_rows_conv_transpose(kernel, shape, out_channels, groups):
     x = torch.randn(*shape, dtype=torch.float64, requires_grad=True)

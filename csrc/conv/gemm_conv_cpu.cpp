@@ -367,8 +367,11 @@ void conv_nchw_pixel_rows(const T* x, Operand&& weight_operand, T* y, const Conv
 // C512 -> 2048 7x7 6.4 -> 5.2 (4.8); 3x3 stride 2 C256 -> 512 14x14 7.2-8.2 -> 6.7-7.0 (4.9),
 // C512 -> 512 16.5 -> 14.6 (10.1); 5x5 stride 2 C192 14x14 even (0.6 of torch either way): left
 // as it was.
-bool pixel_rows_preferred(const ConvGeometry& g, int64_t out_channels, int64_t element_size) {
-  if (g.channels_last || !packed_gemm_preferred(0)) return false;
+bool pixel_rows_preferred(const ConvGeometry& g, int64_t batch, int64_t out_channels,
+                          int64_t element_size) {
+  // Too few pixels for a block per core (a 7x7 map at batch 1): MKL called outside a parallel
+  // region runs on both cores (1x1 C1024 -> 2048, N1: 1.8 ms, ours on one core 2.5-4.1).
+  if (g.channels_last || !packed_gemm_preferred(0) || batch * g.grid_numel() < 64) return false;
   const int64_t taps = g.kernel_numel();
   const int64_t weight_bytes =
       g.channels / g.groups * taps * (out_channels / g.groups) * element_size;
@@ -388,7 +391,7 @@ void conv_nchw(const T* x, const T* w, T* y, const ConvGeometry& g, Shape s, con
   const int64_t per_sample = (grid + P - 1) / P;
   const int64_t P_eff = std::min(P, grid);
   if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>) {
-    if (place.identity && pixel_rows_preferred(g, K, sizeof(T))) {
+    if (place.identity && pixel_rows_preferred(g, s.batch, K, sizeof(T))) {
       const auto weight_t = [&](int64_t gi) {
         return StridedMatrix<T>{w + gi * kg * rows, 1, rows};
       };
@@ -1219,7 +1222,7 @@ void gemm_conv(const at::Tensor& input, const at::Tensor& weight, const at::Tens
   if (small_image_conv(input, weight, bias, output, g)) return;
   const bool pixel_rows =
       (input.scalar_type() == at::kFloat || input.scalar_type() == at::kDouble) &&
-      pixel_rows_preferred(g, output.size(1), input.element_size());
+      pixel_rows_preferred(g, input.size(0), output.size(1), input.element_size());
   if (!pixel_rows && (small_nchw_image(input, g, g.grid_numel()) ||
                       many_taps_nchw(input, g, output.size(1), kMinStagedTapsForward))) {
     return via_channels_last({input}, output, g, [&](auto& in, auto& out, auto& cl) {
@@ -1254,7 +1257,7 @@ bool pointwise_transpose_by_pixel_rows(const at::Tensor& input, const at::Tensor
   }
   const int64_t K = input.size(1), C = g.channels, G = g.groups;
   const ConvGeometry sub = stride_one_transpose_geometry(g, K);
-  if (!pixel_rows_preferred(sub, C, input.element_size())) return false;
+  if (!pixel_rows_preferred(sub, input.size(0), C, input.element_size())) return false;
   const auto w = weight.contiguous();
   AT_DISPATCH_FLOATING_TYPES(type, "pointwise_transpose_by_pixel_rows", [&] {
     const scalar_t* data = w.const_data_ptr<scalar_t>();
