@@ -461,7 +461,7 @@ void conv_cl(const T* x, const T* w, T* y, const ConvGeometry& g, Shape s, const
   // (16.2), N2 C2048 -> 512 28x28 19.3 -> 16.6 (16.3); 7x7 maps even (C1024 -> 2048 9.4 -> 9.9).
   const bool packed_gemm =
       packed_gemm_preferred(rows * kg * static_cast<int64_t>(sizeof(T))) ||
-      (packed_gemm_preferred(0) && place.identity && channel_parts(total, kg) == 1);
+      (packed_gemm_preferred(0) && place.identity && channel_parts(total, kg) == 1 && total >= 64);
   // The channel split is for BLAS's GEMM on outputs written in place.
   const int64_t parts = place.identity && !packed_gemm ? channel_parts(total, kg) : int64_t{1};
   const int64_t P = parts > 1 ? total : block_pixels(total, rows * static_cast<int64_t>(sizeof(T)));
@@ -924,8 +924,11 @@ void weight_grad_cl(const T* go, const T* x, Accumulator<T>* gw, const ConvGeome
   // limit is for products that stream it once per block). Weights over 2 MiB, 2 threads, N8, ms
   // MKL -> ours (torch): 1x1 C512 -> 2048 7x7 7.8 -> 6.2 (9.1), C1024 -> 2048 14x14 stride 2
   // 21.7 -> 18.1 (20.8); 3x3 stride 2 C256 -> 512 14x14 7.4 -> 5.8 (10.4); N2 1x1 C2048 -> 512
-  // 28x28 23.3 -> 19.0 (20.3).
-  const bool packed_gemm = packed_gemm_preferred(0);
+  // 28x28 23.3 -> 19.0 (20.3). Not with too few pixels for a block per core, where MKL runs on
+  // both.
+  const bool packed_gemm = total >= 64
+                               ? packed_gemm_preferred(0)
+                               : packed_gemm_preferred(rows * kg * static_cast<int64_t>(sizeof(T)));
   std::vector<std::vector<T>> scratch(kWeightGradChunks);
   sum_over_blocks((total + P - 1) / P, gw, K * rows,
                   [&](int64_t chunk, int64_t b, Accumulator<T>* acc, bool first) {
