@@ -16,6 +16,8 @@ from typing import Optional, Sequence
 import torch
 from torch import Tensor
 
+from .._shapes import conv_transpose_output_shape
+
 
 @functools.cache
 def _cpu_has_fp16_kernels() -> bool:
@@ -64,13 +66,12 @@ def empty_transpose_result(x: Tensor, weight: Tensor, bias: Optional[Tensor],
             weight.dtype != x.dtype or (bias is not None and bias.dtype != x.dtype) or
             groups < 1 or x.size(1) != weight.size(0) or weight.size(0) % groups != 0):
         return None
-    sizes = [(x.size(2 + d) - 1) * stride[d] - pad[d] - pad[dims + d] +
-             dilation[d] * (weight.size(2 + d) - 1) + 1 for d in range(dims)]
+    shape = conv_transpose_output_shape(x.shape, weight.shape, stride, pad, dilation, groups)
+    sizes = shape[2:]
     output_padding = [pad[d] - pad[dims + d] for d in range(dims)]
     if min(sizes) != 0 or not _onednn_computes(x, weight, stride, output_padding, dilation,
                                                groups):
         return None
-    out = torch.empty((x.size(0), weight.size(1) * groups, *sizes), dtype=x.dtype,
-                      device=x.device)
+    out = torch.empty(shape, dtype=x.dtype, device=x.device)
     inputs = [t for t in (x, weight, bias) if t is not None and t.requires_grad]
     return out + 0 * sum(t.sum() for t in inputs) if inputs else out
