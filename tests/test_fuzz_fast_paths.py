@@ -340,9 +340,11 @@ def test_layout_copy_matches_torch(data):
 @given(data=st.data())
 def test_live_tap_regions_match_torch(data):
     """Convs whose windows reach far into the padding (ASPP-like dilations), computed by the GEMM
-    engine region by region with only the taps inside the image (live_taps.h; forced "gemm"
-    takes it at any size): 1-3 dims, stride, groups, regions that read no pixel, both layouts,
-    conv and conv_transpose, values and all gradients."""
+    engine with only the taps inside the image (forced "gemm" takes it at any size): tap by tap
+    through our GEMM (tap_gemm_cpu.h, where it computes the products: "packed", or "auto" on an
+    AVX-512 AMD CPU), region by region through BLAS (live_taps.h, "blas"): 1-3 dims, stride,
+    groups, regions that read no pixel, both layouts, conv and conv_transpose, values and all
+    gradients."""
     dims = data.draw(st.integers(1, 3))
     groups = data.draw(st.integers(1, 2))
     cin, cout = (groups * data.draw(st.integers(1, 4)) for _ in range(2))
@@ -368,6 +370,7 @@ def test_live_tap_regions_match_torch(data):
         F.__dict__[name](x.detach(), w.detach(), None, *args)
     except RuntimeError:
         assume(False)  # an output of size 0 or less: the error tests cover it
-    with tc.set_conv_algorithm("gemm"):
+    kernel = data.draw(st.sampled_from(["packed", "blas"]))
+    with tc.set_conv_algorithm("gemm"), gemm_kernel(kernel):
         compare(lambda x, w, b: CF.__dict__[name](x, w, b, *args),
                 lambda x, w, b: F.__dict__[name](x, w, b, *args), (x, w, b), **TOL)

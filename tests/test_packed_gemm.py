@@ -31,6 +31,10 @@ BLOCKING_CASES = [
     # A last panel of exactly one vector: 48 float32 columns (AVX-512), 24 float64 ones.
     ((2, 12, 5, 7), 48, (1, 1), 1, 0, 1, 1),
     ((2, 9, 4, 6), 24, (3, 3), 1, 1, 1, 1),
+    # The conv by taps (tap_gemm_cpu.h): dilation 6 on 12x11 maps, 396 pixels in two blocks,
+    # 300 outputs (and an input gradient of 260) in two column slices of its indirect GEMMs,
+    # weight gradient slices of 260 channels.
+    ((3, 260, 12, 11), 300, (3, 3), 1, 6, 6, 1),
 ]
 
 

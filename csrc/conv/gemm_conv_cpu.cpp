@@ -23,6 +23,7 @@
 #include "layout_copy.h"
 #include "live_taps.h"
 #include "small_image_gemm_cpu.h"
+#include "tap_gemm_cpu.h"
 #include "winograd_cpu.h"
 #include "winograd_phases_cpu.h"
 
@@ -582,6 +583,15 @@ template <typename T>
 bool conv_any(const T* x, const T* w, T* y, const ConvGeometry& g, Shape s, const Placement& place,
               const T* bias = nullptr) {
   const int64_t cg = g.channels / g.groups;
+  if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>) {
+    if (g.channels_last && place.identity &&
+        taps_engine_for(g, s.batch, s.out_channels, /*floating=*/true)) {
+      const int64_t kg = s.out_channels / g.groups, taps = g.kernel_numel();
+      conv_by_taps(x, TapWeights<T>{w, kg * taps * cg, cg, 1, taps * cg}, y, g, s.batch,
+                   s.out_channels, bias);
+      return bias != nullptr;
+    }
+  }
   const auto regions = live_tap_regions(g, s.batch * cg * s.out_channels, cg * s.out_channels);
   if (!regions) return conv_all_taps(x, w, y, g, s, place, bias), bias != nullptr;
   bool bias_added = false;
@@ -1015,6 +1025,11 @@ template <typename T>
 void weight_grad_live(const T* go, const T* x, Accumulator<T>* gw, const ConvGeometry& g, Shape s) {
   using Acc = Accumulator<T>;
   const int64_t K = s.out_channels, cg = g.channels / g.groups, taps = g.kernel_numel();
+  if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>) {
+    if (g.channels_last && taps_engine_for(g, s.batch, K, /*floating=*/true)) {
+      return weight_grad_by_taps(go, x, gw, g, s.batch, K);
+    }
+  }
   const auto regions = live_tap_regions(g, s.batch * cg * K, cg * K);
   if (!regions) return weight_grad_any(go, x, gw, g, s);
   std::fill(gw, gw + K * cg * taps, Acc(0));
@@ -1114,6 +1129,21 @@ bool many_taps_nchw(const at::Tensor& t, const ConvGeometry& g, int64_t other_ch
          g.channels >= kMinStagedChannels && other_channels >= kMinStagedChannels;
 }
 
+// NCHW convs that conv_by_taps computes run on channels_last copies (its rows are pixels'
+// channels). 2 threads, N2 C2048 -> 256 28x28 dilation 12: see tap_gemm_cpu.h.
+bool taps_through_channels_last(const at::Tensor& t, const ConvGeometry& g, int64_t out_channels) {
+  const auto type = t.scalar_type();
+  return !g.channels_last && t.dim() >= 4 &&
+         taps_engine_for(g, t.size(0), out_channels, type == at::kFloat || type == at::kDouble);
+}
+
+bool stride_one(const ConvGeometry& g) {
+  for (int d = 0; d < kSpatialDims; ++d) {
+    if (g.stride[d] != 1) return false;
+  }
+  return true;
+}
+
 // The conv a stride-1 conv_transpose computes: the flipped kernel over its input (the one phase
 // of conv_transpose_phases), with `channels` (the transpose's input channels) in.
 ConvGeometry stride_one_transpose_geometry(const ConvGeometry& g, int64_t channels) {
@@ -1132,9 +1162,7 @@ bool run_winograd(const at::Tensor& x, const at::Tensor& weight, const at::Tenso
                   const ConvGeometry& g, bool transposed) {
   const auto type = x.scalar_type();
   if ((type != at::kFloat && type != at::kDouble) || weight.scalar_type() != type) return false;
-  bool stride_one = true;
-  for (int d = 0; d < kSpatialDims; ++d) stride_one &= g.stride[d] == 1;
-  if (transposed && !stride_one) return false;
+  if (transposed && !stride_one(g)) return false;
   const int64_t batch = x.size(0), out_channels = y.size(1);
   const ConvGeometry conv = transposed ? stride_one_transpose_geometry(g, x.size(1)) : g;
   if (conv_algorithm_for(conv, batch, out_channels, ConvPass::kForward) != ConvAlgorithm::kWinograd)
@@ -1222,6 +1250,11 @@ void gemm_conv(const at::Tensor& input, const at::Tensor& weight, const at::Tens
       brgemm_conv(input, weight, output, g)) {
     return add_bias(output, bias);
   }
+  if (taps_through_channels_last(input, g, output.size(1))) {
+    return via_channels_last({input}, output, g, [&](auto& in, auto& out, auto& cl) {
+      gemm_conv(in[0], weight, out, cl, bias);
+    });
+  }
   if (small_image_conv(input, weight, bias, output, g)) return;
   const bool pixel_rows =
       (input.scalar_type() == at::kFloat || input.scalar_type() == at::kDouble) &&
@@ -1274,6 +1307,35 @@ bool pointwise_transpose_by_pixel_rows(const at::Tensor& input, const at::Tensor
   return true;
 }
 
+// A channels_last stride-1 conv_transpose that conv_by_taps computes (an input gradient of ASPP)
+// reads the weight where it lies, each tap flipped (flat tap t of the conv it computes is tap
+// taps - 1 - t of the weight): no transposed sub-weight as the phases build.
+bool transpose_by_taps(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& output,
+                       const ConvGeometry& g) {
+  const auto type = input.scalar_type();
+  const bool floating = (type == at::kFloat || type == at::kDouble) && weight.scalar_type() == type;
+  const int64_t K = input.size(1), C = g.channels;
+  if (!g.channels_last || !stride_one(g) ||
+      !taps_engine_for(stride_one_transpose_geometry(g, K), input.size(0), C, floating)) {
+    return false;
+  }
+  const bool w_cl = weight.dim() >= 4 && !weight.is_contiguous() &&
+                    weight.is_contiguous(channels_last_format(weight));
+  const auto w = w_cl ? weight : weight.contiguous();
+  const int64_t G = g.groups, kg = K / G, cg = C / G, taps = g.kernel_numel();
+  AT_DISPATCH_FLOATING_TYPES(type, "transpose_by_taps", [&] {
+    const scalar_t* data = w.const_data_ptr<scalar_t>();
+    // Element (k, c) of tap t in group gi: w[gi * kg + k, c, taps - 1 - t].
+    const TapWeights<scalar_t> flipped =
+        w_cl ? TapWeights<scalar_t>{data + (taps - 1) * cg, kg * taps * cg, -cg, taps * cg, 1}
+             : TapWeights<scalar_t>{data + (taps - 1), kg * cg * taps, -1, cg * taps, taps};
+    conv_by_taps(input.const_data_ptr<scalar_t>(), flipped, output.data_ptr<scalar_t>(),
+                 stride_one_transpose_geometry(g, K), input.size(0), C,
+                 static_cast<const scalar_t*>(nullptr));
+  });
+  return true;
+}
+
 void gemm_conv_transpose(const at::Tensor& input, const at::Tensor& weight,
                          const at::Tensor& output, const ConvGeometry& g) {
   check_dtype(input, "gemm_conv_transpose");
@@ -1283,9 +1345,12 @@ void gemm_conv_transpose(const at::Tensor& input, const at::Tensor& weight,
   }
   if (brgemm_conv_transpose(input, weight, output, g)) return;
   if (pointwise_transpose_by_pixel_rows(input, weight, output, g)) return;
+  if (transpose_by_taps(input, weight, output, g)) return;
   // A single sample takes the channels_last route too: its NCHW phases ran one task (N1 C512
   // 7x7 input gradient: 20.5 ms NCHW, 4.9 through channels_last, torch 2.2).
   if (small_nchw_image(input, g, g.image_numel(), /*min_batch=*/1) ||
+      (stride_one(g) && taps_through_channels_last(
+                            input, stride_one_transpose_geometry(g, input.size(1)), g.channels)) ||
       many_taps_nchw(input, g, input.size(1), kMinStagedTapsGradients)) {
     return via_channels_last({input}, output, g, [&](auto& in, auto& out, auto& cl) {
       gemm_conv_transpose(in[0], weight, out, cl);
@@ -1313,6 +1378,7 @@ void gemm_conv_weight_grad(const at::Tensor& grad_output, const at::Tensor& inpu
   if (run_winograd_weight_grad(grad_output, input, grad_weight, g)) return;
   if (brgemm_conv_weight_grad(grad_output, input, grad_weight, g)) return;
   if (tiny_pointwise_nchw(input, g) || small_nchw_image(input, g, g.grid_numel()) ||
+      taps_through_channels_last(input, g, grad_output.size(1)) ||
       many_taps_nchw(input, g, grad_output.size(1), kMinStagedTapsGradients)) {
     return via_channels_last(
         {grad_output, input}, grad_weight, g,

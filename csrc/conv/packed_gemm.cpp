@@ -27,23 +27,66 @@ constexpr int64_t kMc = 120;  // a multiple of both register blocks' rows (6 and
 template <typename T>
 constexpr int64_t kNc = 1024 / sizeof(T);  // 256 float32 or 128 float64 columns
 
+// How the tiles read a's rows and write c's: strided (row i at data + i * row, its value k at
+// k * col on), or by a table of row pointers (values contiguous), the indirect GEMM of the conv by
+// taps (tap_gemm_cpu.h), whose rows are a tap's shifted windows scattered over the image.
+template <typename T>
+struct StridedRowsA {
+  const T* data;
+  int64_t row, col;
+  [[gnu::always_inline]] T at(int r, int64_t k) const { return data[r * row + k * col]; }
+  [[gnu::always_inline]] StridedRowsA from(int64_t i, int64_t k) const {
+    return {data + i * row + k * col, row, col};
+  }
+};
+
+template <typename T>
+struct IndirectRowsA {
+  const T* const* rows;
+  int64_t k0;
+  [[gnu::always_inline]] T at(int r, int64_t k) const { return rows[r][k0 + k]; }
+  [[gnu::always_inline]] IndirectRowsA from(int64_t i, int64_t k) const {
+    return {rows + i, k0 + k};
+  }
+};
+
+template <typename T>
+struct StridedRowsC {
+  T* data;
+  int64_t ldc;
+  [[gnu::always_inline]] T* row(int r) const { return data + r * ldc; }
+  [[gnu::always_inline]] StridedRowsC from(int64_t i, int64_t j) const {
+    return {data + i * ldc + j, ldc};
+  }
+};
+
+template <typename T>
+struct IndirectRowsC {
+  T* const* rows;
+  int64_t j0;
+  [[gnu::always_inline]] T* row(int r) const { return rows[r] + j0; }
+  [[gnu::always_inline]] IndirectRowsC from(int64_t i, int64_t j) const {
+    return {rows + i, j0 + j};
+  }
+};
+
 // c[R, NV vectors] (+)= a[R, kc] x panel[kc][NV vectors] (panel rows `Ldb` apart: a narrower
 // tile reads the first vectors of a panel): R x NV vector accumulators in registers, one
 // broadcast of a and NV loads of the panel per step.
-template <typename T, int R, int NV, int Bytes, int64_t Ldb = NV * Bytes / sizeof(T)>
-[[gnu::always_inline]] inline void tile(const T* a, int64_t a_row, int64_t a_col, const T* b, T* c,
-                                        int64_t ldc, int64_t kc, bool accumulate) {
+template <typename T, int R, int NV, int Bytes, int64_t Ldb = NV * Bytes / sizeof(T), typename A,
+          typename C>
+[[gnu::always_inline]] inline void tile(A a, const T* b, C c, int64_t kc, bool accumulate) {
   using V = typename VecOf<T, Bytes>::type;
   constexpr int64_t L = Bytes / sizeof(T);
   V acc[R][NV];
   for (int r = 0; r < R; ++r) {
     for (int v = 0; v < NV; ++v) acc[r][v] = V{};
   }
-  for (int64_t k = 0; k < kc; ++k, a += a_col, b += Ldb) {
+  for (int64_t k = 0; k < kc; ++k, b += Ldb) {
     V bv[NV];
     for (int v = 0; v < NV; ++v) __builtin_memcpy(&bv[v], b + v * L, sizeof(V));
     for (int r = 0; r < R; ++r) {
-      const T s = a[r * a_row];
+      const T s = a.at(r, k);
       for (int v = 0; v < NV; ++v) acc[r][v] += s * bv[v];
     }
   }
@@ -54,13 +97,13 @@ template <typename T, int R, int NV, int Bytes, int64_t Ldb = NV * Bytes / sizeo
     for (int r = 0; r < R; ++r) {
       for (int v = 0; v < NV; ++v) {
         V old;
-        __builtin_memcpy(&old, c + r * ldc + v * L, sizeof(V));
+        __builtin_memcpy(&old, c.row(r) + v * L, sizeof(V));
         acc[r][v] += old;
       }
     }
   }
   for (int r = 0; r < R; ++r) {
-    for (int v = 0; v < NV; ++v) __builtin_memcpy(c + r * ldc + v * L, &acc[r][v], sizeof(V));
+    for (int v = 0; v < NV; ++v) __builtin_memcpy(c.row(r) + v * L, &acc[r][v], sizeof(V));
   }
 }
 
@@ -68,30 +111,31 @@ template <typename T, int R, int NV, int Bytes, int64_t Ldb = NV * Bytes / sizeo
 // holds zeros beyond), computed into a buffer of which only the real columns reach c.
 // A panel of at most NR / 2 real columns runs a tile of one vector: computing the whole panel cost
 // up to twice the products where outputs come in 8s and 16s (72, 40, 24 channels).
-template <typename T, int R, int NV, int Bytes>
-[[gnu::always_inline]] inline void column_tile(const T* a, int64_t a_row, int64_t a_col, const T* b,
-                                               T* c, int64_t ldc, int64_t kc, int64_t cols,
+template <typename T, int R, int NV, int Bytes, typename A, typename C>
+[[gnu::always_inline]] inline void column_tile(A a, const T* b, C c, int64_t kc, int64_t cols,
                                                bool accumulate) {
   constexpr int64_t L = Bytes / sizeof(T), NR = NV * L;
   if (cols == NR) {
-    tile<T, R, NV, Bytes>(a, a_row, a_col, b, c, ldc, kc, accumulate);
+    tile<T, R, NV, Bytes>(a, b, c, kc, accumulate);
     return;
   }
   if constexpr (NV == 2) {
     if (cols == L) {
-      tile<T, R, 1, Bytes, NR>(a, a_row, a_col, b, c, ldc, kc, accumulate);
+      tile<T, R, 1, Bytes, NR>(a, b, c, kc, accumulate);
       return;
     }
   }
   alignas(64) T buffer[R * NR];
+  const StridedRowsC<T> staged{buffer, NR};
   if (NV == 2 && cols < L) {
-    tile<T, R, 1, Bytes, NR>(a, a_row, a_col, b, buffer, NR, kc, false);
+    tile<T, R, 1, Bytes, NR>(a, b, staged, kc, false);
   } else {
-    tile<T, R, NV, Bytes>(a, a_row, a_col, b, buffer, NR, kc, false);
+    tile<T, R, NV, Bytes>(a, b, staged, kc, false);
   }
   for (int r = 0; r < R; ++r) {
+    T* out = c.row(r);
     for (int64_t j = 0; j < cols; ++j) {
-      c[r * ldc + j] = (accumulate ? c[r * ldc + j] : T(0)) + buffer[r * NR + j];
+      out[j] = (accumulate ? out[j] : T(0)) + buffer[r * NR + j];
     }
   }
 }
@@ -99,14 +143,13 @@ template <typename T, int R, int NV, int Bytes>
 // The last rows (fewer than a register block): a tile of exactly `rows` rows. Recursion, not a
 // lambda over an index sequence: a lambda is a function of its own, compiled outside the ISA
 // clone that calls it.
-template <typename T, int R, int NV, int Bytes>
-[[gnu::always_inline]] inline void last_rows(int64_t rows, const T* a, int64_t a_row, int64_t a_col,
-                                             const T* b, T* c, int64_t ldc, int64_t kc,
+template <typename T, int R, int NV, int Bytes, typename A, typename C>
+[[gnu::always_inline]] inline void last_rows(int64_t rows, A a, const T* b, C c, int64_t kc,
                                              int64_t cols, bool accumulate) {
   if (rows == R) {
-    column_tile<T, R, NV, Bytes>(a, a_row, a_col, b, c, ldc, kc, cols, accumulate);
+    column_tile<T, R, NV, Bytes>(a, b, c, kc, cols, accumulate);
   } else if constexpr (R > 1) {
-    last_rows<T, R - 1, NV, Bytes>(rows, a, a_row, a_col, b, c, ldc, kc, cols, accumulate);
+    last_rows<T, R - 1, NV, Bytes>(rows, a, b, c, kc, cols, accumulate);
   }
 }
 
@@ -127,10 +170,18 @@ template <typename T, int64_t P>
       }
       continue;
     }
-    // Line by line of the source (contiguous in k where sk == 1, as transposed weights are).
     for (int64_t k = 0; k < kc; ++k) std::fill(panel + k * P + n, panel + (k + 1) * P, T(0));
-    for (int64_t i = 0; i < n; ++i) {
-      for (int64_t k = 0; k < kc; ++k) panel[k * P + i] = src[i * si + k * sk];
+    if (sk == 1) {
+      // Line by line of the source (contiguous in k, as transposed weights are).
+      for (int64_t i = 0; i < n; ++i) {
+        for (int64_t k = 0; k < kc; ++k) panel[k * P + i] = src[i * si + k * sk];
+      }
+    } else {
+      // Row k of the panel from nearby values (an NCHW weight's flipped taps: i steps over the
+      // 9 taps, k over whole [C, taps] blocks); walking k inside jumped a block per value.
+      for (int64_t k = 0; k < kc; ++k) {
+        for (int64_t i = 0; i < n; ++i) panel[k * P + i] = src[i * si + k * sk];
+      }
     }
   }
 }
@@ -143,15 +194,14 @@ inline int64_t packed_offset(int64_t pc, int64_t j, int64_t kc, int64_t padded_n
 
 // c (+)= a x b, b given either as a strided matrix (packed here, block by block) or packed whole
 // by pack_whole (prepacked != nullptr).
-template <typename T, int MR, int NV, int Bytes>
-[[gnu::always_inline]] inline void blocked_gemm(StridedMatrix<T> a, StridedMatrix<T> b,
-                                                const T* prepacked, T* c, int64_t ldc, int64_t M,
-                                                int64_t N, int64_t K, bool accumulate) {
+template <typename T, int MR, int NV, int Bytes, typename A, typename C>
+[[gnu::always_inline]] inline void blocked_gemm(A a, StridedMatrix<T> b, const T* prepacked, C c,
+                                                int64_t M, int64_t N, int64_t K, bool accumulate) {
   constexpr int64_t NR = NV * (Bytes / sizeof(T));
   constexpr int64_t nc_max = (kNc<T> + NR - 1) / NR * NR;
   if (K == 0) {
     if (!accumulate) {
-      for (int64_t i = 0; i < M; ++i) std::fill(c + i * ldc, c + i * ldc + N, T(0));
+      for (int64_t i = 0; i < M; ++i) std::fill(c.from(i, 0).row(0), c.from(i, 0).row(0) + N, T(0));
     }
     return;
   }
@@ -174,15 +224,13 @@ template <typename T, int MR, int NV, int Bytes>
         for (int64_t j = 0; j < nc; j += NR) {
           const T* panel = panels + j * kc;
           const int64_t cols = std::min(NR, nc - j);
-          const T* a_rows = a.data + ic * a.row + pc * a.col;
-          T* c_rows = c + ic * ldc + jc + j;
           int64_t i = 0;
           for (; i + MR <= mc; i += MR) {
-            column_tile<T, MR, NV, Bytes>(a_rows + i * a.row, a.row, a.col, panel, c_rows + i * ldc,
-                                          ldc, kc, cols, add);
+            column_tile<T, MR, NV, Bytes>(a.from(ic + i, pc), panel, c.from(ic + i, jc + j), kc,
+                                          cols, add);
           }
-          last_rows<T, MR - 1, NV, Bytes>(mc - i, a_rows + i * a.row, a.row, a.col, panel,
-                                          c_rows + i * ldc, ldc, kc, cols, add);
+          last_rows<T, MR - 1, NV, Bytes>(mc - i, a.from(ic + i, pc), panel, c.from(ic + i, jc + j),
+                                          kc, cols, add);
         }
       }
     }
@@ -196,34 +244,21 @@ int64_t panel_columns() {
   return 2 * (wide_vector_registers() ? 64 : 32) / static_cast<int64_t>(sizeof(T));
 }
 
-CONVPOOL_CLONES void gemm_f32(StridedMatrix<float> a, StridedMatrix<float> b,
-                              const float* prepacked, float* c, int64_t ldc, int64_t M, int64_t N,
-                              int64_t K, bool accumulate) {
-  if (wide_vector_registers()) {
-    blocked_gemm<float, 8, 2, 64>(a, b, prepacked, c, ldc, M, N, K, accumulate);
-  } else {
-    blocked_gemm<float, 6, 2, 32>(a, b, prepacked, c, ldc, M, N, K, accumulate);
+// One ISA-cloned entry per element type and row access (target_clones takes no templates).
+#define CONVPOOL_GEMM_CLONE(T, A, C)                                                      \
+  CONVPOOL_CLONES void gemm_clone(A<T> a, StridedMatrix<T> b, const T* prepacked, C<T> c, \
+                                  int64_t M, int64_t N, int64_t K, bool accumulate) {     \
+    if (wide_vector_registers()) {                                                        \
+      blocked_gemm<T, 8, 2, 64>(a, b, prepacked, c, M, N, K, accumulate);                 \
+    } else {                                                                              \
+      blocked_gemm<T, 6, 2, 32>(a, b, prepacked, c, M, N, K, accumulate);                 \
+    }                                                                                     \
   }
-}
-
-CONVPOOL_CLONES void gemm_f64(StridedMatrix<double> a, StridedMatrix<double> b,
-                              const double* prepacked, double* c, int64_t ldc, int64_t M, int64_t N,
-                              int64_t K, bool accumulate) {
-  if (wide_vector_registers()) {
-    blocked_gemm<double, 8, 2, 64>(a, b, prepacked, c, ldc, M, N, K, accumulate);
-  } else {
-    blocked_gemm<double, 6, 2, 32>(a, b, prepacked, c, ldc, M, N, K, accumulate);
-  }
-}
-
-void multiply(StridedMatrix<float> a, StridedMatrix<float> b, const float* prepacked, float* c,
-              int64_t ldc, int64_t M, int64_t N, int64_t K, bool accumulate) {
-  gemm_f32(a, b, prepacked, c, ldc, M, N, K, accumulate);
-}
-void multiply(StridedMatrix<double> a, StridedMatrix<double> b, const double* prepacked, double* c,
-              int64_t ldc, int64_t M, int64_t N, int64_t K, bool accumulate) {
-  gemm_f64(a, b, prepacked, c, ldc, M, N, K, accumulate);
-}
+CONVPOOL_GEMM_CLONE(float, StridedRowsA, StridedRowsC)
+CONVPOOL_GEMM_CLONE(double, StridedRowsA, StridedRowsC)
+CONVPOOL_GEMM_CLONE(float, IndirectRowsA, IndirectRowsC)
+CONVPOOL_GEMM_CLONE(double, IndirectRowsA, IndirectRowsC)
+#undef CONVPOOL_GEMM_CLONE
 
 enum class GemmKernel { kAuto, kBlas, kPacked };
 std::atomic<GemmKernel> g_kernel{GemmKernel::kAuto};
@@ -239,7 +274,8 @@ constexpr struct {
 template <typename T>
 void packed_gemm(StridedMatrix<T> a, StridedMatrix<T> b, T* c, int64_t ldc, int64_t M, int64_t N,
                  int64_t K, bool accumulate) {
-  multiply(a, b, nullptr, c, ldc, M, N, K, accumulate);
+  gemm_clone(StridedRowsA<T>{a.data, a.row, a.col}, b, nullptr, StridedRowsC<T>{c, ldc}, M, N, K,
+             accumulate);
 }
 
 template <typename T>
@@ -273,7 +309,15 @@ PackedMatrix<T>::PackedMatrix(StridedMatrix<T> b, int64_t K, int64_t N)
 template <typename T>
 void packed_gemm(StridedMatrix<T> a, const PackedMatrix<T>& b, T* c, int64_t ldc, int64_t M,
                  bool accumulate) {
-  multiply(a, StridedMatrix<T>{nullptr, 0, 0}, b.data(), c, ldc, M, b.cols, b.rows, accumulate);
+  gemm_clone(StridedRowsA<T>{a.data, a.row, a.col}, StridedMatrix<T>{nullptr, 0, 0}, b.data(),
+             StridedRowsC<T>{c, ldc}, M, b.cols, b.rows, accumulate);
+}
+
+template <typename T>
+void packed_gemm_rows(const T* const* a_rows, T* const* c_rows, int64_t M, const PackedMatrix<T>& b,
+                      bool accumulate) {
+  gemm_clone(IndirectRowsA<T>{a_rows, 0}, StridedMatrix<T>{nullptr, 0, 0}, b.data(),
+             IndirectRowsC<T>{c_rows, 0}, M, b.cols, b.rows, accumulate);
 }
 
 template void packed_gemm(StridedMatrix<float>, StridedMatrix<float>, float*, int64_t, int64_t,
@@ -286,6 +330,10 @@ template void packed_gemm(StridedMatrix<float>, const PackedMatrix<float>&, floa
                           int64_t, bool);
 template void packed_gemm(StridedMatrix<double>, const PackedMatrix<double>&, double*, int64_t,
                           int64_t, bool);
+template void packed_gemm_rows(const float* const*, float* const*, int64_t,
+                               const PackedMatrix<float>&, bool);
+template void packed_gemm_rows(const double* const*, double* const*, int64_t,
+                               const PackedMatrix<double>&, bool);
 
 void set_gemm_kernel(const std::string& name) {
   for (const auto& entry : kNames) {

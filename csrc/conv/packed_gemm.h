@@ -48,6 +48,13 @@ template <typename T>
 void packed_gemm(StridedMatrix<T> a, const PackedMatrix<T>& b, T* c, int64_t ldc, int64_t M,
                  bool accumulate);
 
+// The indirect GEMM: row i of c (c_rows[i], b.cols values) = row i of a (a_rows[i], b.rows
+// contiguous values) x b, or += when `accumulate`. The conv by taps (tap_gemm_cpu.h) multiplies
+// the rows of a tap's shifted windows where they lie, with no gathered copy.
+template <typename T>
+void packed_gemm_rows(const T* const* a_rows, T* const* c_rows, int64_t M, const PackedMatrix<T>& b,
+                      bool accumulate);
+
 // Which GEMM the engines' float32/float64 products go through: "auto" and "blas" take at::mm,
 // "packed" ours (the channels_last forward then packs its weights once per call). Process-wide;
 // the tests force each.

@@ -1,0 +1,203 @@
+#include "tap_gemm_cpu.h"
+
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <memory>
+#include <vector>
+
+#include "../common/tap_run.h"
+#include "../common/thread_scratch.h"
+#include "live_taps.h"
+#include "packed_gemm.h"
+
+namespace convpool::cpu {
+namespace {
+
+// Output pixels per block: their rows of K outputs ([256, 256] float32: 256 KiB) stay in L2 while
+// every tap's weight passes.
+constexpr int64_t kBlockPixels = 256;
+// The weight gradient's column slices: [Kg, slice] accumulators beside a block's rows, and
+// enough tasks (taps x groups x slices) for both cores.
+constexpr int64_t kSliceColumns = 256;
+constexpr int64_t kMinWeightGradTasks = 16;
+constexpr int64_t kMinSliceColumns = 32;
+
+// Blocks of equal size, an even count where there are several, so that two cores finish together.
+int64_t pixels_per_block(int64_t total) {
+  int64_t blocks = (total + kBlockPixels - 1) / kBlockPixels;
+  if (blocks > 1) blocks += blocks % 2;
+  if (blocks == 1 && total >= 64) blocks = 2;
+  return std::max<int64_t>(1, (total + blocks - 1) / blocks);
+}
+
+// Output pixel m (flat over batch and grid): its sample and grid coordinates.
+struct Pixel {
+  int64_t n, o[kSpatialDims];
+};
+
+inline Pixel pixel_of(const ConvGeometry& g, int64_t m) {
+  const int64_t grid = g.grid_numel();
+  Pixel p;
+  p.n = m / grid;
+  int64_t q = m % grid;
+  p.o[2] = q % g.grid[2];
+  q /= g.grid[2];
+  p.o[1] = q % g.grid[1];
+  p.o[0] = q / g.grid[1];
+  return p;
+}
+
+// Per dim and tap index, the grid positions whose window has that tap inside the image.
+struct TapRuns {
+  std::vector<TapRun> runs[kSpatialDims];
+
+  explicit TapRuns(const ConvGeometry& g) {
+    for (int d = 0; d < kSpatialDims; ++d) {
+      for (int64_t k = 0; k < g.kernel[d]; ++k) {
+        runs[d].push_back(tap_run(k, g.stride[d], g.pad[d], g.dilation[d], g.image[d], g.grid[d]));
+      }
+    }
+  }
+
+  // The offset of the input row (in pixels, within the sample) that tap (k[0], k[1], k[2]) of
+  // pixel p reads, or -1 where it lies in the padding.
+  int64_t input_pixel(const ConvGeometry& g, const Pixel& p,
+                      const int64_t (&k)[kSpatialDims]) const {
+    int64_t at = 0;
+    for (int d = 0; d < kSpatialDims; ++d) {
+      const TapRun& r = runs[d][k[d]];
+      if (p.o[d] < r.lo || p.o[d] >= r.hi) return -1;
+      at = at * g.image[d] + p.o[d] * g.stride[d] + r.offset;
+    }
+    return at;
+  }
+};
+
+inline void split(const ConvGeometry& g, int64_t t, int64_t (&k)[kSpatialDims]) {
+  split_tap(g, t, k[0], k[1], k[2]);
+}
+
+}  // namespace
+
+bool taps_engine_for(const ConvGeometry& g, int64_t batch, int64_t out_channels, bool floating) {
+  if (!floating || !packed_gemm_preferred(0) || batch == 0) return false;
+  const int64_t cg = g.channels / g.groups;
+  // No weight copies per region here: only the regions' count and the products they drop count.
+  return live_tap_regions(g, batch * cg * out_channels, 0).has_value();
+}
+
+template <typename T>
+void conv_by_taps(const T* x, TapWeights<T> w, T* y, const ConvGeometry& g, int64_t batch,
+                  int64_t out_channels, const T* bias) {
+  const int64_t C = g.channels, G = g.groups, K = out_channels, cg = C / G, kg = K / G;
+  const int64_t taps = g.kernel_numel(), image = g.image_numel(), total = batch * g.grid_numel();
+  // Each tap's weight in slices of at most kSliceColumns outputs: a block's taps all add into
+  // one slice of its output rows ([256, 256] float32) while it stays in L2. Whole, a block's rows
+  // of K = 2048 outputs (an input gradient of ASPP) passed through L3 once per tap.
+  const int64_t slices = (kg + kSliceColumns - 1) / kSliceColumns;
+  const int64_t slice = (kg + slices - 1) / slices;
+  // Packed on both cores, a matrix per task: one [256, 256] matrix (an input gradient's slice)
+  // is a single packing block, which its own parallel pass left to one core.
+  std::vector<std::unique_ptr<PackedMatrix<T>>> packed(G * slices * taps);
+  at::parallel_for(0, G * slices * taps, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      const int64_t gi = i / (slices * taps), j0 = i / taps % slices * slice, t = i % taps;
+      packed[i] = std::make_unique<PackedMatrix<T>>(
+          StridedMatrix<T>{w.data + gi * w.group + t * w.tap + j0 * w.out, w.in, w.out}, cg,
+          std::min(slice, kg - j0));
+    }
+  });
+  const TapRuns runs(g);
+  const int64_t P = pixels_per_block(total);
+  at::parallel_for(0, (total + P - 1) / P, 1, [&](int64_t begin, int64_t end) {
+    const ThreadScratch<const T*> a_rows(0, P);
+    const ThreadScratch<T*> c_rows(1, P);
+    const ThreadScratch<Pixel> pixels(2, P);
+    for (int64_t b = begin; b < end; ++b) {
+      const int64_t m0 = b * P, m1 = std::min(total, m0 + P);
+      for (int64_t m = m0; m < m1; ++m) {
+        pixels[m - m0] = pixel_of(g, m);
+        T* out = y + m * K;
+        if (bias) {
+          std::copy_n(bias, K, out);
+        } else {
+          std::fill_n(out, K, T(0));
+        }
+      }
+      const auto* weight = packed.data();
+      for (int64_t gi = 0; gi < G; ++gi) {
+        for (int64_t j0 = 0; j0 < kg; j0 += slice) {
+          for (int64_t t = 0; t < taps; ++t, ++weight) {
+            int64_t k[kSpatialDims];
+            split(g, t, k);
+            int64_t rows = 0;
+            for (int64_t m = m0; m < m1; ++m) {
+              const Pixel& p = pixels[m - m0];
+              const int64_t at = runs.input_pixel(g, p, k);
+              if (at < 0) continue;
+              a_rows[rows] = x + (p.n * image + at) * C + gi * cg;
+              c_rows[rows++] = y + m * K + gi * kg + j0;
+            }
+            if (rows > 0) packed_gemm_rows(a_rows.data(), c_rows.data(), rows, **weight, true);
+          }
+        }
+      }
+    }
+  });
+}
+
+template <typename T>
+void weight_grad_by_taps(const T* grad_output, const T* x, T* grad_weight, const ConvGeometry& g,
+                         int64_t batch, int64_t out_channels) {
+  const int64_t C = g.channels, G = g.groups, K = out_channels, cg = C / G, kg = K / G;
+  const int64_t taps = g.kernel_numel(), image = g.image_numel(), total = batch * g.grid_numel();
+  int64_t slices = (cg + kSliceColumns - 1) / kSliceColumns;
+  slices = std::max(slices, std::min((kMinWeightGradTasks + taps * G - 1) / (taps * G),
+                                     (cg + kMinSliceColumns - 1) / kMinSliceColumns));
+  const int64_t slice = (cg + slices - 1) / slices;
+  slices = (cg + slice - 1) / slice;
+  const TapRuns runs(g);
+  const int64_t P = std::min(kBlockPixels, std::max<int64_t>(total, 1));
+  // Task (gi, t, slice) owns grad_weight[group gi's kg rows, tap t, its columns] and sums every
+  // block of pixels into it in order: no partial sums to add, the same bits for any thread count.
+  at::parallel_for(0, G * taps * slices, 1, [&](int64_t begin, int64_t end) {
+    const ThreadScratch<T> go_rows(0, P * kg);
+    const ThreadScratch<T> x_rows(1, P * slice);
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t gi = task / (taps * slices), t = task / slices % taps;
+      const int64_t c0 = task % slices * slice, cols = std::min(cg, c0 + slice) - c0;
+      int64_t k[kSpatialDims];
+      split(g, t, k);
+      T* out = grad_weight + gi * kg * taps * cg + t * cg + c0;
+      for (int64_t m0 = 0; m0 < std::max<int64_t>(total, 1); m0 += P) {
+        const int64_t m1 = std::min(total, m0 + P);
+        int64_t rows = 0;
+        for (int64_t m = m0; m < m1; ++m) {
+          const Pixel p = pixel_of(g, m);
+          const int64_t at = runs.input_pixel(g, p, k);
+          if (at < 0) continue;
+          std::copy_n(grad_output + m * K + gi * kg, kg, go_rows.data() + rows * kg);
+          std::copy_n(x + (p.n * image + at) * C + gi * cg + c0, cols, x_rows.data() + rows * cols);
+          ++rows;
+        }
+        // grad_weight[kg, cols] (+)= go_rows^T [kg, rows] x x_rows [rows, cols]; zero rows on
+        // the first block writes zeros.
+        packed_gemm(StridedMatrix<T>{go_rows.data(), 1, kg},
+                    StridedMatrix<T>{x_rows.data(), cols, 1}, out, taps * cg, kg, cols, rows,
+                    /*accumulate=*/m0 > 0);
+      }
+    }
+  });
+}
+
+template void conv_by_taps(const float*, TapWeights<float>, float*, const ConvGeometry&, int64_t,
+                           int64_t, const float*);
+template void conv_by_taps(const double*, TapWeights<double>, double*, const ConvGeometry&, int64_t,
+                           int64_t, const double*);
+template void weight_grad_by_taps(const float*, const float*, float*, const ConvGeometry&, int64_t,
+                                  int64_t);
+template void weight_grad_by_taps(const double*, const double*, double*, const ConvGeometry&,
+                                  int64_t, int64_t);
+
+}  // namespace convpool::cpu
