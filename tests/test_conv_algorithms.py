@@ -124,6 +124,11 @@ CONV_CASES = [
     ((3, 4, 40), 5, (3,), 1, 24, 24, 1),
     ((1, 4, 5, 6, 7), 4, (3, 3, 3), 1, 4, 4, 1),
     ((2, 16, 5, 6), 16, (3, 3), 1, 3, 3, 1),
+    # Strided forwards over 64+ channels per group go tap by tap (tap_gemm_cpu.h) where our GEMM
+    # computes: 2-d, groups, 3-d, odd grids, asymmetric stride.
+    ((2, 64, 17, 15), 40, (3, 3), 2, 1, 1, 1),
+    ((3, 128, 11, 9), 66, (3, 3), (2, 1), 1, 1, 2),
+    ((2, 64, 5, 6, 7), 16, (3, 3, 3), 2, 1, 1, 1),
 ]
 
 

@@ -583,15 +583,6 @@ template <typename T>
 bool conv_any(const T* x, const T* w, T* y, const ConvGeometry& g, Shape s, const Placement& place,
               const T* bias = nullptr) {
   const int64_t cg = g.channels / g.groups;
-  if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>) {
-    if (g.channels_last && place.identity &&
-        taps_engine_for(g, s.batch, s.out_channels, /*floating=*/true)) {
-      const int64_t kg = s.out_channels / g.groups, taps = g.kernel_numel();
-      conv_by_taps(x, TapWeights<T>{w, kg * taps * cg, cg, 1, taps * cg}, y, g, s.batch,
-                   s.out_channels, bias);
-      return bias != nullptr;
-    }
-  }
   const auto regions = live_tap_regions(g, s.batch * cg * s.out_channels, cg * s.out_channels);
   if (!regions) return conv_all_taps(x, w, y, g, s, place, bias), bias != nullptr;
   bool bias_added = false;
@@ -1026,7 +1017,8 @@ void weight_grad_live(const T* go, const T* x, Accumulator<T>* gw, const ConvGeo
   using Acc = Accumulator<T>;
   const int64_t K = s.out_channels, cg = g.channels / g.groups, taps = g.kernel_numel();
   if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>) {
-    if (g.channels_last && taps_engine_for(g, s.batch, K, /*floating=*/true)) {
+    if (g.channels_last &&
+        taps_engine_for(g, s.batch, K, /*floating=*/true, ConvPass::kWeightGrad)) {
       return weight_grad_by_taps(go, x, gw, g, s.batch, K);
     }
   }
@@ -1131,10 +1123,12 @@ bool many_taps_nchw(const at::Tensor& t, const ConvGeometry& g, int64_t other_ch
 
 // NCHW convs that conv_by_taps computes run on channels_last copies (its rows are pixels'
 // channels). 2 threads, N2 C2048 -> 256 28x28 dilation 12: see tap_gemm_cpu.h.
-bool taps_through_channels_last(const at::Tensor& t, const ConvGeometry& g, int64_t out_channels) {
+bool taps_through_channels_last(const at::Tensor& t, const ConvGeometry& g, int64_t out_channels,
+                                ConvPass pass = ConvPass::kForward) {
   const auto type = t.scalar_type();
   return !g.channels_last && t.dim() >= 4 &&
-         taps_engine_for(g, t.size(0), out_channels, type == at::kFloat || type == at::kDouble);
+         taps_engine_for(g, t.size(0), out_channels, type == at::kFloat || type == at::kDouble,
+                         pass);
 }
 
 bool stride_one(const ConvGeometry& g) {
@@ -1243,6 +1237,42 @@ bool all_finite(const at::Tensor& t) {
   return result;
 }
 
+// The forward by conv_by_taps where taps_engine_for picks it, the weight read in its own layout
+// (an NCHW weight's relayout to channels_last took 2-3 ms of a C512 -> 512 3x3 stride 2 on 14x14
+// maps, N8), an NCHW input and output through channels_last copies.
+bool conv_by_taps_for(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& output,
+                      const ConvGeometry& g, const at::Tensor& bias) {
+  const auto type = input.scalar_type();
+  const bool floating = (type == at::kFloat || type == at::kDouble) && weight.scalar_type() == type;
+  if ((!g.channels_last && input.dim() < 4) ||
+      !taps_engine_for(g, input.size(0), output.size(1), floating)) {
+    return false;
+  }
+  if (!g.channels_last) {
+    via_channels_last({input}, output, g, [&](auto& in, auto& out, auto& cl) {
+      conv_by_taps_for(in[0], weight, out, cl, bias);
+    });
+    return true;
+  }
+  const bool w_cl = weight.dim() >= 4 && !weight.is_contiguous() &&
+                    weight.is_contiguous(channels_last_format(weight));
+  const auto w = w_cl ? weight : weight.contiguous();
+  const int64_t K = output.size(1), cg = g.channels / g.groups, kg = K / g.groups;
+  const int64_t taps = g.kernel_numel();
+  const bool fusable = bias_fusable(bias, input);
+  AT_DISPATCH_FLOATING_TYPES(type, "conv_by_taps", [&] {
+    const scalar_t* data = w.const_data_ptr<scalar_t>();
+    // Element (c, k) of tap t in group gi: w[gi * kg + k, c, t].
+    const TapWeights<scalar_t> taps_of =
+        w_cl ? TapWeights<scalar_t>{data, kg * taps * cg, cg, 1, taps * cg}
+             : TapWeights<scalar_t>{data, kg * cg * taps, 1, taps, cg * taps};
+    conv_by_taps(input.const_data_ptr<scalar_t>(), taps_of, output.data_ptr<scalar_t>(), g,
+                 input.size(0), K, fusable ? bias.const_data_ptr<scalar_t>() : nullptr);
+  });
+  if (!fusable) add_bias(output, bias);
+  return true;
+}
+
 void gemm_conv(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& output,
                const ConvGeometry& g, const at::Tensor& bias) {
   check_dtype(input, "gemm_conv");
@@ -1250,11 +1280,7 @@ void gemm_conv(const at::Tensor& input, const at::Tensor& weight, const at::Tens
       brgemm_conv(input, weight, output, g)) {
     return add_bias(output, bias);
   }
-  if (taps_through_channels_last(input, g, output.size(1))) {
-    return via_channels_last({input}, output, g, [&](auto& in, auto& out, auto& cl) {
-      gemm_conv(in[0], weight, out, cl, bias);
-    });
-  }
+  if (conv_by_taps_for(input, weight, output, g, bias)) return;
   if (small_image_conv(input, weight, bias, output, g)) return;
   const bool pixel_rows =
       (input.scalar_type() == at::kFloat || input.scalar_type() == at::kDouble) &&
@@ -1378,7 +1404,7 @@ void gemm_conv_weight_grad(const at::Tensor& grad_output, const at::Tensor& inpu
   if (run_winograd_weight_grad(grad_output, input, grad_weight, g)) return;
   if (brgemm_conv_weight_grad(grad_output, input, grad_weight, g)) return;
   if (tiny_pointwise_nchw(input, g) || small_nchw_image(input, g, g.grid_numel()) ||
-      taps_through_channels_last(input, g, grad_output.size(1)) ||
+      taps_through_channels_last(input, g, grad_output.size(1), ConvPass::kWeightGrad) ||
       many_taps_nchw(input, g, grad_output.size(1), kMinStagedTapsGradients)) {
     return via_channels_last(
         {grad_output, input}, grad_weight, g,

@@ -23,6 +23,7 @@
 #include <cstdint>
 
 #include "../common/conv_geometry.h"
+#include "conv_algorithm.h"
 
 namespace convpool::cpu {
 
@@ -34,10 +35,13 @@ struct TapWeights {
   int64_t group, tap, in, out;
 };
 
-// Whether conv_by_taps is the engine for g (either layout: NCHW through channels_last copies):
-// float32 / float64 where our GEMM computes the products (packed_gemm_preferred), for convs
-// whose windows reach far enough into the padding for live_tap_regions to split them.
-bool taps_engine_for(const ConvGeometry& g, int64_t batch, int64_t out_channels, bool floating);
+// Whether conv_by_taps (or, for kWeightGrad, weight_grad_by_taps) is the engine for g (either
+// layout: NCHW through channels_last copies): float32 / float64 where our GEMM computes the
+// products (packed_gemm_preferred), for convs whose windows reach far enough into the padding
+// for live_tap_regions to split them, and dense strided forwards of several taps over enough
+// channels (tap_gemm_cpu.cpp).
+bool taps_engine_for(const ConvGeometry& g, int64_t batch, int64_t out_channels, bool floating,
+                     ConvPass pass = ConvPass::kForward);
 
 // y [N, grid..., K] (channels_last) = conv(x [N, image..., C], w) + bias (may be null).
 template <typename T>
