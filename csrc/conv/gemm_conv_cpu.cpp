@@ -1267,7 +1267,8 @@ bool conv_by_taps_for(const at::Tensor& input, const at::Tensor& weight, const a
         w_cl ? TapWeights<scalar_t>{data, kg * taps * cg, cg, 1, taps * cg}
              : TapWeights<scalar_t>{data, kg * cg * taps, 1, taps, cg * taps};
     conv_by_taps(input.const_data_ptr<scalar_t>(), taps_of, output.data_ptr<scalar_t>(), g,
-                 input.size(0), K, fusable ? bias.const_data_ptr<scalar_t>() : nullptr);
+                 TapProduct{input.size(0), K, /*transposed=*/false},
+                 fusable ? bias.const_data_ptr<scalar_t>() : nullptr);
   });
   if (!fusable) add_bias(output, bias);
   return true;
@@ -1333,17 +1334,25 @@ bool pointwise_transpose_by_pixel_rows(const at::Tensor& input, const at::Tensor
   return true;
 }
 
-// A channels_last stride-1 conv_transpose that conv_by_taps computes (an input gradient of ASPP)
-// reads the weight where it lies, each tap flipped (flat tap t of the conv it computes is tap
-// taps - 1 - t of the weight): no transposed sub-weight as the phases build.
+// A conv_transpose (an input gradient) by conv_by_taps's transposed product, where the taps
+// engine computes the stride-1 conv of the flipped kernel it equals (ASPP's input gradient), or
+// a strided one over enough channels (strided_transpose_by_taps): the weight read where it lies
+// (no sub-weights of phases), an NCHW input and output through channels_last copies.
 bool transpose_by_taps(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& output,
                        const ConvGeometry& g) {
   const auto type = input.scalar_type();
   const bool floating = (type == at::kFloat || type == at::kDouble) && weight.scalar_type() == type;
-  const int64_t K = input.size(1), C = g.channels;
-  if (!g.channels_last || !stride_one(g) ||
-      !taps_engine_for(stride_one_transpose_geometry(g, K), input.size(0), C, floating)) {
-    return false;
+  const int64_t N = input.size(0), K = input.size(1), C = g.channels;
+  const bool taken = (!g.channels_last && input.dim() < 4) ? false
+                     : stride_one(g)
+                         ? taps_engine_for(stride_one_transpose_geometry(g, K), N, C, floating)
+                         : strided_transpose_by_taps(g, N, K, floating);
+  if (!taken) return false;
+  if (!g.channels_last) {
+    via_channels_last({input}, output, g, [&](auto& in, auto& out, auto& cl) {
+      transpose_by_taps(in[0], weight, out, cl);
+    });
+    return true;
   }
   const bool w_cl = weight.dim() >= 4 && !weight.is_contiguous() &&
                     weight.is_contiguous(channels_last_format(weight));
@@ -1351,13 +1360,12 @@ bool transpose_by_taps(const at::Tensor& input, const at::Tensor& weight, const 
   const int64_t G = g.groups, kg = K / G, cg = C / G, taps = g.kernel_numel();
   AT_DISPATCH_FLOATING_TYPES(type, "transpose_by_taps", [&] {
     const scalar_t* data = w.const_data_ptr<scalar_t>();
-    // Element (k, c) of tap t in group gi: w[gi * kg + k, c, taps - 1 - t].
-    const TapWeights<scalar_t> flipped =
-        w_cl ? TapWeights<scalar_t>{data + (taps - 1) * cg, kg * taps * cg, -cg, taps * cg, 1}
-             : TapWeights<scalar_t>{data + (taps - 1), kg * cg * taps, -1, cg * taps, taps};
-    conv_by_taps(input.const_data_ptr<scalar_t>(), flipped, output.data_ptr<scalar_t>(),
-                 stride_one_transpose_geometry(g, K), input.size(0), C,
-                 static_cast<const scalar_t*>(nullptr));
+    // Element (k, c) of tap t in group gi: w[gi * kg + k, c, t].
+    const TapWeights<scalar_t> taps_of =
+        w_cl ? TapWeights<scalar_t>{data, kg * taps * cg, cg, taps * cg, 1}
+             : TapWeights<scalar_t>{data, kg * cg * taps, 1, cg * taps, taps};
+    conv_by_taps(input.const_data_ptr<scalar_t>(), taps_of, output.data_ptr<scalar_t>(), g,
+                 TapProduct{N, K, /*transposed=*/true}, static_cast<const scalar_t*>(nullptr));
   });
   return true;
 }
@@ -1375,8 +1383,6 @@ void gemm_conv_transpose(const at::Tensor& input, const at::Tensor& weight,
   // A single sample takes the channels_last route too: its NCHW phases ran one task (N1 C512
   // 7x7 input gradient: 20.5 ms NCHW, 4.9 through channels_last, torch 2.2).
   if (small_nchw_image(input, g, g.image_numel(), /*min_batch=*/1) ||
-      (stride_one(g) && taps_through_channels_last(
-                            input, stride_one_transpose_geometry(g, input.size(1)), g.channels)) ||
       many_taps_nchw(input, g, input.size(1), kMinStagedTapsGradients)) {
     return via_channels_last({input}, output, g, [&](auto& in, auto& out, auto& cl) {
       gemm_conv_transpose(in[0], weight, out, cl);

@@ -41,47 +41,63 @@ int64_t pixels_per_block(int64_t total) {
   return std::max<int64_t>(1, (total + blocks - 1) / blocks);
 }
 
-// Output pixel m (flat over batch and grid): its sample and grid coordinates.
+// Output pixel m (flat over the batch and a spatial extent `dims`): its sample and coordinates.
 struct Pixel {
   int64_t n, o[kSpatialDims];
 };
 
-inline Pixel pixel_of(const ConvGeometry& g, int64_t m) {
-  const int64_t grid = g.grid_numel();
+inline Pixel pixel_of(const int64_t (&dims)[kSpatialDims], int64_t m) {
+  const int64_t volume = dims[0] * dims[1] * dims[2];
   Pixel p;
-  p.n = m / grid;
-  int64_t q = m % grid;
-  p.o[2] = q % g.grid[2];
-  q /= g.grid[2];
-  p.o[1] = q % g.grid[1];
-  p.o[0] = q / g.grid[1];
+  p.n = m / volume;
+  int64_t q = m % volume;
+  p.o[2] = q % dims[2];
+  q /= dims[2];
+  p.o[1] = q % dims[1];
+  p.o[0] = q / dims[1];
   return p;
 }
 
-// Per dim and tap index, the grid positions whose window has that tap inside the image.
-struct TapRuns {
-  std::vector<TapRun> runs[kSpatialDims];
-
-  explicit TapRuns(const ConvGeometry& g) {
+// Where tap (k[0], k[1], k[2]) of an output pixel reads. Forward: the image pixel
+// o * stride - pad + k * dilation per dim, outside the padding for grid positions in the tap's
+// run. Transposed (the output is the image): the grid position that tap maps onto pixel i, where
+// one does (i + pad - k * dilation a multiple of the stride).
+class TapSources {
+ public:
+  TapSources(const ConvGeometry& g, bool transposed) : g_(g), transposed_(transposed) {
     for (int d = 0; d < kSpatialDims; ++d) {
       for (int64_t k = 0; k < g.kernel[d]; ++k) {
-        runs[d].push_back(tap_run(k, g.stride[d], g.pad[d], g.dilation[d], g.image[d], g.grid[d]));
+        runs_[d].push_back(tap_run(k, g.stride[d], g.pad[d], g.dilation[d], g.image[d], g.grid[d]));
       }
     }
   }
 
-  // The offset of the input row (in pixels, within the sample) that tap (k[0], k[1], k[2]) of
-  // pixel p reads, or -1 where it lies in the padding.
-  int64_t input_pixel(const ConvGeometry& g, const Pixel& p,
-                      const int64_t (&k)[kSpatialDims]) const {
+  const int64_t (&out_dims() const)[kSpatialDims] { return transposed_ ? g_.image : g_.grid; }
+  int64_t in_volume() const { return transposed_ ? g_.grid_numel() : g_.image_numel(); }
+
+  // The source pixel's offset within its sample, or -1 where the tap reads padding (or, for the
+  // transpose, no grid position).
+  int64_t source(const Pixel& p, const int64_t (&k)[kSpatialDims]) const {
     int64_t at = 0;
     for (int d = 0; d < kSpatialDims; ++d) {
-      const TapRun& r = runs[d][k[d]];
-      if (p.o[d] < r.lo || p.o[d] >= r.hi) return -1;
-      at = at * g.image[d] + p.o[d] * g.stride[d] + r.offset;
+      if (transposed_) {
+        const int64_t o =
+            covering_grid_index(p.o[d], k[d], g_.stride[d], g_.pad[d], g_.dilation[d], g_.grid[d]);
+        if (o < 0) return -1;
+        at = at * g_.grid[d] + o;
+      } else {
+        const TapRun& r = runs_[d][k[d]];
+        if (p.o[d] < r.lo || p.o[d] >= r.hi) return -1;
+        at = at * g_.image[d] + p.o[d] * g_.stride[d] + r.offset;
+      }
     }
     return at;
   }
+
+ private:
+  const ConvGeometry& g_;
+  bool transposed_;
+  std::vector<TapRun> runs_[kSpatialDims];
 };
 
 inline void split(const ConvGeometry& g, int64_t t, int64_t (&k)[kSpatialDims]) {
@@ -102,11 +118,24 @@ bool taps_engine_for(const ConvGeometry& g, int64_t batch, int64_t out_channels,
          batch * g.grid_numel() >= kMinDensePixels;
 }
 
+bool strided_transpose_by_taps(const ConvGeometry& g, int64_t batch, int64_t channels,
+                               bool floating) {
+  if (!floating || !packed_gemm_preferred(0) || batch == 0) return false;
+  bool strided = false;
+  for (int d = 0; d < kSpatialDims; ++d) strided |= g.stride[d] > 1;
+  return strided && g.kernel_numel() > 1 && channels / g.groups >= kMinDenseChannels &&
+         batch * g.image_numel() >= kMinDensePixels;
+}
+
 template <typename T>
-void conv_by_taps(const T* x, TapWeights<T> w, T* y, const ConvGeometry& g, int64_t batch,
-                  int64_t out_channels, const T* bias) {
-  const int64_t C = g.channels, G = g.groups, K = out_channels, cg = C / G, kg = K / G;
-  const int64_t taps = g.kernel_numel(), image = g.image_numel(), total = batch * g.grid_numel();
+void conv_by_taps(const T* x, TapWeights<T> w, T* y, const ConvGeometry& g, TapProduct product,
+                  const T* bias) {
+  const TapSources sources(g, product.transposed);
+  const auto& out_dims = sources.out_dims();
+  const int64_t G = g.groups, taps = g.kernel_numel(), in_volume = sources.in_volume();
+  const int64_t C = product.transposed ? product.channels : g.channels;
+  const int64_t K = product.transposed ? g.channels : product.channels, cg = C / G, kg = K / G;
+  const int64_t total = product.batch * out_dims[0] * out_dims[1] * out_dims[2];
   // Each tap's weight in slices of at most kSliceColumns outputs: a block's taps all add into
   // one slice of its output rows ([256, 256] float32) while it stays in L2. Whole, a block's rows
   // of K = 2048 outputs (an input gradient of ASPP) passed through L3 once per tap.
@@ -123,7 +152,6 @@ void conv_by_taps(const T* x, TapWeights<T> w, T* y, const ConvGeometry& g, int6
           std::min(slice, kg - j0));
     }
   });
-  const TapRuns runs(g);
   const int64_t P = pixels_per_block(total);
   at::parallel_for(0, (total + P - 1) / P, 1, [&](int64_t begin, int64_t end) {
     const ThreadScratch<const T*> a_rows(0, P);
@@ -132,7 +160,7 @@ void conv_by_taps(const T* x, TapWeights<T> w, T* y, const ConvGeometry& g, int6
     for (int64_t b = begin; b < end; ++b) {
       const int64_t m0 = b * P, m1 = std::min(total, m0 + P);
       for (int64_t m = m0; m < m1; ++m) {
-        pixels[m - m0] = pixel_of(g, m);
+        pixels[m - m0] = pixel_of(out_dims, m);
         T* out = y + m * K;
         if (bias) {
           std::copy_n(bias, K, out);
@@ -149,9 +177,9 @@ void conv_by_taps(const T* x, TapWeights<T> w, T* y, const ConvGeometry& g, int6
             int64_t rows = 0;
             for (int64_t m = m0; m < m1; ++m) {
               const Pixel& p = pixels[m - m0];
-              const int64_t at = runs.input_pixel(g, p, k);
+              const int64_t at = sources.source(p, k);
               if (at < 0) continue;
-              a_rows[rows] = x + (p.n * image + at) * C + gi * cg;
+              a_rows[rows] = x + (p.n * in_volume + at) * C + gi * cg;
               c_rows[rows++] = y + m * K + gi * kg + j0;
             }
             if (rows > 0) packed_gemm_rows(a_rows.data(), c_rows.data(), rows, **weight, true);
@@ -172,7 +200,7 @@ void weight_grad_by_taps(const T* grad_output, const T* x, T* grad_weight, const
                                      (cg + kMinSliceColumns - 1) / kMinSliceColumns));
   const int64_t slice = (cg + slices - 1) / slices;
   slices = (cg + slice - 1) / slice;
-  const TapRuns runs(g);
+  const TapSources sources(g, /*transposed=*/false);
   const int64_t P = std::min(kBlockPixels, std::max<int64_t>(total, 1));
   // Task (gi, t, slice) owns grad_weight[group gi's kg rows, tap t, its columns] and sums every
   // block of pixels into it in order: no partial sums to add, the same bits for any thread count.
@@ -189,8 +217,8 @@ void weight_grad_by_taps(const T* grad_output, const T* x, T* grad_weight, const
         const int64_t m1 = std::min(total, m0 + P);
         int64_t rows = 0;
         for (int64_t m = m0; m < m1; ++m) {
-          const Pixel p = pixel_of(g, m);
-          const int64_t at = runs.input_pixel(g, p, k);
+          const Pixel p = pixel_of(g.grid, m);
+          const int64_t at = sources.source(p, k);
           if (at < 0) continue;
           std::copy_n(grad_output + m * K + gi * kg, kg, go_rows.data() + rows * kg);
           std::copy_n(x + (p.n * image + at) * C + gi * cg + c0, cols, x_rows.data() + rows * cols);
@@ -206,10 +234,10 @@ void weight_grad_by_taps(const T* grad_output, const T* x, T* grad_weight, const
   });
 }
 
-template void conv_by_taps(const float*, TapWeights<float>, float*, const ConvGeometry&, int64_t,
-                           int64_t, const float*);
-template void conv_by_taps(const double*, TapWeights<double>, double*, const ConvGeometry&, int64_t,
-                           int64_t, const double*);
+template void conv_by_taps(const float*, TapWeights<float>, float*, const ConvGeometry&, TapProduct,
+                           const float*);
+template void conv_by_taps(const double*, TapWeights<double>, double*, const ConvGeometry&,
+                           TapProduct, const double*);
 template void weight_grad_by_taps(const float*, const float*, float*, const ConvGeometry&, int64_t,
                                   int64_t);
 template void weight_grad_by_taps(const double*, const double*, double*, const ConvGeometry&,

@@ -43,10 +43,26 @@ struct TapWeights {
 bool taps_engine_for(const ConvGeometry& g, int64_t batch, int64_t out_channels, bool floating,
                      ConvPass pass = ConvPass::kForward);
 
-// y [N, grid..., K] (channels_last) = conv(x [N, image..., C], w) + bias (may be null).
+// Whether conv_by_taps computes a strided conv_transpose of geometry g (an input gradient) whose
+// input has `channels` channels: by the rule of dense strided forwards (tap_gemm_cpu.cpp). A
+// stride-1 one is the conv of the flipped kernel: taps_engine_for of that conv decides.
+bool strided_transpose_by_taps(const ConvGeometry& g, int64_t batch, int64_t channels,
+                               bool floating);
+
+// What conv_by_taps computes: the conv of geometry g, with `channels` output channels, or its
+// transpose (the input gradient, or conv_transpose), whose input has those `channels`.
+struct TapProduct {
+  int64_t batch, channels;
+  bool transposed;
+};
+
+// Forward: y [N, grid..., K] = conv(x [N, image..., C], w) + bias (may be null); transposed:
+// y [N, image..., C] = conv_transpose(x [N, grid..., K], w). Channels_last; w's element (c, k) is
+// the product's input channel c and output channel k (for the transpose: w[k, c, tap] of the
+// conv's weight).
 template <typename T>
-void conv_by_taps(const T* x, TapWeights<T> w, T* y, const ConvGeometry& g, int64_t batch,
-                  int64_t out_channels, const T* bias);
+void conv_by_taps(const T* x, TapWeights<T> w, T* y, const ConvGeometry& g, TapProduct product,
+                  const T* bias);
 
 // grad_weight [K, taps, Cg] (channels_last) = sum over the batch of grad_output [N, grid..., K]
 // x the live windows of x [N, image..., C], tap by tap.
