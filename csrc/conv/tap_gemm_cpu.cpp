@@ -29,7 +29,9 @@ constexpr int64_t kMinSliceColumns = 64;
 // 0.79 -> 0.96 channels_last; C512 -> 512 0.73 -> 0.88, 0.79 -> 0.99; C128 -> 256 28x28 0.86 ->
 // 1.06, 0.93 -> 0.99; C64 -> 128 56x56 0.91 -> 0.94-0.98, 0.91 -> 0.97. Not the stride-1 convs:
 // 3x3 dilation 2 C128 28x28 lost (forward 1.32 -> 1.21 channels_last), and neither did the
-// weight gradients gain (3x3 stride 2 C256 1.27 -> 1.28, C64 1.18 -> 0.90).
+// weight gradients gain (3x3 stride 2 C256 1.27 -> 1.28, C64 1.18 -> 0.90). The output channels
+// (per group) are the GEMMs' columns and need as many: the stem's input gradient (64 -> 3
+// channels, 7x7 stride 2) took 3x as long as col2im.
 constexpr int64_t kMinDenseChannels = 64;
 constexpr int64_t kMinDensePixels = 64;
 
@@ -115,7 +117,7 @@ bool taps_engine_for(const ConvGeometry& g, int64_t batch, int64_t out_channels,
   bool strided = false;
   for (int d = 0; d < kSpatialDims; ++d) strided |= g.stride[d] > 1;
   return pass == ConvPass::kForward && strided && g.kernel_numel() > 1 && cg >= kMinDenseChannels &&
-         batch * g.grid_numel() >= kMinDensePixels;
+         out_channels / g.groups >= kMinDenseChannels && batch * g.grid_numel() >= kMinDensePixels;
 }
 
 bool strided_transpose_by_taps(const ConvGeometry& g, int64_t batch, int64_t channels,
@@ -124,7 +126,7 @@ bool strided_transpose_by_taps(const ConvGeometry& g, int64_t batch, int64_t cha
   bool strided = false;
   for (int d = 0; d < kSpatialDims; ++d) strided |= g.stride[d] > 1;
   return strided && g.kernel_numel() > 1 && channels / g.groups >= kMinDenseChannels &&
-         batch * g.image_numel() >= kMinDensePixels;
+         g.channels / g.groups >= kMinDenseChannels && batch * g.image_numel() >= kMinDensePixels;
 }
 
 template <typename T>
