@@ -133,6 +133,9 @@ CONV_CASES = [
     ((2, 16, 13, 11), 64, (3, 3), 2, 1, 1, 1),
     ((2, 32, 15, 13), 64, (3, 3), 2, 2, 2, 1),
     ((2, 8, 5, 6, 7), 128, (3, 3, 3), 2, 1, 1, 2),
+    # Stride 1 with a tenth or more of the tap positions in the padding (inception's 1x7 on
+    # small maps): taps forward and input gradient.
+    ((2, 64, 6, 9), 64, (1, 7), 1, (0, 3), 1, 1),
 ]
 
 
