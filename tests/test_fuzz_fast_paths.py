@@ -5,9 +5,10 @@ padding), the grouped kernels (4-64 channels per group, multiples of 4, and with
 channels in channels_last; the stride-1 patch kernel in float32), NCHW convs with many
 taps staged through our channels_last copies (and the copies themselves), few pixels with many
 output channels (the GEMM blocks cut along the channels), small NCHW images with a large weight
-(the weight as the GEMM's broadcast operand) and the bfloat16
-implicit GEMM on AMX (stride 1, <= 128 channels per group). Values and the gradients of input,
-weight and bias against torch (float64), or against float64 within the bfloat16 bounds of
+(the weight as the GEMM's broadcast operand), the taps engine (64+ channels per group, strided
+or reading padding) and the bfloat16 implicit GEMM on AMX (stride 1, <= 128 channels per
+group). Values and the gradients of input, weight and bias against torch (float64), or against
+float64 within the bfloat16 bounds of
 test_bfloat16_conv.py; both memory layouts, batch 1 and unbatched."""
 import torch
 import torch.nn.functional as F
@@ -372,5 +373,41 @@ def test_live_tap_regions_match_torch(data):
         assume(False)  # an output of size 0 or less: the error tests cover it
     kernel = data.draw(st.sampled_from(["packed", "blas"]))
     with tc.set_conv_algorithm("gemm"), gemm_kernel(kernel):
+        compare(lambda x, w, b: CF.__dict__[name](x, w, b, *args),
+                lambda x, w, b: F.__dict__[name](x, w, b, *args), (x, w, b), **TOL)
+
+
+@given(data=st.data())
+def test_taps_engine_matches_torch(data):
+    """Convs and conv_transposes over 64+ channels per group on each side that the taps engine
+    (tap_gemm_cpu.h) computes under our GEMM: strided ones, windows reading padding with a tenth
+    of their taps or more, dilation, asymmetric padding, groups, 2-d and 3-d, blocks of pixels
+    cut anywhere (batch 1-3), both layouts; values and all gradients."""
+    dims = data.draw(st.integers(2, 3))
+    groups = data.draw(st.integers(1, 2))
+    cin, cout = (groups * data.draw(st.integers(64, 72)) for _ in range(2))
+    spatial = [data.draw(st.integers(3, 11 if dims == 2 else 5)) for _ in range(dims)]
+    kernel = [data.draw(st.integers(1, 4 if dims == 2 else 3)) for _ in range(dims)]
+    dilation = [data.draw(st.integers(1, 3)) for _ in range(dims)]
+    stride = [data.draw(st.integers(1, 3)) for _ in range(dims)]
+    padding = [data.draw(st.integers(0, (k - 1) * d + 1)) for k, d in zip(kernel, dilation)]
+    transpose = data.draw(st.booleans())
+    layout = data.draw(LAYOUT)
+    batch = data.draw(st.integers(1, 3))
+    x = data.draw(tensors((batch, cin, *spatial), layout))
+    if transpose:
+        padding = [min(p, (k - 1) * d) for p, k, d in zip(padding, kernel, dilation)]
+        w = data.draw(tensors((cin, cout // groups, *kernel), layout))
+        name, args = f"conv_transpose{dims}d", (stride, padding, 0, groups, dilation)
+    else:
+        w = data.draw(tensors((cout, cin // groups, *kernel), layout))
+        name, args = f"conv{dims}d", (stride, padding, dilation, groups)
+    b = data.draw(tensors((cout,)))
+    leaves((x, w, b))
+    try:
+        F.__dict__[name](x.detach(), w.detach(), None, *args)
+    except RuntimeError:
+        assume(False)  # an output of size 0 or less: the error tests cover it
+    with tc.set_conv_algorithm("gemm"), gemm_kernel("packed"):
         compare(lambda x, w, b: CF.__dict__[name](x, w, b, *args),
                 lambda x, w, b: F.__dict__[name](x, w, b, *args), (x, w, b), **TOL)
