@@ -327,6 +327,17 @@ void fill_bias_columns(T* c, int64_t ldc, int64_t rows, int64_t cols, const T* b
 // sample's 49 pixels made 64 columns), and a block of several samples passes the weight through
 // the caches once instead of once per sample.
 // `weight_operand(gi)`: group gi's weight^T [cg * taps, kg] (rows (c, tap)).
+// f(n, q0, q1, at) for each sample n that the block of pixels [m0, m1) (flat over batch and
+// grid) covers: its grid positions [q0, q1), which start `at` pixels into the block.
+template <typename F>
+void for_each_sample_run(int64_t m0, int64_t m1, int64_t grid, F&& f) {
+  for (int64_t m = m0; m < m1;) {
+    const int64_t n = m / grid, q0 = m % grid, q1 = std::min(grid, q0 + (m1 - m));
+    f(n, q0, q1, m - m0);
+    m += q1 - q0;
+  }
+}
+
 template <typename T, typename Operand>
 void conv_nchw_pixel_rows(const T* x, Operand&& weight_operand, T* y, const ConvGeometry& g,
                           Shape s, const T* bias) {
@@ -340,21 +351,17 @@ void conv_nchw_pixel_rows(const T* x, Operand&& weight_operand, T* y, const Conv
     for (int64_t b = begin; b < end; ++b) {
       const int64_t m0 = b * P, m1 = std::min(total, m0 + P), height = m1 - m0;
       for (int64_t gi = 0; gi < G; ++gi) {
-        for (int64_t m = m0; m < m1;) {  // the block's samples, each a run of grid positions
-          const int64_t n = m / grid, q0 = m % grid, q1 = std::min(grid, q0 + (m1 - m));
-          gather_columns(x + (n * C + gi * cg) * g.image_numel(), g, cg, q0, q1,
-                         col.data() + (m - m0), height);
-          m += q1 - q0;
-        }
+        for_each_sample_run(m0, m1, grid, [&](int64_t n, int64_t q0, int64_t q1, int64_t at) {
+          gather_columns(x + (n * C + gi * cg) * g.image_numel(), g, cg, q0, q1, col.data() + at,
+                         height);
+        });
         if (bias) fill_bias_columns(staged.data(), kg, height, kg, bias + gi * kg);
         packed_gemm(StridedMatrix<T>{col.data(), 1, height}, packed_weights[gi], staged.data(), kg,
                     height, bias != nullptr);
-        for (int64_t m = m0; m < m1;) {
-          const int64_t n = m / grid, q0 = m % grid, q1 = std::min(grid, q0 + (m1 - m));
-          blocked_transpose(staged.data() + (m - m0) * kg, kg, 1, q1 - q0, kg,
+        for_each_sample_run(m0, m1, grid, [&](int64_t n, int64_t q0, int64_t q1, int64_t at) {
+          blocked_transpose(staged.data() + at * kg, kg, 1, q1 - q0, kg,
                             y + (n * K + gi * kg) * grid + q0, grid, 1);
-          m += q1 - q0;
-        }
+        });
       }
     }
   });
