@@ -38,6 +38,8 @@ constexpr int64_t kMinDensePixels = 64;
 // least this share of the tap positions reads padding, which the taps skip: inception_v3's 1x7
 // and 7x1 convs on 12x12 maps (14 %), N4, ms im2col -> taps (torch): C192 NCHW 2.77 -> 2.17
 // (2.10), channels_last 3.04 -> 2.52 (2.67); C160 7x1 1.84 -> 1.38 (1.46), 1.99 -> 1.71 (1.57).
+// Their weight gradients too: N4 C192 1x7 12x12 0.83-0.86 -> 1.01-1.17 channels_last, 0.93-1.05
+// -> 1.05-1.09 NCHW; 7x1 C160 -> 192 1.01-1.04 -> 1.12-1.15, 0.78-0.85 -> 0.84.
 // Grouped 3x3 with 112 channels per group on 7x7 maps (18 %; RegNetY-16GF's last stage), N8 C896
 // G8, ratio to torch 0.73-0.78 -> 0.89-0.92 (and stride 2 on 14x14 0.77-0.80 -> 0.88-0.93).
 // 3x3 dilation 2 on 28x28 maps (5 %) lost (C128 channels_last 1.32 -> 1.21x torch).
@@ -134,7 +136,9 @@ bool taps_engine_for(const ConvGeometry& g, int64_t batch, int64_t out_channels,
     }
     live *= static_cast<double>(inside) / static_cast<double>(g.grid[d] * g.kernel[d]);
   }
-  return pass == ConvPass::kForward && (strided || live <= 1 - kMinDeadShare) &&
+  // Strided: forwards only; reading padding: every pass.
+  const bool dead = live <= 1 - kMinDeadShare;
+  return (pass == ConvPass::kForward ? strided || dead : !strided && dead) &&
          g.kernel_numel() > 1 && cg >= kMinDenseChannels &&
          out_channels / g.groups >= kMinDenseChannels && batch * g.grid_numel() >= kMinDensePixels;
 }
