@@ -27,9 +27,9 @@ constexpr int64_t kMinSliceColumns = 64;
 // im2col's gather, a strided copy (and an NCHW weight needs no relayout). 2 threads, N8, ratio to
 // torch im2col -> taps (median of 3 runs): 3x3 stride 2 C256 -> 512 14x14 0.76 -> 0.93 NCHW,
 // 0.79 -> 0.96 channels_last; C512 -> 512 0.73 -> 0.88, 0.79 -> 0.99; C128 -> 256 28x28 0.86 ->
-// 1.06, 0.93 -> 0.99; C64 -> 128 56x56 0.91 -> 0.94-0.98, 0.91 -> 0.97. Not the stride-1 convs:
-// 3x3 dilation 2 C128 28x28 lost (forward 1.32 -> 1.21 channels_last), and neither did the
-// weight gradients gain (3x3 stride 2 C256 1.27 -> 1.28, C64 1.18 -> 0.90). The output channels
+// 1.06, 0.93 -> 0.99; C64 -> 128 56x56 0.91 -> 0.94-0.98, 0.91 -> 0.97. Their weight gradients
+// did not gain (3x3 stride 2 C256 1.27 -> 1.28, C64 1.18 -> 0.90), nor did stride-1 convs that
+// read little padding (kMinDeadShare below). The output channels
 // (per group) are the GEMMs' columns and need as many: the stem's input gradient (64 -> 3
 // channels, 7x7 stride 2) took 3x as long as col2im.
 constexpr int64_t kMinDenseChannels = 64;
