@@ -319,14 +319,6 @@ void fill_bias_columns(T* c, int64_t ldc, int64_t rows, int64_t cols, const T* b
   for (int64_t i = 0; i < rows; ++i) std::copy(bias, bias + cols, c + i * ldc);
 }
 
-// NCHW with the pixels as the GEMM's rows, for our GEMM, in blocks over the whole batch:
-// staged[block, kg] = columns^T[block, cg * taps] x weight^T[cg * taps, kg], then transposed into
-// each sample's output. For small maps (ResNet's 7x7 and 14x14 stages): the weights are packed
-// once per call (at::mm repacked a weight of megabytes for every block, our GEMM with pixels as
-// its columns a block's columns), the pixels need no padding to whole vector panels (a 7x7
-// sample's 49 pixels made 64 columns), and a block of several samples passes the weight through
-// the caches once instead of once per sample.
-// `weight_operand(gi)`: group gi's weight^T [cg * taps, kg] (rows (c, tap)).
 // f(n, q0, q1, at) for each sample n that the block of pixels [m0, m1) (flat over batch and
 // grid) covers: its grid positions [q0, q1), which start `at` pixels into the block.
 template <typename F>
@@ -338,6 +330,14 @@ void for_each_sample_run(int64_t m0, int64_t m1, int64_t grid, F&& f) {
   }
 }
 
+// NCHW with the pixels as the GEMM's rows, for our GEMM, in blocks over the whole batch:
+// staged[block, kg] = columns^T[block, cg * taps] x weight^T[cg * taps, kg], then transposed into
+// each sample's output. For small maps (ResNet's 7x7 and 14x14 stages): the weights are packed
+// once per call (at::mm repacked a weight of megabytes for every block, our GEMM with pixels as
+// its columns a block's columns), the pixels need no padding to whole vector panels (a 7x7
+// sample's 49 pixels made 64 columns), and a block of several samples passes the weight through
+// the caches once instead of once per sample.
+// `weight_operand(gi)`: group gi's weight^T [cg * taps, kg] (rows (c, tap)).
 template <typename T, typename Operand>
 void conv_nchw_pixel_rows(const T* x, Operand&& weight_operand, T* y, const ConvGeometry& g,
                           Shape s, const T* bias) {
@@ -1128,14 +1128,13 @@ bool many_taps_nchw(const at::Tensor& t, const ConvGeometry& g, int64_t other_ch
          g.channels >= kMinStagedChannels && other_channels >= kMinStagedChannels;
 }
 
-// NCHW convs that conv_by_taps computes run on channels_last copies (its rows are pixels'
-// channels). 2 threads, N2 C2048 -> 256 28x28 dilation 12: see tap_gemm_cpu.h.
-bool taps_through_channels_last(const at::Tensor& t, const ConvGeometry& g, int64_t out_channels,
-                                ConvPass pass = ConvPass::kForward) {
+// NCHW weight gradients that weight_grad_by_taps computes run on channels_last copies (its rows
+// are pixels' channels). 2 threads, N2 C2048 -> 256 28x28 dilation 12: see tap_gemm_cpu.h.
+bool weight_grad_by_taps_nchw(const at::Tensor& t, const ConvGeometry& g, int64_t out_channels) {
   const auto type = t.scalar_type();
   return !g.channels_last && t.dim() >= 4 &&
          taps_engine_for(g, t.size(0), out_channels, type == at::kFloat || type == at::kDouble,
-                         pass);
+                         ConvPass::kWeightGrad);
 }
 
 bool stride_one(const ConvGeometry& g) {
@@ -1350,11 +1349,11 @@ bool transpose_by_taps(const at::Tensor& input, const at::Tensor& weight, const 
   const auto type = input.scalar_type();
   const bool floating = (type == at::kFloat || type == at::kDouble) && weight.scalar_type() == type;
   const int64_t N = input.size(0), K = input.size(1), C = g.channels;
-  const bool taken = (!g.channels_last && input.dim() < 4) ? false
-                     : stride_one(g)
-                         ? taps_engine_for(stride_one_transpose_geometry(g, K), N, C, floating)
-                         : strided_transpose_by_taps(g, N, K, floating);
-  if (!taken) return false;
+  if (!g.channels_last && input.dim() < 4) return false;
+  if (stride_one(g) ? !taps_engine_for(stride_one_transpose_geometry(g, K), N, C, floating)
+                    : !strided_transpose_by_taps(g, N, K, floating)) {
+    return false;
+  }
   if (!g.channels_last) {
     via_channels_last({input}, output, g, [&](auto& in, auto& out, auto& cl) {
       transpose_by_taps(in[0], weight, out, cl);
@@ -1417,7 +1416,7 @@ void gemm_conv_weight_grad(const at::Tensor& grad_output, const at::Tensor& inpu
   if (run_winograd_weight_grad(grad_output, input, grad_weight, g)) return;
   if (brgemm_conv_weight_grad(grad_output, input, grad_weight, g)) return;
   if (tiny_pointwise_nchw(input, g) || small_nchw_image(input, g, g.grid_numel()) ||
-      taps_through_channels_last(input, g, grad_output.size(1), ConvPass::kWeightGrad) ||
+      weight_grad_by_taps_nchw(input, g, grad_output.size(1)) ||
       many_taps_nchw(input, g, grad_output.size(1), kMinStagedTapsGradients)) {
     return via_channels_last(
         {grad_output, input}, grad_weight, g,
