@@ -338,6 +338,29 @@ def test_layout_copy_matches_torch(data):
     assert torch.equal(_C._contiguous_as(x.contiguous(memory_format=cl), torch.contiguous_format), x)
 
 
+def _draw_conv_call(data, transpose, layout, batch, cin, cout, spatial, kernel, stride, padding,
+                    dilation, groups):
+    """Draws x, w, b for conv{dims}d or conv_transpose{dims}d (padding clipped to what the
+    transpose accepts) and returns the op's name, its arguments after (x, w, b), and the leaves;
+    draws whose output would be empty or negative are discarded (the error tests cover them)."""
+    dims = len(spatial)
+    x = data.draw(tensors((batch, cin, *spatial), layout))
+    if transpose:
+        padding = [min(p, (k - 1) * d) for p, k, d in zip(padding, kernel, dilation)]
+        w = data.draw(tensors((cin, cout // groups, *kernel), layout))
+        name, args = f"conv_transpose{dims}d", (stride, padding, 0, groups, dilation)
+    else:
+        w = data.draw(tensors((cout, cin // groups, *kernel), layout))
+        name, args = f"conv{dims}d", (stride, padding, dilation, groups)
+    b = data.draw(tensors((cout,)))
+    leaves((x, w, b))
+    try:
+        F.__dict__[name](x.detach(), w.detach(), None, *args)
+    except RuntimeError:
+        assume(False)
+    return name, args, (x, w, b)
+
+
 @given(data=st.data())
 def test_live_tap_regions_match_torch(data):
     """Convs whose windows reach far into the padding (ASPP-like dilations), computed by the GEMM
@@ -357,24 +380,12 @@ def test_live_tap_regions_match_torch(data):
     transpose = data.draw(st.booleans())
     layout = data.draw(LAYOUT) if dims > 1 else "contiguous"
     batch = data.draw(st.sampled_from([1, 2]))
-    x = data.draw(tensors((batch, cin, *spatial), layout))
-    if transpose:
-        padding = [min(p, (k - 1) * d) for p, k, d in zip(padding, kernel, dilation)]
-        w = data.draw(tensors((cin, cout // groups, *kernel), layout))
-        name, args = f"conv_transpose{dims}d", (stride, padding, 0, groups, dilation)
-    else:
-        w = data.draw(tensors((cout, cin // groups, *kernel), layout))
-        name, args = f"conv{dims}d", (stride, padding, dilation, groups)
-    b = data.draw(tensors((cout,)))
-    leaves((x, w, b))
-    try:
-        F.__dict__[name](x.detach(), w.detach(), None, *args)
-    except RuntimeError:
-        assume(False)  # an output of size 0 or less: the error tests cover it
+    name, args, operands = _draw_conv_call(data, transpose, layout, batch, cin, cout, spatial,
+                                           kernel, stride, padding, dilation, groups)
     kernel = data.draw(st.sampled_from(["packed", "blas"]))
     with tc.set_conv_algorithm("gemm"), gemm_kernel(kernel):
         compare(lambda x, w, b: CF.__dict__[name](x, w, b, *args),
-                lambda x, w, b: F.__dict__[name](x, w, b, *args), (x, w, b), **TOL)
+                lambda x, w, b: F.__dict__[name](x, w, b, *args), operands, **TOL)
 
 
 @given(data=st.data())
@@ -394,20 +405,8 @@ def test_taps_engine_matches_torch(data):
     transpose = data.draw(st.booleans())
     layout = data.draw(LAYOUT)
     batch = data.draw(st.integers(1, 3))
-    x = data.draw(tensors((batch, cin, *spatial), layout))
-    if transpose:
-        padding = [min(p, (k - 1) * d) for p, k, d in zip(padding, kernel, dilation)]
-        w = data.draw(tensors((cin, cout // groups, *kernel), layout))
-        name, args = f"conv_transpose{dims}d", (stride, padding, 0, groups, dilation)
-    else:
-        w = data.draw(tensors((cout, cin // groups, *kernel), layout))
-        name, args = f"conv{dims}d", (stride, padding, dilation, groups)
-    b = data.draw(tensors((cout,)))
-    leaves((x, w, b))
-    try:
-        F.__dict__[name](x.detach(), w.detach(), None, *args)
-    except RuntimeError:
-        assume(False)  # an output of size 0 or less: the error tests cover it
+    name, args, operands = _draw_conv_call(data, transpose, layout, batch, cin, cout, spatial,
+                                           kernel, stride, padding, dilation, groups)
     with tc.set_conv_algorithm("gemm"), gemm_kernel("packed"):
         compare(lambda x, w, b: CF.__dict__[name](x, w, b, *args),
-                lambda x, w, b: F.__dict__[name](x, w, b, *args), (x, w, b), **TOL)
+                lambda x, w, b: F.__dict__[name](x, w, b, *args), operands, **TOL)
