@@ -1,9 +1,9 @@
-"""The bfloat16 implicit-GEMM path (csrc/conv/brgemm_conv_cpu.cpp; ATen's brgemm on AMX, our
-vdpbf16ps kernel, bf16_brgemm.cpp, on AVX512-BF16) at its edges: odd channel counts (VNNI pairs
-the reduction rows), pixel counts that are not a multiple of the blocks, stride 2, padding,
-dilation, groups, batch 1, 1-d and 3-d, both layouts; the output and both gradients against
-float64 within the bounds of test_bfloat16_conv.py, and against torch's own bfloat16
-convolution. Each case runs under gemm_kernel "auto" (AMX where the CPU has it, else our kernel
+"""The bfloat16 implicit-GEMM path (csrc/conv/brgemm_conv_cpu.cpp; ATen's brgemm or our tiles,
+amx_tiles.cpp, on AMX, our vdpbf16ps kernel, bf16_brgemm.cpp, on AVX512-BF16) at its edges: odd
+channel counts (VNNI pairs the reduction rows), pixel counts that are not a multiple of the
+blocks, stride 2, padding, dilation, groups, batch 1, 1-d and 3-d, both layouts; the output and
+both gradients against float64 within the bounds of test_bfloat16_conv.py, and against torch's
+own bfloat16 convolution. Each case runs under gemm_kernel "auto" (AMX where the CPU has it, else our kernel
 where the CPU has AVX512-BF16), "packed" (our kernel even on AMX) and "blas" (the GEMM engine
 where there is no AMX); a CPU with neither extension runs the engine throughout."""
 import pytest
@@ -29,6 +29,13 @@ EDGES = {
     "64 channels in and out": (2, 2, 64, (9, 10), 64, 3, dict(padding=1)),
     "48 output channels, long lines": (2, 1, 6, (3, 70), 48, 3, dict(padding=1)),
     "small 7x7 wide": (2, 4, 96, (7, 7), 80, 3, dict(padding=1)),
+    # Our AMX tiles (amx_tiles.cpp): 32-channel blocks, taps x channels <= 768.
+    "AMX tiles: one column tile, odd image": (2, 2, 32, (11, 13), 16, 3, dict(padding=1)),
+    "AMX tiles: groups, dilation 2": (2, 2, 64, (10, 9), 48, 3,
+                                      dict(padding=2, dilation=2, groups=2)),
+    "AMX tiles: 7x7 maps, rows past the last pixel": (2, 3, 64, (7, 7), 64, 3, dict(padding=1)),
+    "AMX tiles: conv1d": (1, 2, 64, (37,), 32, 3, dict(padding=1)),
+    "AMX tiles: conv3d": (3, 1, 32, (4, 5, 6), 40, 3, dict(padding=1)),
     "1x1": (2, 2, 32, (9, 9), 48, 1, {}),
     "1x1 stride 2": (2, 2, 32, (9, 9), 48, 1, dict(stride=2)),
     "padding larger than the kernel reach": (2, 2, 4, (6, 6), 4, 3, dict(padding=3)),

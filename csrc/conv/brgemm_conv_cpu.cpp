@@ -8,6 +8,7 @@
 #include <cstring>
 #include <vector>
 
+#include "amx_tiles.h"
 #include "bf16_brgemm.h"
 #include "blocked_transpose.h"
 #include "gemm_conv_cpu.h"
@@ -27,6 +28,15 @@ constexpr int64_t kMaxColumns = 64;
 // AMX tiles are 16 columns wide: panels are padded to a multiple (zero weights).
 constexpr int64_t kTile = 16;
 
+// The micro-kernels' operands and sums live in c10's allocations, 64-byte aligned: an AMX tile
+// whose rows straddle two cache lines loads about 6x slower (16 rows of 64 bytes: 6 against 39
+// cycles, one core).
+template <typename T>
+T* aligned(at::Tensor& holder, int64_t numel) {
+  holder = at::empty({numel}, at::TensorOptions().dtype(c10::CppTypeToScalarType<T>::value));
+  return holder.data_ptr<T>();
+}
+
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
 
@@ -41,8 +51,10 @@ bool amx_available() {
 
 // Which micro-kernel multiplies: ATen's brgemm on AMX, else ours on AVX512-BF16 (bf16_brgemm.h),
 // else none (the GEMM engine computes the conv). torch_convpool.testing.gemm_kernel("packed")
-// takes ours on an AMX CPU too, "blas" leaves a CPU without AMX to the engine's at::mm.
-enum class MicroKernel { kNone, kAmx, kVector };
+// takes ours on an AMX CPU too, "blas" leaves a CPU without AMX to the engine's at::mm. kTiles,
+// our AMX batch-reduce (amx_tiles.h), is what the forward takes on AMX where its reduction comes
+// in whole tiles (forward_kernel).
+enum class MicroKernel { kNone, kAmx, kTiles, kVector };
 
 MicroKernel micro_kernel() {
   if (amx_available() && !packed_gemm_selected()) return MicroKernel::kAmx;
@@ -82,30 +94,38 @@ void release(MicroKernel mk) {
 #endif
 }
 
-// The conv input, zero-padded to the extent the taps reach, [N, G, Dp, Hp, Wp, Cp] with the
-// group's channels rounded up to even.
+// The conv input, zero-padded to the extent the taps reach, [N, G, CB, Dp, Hp, Wp, B]: the
+// group's channels rounded up to even (Cp) in CB blocks of B (one block of Cp, or for our AMX
+// tiles blocks of 32, whose tile rows of a are then 64 contiguous bytes).
 struct PaddedImage {
   at::Tensor storage;
   const bf16* data;
   int64_t dims[kSpatialDims];
   int64_t channels;  // Cp
+  int64_t block;     // B
+  int64_t blocks() const { return channels / block; }
   int64_t plane() const { return dims[1] * dims[2]; }
   int64_t volume() const { return dims[0] * dims[1] * dims[2]; }
 };
 
-PaddedImage pad_image(const bf16* x, bool x_cl, const ConvGeometry& g, int64_t N) {
+// block: B, a divisor of the group's channel count, or 0 for one block.
+PaddedImage pad_image(const bf16* x, bool x_cl, const ConvGeometry& g, int64_t N, int64_t block) {
   PaddedImage p;
   const int64_t C = g.channels, G = g.groups, cg = C / G, Cp = round_up(cg, 2);
   for (int d = 0; d < kSpatialDims; ++d) {
     p.dims[d] = (g.grid[d] - 1) * g.stride[d] + (g.kernel[d] - 1) * g.dilation[d] + 1;
   }
   p.channels = Cp;
+  p.block = block > 0 ? block : Cp;
+  const int64_t B = p.block, CB = p.blocks();
   const int64_t Wp = p.dims[2], D = g.image[0], H = g.image[1], W = g.image[2];
-  const int64_t lines = N * G * p.dims[0] * p.dims[1];
-  // A few values of slack: a virtual block may read up to a line past the last pixel it keeps.
-  p.storage = at::empty({lines * Wp * Cp + Wp * Cp}, at::TensorOptions().dtype(at::kBFloat16));
+  const int64_t lines = N * G * CB * p.dims[0] * p.dims[1];
+  // A few values of slack: a virtual block may read up to a line past the last pixel it keeps,
+  // and AMX tiles compute whole blocks of 32 rows: up to 31 more.
+  const int64_t slack = (Wp + amx_tiles::kRowBlock) * B;
+  p.storage = at::empty({lines * Wp * B + slack}, at::TensorOptions().dtype(at::kBFloat16));
   bf16* out = p.storage.data_ptr<bf16>();
-  std::fill(out + lines * Wp * Cp, out + (lines + 1) * Wp * Cp, bf16(0));
+  std::fill(out + lines * Wp * B, out + lines * Wp * B + slack, bf16(0));
   p.data = out;
   // Image columns iw = pw - pad land at pw in [w_lo, w_hi).
   const int64_t w_lo = std::clamp<int64_t>(g.pad[2], 0, Wp);
@@ -113,35 +133,35 @@ PaddedImage pad_image(const bf16* x, bool x_cl, const ConvGeometry& g, int64_t N
   at::parallel_for(0, lines, 16, [&](int64_t begin, int64_t end) {
     for (int64_t line = begin; line < end; ++line) {
       const int64_t ph = line % p.dims[1], pd = line / p.dims[1] % p.dims[0];
-      const int64_t gi = line / (p.dims[0] * p.dims[1]) % G;
-      const int64_t n = line / (p.dims[0] * p.dims[1] * G);
+      const int64_t cb = line / (p.dims[0] * p.dims[1]) % CB;
+      const int64_t gi = line / (p.dims[0] * p.dims[1] * CB) % G;
+      const int64_t n = line / (p.dims[0] * p.dims[1] * CB * G);
       const int64_t id = pd - g.pad[0], ih = ph - g.pad[1];
-      bf16* row = out + line * Wp * Cp;
+      bf16* row = out + line * Wp * B;
       if (id < 0 || id >= D || ih < 0 || ih >= H || w_lo == w_hi) {
-        std::fill(row, row + Wp * Cp, bf16(0));
+        std::fill(row, row + Wp * B, bf16(0));
         continue;
       }
-      std::fill(row, row + w_lo * Cp, bf16(0));
-      std::fill(row + w_hi * Cp, row + Wp * Cp, bf16(0));
+      std::fill(row, row + w_lo * B, bf16(0));
+      std::fill(row + w_hi * B, row + Wp * B, bf16(0));
       const int64_t iw0 = w_lo - g.pad[2], width = w_hi - w_lo;
-      bf16* dst = row + w_lo * Cp;
+      // The block's channels of the image, the last block's odd one aside.
+      const int64_t c0 = gi * cg + cb * B, count = std::min(B, cg - cb * B);
+      bf16* dst = row + w_lo * B;
       if (x_cl) {
-        const bf16* src = x + (((n * D + id) * H + ih) * W + iw0) * C + gi * cg;
-        if (cg == Cp && G == 1) {
-          std::memcpy(dst, src, width * Cp * sizeof(bf16));
+        const bf16* src = x + (((n * D + id) * H + ih) * W + iw0) * C + c0;
+        if (count == B && B == C) {
+          std::memcpy(dst, src, width * B * sizeof(bf16));
         } else {
-          for (int64_t w = 0; w < width; ++w) {
-            std::copy_n(src + w * C, cg, dst + w * Cp);
-            if (cg != Cp) dst[w * Cp + cg] = bf16(0);
-          }
+          for (int64_t w = 0; w < width; ++w) std::copy_n(src + w * C, count, dst + w * B);
         }
       } else {
         const int64_t volume = D * H * W;
-        const bf16* src = x + (n * C + gi * cg) * volume + (id * H + ih) * W + iw0;
-        blocked_transpose(src, volume, int64_t{1}, cg, width, dst, Cp, int64_t{1});
-        if (cg != Cp) {
-          for (int64_t w = 0; w < width; ++w) dst[w * Cp + cg] = bf16(0);
-        }
+        const bf16* src = x + (n * C + c0) * volume + (id * H + ih) * W + iw0;
+        blocked_transpose(src, volume, int64_t{1}, count, width, dst, B, int64_t{1});
+      }
+      if (count != B) {
+        for (int64_t w = 0; w < width; ++w) dst[w * B + count] = bf16(0);
       }
     }
   });
@@ -175,10 +195,11 @@ TapRuns tap_runs(const ConvGeometry& g, const PaddedImage& p) {
 // The weight [K, cg, taps] (contiguous) as packed panels, one per (group, column block, run):
 // rows (tap of the run, channel < Cp), columns the block's output channels padded to kTile.
 struct PackedWeight {
-  std::vector<bf16> data;
+  at::Tensor storage;
+  bf16* data;
   int64_t columns, blocks, run_rows, panel_numel, runs;
   const bf16* panel(int64_t gi, int64_t block, int64_t run) const {
-    return data.data() + ((gi * blocks + block) * runs + run) * panel_numel;
+    return data + ((gi * blocks + block) * runs + run) * panel_numel;
   }
 };
 
@@ -191,7 +212,7 @@ PackedWeight pack_weight(MicroKernel mk, const bf16* w, int64_t K, int64_t G, in
   pw.runs = static_cast<int64_t>(runs.first.size());
   pw.run_rows = runs.width * Cp;
   pw.panel_numel = pw.run_rows * pw.columns;
-  pw.data.resize(G * pw.blocks * pw.runs * pw.panel_numel);
+  pw.data = aligned<bf16>(pw.storage, G * pw.blocks * pw.runs * pw.panel_numel);
   const int64_t per_block = ceil_div(kg, pw.blocks);
   // [K, taps, cg]: a tap's channels contiguous for the transposes below.
   std::vector<bf16> w_cl_storage(K * cg * taps);
@@ -215,34 +236,71 @@ PackedWeight pack_weight(MicroKernel mk, const bf16* w, int64_t K, int64_t G, in
         blocked_transpose(from, taps * cg, int64_t{1}, k1 - k0, cg,
                           plain.data() + t * Cp * pw.columns, pw.columns, int64_t{1});
       }
-      pack_panel(mk, pw.run_rows, pw.columns, plain.data(), pw.data.data() + i * pw.panel_numel);
+      pack_panel(mk, pw.run_rows, pw.columns, plain.data(), pw.data + i * pw.panel_numel);
     }
   });
   return pw;
 }
 
+// Our AMX tiles where ATen's brgemm would run, stride 1 along H and W, on channel blocks of 32,
+// where the 32 columns of b one block of c reads over the whole reduction fit in L1 (48 KiB:
+// taps x channels <= 768, a 3x3 of 64 channels per group): each step's two tiles of b then come
+// from L1 (tiles read at half the speed from L2). N8 channels_last, 2 threads, ms, ATen's
+// brgemm -> tiles (torch's oneDNN): 3x3 C64 56x56 1.04-1.06 -> 0.87-0.90 (0.63-0.68); C128
+// 28x28, beyond the rule, 1.10 -> 1.20 (0.50).
+constexpr int64_t kMaxTileReduction = 768;
+
+MicroKernel forward_kernel(MicroKernel mk, const ConvGeometry& g) {
+  const int64_t cg = g.channels / g.groups;
+  const bool tiles = mk == MicroKernel::kAmx && amx_tiles::available() && bf16_gemm::available() &&
+                     cg % amx_tiles::kStepDepth == 0 &&
+                     g.kernel_numel() * cg <= kMaxTileReduction && g.stride[1] == 1 &&
+                     g.stride[2] == 1;
+  return tiles ? MicroKernel::kTiles : mk;
+}
+
+// The a offsets of our AMX tiles' steps, from a block's tap-(0,0,0) pixel, in the order of the
+// packed weight's rows: per run, per tap of the run, per channel block.
+std::vector<int64_t> tile_steps(const TapRuns& runs, const PaddedImage& p) {
+  std::vector<int64_t> steps;
+  for (const int64_t offset : runs.offset) {
+    for (int64_t t = 0; t < runs.width; ++t) {
+      for (int64_t cb = 0; cb < p.blocks(); ++cb) {
+        steps.push_back((cb * p.volume() + offset + t) * p.block);
+      }
+    }
+  }
+  return steps;
+}
+
 // y [N, K, grid] (y_cl: channels_last) = conv(x, w) with w [K, C / G, taps] contiguous.
-void conv_forward(MicroKernel mk, const bf16* x, bool x_cl, const bf16* w, bf16* y, bool y_cl,
-                  const ConvGeometry& g, int64_t N, int64_t K) {
+void conv_forward(MicroKernel amx_or_vector, const bf16* x, bool x_cl, const bf16* w, bf16* y,
+                  bool y_cl, const ConvGeometry& g, int64_t N, int64_t K) {
   const int64_t G = g.groups, cg = g.channels / G, kg = K / G, taps = g.kernel_numel();
-  const PaddedImage p = pad_image(x, x_cl, g, N);
+  const MicroKernel mk = forward_kernel(amx_or_vector, g);
+  const bool tiles = mk == MicroKernel::kTiles;
+  const PaddedImage p = pad_image(x, x_cl, g, N, tiles ? amx_tiles::kStepDepth : 0);
   const TapRuns runs = tap_runs(g, p);
   const PackedWeight pw = pack_weight(mk, w, K, G, cg, p.channels, taps, runs);
+  const std::vector<int64_t> steps = tiles ? tile_steps(runs, p) : std::vector<int64_t>{};
   const int64_t Cp = p.channels, Wp = p.dims[2];
   const int64_t OD = g.grid[0], OH = g.grid[1], OW = g.grid[2], grid = g.grid_numel();
   // Virtual blocks (stride 1 in H and W) run over q = oh * Wp + ow of one output plane;
   // otherwise blocks are pieces of one output line.
   // (Our vector kernel computes any number of rows at full speed: it takes the lines as they are,
   // without the Wp - OW dropped pixels per line, which cost it 3-14 % on 56 to 28 pixel lines.)
-  const bool virtual_rows = mk == MicroKernel::kAmx && g.stride[1] == 1 && g.stride[2] == 1;
+  const bool virtual_rows = mk != MicroKernel::kVector && g.stride[1] == 1 && g.stride[2] == 1;
   const int64_t span = virtual_rows ? (OH - 1) * Wp + OW : OW;
   const int64_t per_span = ceil_div(span, kMaxRows), rows = ceil_div(span, per_span);
   const int64_t per_plane = virtual_rows ? per_span : per_span * OH;
-  const int64_t ld_a = g.stride[2] * Cp, columns = pw.columns;
+  const int64_t ld_a = g.stride[2] * p.block, columns = pw.columns;
   const int64_t per_block = ceil_div(kg, pw.blocks);
   const int64_t pixel_blocks = N * OD * per_plane;
   at::parallel_for(0, G * pw.blocks * pixel_blocks, 1, [&](int64_t begin, int64_t end) {
-    std::vector<float> acc(rows * columns);
+    at::Tensor acc_storage;
+    float* acc = aligned<float>(acc_storage, round_up(rows, amx_tiles::kRowBlock) * columns);
+    // ATen's brgemm keeps its tile configuration per thread: ours replaces it.
+    if (tiles) release(MicroKernel::kAmx);
     std::vector<bf16> rounded(columns);
     for (int64_t t = begin; t < end; ++t) {
       const int64_t pb = t % pixel_blocks, block = t / pixel_blocks % pw.blocks;
@@ -251,12 +309,19 @@ void conv_forward(MicroKernel mk, const bf16* x, bool x_cl, const bf16* w, bf16*
       const int64_t oh0 = virtual_rows ? 0 : j / per_span;
       const int64_t q0 = j % per_span * rows, M = std::min(rows, span - q0);
       // The padded pixel of tap (0, 0, 0) for the block's first output pixel.
-      const int64_t first = ((n * G + gi) * p.dims[0] + od * g.stride[0]) * p.plane() +
+      const int64_t first = (n * G + gi) * p.blocks() * p.volume() + od * g.stride[0] * p.plane() +
                             oh0 * g.stride[1] * Wp + q0 * g.stride[2];
-      const bf16* a = p.data + first * Cp;
-      for (int64_t r = 0; r < pw.runs; ++r) {
-        multiply(mk, M, columns, pw.run_rows, ld_a, r > 0, a + runs.offset[r] * Cp,
-                 pw.panel(gi, block, r), acc.data());
+      const bf16* a = p.data + first * p.block;
+      if (tiles) {
+        // The runs' panels lie one after another: their rows are the steps'.
+        amx_tiles::batch_reduce(M, columns, ld_a, a, steps.data(),
+                                static_cast<int64_t>(steps.size()), pw.panel(gi, block, 0), acc,
+                                columns);
+      } else {
+        for (int64_t r = 0; r < pw.runs; ++r) {
+          multiply(mk, M, columns, pw.run_rows, ld_a, r > 0, a + runs.offset[r] * Cp,
+                   pw.panel(gi, block, r), acc);
+        }
       }
       const int64_t k0 = gi * kg + block * per_block;
       const int64_t width = std::min(kg, (block + 1) * per_block) - block * per_block;
@@ -265,7 +330,7 @@ void conv_forward(MicroKernel mk, const bf16* x, bool x_cl, const bf16* w, bf16*
         const int64_t oh = virtual_rows ? q / Wp : oh0, ow = virtual_rows ? q % Wp : q;
         if (ow >= OW) continue;
         const int64_t pixel = (od * OH + oh) * OW + ow;
-        const float* from = acc.data() + i * columns;
+        const float* from = acc + i * columns;
         if (y_cl) {
           bf16_gemm::round_to_bfloat16(from, width, y + (n * grid + pixel) * K + k0);
         } else {
@@ -356,7 +421,8 @@ void weight_grad(MicroKernel mk, const bf16* go, const bf16* x, bf16* gw, const 
   const int64_t columns = round_up(per_block, kTile), panel = pixels * columns;
   const int64_t pixel_blocks = N * OD * per_span;
   // go, packed: [pixel block, group, column block] panels of [pixels, columns].
-  std::vector<bf16> packed(pixel_blocks * G * blocks * panel);
+  at::Tensor packed_storage;
+  bf16* packed = aligned<bf16>(packed_storage, pixel_blocks * G * blocks * panel);
   at::parallel_for(0, pixel_blocks * G * blocks, 1, [&](int64_t begin, int64_t end) {
     std::vector<bf16> plain(panel);
     for (int64_t i = begin; i < end; ++i) {
@@ -377,14 +443,15 @@ void weight_grad(MicroKernel mk, const bf16* go, const bf16* x, bf16* gw, const 
           for (int64_t k = 0; k < width; ++k) to[k] = from[k * grid];
         }
       }
-      pack_panel(mk, pixels, columns, plain.data(), packed.data() + i * panel);
+      pack_panel(mk, pixels, columns, plain.data(), packed + i * panel);
     }
   });
   const int64_t chunks =
       std::clamp<int64_t>(N * OD * span / kChunkPixels, 1, std::min(kMaxChunks, pixel_blocks));
   const int64_t per_chunk = ceil_div(pixel_blocks, chunks);
   const int64_t acc_numel = taps * cg * columns;
-  std::vector<float> partial(chunks * G * blocks * acc_numel);
+  at::Tensor partial_storage;
+  float* partial = aligned<float>(partial_storage, chunks * G * blocks * acc_numel);
   std::vector<int64_t> tap_offset(taps);
   for (int64_t tap = 0; tap < taps; ++tap) {
     int64_t kd, kh, kw;
@@ -394,7 +461,7 @@ void weight_grad(MicroKernel mk, const bf16* go, const bf16* x, bf16* gw, const 
   at::parallel_for(0, chunks * G * blocks, 1, [&](int64_t begin, int64_t end) {
     for (int64_t t = begin; t < end; ++t) {
       const int64_t block = t % blocks, gi = t / blocks % G, chunk = t / (blocks * G);
-      float* acc = partial.data() + t * acc_numel;
+      float* acc = partial + t * acc_numel;
       const int64_t b0 = chunk * per_chunk, b1 = std::min(pixel_blocks, b0 + per_chunk);
       for (int64_t pb = b0; pb < b1; ++pb) {
         const int64_t j = pb % per_span, od = pb / per_span % OD, n = pb / (per_span * OD);
@@ -402,7 +469,7 @@ void weight_grad(MicroKernel mk, const bf16* go, const bf16* x, bf16* gw, const 
         const int64_t M = std::min(pixels, round_up(span - q0, 2));
         const bf16* a =
             p.data + (n * g.channels + gi * cg) * p.stride + od * g.stride[0] * Hp * Wp + q0;
-        const bf16* b = packed.data() + ((pb * G + gi) * blocks + block) * panel;
+        const bf16* b = packed + ((pb * G + gi) * blocks + block) * panel;
         for (int64_t tap = 0; tap < taps; ++tap) {
           multiply(mk, cg, columns, M, p.stride, pb > b0, a + tap_offset[tap], b,
                    acc + tap * cg * columns);

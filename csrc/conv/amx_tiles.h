@@ -1,0 +1,37 @@
+#pragma once
+// A bfloat16 batch-reduce GEMM on AMX tiles for the implicit-GEMM convolutions of
+// brgemm_conv_cpu.cpp: c = sum over runs r of a_r x b_r, the whole sum kept in the tile
+// registers, stored once. ATen's cpublas::brgemm multiplies one pair per call and so loads and
+// stores the float32 sums of c around every run of taps (3 times per output for a 3x3 conv), and
+// packs its b at most 64 columns wide; here the 2 x 2 tiles of c stay in registers over all taps
+// and channels (K = 1152 for a 3x3 conv of 128 channels).
+//
+// a comes in steps of 32 values of the reduction (a channel block of one tap), each its own
+// pointer, so a blocked image ([..., pixels, 32 channels]) feeds it with no copy.
+// b is packed as bf16_gemm::pack packs it ([K / 2][N][2], pairs of rows interleaved: the VNNI
+// layout an AMX tile of b reads, 16 pairs of rows by 16 columns).
+#include <c10/util/BFloat16.h>
+
+#include <cstdint>
+
+namespace convpool::cpu::amx_tiles {
+
+// Whether this CPU has AMX-BF16 and the kernel may use the tile registers (Linux grants the
+// tile data state on request, once per process).
+bool available();
+
+// Rows of c one pass computes: the caller rounds M up to it, with a readable (and dropped) up to
+// the rounded row.
+constexpr int64_t kRowBlock = 32;
+// bfloat16 of the reduction per step: one tile row of a, 64 bytes.
+constexpr int64_t kStepDepth = 32;
+
+// c [round_up(M, 32), N] (float32, row stride ldc) = sum over steps s of
+// a[offsets[s] + i * lda + j] (i < M, j < 32) x b's rows 32 s to 32 s + 31, b [32 steps, N]
+// packed. N a multiple of 16; lda and offsets in elements. Each step's a is best 32 contiguous
+// values per row (lda = 32): tile rows further apart load at about half the speed (3x3, 128
+// channels, one core, in cache: 0.80 against 1.41 TFLOP/s).
+void batch_reduce(int64_t M, int64_t N, int64_t lda, const c10::BFloat16* a, const int64_t* offsets,
+                  int64_t steps, const c10::BFloat16* b, float* c, int64_t ldc);
+
+}  // namespace convpool::cpu::amx_tiles
