@@ -22,6 +22,7 @@
 
 #include "../common/isa_clones.h"
 #include "../common/thread_scratch.h"
+#include "channel_block_transpose.h"
 #include "winograd_cpu.h"
 #include "winograd_grad_tiles.h"
 
@@ -170,27 +171,34 @@ WeightView<T> stage_weight_block(const WeightView<T>& w, const Plan& p, int64_t 
 
 // The transformed inputs of tiles [t0, t1) as GEMM panels: tile t (t >= first) is column
 // (t - first) % P of panel (t - first) / P, each panel [36][Cp][P]. Tiles past the last real one
-// are zero.
+// are zero. A group of up to 16 tiles of one panel is transformed into an L1 scratch [tile][36][L]
+// and each point's [tiles, L] block is transposed into the panel in registers (16 x 16 tiles):
+// scattered lane by lane, the stores took a third of a C128 28x28 channels_last forward on an
+// Intel Xeon (AVX-512, 2 threads: 1.75 of 5.3 ms).
 template <typename T, int B>
 [[gnu::always_inline]] inline void transform_input_panels(const T* x, const Plan& p, int64_t first,
                                                           int64_t t0, int64_t t1, T* Vt,
                                                           FiniteCheck<T, B>& finite) {
   using V = Vec<T, B>;
-  constexpr int64_t L = kLanes<T, B>, P = kPanelTiles<T>;
-  for (int64_t t = t0; t < t1; ++t) {
-    const int64_t rel = t - first;
-    T* column = Vt + rel / P * kPoints * p.Cp * P + rel % P;
-    const bool real = t < p.tiles;
-    const TileWindow tw = tile_window(p, real ? t : 0, 0);
+  constexpr int64_t L = kLanes<T, B>, P = kPanelTiles<T>, kGroup = 16;
+  alignas(64) T scratch[kGroup * kPoints * L];
+  for (int64_t t = t0; t < t1;) {
+    const int64_t rel = t - first, n = std::min({kGroup, t1 - t, P - rel % P});
+    T* panel = Vt + rel / P * kPoints * p.Cp * P + rel % P;
     for (int64_t c0 = 0; c0 < p.Cp; c0 += L) {
-      V v[kPoints] = {};
-      if (real) input_tile_points<T, B>(x, p, tw, c0, v);
+      for (int64_t i = 0; i < n; ++i) {
+        V v[kPoints] = {};
+        if (t + i < p.tiles) input_tile_points<T, B>(x, p, tile_window(p, t + i, 0), c0, v);
+        for (int xi = 0; xi < kPoints; ++xi) {
+          finite.add(v[xi]);
+          store(scratch + (i * kPoints + xi) * L, v[xi]);
+        }
+      }
       for (int xi = 0; xi < kPoints; ++xi) {
-        finite.add(v[xi]);
-        T* dst = column + (xi * p.Cp + c0) * P;
-        for (int64_t l = 0; l < L; ++l) dst[l * P] = v[xi][l];
+        transpose_matrix(scratch + xi * L, kPoints * L, n, L, panel + (xi * p.Cp + c0) * P, P);
       }
     }
+    t += n;
   }
 }
 
