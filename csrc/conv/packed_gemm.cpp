@@ -366,6 +366,12 @@ bool packed_gemm_preferred(int64_t weight_bytes) {
   return !intel && wide_vector_registers() && weight_bytes <= kMaxColumnsWeightBytes;
 }
 
+bool taps_gemm_allowed() {
+  const GemmKernel kernel = g_kernel.load(std::memory_order_relaxed);
+  if (kernel != GemmKernel::kAuto) return kernel == GemmKernel::kPacked;
+  return wide_vector_registers();
+}
+
 int64_t packed_gemm_columns(int64_t cols, int64_t element_size) {
   const int64_t lanes = (wide_vector_registers() ? 64 : 32) / element_size, panel = 2 * lanes;
   const int64_t rest = cols % panel;

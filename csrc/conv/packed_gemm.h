@@ -73,6 +73,12 @@ bool blas_gemm_selected();
 // operands (one group's [inner, cols], `weight_bytes`) over 2 MiB keep MKL too: ours streams
 // them through once per block of pixels (3x3 stride 2 C256@14->512, 4.7 MB: 7.7 against 5.6 ms).
 bool packed_gemm_preferred(int64_t weight_bytes);
+// Whether the taps engine (tap_gemm_cpu.h), whose indirect rows only our GEMM multiplies, may
+// run: under "auto" on every AVX-512 CPU, Intel's too (against MKL's paths on a Xeon, N8 C256
+// 28x28 dilation 12 channels_last ms fwd / dx / dw: 14.2 / 16.8 / 16.1 -> 12.4 / 12.2 / 15.0;
+// 3x3 stride 2 input gradients C128 -> 256 28x28 4.1 -> 3.1-3.5, C256 -> 512 14x14 5.4 -> 3.8-4.0),
+// where "packed" is selected, never under "blas".
+bool taps_gemm_allowed();
 // The size of a weight operand above which "auto" keeps MKL for products with the pixels as our
 // GEMM's columns.
 constexpr int64_t kMaxColumnsWeightBytes = int64_t{2} << 20;

@@ -120,7 +120,7 @@ inline void split(const ConvGeometry& g, int64_t t, int64_t (&k)[kSpatialDims]) 
 
 bool taps_engine_for(const ConvGeometry& g, int64_t batch, int64_t out_channels, bool floating,
                      ConvPass pass) {
-  if (!floating || !packed_gemm_preferred(0) || batch == 0) return false;
+  if (!floating || !taps_gemm_allowed() || batch == 0) return false;
   const int64_t cg = g.channels / g.groups;
   // No weight copies per region here: only the regions' count and the products they drop count.
   if (live_tap_regions(g, batch * cg * out_channels, 0).has_value()) return true;
@@ -145,7 +145,7 @@ bool taps_engine_for(const ConvGeometry& g, int64_t batch, int64_t out_channels,
 
 bool strided_transpose_by_taps(const ConvGeometry& g, int64_t batch, int64_t channels,
                                bool floating) {
-  if (!floating || !packed_gemm_preferred(0) || batch == 0) return false;
+  if (!floating || !taps_gemm_allowed() || batch == 0) return false;
   bool strided = false;
   for (int d = 0; d < kSpatialDims; ++d) strided |= g.stride[d] > 1;
   return strided && g.kernel_numel() > 1 && channels / g.groups >= kMinDenseChannels &&

@@ -36,8 +36,8 @@ struct TapWeights {
 };
 
 // Whether conv_by_taps (or, for kWeightGrad, weight_grad_by_taps) is the engine for g (either
-// layout: NCHW through channels_last copies): float32 / float64 where our GEMM computes the
-// products (packed_gemm_preferred), for convs whose windows reach far enough into the padding
+// layout: NCHW through channels_last copies): float32 / float64 where the taps engine may run
+// (taps_gemm_allowed), for convs whose windows reach far enough into the padding
 // for live_tap_regions to split them, and dense convs of several taps over enough channels that
 // read padding with a tenth of their tap positions, or (forwards only) are strided
 // (tap_gemm_cpu.cpp).
