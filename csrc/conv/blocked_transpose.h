@@ -5,14 +5,27 @@
 // lines read and the lines written stay in L1.
 #include <algorithm>
 #include <cstdint>
+#include <type_traits>
 
 namespace convpool {
+
+namespace cpu {
+// channel_block_transpose.h: float matrices with unit strides on both sides, in 16 x 16 register
+// tiles where the CPU has AVX-512 or AVX2.
+void transpose_matrix(const float* src, int64_t src_stride, int64_t rows, int64_t cols, float* dst,
+                      int64_t dst_stride);
+}  // namespace cpu
 
 // dst[j * dst_j + i * dst_i] = src[i * src_i + j * src_j] for i < rows, j < cols. Each block goes
 // through a local tile, so the side with unit stride is read or written as a contiguous run.
 template <typename T>
 void blocked_transpose(const T* __restrict__ src, int64_t src_i, int64_t src_j, int64_t rows,
                        int64_t cols, T* __restrict__ dst, int64_t dst_j, int64_t dst_i) {
+  if constexpr (std::is_same_v<T, float>) {
+    // Through registers, 4-8x faster (a Winograd weight gradient's C512 -> 512 write-back took
+    // 17 % of it element by element).
+    if (src_j == 1 && dst_i == 1) return cpu::transpose_matrix(src, src_i, rows, cols, dst, dst_j);
+  }
   constexpr int64_t kBlock = 16;
   T tile[kBlock][kBlock];
   for (int64_t i0 = 0; i0 < rows; i0 += kBlock) {
