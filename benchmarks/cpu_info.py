@@ -39,9 +39,12 @@ def low_precision_flags() -> str:
 
 
 def vector_isa() -> str:
-    """The widest x86 vector ISA of this CPU: our kernels' clones differ by it, so BENCHMARKS.md
-    keeps one CPU section per ISA."""
+    """The widest x86 vector ISA of this CPU (and AMX): our kernels' clones and paths differ by
+    it, so BENCHMARKS.md keeps one CPU section per ISA."""
     if _field("flags") is None:
         return platform.machine()
     have = flags()
-    return "AVX-512" if "avx512f" in have else "AVX2" if "avx2" in have else "baseline"
+    if "avx512f" in have:
+        # AMX CPUs (Intel's) take other paths: MKL's GEMMs, ATen's and our AMX tiles for bfloat16.
+        return "AVX-512 + AMX" if "amx_bf16" in have else "AVX-512"
+    return "AVX2" if "avx2" in have else "baseline"

@@ -22,8 +22,8 @@ template <typename T>
 void blocked_transpose(const T* __restrict__ src, int64_t src_i, int64_t src_j, int64_t rows,
                        int64_t cols, T* __restrict__ dst, int64_t dst_j, int64_t dst_i) {
   if constexpr (std::is_same_v<T, float>) {
-    // Through registers, 4-8x faster (a Winograd weight gradient's C512 -> 512 write-back took
-    // 17 % of it element by element).
+    // Through registers: element by element, a Winograd weight gradient's write-back took 17 %
+    // of it (C512 -> 512 7x7 channels_last on a Xeon: 10.0-11.4 -> 6.5-7.7 ms with the tiles).
     if (src_j == 1 && dst_i == 1) return cpu::transpose_matrix(src, src_i, rows, cols, dst, dst_j);
   }
   constexpr int64_t kBlock = 16;
