@@ -1,14 +1,14 @@
 """Property-based tests (hypothesis) of the CPU fast paths that only wide or specially shaped
 convs reach, so the general draws of test_fuzz_conv.py never do: Winograd's batched variant
 (from 128 x 128 channels), the depthwise line kernels (any channel count, stride, dilation,
-padding), the grouped kernels (4-64 channels per group, multiples of 4, and with one group few input
-channels in channels_last; the stride-1 patch kernel in float32), NCHW convs with many
+padding), the grouped kernels (4-64 channels per group, multiples of 4, and with one group few
+input channels in channels_last; the stride-1 patch kernel in float32), NCHW convs with many
 taps staged through our channels_last copies (and the copies themselves), few pixels with many
 output channels (the GEMM blocks cut along the channels), small NCHW images with a large weight
 (the weight as the GEMM's broadcast operand), the taps engine (64+ channels per group, strided
-or reading padding) and the bfloat16 implicit GEMM on AMX (stride 1, <= 128 channels per
-group). Values and the gradients of input, weight and bias against torch (float64), or against
-float64 within the bfloat16 bounds of
+or reading padding), the bfloat16 implicit GEMM on AMX (stride 1, <= 128 channels per group)
+and our AMX tiles (32-channel blocks). Values and the gradients of input, weight and bias
+against torch (float64), or against float64 within the bfloat16 bounds of
 test_bfloat16_conv.py; both memory layouts, batch 1 and unbatched."""
 import torch
 import torch.nn.functional as F
@@ -153,6 +153,28 @@ def test_few_channels_direct_matches_torch(data):
 
 
 @given(data=st.data())
+def test_wide_strided_stems_match_torch(data):
+    """Stems and patch embeddings: few input channels, kernels up to 11 wide, strides up to the
+    kernel (AlexNet's 11x11/4, a ViT's 16x16/16 scaled down), in both layouts: the line kernel's
+    kernel rows read as one run, the GEMM engine's strided gathers (stride 4 by shuffles), and
+    over 256 output channels the engine in channels_last too."""
+    cin = data.draw(st.integers(1, 16))
+    cout = data.draw(st.sampled_from([8, 40, 264]))
+    kernel = [data.draw(st.integers(2, 11)) for _ in range(2)]
+    stride = tuple(data.draw(st.integers(1, k)) for k in kernel)
+    padding = tuple(data.draw(st.integers(0, k // 2)) for k in kernel)
+    spatial = [data.draw(st.integers(k, k + 12)) for k in kernel]
+    batch = data.draw(st.sampled_from([None, 1, 2]))
+    layout = data.draw(LAYOUT)
+    x = data.draw(tensors(((batch,) if batch else ()) + (cin, *spatial), layout))
+    w = data.draw(tensors((cout, cin, *kernel), layout))
+    b = data.draw(tensors((cout,))) if data.draw(st.booleans()) else None
+    leaves([t for t in (x, w, b) if t is not None])
+    compare(lambda *a: CF.conv2d(*a, stride=stride, padding=padding),
+            lambda *a: F.conv2d(*a, stride=stride, padding=padding), (x, w, b), **TOL)
+
+
+@given(data=st.data())
 def test_bfloat16_stride_one_within_bounds(data):
     """bfloat16 stride-1 convs (the implicit GEMM on AMX or AVX512-BF16 where the CPU has it):
     odd channel counts, kernels 2-5, padding, dilation, groups; every element of the output and
@@ -177,6 +199,42 @@ def test_bfloat16_stride_one_within_bounds(data):
     exact, bounds = _exact_and_bounds(F.conv2d, x, w, b, grad_out, length, **kw)
     # Each element within its bound. (test_bfloat16_conv.py also compares the RMS error with
     # torch's own bfloat16 conv; over the few dozen elements drawn here that ratio is chance.)
+    for what, o, e, bound in zip(("output", "input grad", "weight grad"), ours, exact, bounds):
+        worst = ((o.double() - e).abs() / bound.clamp_min(1e-30)).max().item()
+        assert worst <= 1, f"seed {seed}, {what}: error {worst:.2f}x the bound"
+
+
+@given(data=st.data())
+def test_bfloat16_amx_tiles_within_bounds(data):
+    """bfloat16 stride-1 convs in blocks of 32 channels per group with taps x channels <= 768:
+    our AMX tile kernel (amx_tiles.cpp) where the CPU has AMX. 1-3 dims, groups, output
+    channels off the 16-column tiles, images whose last block of 32 rows runs past the last
+    pixel, padding and dilation; every element of the output and both gradients within its
+    bound against float64."""
+    dims = data.draw(st.integers(1, 3))
+    groups = data.draw(st.integers(1, 2))
+    cg = data.draw(st.sampled_from([32, 64]))
+    kernel = [data.draw(st.integers(1, 3)) for _ in range(dims)]
+    assume(cg * torch.Size(kernel).numel() <= 768)
+    cout = groups * data.draw(st.integers(1, 40))
+    batch = data.draw(st.integers(1, 2))
+    spatial = [data.draw(st.integers(1, 12 if dims < 3 else 5)) for _ in range(dims)]
+    padding = [data.draw(st.integers(0, 2)) for _ in range(dims)]
+    dilation = [data.draw(st.integers(1, 2)) for _ in range(dims)]
+    assume(all(d * (k - 1) < s + 2 * p for d, k, s, p in zip(dilation, kernel, spatial, padding)))
+    seed = data.draw(st.integers(0, 2**31 - 1))
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(batch, groups * cg, *spatial, generator=g).bfloat16()
+    if dims > 1 and data.draw(st.booleans()):
+        x = x.contiguous(memory_format=torch.channels_last if dims == 2
+                         else torch.channels_last_3d)
+    w = torch.randn(cout, cg, *kernel, generator=g).bfloat16()
+    b = torch.randn(cout, generator=g).bfloat16()
+    kw = dict(padding=padding, dilation=dilation, groups=groups)
+    ours_fn, torch_fn = getattr(CF, f"conv{dims}d"), getattr(F, f"conv{dims}d")
+    ours, grad_out = _value_and_grads(ours_fn, x, w, b, **kw)
+    length = _reduction_lengths(x, w, ours[0], False)
+    exact, bounds = _exact_and_bounds(torch_fn, x, w, b, grad_out, length, **kw)
     for what, o, e, bound in zip(("output", "input grad", "weight grad"), ours, exact, bounds):
         worst = ((o.double() - e).abs() / bound.clamp_min(1e-30)).max().item()
         assert worst <= 1, f"seed {seed}, {what}: error {worst:.2f}x the bound"

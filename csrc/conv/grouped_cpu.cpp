@@ -188,10 +188,13 @@ CONVPOOL_INLINE void line_impl(T* out, int64_t out_step, int64_t count, const Ta
 }
 
 // Pixels per block: P * N accumulators, N weight registers and a broadcast must fit the register
-// file (32 with AVX-512, 16 with AVX2) or the accumulators spill.
+// file (32 with AVX-512, 16 with AVX2) or the accumulators spill. With AVX-512, 6 pixels of 2
+// vectors (12 chains, not the 8 that just cover the FMA's latency): N4 9x9 3 -> 32 224x224
+// channels_last 10.4 -> 9.2 ms (torch 8.4), AlexNet's stem 2.3 -> 2.0.
 template <typename T, int V, int B>
 constexpr int kBlockPixels = B == 64 ? (Regs<T, V, B>::N == 1   ? 8
-                                        : Regs<T, V, B>::N <= 3 ? 4
+                                        : Regs<T, V, B>::N == 2 ? 6
+                                        : Regs<T, V, B>::N == 3 ? 4
                                                                 : 3)
                                      : (Regs<T, V, B>::N == 1   ? 8
                                         : Regs<T, V, B>::N == 2 ? 6
@@ -384,29 +387,76 @@ std::vector<T> pack_weight(const at::Tensor& weight, int64_t groups, int64_t tap
   return out;
 }
 
+// Per kernel column kw: where its tap reads along the width (iw = ow * s + off) and the output
+// pixels [lo, hi) for which that is inside the image. The same for every row: computed once per
+// conv (the divisions per tap and row took 16 % of a stem's time once forward_row split its
+// lines in three).
+struct WidthTap {
+  int64_t off, lo, hi;
+};
+
+std::vector<WidthTap> width_taps(const ConvGeometry& g) {
+  std::vector<WidthTap> taps(g.kernel[2]);
+  for (int64_t kw = 0; kw < g.kernel[2]; ++kw) {
+    const int64_t off = kw * g.dilation[2] - g.pad[2];
+    taps[kw] = {off, std::max<int64_t>(0, ceil_div(-off, g.stride[2])),
+                std::min<int64_t>(g.grid[2], ceil_div(g.image[2] - off, g.stride[2]))};
+  }
+  return taps;
+}
+
 // Output row (od, oh) of the forward for one block of a group's output channels: the taps that
 // read inside the image, then the line kernel. pixel(kd, id, ih) is input pixel (id, ih, 0) at
 // the group's first channel, pixel_step the distance between pixels along the width; w the
-// block's packed weights ([taps][cg][v]).
+// block's packed weights ([taps][cg][v]); wt the conv's width_taps.
+//
+// Where a pixel's channels are all the group's (pixel_step == cg) and the width is not dilated,
+// the KW taps of a kernel row read one run of KW * cg consecutive values and their weights follow
+// each other too: between the line's edges that row is one tap reducing over KW * cg values, in
+// the order the separate taps summed. A few channels per tap left the line kernel's reduction
+// too short to run at speed (channels_last, ms, before -> after (torch): N8 7x7 8 -> 32 112x112
+// 10.9 -> 7.4 (6.4), N4 AlexNet's 11x11/4 3 -> 64 224x224 3.1 -> 2.0 (1.5-1.7), ResNet's 7x7/2
+// stem at N8 6.2 -> 6.0 (5.2), where the line kernel runs at ~85 % of the FMA peak).
 template <typename T, typename Pixel>
-void forward_row(const ConvGeometry& g, int64_t od, int64_t oh, Pixel&& pixel, int64_t pixel_step,
-                 const T* w, int64_t cg, int v, Tap<T>* tl, T* out, int64_t out_step, const T* bias,
-                 int valid) {
-  const int64_t ID = g.image[0], IH = g.image[1], IW = g.image[2], OW = g.grid[2];
-  int64_t nt = 0;
-  for (int64_t t = 0; t < g.kernel_numel(); ++t) {
-    int64_t kd, kh, kw;
-    split_tap(g, t, kd, kh, kw);
-    const int64_t id = od * g.stride[0] - g.pad[0] + kd * g.dilation[0];
-    const int64_t ih = oh * g.stride[1] - g.pad[1] + kh * g.dilation[1];
-    if (id < 0 || id >= ID || ih < 0 || ih >= IH) continue;
-    const int64_t off = kw * g.dilation[2] - g.pad[2];  // iw = ow * s + off
-    const int64_t lo = std::max<int64_t>(0, ceil_div(-off, g.stride[2]));
-    const int64_t hi = std::min<int64_t>(OW, ceil_div(IW - off, g.stride[2]));
-    if (lo >= hi) continue;
-    tl[nt++] = {pixel(kd, id, ih) + off * pixel_step, w + t * cg * v, lo, hi};
+void forward_row(const ConvGeometry& g, const WidthTap* wt, int64_t od, int64_t oh, Pixel&& pixel,
+                 int64_t pixel_step, const T* w, int64_t cg, int v, Tap<T>* tl, T* out,
+                 int64_t out_step, const T* bias, int valid) {
+  const int64_t KD = g.kernel[0], KH = g.kernel[1], KW = g.kernel[2], OW = g.grid[2];
+  const int64_t step = g.stride[2] * pixel_step;
+  // The taps of the kernel rows (kd, kh) that read inside the image, for output pixels [j0, j1)
+  // (j0 at the list's pixel 0); `merged`: one per kernel row, every pixel of the range inside
+  // the width.
+  const auto line = [&](int64_t j0, int64_t j1, bool merged) {
+    if (j0 >= j1) return;
+    int64_t nt = 0;
+    for (int64_t kd = 0; kd < KD; ++kd) {
+      const int64_t id = od * g.stride[0] - g.pad[0] + kd * g.dilation[0];
+      if (id < 0 || id >= g.image[0]) continue;
+      for (int64_t kh = 0; kh < KH; ++kh) {
+        const int64_t ih = oh * g.stride[1] - g.pad[1] + kh * g.dilation[1];
+        if (ih < 0 || ih >= g.image[1]) continue;
+        const T* row = pixel(kd, id, ih) + j0 * step;
+        for (int64_t kw = 0; kw < (merged ? 1 : KW); ++kw) {
+          const int64_t lo = merged ? j0 : std::max(j0, wt[kw].lo);
+          const int64_t hi = merged ? j1 : std::min(j1, wt[kw].hi);
+          if (lo >= hi) continue;
+          tl[nt++] = {row + wt[kw].off * pixel_step, w + ((kd * KH + kh) * KW + kw) * cg * v,
+                      lo - j0, hi - j0};
+        }
+      }
+    }
+    grouped_line(v, out + j0 * out_step, out_step, j1 - j0, tl, nt, step, merged ? KW * cg : cg,
+                 bias, valid);
+  };
+  if (KW > 1 && g.dilation[2] == 1 && pixel_step == cg) {
+    // Pixels whose first tap and last are inside the width.
+    const int64_t lo = std::min(OW, wt[0].lo), hi = std::max(lo, wt[KW - 1].hi);
+    line(0, lo, false);
+    line(lo, hi, true);
+    line(hi, OW, false);
+    return;
   }
-  grouped_line(v, out, out_step, OW, tl, nt, g.stride[2] * pixel_step, cg, bias, valid);
+  line(0, OW, false);
 }
 
 // The sizes the forward and input-gradient kernels share: channels, groups and their channels,
@@ -440,6 +490,7 @@ void conv_cl(const T* x, const T* wp, T* y, const ConvGeometry& g, int64_t batch
              const T* bias) {
   const GroupedSizes dims(g, K, /*forward=*/true);
   const int64_t rows = batch * dims.OD * dims.OH;
+  const auto wt = width_taps(g);
   at::parallel_for(0, rows * dims.groups, 1, [&](int64_t begin, int64_t end) {
     std::vector<Tap<T>> tl(dims.taps);
     for (int64_t task = begin; task < end; ++task) {
@@ -447,7 +498,7 @@ void conv_cl(const T* x, const T* wp, T* y, const ConvGeometry& g, int64_t batch
       const int64_t oh = row % dims.OH, od = row / dims.OH % dims.OD, n = row / (dims.OH * dims.OD);
       for (int64_t b = 0; b < dims.blocks; ++b) {
         forward_row(
-            g, od, oh,
+            g, wt.data(), od, oh,
             [&](int64_t, int64_t id, int64_t ih) {
               return x + ((n * dims.ID + id) * dims.IH + ih) * dims.IW * dims.C + gr * dims.cg;
             },
@@ -510,6 +561,7 @@ void conv_nchw(const T* x, const T* wp, T* y, const ConvGeometry& g, int64_t bat
            (KD * rows_read(rows) * dims.IW * dims.cg + rows * dims.OW * dims.kg);
   });
   const int64_t slab = rows_read(band) * dims.IW * dims.cg;
+  const auto wt = width_taps(g);
   for_each_band<T>(
       batch, dims.groups, dims.OD, dims.OH, band, KD * slab, band * dims.OW * dims.kg, dims.taps,
       [&](int64_t n, int64_t gr, int64_t od, int64_t oh0, int64_t oh1, T* in, T* out, Tap<T>* tl) {
@@ -526,7 +578,7 @@ void conv_nchw(const T* x, const T* wp, T* y, const ConvGeometry& g, int64_t bat
         for (int64_t oh = oh0; oh < oh1; ++oh) {
           for (int64_t b = 0; b < dims.blocks; ++b) {
             forward_row(
-                g, od, oh,
+                g, wt.data(), od, oh,
                 [&](int64_t kd, int64_t, int64_t ih) {
                   return in + kd * slab + (ih - ih0) * dims.IW * dims.cg;
                 },
@@ -782,6 +834,10 @@ bool few_channels_applies(const at::Tensor& t, const ConvGeometry& g, int64_t gr
     }
     return weight_bytes <= kLineWeightBytesPerPixel * g.grid[2];
   }
+  // Many output channels over a long reduction (a ViT's patch embedding, 16x16/16 3 -> 768) go to
+  // the engine: the lines pass over the input once per vector of output channels, the engine's
+  // GEMM gathers it once (N4 224x224 channels_last: 6.0 ms in 24 passes against 2.6, torch 2.9).
+  if (g.kernel_numel() * g.channels >= 128 && grid_channels > 256) return false;
   return g.channels <= 16 && conv_algorithm_for(g, t.size(0), grid_channels, ConvPass::kForward) !=
                                  ConvAlgorithm::kWinograd;
 }
