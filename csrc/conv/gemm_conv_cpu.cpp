@@ -472,7 +472,7 @@ void conv_cl(const T* x, const T* w, T* y, const ConvGeometry& g, Shape s, const
   // 512 14.0 -> 11.5 (10.1), C256 -> 256 28x28 12.3 -> 10.1 (9.2); 1x1 C1024 14x14 21.0 -> 17.6
   // (16.2), N2 C2048 -> 512 28x28 19.3 -> 16.6 (16.3); 7x7 maps even (C1024 -> 2048 9.4 -> 9.9).
   const bool packed_gemm =
-      packed_gemm_preferred(rows * kg * static_cast<int64_t>(sizeof(T))) ||
+      packed_gemm_preferred(rows * kg * static_cast<int64_t>(sizeof(T)), total) ||
       (packed_gemm_preferred(0) && place.identity && channel_parts(total, kg) == 1 && total >= 64);
   // The channel split is for BLAS's GEMM on outputs written in place.
   const int64_t parts = place.identity && !packed_gemm ? channel_parts(total, kg) : int64_t{1};

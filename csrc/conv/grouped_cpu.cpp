@@ -818,17 +818,18 @@ bool few_channels_applies(const at::Tensor& t, const ConvGeometry& g, int64_t gr
   if (g.groups != 1 || !g.channels_last) return false;
   if (g.kernel_numel() == 1 && g.channels <= 192) {
     const int64_t weight_bytes = g.channels * grid_channels * t.element_size();
+    const int64_t pixels = t.size(0) * g.grid_numel();
     // From up to 16 channels into more than 64, our packed GEMM [pixels, C] x [C, K] beats the
     // line kernel's passes of 32 output channels too (N8, line -> engine (torch), ms: 16 -> 192
     // 56x56 2.49 -> 1.34 (1.18), 16 -> 96 112x112 3.8 -> 3.0 (2.6-2.75 without page faults),
     // 8 -> 96 112x112 3.3 -> 2.1). 24 -> 144 56x56 stays with the lines (in mobilenet_v2 the
     // engine took 1.38-1.44 ms against the lines' 1.25; alone they tie).
     if (g.is_pointwise() && g.channels <= 16 && grid_channels > 64 &&
-        packed_gemm_preferred(weight_bytes)) {
+        packed_gemm_preferred(weight_bytes, pixels)) {
       return false;
     }
     const int64_t engine_channels = g.is_pointwise() ? 32 : 64;
-    if (g.channels >= engine_channels && packed_gemm_preferred(weight_bytes) &&
+    if (g.channels >= engine_channels && packed_gemm_preferred(weight_bytes, pixels) &&
         4 * packed_gemm_columns(grid_channels, t.element_size()) <= 5 * grid_channels) {
       return false;
     }

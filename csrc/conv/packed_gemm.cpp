@@ -359,11 +359,12 @@ bool packed_gemm_selected() {
 
 bool blas_gemm_selected() { return g_kernel.load(std::memory_order_relaxed) == GemmKernel::kBlas; }
 
-bool packed_gemm_preferred(int64_t weight_bytes) {
+bool packed_gemm_preferred(int64_t weight_bytes, int64_t pixels) {
   const GemmKernel kernel = g_kernel.load(std::memory_order_relaxed);
   if (kernel != GemmKernel::kAuto) return kernel == GemmKernel::kPacked;
   static const bool intel = __builtin_cpu_is("intel");
-  return !intel && wide_vector_registers() && weight_bytes <= kMaxColumnsWeightBytes;
+  return (!intel || pixels >= kMinPackedPixelsIntel) && wide_vector_registers() &&
+         weight_bytes <= kMaxColumnsWeightBytes;
 }
 
 bool taps_gemm_allowed() {

@@ -72,7 +72,14 @@ bool blas_gemm_selected();
 // ours NCHW training steps came out 2-4 % slower; channels_last ones 1.5-3 % faster). Weight
 // operands (one group's [inner, cols], `weight_bytes`) over 2 MiB keep MKL too: ours streams
 // them through once per block of pixels (3x3 stride 2 C256@14->512, 4.7 MB: 7.7 against 5.6 ms).
-bool packed_gemm_preferred(int64_t weight_bytes);
+// On Intel's AVX-512 CPUs "auto" takes ours for channels_last products of at least
+// kMinPackedPixelsIntel `pixels` (the GEMM's rows; 0 where the caller's rows are not pixels):
+// MKL runs the short reductions of ResNet's 1x1s below its speed, and with fewer rows our blocks
+// of 256 leave a core idle where MKL splits the columns too. Xeon, N4 channels_last, MKL / ours
+// ms: C64@56->256 1.28 / 1.13, C128@28->512 1.28 / 1.08, C256@56->128 2.31 / 2.09, 3x3 stride 2
+// C128@56->128 2.57 / 2.43; C512@7->2048 (196 rows) 1.11 / 1.75, C1024@14->256 1.14 / 1.21.
+bool packed_gemm_preferred(int64_t weight_bytes, int64_t pixels = 0);
+constexpr int64_t kMinPackedPixelsIntel = 2048;
 // Whether the taps engine (tap_gemm_cpu.h), whose indirect rows only our GEMM multiplies, may
 // run: under "auto" on every AVX-512 CPU, Intel's too (against MKL's paths on a Xeon, N8 C256
 // 28x28 dilation 12 channels_last ms fwd / dx / dw: 14.2 / 16.8 / 16.1 -> 12.4 / 12.2 / 15.0;
