@@ -55,6 +55,8 @@ def test_brgemm_edges(case, channels_last, kernel):
         pytest.skip("the shared helper makes 2-d channels_last operands only")
     x, w, b = _operands(dims, batch, channels, spatial, out_channels, size, kw.get("groups", 1),
                         channels_last)
+    if channels_last:  # as a channels_last model's weights are: read in place
+        w = w.contiguous(memory_format=torch.channels_last)
     with gemm_kernel(kernel):
         _check(case, *CONV[dims], x, w, b, **kw)
 
@@ -64,6 +66,8 @@ def test_brgemm_edges(case, channels_last, kernel):
 @pytest.mark.parametrize("padding", [0, 1, 3])
 def test_brgemm_conv_transpose_stride_1(padding, channels_last, kernel):
     x, w, b = _operands(2, 2, 7, (9, 11), 10, 4, 1, channels_last, transpose=True)
+    if channels_last:  # read transposed and flipped in place
+        w = w.contiguous(memory_format=torch.channels_last)
     with gemm_kernel(kernel):
         _check(f"conv_transpose padding {padding}", *CONV_T[2], x, w, b, transpose=True,
                padding=padding)

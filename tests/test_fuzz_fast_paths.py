@@ -192,6 +192,8 @@ def test_bfloat16_stride_one_within_bounds(data):
     if data.draw(st.booleans()):
         x = x.contiguous(memory_format=torch.channels_last)
     w = torch.randn(cout, cin // groups, kernel, kernel, generator=g).bfloat16()
+    if data.draw(st.booleans()):
+        w = w.contiguous(memory_format=torch.channels_last)
     b = torch.randn(cout, generator=g).bfloat16()
     kw = dict(padding=padding, dilation=dilation, groups=groups)
     ours, grad_out = _value_and_grads(CF.conv2d, x, w, b, **kw)
@@ -229,6 +231,9 @@ def test_bfloat16_amx_tiles_within_bounds(data):
         x = x.contiguous(memory_format=torch.channels_last if dims == 2
                          else torch.channels_last_3d)
     w = torch.randn(cout, cg, *kernel, generator=g).bfloat16()
+    if dims > 1 and data.draw(st.booleans()):
+        w = w.contiguous(memory_format=torch.channels_last if dims == 2
+                         else torch.channels_last_3d)
     b = torch.randn(cout, generator=g).bfloat16()
     kw = dict(padding=padding, dilation=dilation, groups=groups)
     ours_fn, torch_fn = getattr(CF, f"conv{dims}d"), getattr(F, f"conv{dims}d")
