@@ -128,10 +128,11 @@ def test_grouped_patch_matches_torch(data):
 
 @given(data=st.data())
 def test_few_channels_direct_matches_torch(data):
-    """One group, channels_last, up to 16 input channels (an RGB stem) or a 1x1 kernel: the
-    grouped line kernel with one group and its wide output-channel vectors (24, 32; with AVX-512
-    one block of 48 or 64 for 33-64 channels, the last lanes padded); 2-d and 3-d,
-    any kernel, stride, padding and dilation, with or without bias."""
+    """One group, up to 16 input channels (an RGB stem) or a 1x1 kernel: the grouped line
+    kernel with one group and its wide output-channel vectors (24, 32; with AVX-512 one block of
+    48 or 64 for 33-64 channels, the last lanes padded), in channels_last and on NCHW bands
+    staged through channels_last scratch; 2-d and 3-d, any kernel, stride, padding and
+    dilation, with or without bias."""
     dims = data.draw(st.integers(2, 3))
     pointwise = data.draw(st.booleans())  # 1x1: up to 192 input channels
     cin = data.draw(st.integers(1, 40 if pointwise else 16))
@@ -142,7 +143,7 @@ def test_few_channels_direct_matches_torch(data):
               for _ in range(dims)]
     stride, dilation = size_arg(data.draw, dims, 1, 3), size_arg(data.draw, dims, 1, 2)
     padding = size_arg(data.draw, dims, 0, 3)
-    x = data.draw(tensors((batch, cin, *spatial), "channels_last"))
+    x = data.draw(tensors((batch, cin, *spatial), data.draw(LAYOUT)))
     w = data.draw(tensors((cout, cin, *kernel)))
     b = data.draw(tensors((cout,))) if data.draw(st.booleans()) else None
     leaves([t for t in (x, w, b) if t is not None])

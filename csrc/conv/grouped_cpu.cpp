@@ -815,7 +815,7 @@ constexpr int64_t kLineWeightBytesPerPixel = 12 * 1024;
 bool few_channels_applies(const at::Tensor& t, const ConvGeometry& g, int64_t grid_channels) {
   if (conv_algorithm() != ConvAlgorithm::kAuto) return false;
   if (t.scalar_type() != at::kFloat && t.scalar_type() != at::kDouble) return false;
-  if (g.groups != 1 || !g.channels_last) return false;
+  if (g.groups != 1 || (!g.channels_last && g.kernel_numel() == 1)) return false;
   if (g.kernel_numel() == 1 && g.channels <= 192) {
     const int64_t weight_bytes = g.channels * grid_channels * t.element_size();
     const int64_t pixels = t.size(0) * g.grid_numel();
@@ -839,6 +839,23 @@ bool few_channels_applies(const at::Tensor& t, const ConvGeometry& g, int64_t gr
   // the engine: the lines pass over the input once per vector of output channels, the engine's
   // GEMM gathers it once (N4 224x224 channels_last: 6.0 ms in 24 passes against 2.6, torch 2.9).
   if (g.kernel_numel() * g.channels >= 128 && grid_channels > 256) return false;
+  // NCHW convs run the lines on bands staged through channels_last scratch (conv_nchw), whose
+  // transposes the GEMM engine does without. The lines win where the windows overlap and either
+  // stride or reduce over 64+ values; else the engine's gathers are cheaper: windows that do not
+  // overlap (a ConvNeXt's 4x4/4 patchify: its gathers copy each input value once) and short
+  // stride-1 reductions (VGG's first 3x3, 3 -> 64). Xeon, 2 threads, ms, engine -> lines
+  // (torch): N8 ResNet stem 7x7/2 7.7 -> 7.1 (5.6-6.1), 3x3/2 3 -> 32 224x224 1.73 -> 1.23
+  // (1.2), 7x7 8 -> 32 112x112 11.8 -> 8.5 (7.1-7.5), 5x5 16 -> 64 56x56 4.9 -> 3.1 (4.0), r3d's
+  // stem (3x7x7 / (1, 2, 2)) N2 16x112x112 25.2 -> 21.6 (28); kept: N4 4x4/4 3 -> 96 0.58
+  // against 0.78 (0.68), N4 VGG 3x3 3 -> 64 224x224 3.7 against 6.4 (28).
+  if (!g.channels_last) {
+    bool overlapping = false, strided = false;
+    for (int d = 0; d < kSpatialDims; ++d) {
+      overlapping |= g.stride[d] < g.dilation[d] * (g.kernel[d] - 1) + 1;
+      strided |= g.stride[d] > 1;
+    }
+    if (!overlapping || (!strided && g.kernel_numel() * g.channels < 64)) return false;
+  }
   return g.channels <= 16 && conv_algorithm_for(g, t.size(0), grid_channels, ConvPass::kForward) !=
                                  ConvAlgorithm::kWinograd;
 }
