@@ -847,8 +847,11 @@ bool few_channels_applies(const at::Tensor& t, const ConvGeometry& g, int64_t gr
   // (torch): N8 ResNet stem 7x7/2 7.7 -> 7.1 (5.6-6.1), 3x3/2 3 -> 32 224x224 1.73 -> 1.23
   // (1.2), 7x7 8 -> 32 112x112 11.8 -> 8.5 (7.1-7.5), 5x5 16 -> 64 56x56 4.9 -> 3.1 (4.0), r3d's
   // stem (3x7x7 / (1, 2, 2)) N2 16x112x112 25.2 -> 21.6 (28); kept: N4 4x4/4 3 -> 96 0.58
-  // against 0.78 (0.68), N4 VGG 3x3 3 -> 64 224x224 3.7 against 6.4 (28).
+  // against 0.78 (0.68), N4 VGG 3x3 3 -> 64 224x224 3.7 against 6.4 (28). Measured against
+  // MKL's engine: where our GEMM runs the NCHW engine (an AVX-512 AMD CPU) it keeps these convs,
+  // as it did before this rule (unmeasured there against the lines).
   if (!g.channels_last) {
+    if (packed_gemm_preferred(0)) return false;
     bool overlapping = false, strided = false;
     for (int d = 0; d < kSpatialDims; ++d) {
       overlapping |= g.stride[d] < g.dilation[d] * (g.kernel[d] - 1) + 1;
