@@ -363,7 +363,10 @@ bool packed_gemm_preferred(int64_t weight_bytes, int64_t pixels) {
   const GemmKernel kernel = g_kernel.load(std::memory_order_relaxed);
   if (kernel != GemmKernel::kAuto) return kernel == GemmKernel::kPacked;
   static const bool intel = __builtin_cpu_is("intel");
-  return (!intel || pixels >= kMinPackedPixelsIntel) && wide_vector_registers() &&
+  const bool enough_rows =
+      pixels >= kMinPackedPixelsIntel ||
+      (pixels >= kMinPackedPixelsIntelSmallWeight && weight_bytes <= kSmallWeightBytes);
+  return (!intel || enough_rows) && wide_vector_registers() &&
          weight_bytes <= kMaxColumnsWeightBytes;
 }
 

@@ -78,8 +78,12 @@ bool blas_gemm_selected();
 // of 256 leave a core idle where MKL splits the columns too. Xeon, N4 channels_last, MKL / ours
 // ms: C64@56->256 1.28 / 1.13, C128@28->512 1.28 / 1.08, C256@56->128 2.31 / 2.09, 3x3 stride 2
 // C128@56->128 2.57 / 2.43; C512@7->2048 (196 rows) 1.11 / 1.75, C1024@14->256 1.14 / 1.21.
+// From half as many rows for weights up to 256 KiB (MobileNet's 14x14 1x1s at N8, 1568 rows:
+// C192->64 0.13 / 0.12, C64->384 0.26 / 0.22, C384->64 0.26 / 0.22; torch 0.12-0.26).
 bool packed_gemm_preferred(int64_t weight_bytes, int64_t pixels = 0);
 constexpr int64_t kMinPackedPixelsIntel = 2048;
+constexpr int64_t kMinPackedPixelsIntelSmallWeight = 1024;
+constexpr int64_t kSmallWeightBytes = 256 * 1024;
 // Whether the taps engine (tap_gemm_cpu.h), whose indirect rows only our GEMM multiplies, may
 // run: under "auto" on every AVX-512 CPU, Intel's too (against MKL's paths on a Xeon, N8 C256
 // 28x28 dilation 12 channels_last ms fwd / dx / dw: 14.2 / 16.8 / 16.1 -> 12.4 / 12.2 / 15.0;
