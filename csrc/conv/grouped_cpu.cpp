@@ -828,10 +828,7 @@ bool few_channels_applies(const at::Tensor& t, const ConvGeometry& g, int64_t gr
         packed_gemm_preferred(weight_bytes, pixels)) {
       return false;
     }
-    // On Intel our GEMM takes 1x1s from 24 input channels too (MobileNet's 24 -> 144 56x56, N8:
-    // 0.94 ms on the lines, 0.64 in the engine; torch 0.60).
-    static const bool intel = __builtin_cpu_is("intel");
-    const int64_t engine_channels = g.is_pointwise() ? (intel ? 24 : 32) : 64;
+    const int64_t engine_channels = g.is_pointwise() ? packed_gemm_min_pointwise_channels() : 64;
     if (g.channels >= engine_channels && packed_gemm_preferred(weight_bytes, pixels) &&
         4 * packed_gemm_columns(grid_channels, t.element_size()) <= 5 * grid_channels) {
       return false;

@@ -359,16 +359,25 @@ bool packed_gemm_selected() {
 
 bool blas_gemm_selected() { return g_kernel.load(std::memory_order_relaxed) == GemmKernel::kBlas; }
 
+namespace {
+bool intel_cpu() {
+  static const bool intel = __builtin_cpu_is("intel");
+  return intel;
+}
+}  // namespace
+
 bool packed_gemm_preferred(int64_t weight_bytes, int64_t pixels) {
   const GemmKernel kernel = g_kernel.load(std::memory_order_relaxed);
   if (kernel != GemmKernel::kAuto) return kernel == GemmKernel::kPacked;
-  static const bool intel = __builtin_cpu_is("intel");
+  const bool intel = intel_cpu();
   const bool enough_rows =
       pixels >= kMinPackedPixelsIntel ||
       (pixels >= kMinPackedPixelsIntelSmallWeight && weight_bytes <= kSmallWeightBytes);
   return (!intel || enough_rows) && wide_vector_registers() &&
          weight_bytes <= kMaxColumnsWeightBytes;
 }
+
+int64_t packed_gemm_min_pointwise_channels() { return intel_cpu() ? 24 : 32; }
 
 bool taps_gemm_allowed() {
   const GemmKernel kernel = g_kernel.load(std::memory_order_relaxed);

@@ -81,6 +81,11 @@ bool blas_gemm_selected();
 // From half as many rows for weights up to 256 KiB (MobileNet's 14x14 1x1s at N8, 1568 rows:
 // C192->64 0.13 / 0.12, C64->384 0.26 / 0.22, C384->64 0.26 / 0.22; torch 0.12-0.26).
 bool packed_gemm_preferred(int64_t weight_bytes, int64_t pixels = 0);
+// The input channels from which a channels_last 1x1 conv is our GEMM's product rather than the
+// grouped line kernel's, where packed_gemm_preferred holds: 32 (an AVX-512 AMD CPU, measured
+// against the lines: 24 -> 144 56x56 stayed with them), 24 on Intel (24 -> 144 56x56 N8: 0.94 ms on
+// the lines, 0.64 in the engine; torch 0.60).
+int64_t packed_gemm_min_pointwise_channels();
 constexpr int64_t kMinPackedPixelsIntel = 2048;
 constexpr int64_t kMinPackedPixelsIntelSmallWeight = 1024;
 constexpr int64_t kSmallWeightBytes = 256 * 1024;
