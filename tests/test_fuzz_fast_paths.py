@@ -7,9 +7,10 @@ taps staged through our channels_last copies (and the copies themselves), few pi
 output channels (the GEMM blocks cut along the channels), small NCHW images with a large weight
 (the weight as the GEMM's broadcast operand), the taps engine (64+ channels per group, strided
 or reading padding), the bfloat16 implicit GEMM on AMX (stride 1, <= 128 channels per group)
-and our AMX tiles (32-channel blocks). Values and the gradients of input, weight and bias
-against torch (float64), or against float64 within the bfloat16 bounds of
-test_bfloat16_conv.py; both memory layouts, batch 1 and unbatched."""
+and our AMX tiles (32-channel blocks), the dot-product kernel of convs into few output
+channels, and stride-1 conv_transposes from few channels (the line kernel). Values and the
+gradients of input, weight and bias against torch (float64), or against float64 within the
+bfloat16 bounds of test_bfloat16_conv.py; both memory layouts, batch 1 and unbatched."""
 import torch
 import torch.nn.functional as F
 from fuzz_support import compare, leaves, size_arg, tensors
@@ -173,6 +174,63 @@ def test_wide_strided_stems_match_torch(data):
     leaves([t for t in (x, w, b) if t is not None])
     compare(lambda *a: CF.conv2d(*a, stride=stride, padding=padding),
             lambda *a: F.conv2d(*a, stride=stride, padding=padding), (x, w, b), **TOL)
+
+
+@given(data=st.data())
+def test_few_output_channels_match_torch(data):
+    """Convs into 1-12 output channels (a decoder's last layer, 64 -> 3) and stride-1
+    conv_transposes into 1-12 (their input gradients), 16+ channels in, 1-3 dims, both layouts:
+    the dot-product kernel's merged kernel rows, dilated runs, windows cut by the edges (padding
+    up to past the kernel's reach, where the transpose's conv crops), runs off the vector width,
+    and its weight gradient."""
+    dims = data.draw(st.integers(1, 3))
+    transpose = data.draw(st.booleans())
+    cin = data.draw(st.integers(14, 40))
+    cout = data.draw(st.integers(1, 13))
+    kernel = [data.draw(st.integers(1, 5 if dims < 3 else 3)) for _ in range(dims)]
+    dilation = [data.draw(st.integers(1, 2)) for _ in range(dims)]
+    stride = [1] * dims if transpose else [data.draw(st.integers(1, 3)) for _ in range(dims)]
+    reach = [d * (k - 1) for d, k in zip(dilation, kernel)]
+    padding = [data.draw(st.integers(0, r + 1 if transpose else max(r // 2, 0)))
+               for r in reach]
+    spatial = [data.draw(st.integers(max(1, r + 1 - 2 * p), r + 10 if dims < 3 else r + 4))
+               for r, p in zip(reach, padding)]
+    batch = data.draw(st.sampled_from([None, 1, 2]))
+    layout = data.draw(LAYOUT)
+    x = data.draw(tensors(((batch,) if batch else ()) + (cin, *spatial), layout))
+    w = data.draw(tensors((cin, cout, *kernel) if transpose else (cout, cin, *kernel), layout))
+    b = data.draw(tensors((cout,))) if data.draw(st.booleans()) else None
+    leaves([t for t in (x, w, b) if t is not None])
+    name = f"conv_transpose{dims}d" if transpose else f"conv{dims}d"
+    kw = dict(stride=tuple(stride), padding=tuple(padding), dilation=tuple(dilation))
+    with vector_width(data.draw(st.sampled_from([256, 512]))):  # AVX2's blocks, AVX-512's
+        compare(lambda *a: CF.__dict__[name](*a, **kw), lambda *a: F.__dict__[name](*a, **kw),
+                (x, w, b), **TOL)
+
+
+@given(data=st.data())
+def test_few_channel_transposes_match_torch(data):
+    """Stride-1 conv_transposes from 1-16 channels into more (the input gradients of convs into
+    few channels): computed as the conv with the flipped, transposed weight by the line kernel,
+    padding up to the kernel's reach (beyond it, the GEMM engine's phases)."""
+    dims = data.draw(st.integers(1, 3))
+    cin = data.draw(st.integers(1, 16))
+    cout = data.draw(st.integers(8, 40))
+    kernel = [data.draw(st.integers(2, 5 if dims < 3 else 3)) for _ in range(dims)]
+    dilation = [data.draw(st.integers(1, 2)) for _ in range(dims)]
+    reach = [d * (k - 1) for d, k in zip(dilation, kernel)]
+    padding = [data.draw(st.integers(0, r + 1)) for r in reach]
+    spatial = [data.draw(st.integers(max(1, 2 * p - r), 2 * p + 8)) for r, p in zip(reach, padding)]
+    batch = data.draw(st.sampled_from([None, 1, 2]))
+    layout = data.draw(LAYOUT)
+    x = data.draw(tensors(((batch,) if batch else ()) + (cin, *spatial), layout))
+    w = data.draw(tensors((cin, cout, *kernel), layout))
+    b = data.draw(tensors((cout,))) if data.draw(st.booleans()) else None
+    leaves([t for t in (x, w, b) if t is not None])
+    name = f"conv_transpose{dims}d"
+    kw = dict(padding=tuple(padding), dilation=tuple(dilation))
+    compare(lambda *a: CF.__dict__[name](*a, **kw), lambda *a: F.__dict__[name](*a, **kw),
+            (x, w, b), **TOL)
 
 
 @given(data=st.data())

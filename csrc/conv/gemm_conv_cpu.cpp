@@ -1142,14 +1142,6 @@ bool stride_one(const ConvGeometry& g) {
   return true;
 }
 
-// The conv a stride-1 conv_transpose computes: the flipped kernel over its input (the one phase
-// of conv_transpose_phases), with `channels` (the transpose's input channels) in.
-ConvGeometry stride_one_transpose_geometry(const ConvGeometry& g, int64_t channels) {
-  Phase ph[kSpatialDims];
-  for (int d = 0; d < kSpatialDims; ++d) ph[d] = phase_of(g, d, 0);
-  return phase_geometry(g, ph, channels);
-}
-
 // Runs Winograd where the algorithm rule picks it (winograd_cpu.h) and returns whether it did:
 // y = conv(x, weight), or for `transposed` the stride-1 conv_transpose (a 3x3 conv's input
 // gradient), on the tensors as they are: either layout, the weight in its own, so no weight
@@ -1211,6 +1203,13 @@ bool run_winograd_weight_grad(const at::Tensor& grad_output, const at::Tensor& x
 }
 
 }  // namespace
+
+// The one phase of conv_transpose_phases.
+ConvGeometry stride_one_transpose_geometry(const ConvGeometry& g, int64_t channels) {
+  Phase ph[kSpatialDims];
+  for (int d = 0; d < kSpatialDims; ++d) ph[d] = phase_of(g, d, 0);
+  return phase_geometry(g, ph, channels);
+}
 
 // bfloat16 GEMMs only where the CPU multiplies bfloat16 natively (AVX512-BF16; AMX-BF16 comes
 // with it). Elsewhere at::mm emulates them, 30x slower than float32 (3x3 C64 56x56: 563 against

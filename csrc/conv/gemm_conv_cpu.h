@@ -35,6 +35,10 @@ void gemm_conv(const at::Tensor& input, const at::Tensor& weight, const at::Tens
 void gemm_conv_transpose(const at::Tensor& input, const at::Tensor& weight,
                          const at::Tensor& output, const ConvGeometry& g);
 
+// The conv a stride-1 conv_transpose computes: the flipped kernel over its input, which has
+// `channels` channels (the transpose's input channels).
+ConvGeometry stride_one_transpose_geometry(const ConvGeometry& g, int64_t channels);
+
 // grad_weight [K, C / groups, kernel...] = sum over batch and grid of grad_output x im2col(input),
 // written in the input's memory format.
 void gemm_conv_weight_grad(const at::Tensor& grad_output, const at::Tensor& input,

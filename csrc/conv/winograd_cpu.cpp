@@ -125,7 +125,11 @@ bool winograd_conv_impl(const T* x, const T* w, T* y, const ConvGeometry& g, int
   p.weight_channels_last = weight.channels_last;
   p.weight_flipped_transpose = weight.flipped_transpose;
   p.interleave = output.interleave;
-  std::vector<T> wt(p.C * p.taps * p.Kp), U(p.subkernels * kPoints * p.Cp * p.k_chunk);
+  // Slots 2 and 3: run_blocks takes 0 and 1 on every thread, this one included. Kept from call
+  // to call: fresh megabytes per call faulted in (5x5 C64 -> 192 on 27x27, N4, inside AlexNet
+  // 6.4 ms per call against 4.8 alone).
+  const ThreadScratch<T> wt(2, p.C * p.taps * p.Kp),
+      U(3, p.subkernels * kPoints * p.Cp * p.k_chunk);
   at::parallel_for(0, p.C, 16,
                    [&](int64_t b, int64_t e) { transpose_weights(w, wt.data(), p, b, e); });
   std::atomic<bool> finite{true};

@@ -136,7 +136,9 @@ bool winograd_weight_grad_impl(const T* gy, const T* x, T* gw, const ConvGeometr
   const GradPlan gp = make_grad_plan<T>(g, batch, out_channels);
   const Plan& p = gp.tiles;
   const int64_t acc_size = p.subkernels * kPoints * p.Cp * gp.k_chunk;
-  std::vector<T> acc(gp.k_chunks * gp.runs * acc_size);
+  // Slots 2 and 3 (accumulate_run takes 0 and 1 on every thread), kept from call to call as
+  // winograd_conv's weights are: no pages faulted in per call.
+  const ThreadScratch<T> acc(2, gp.k_chunks * gp.runs * acc_size);
   std::atomic<bool> finite{true};
   at::parallel_for(0, gp.k_chunks * gp.runs, 1, [&](int64_t begin, int64_t end) {
     for (int64_t task = begin; task < end && finite; ++task) {
@@ -148,7 +150,7 @@ bool winograd_weight_grad_impl(const T* gy, const T* x, T* gw, const ConvGeometr
     }
   });
   if (!finite) return false;
-  std::vector<T> taps(p.C * p.taps * p.Kp);
+  const ThreadScratch<T> taps(3, p.C * p.taps * p.Kp);
   for (int64_t chunk = 0; chunk < gp.k_chunks; ++chunk) {
     const int64_t k0 = chunk * gp.k_chunk, kc = std::min(gp.k_chunk, p.Kp - k0);
     T* sum = acc.data() + chunk * gp.runs * acc_size;
