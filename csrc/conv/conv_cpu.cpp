@@ -86,7 +86,7 @@ void dense_conv_cpu(const at::Tensor& input, const at::Tensor& weight, const at:
       cpu::few_channels_applies(input, g, output.size(1))) {
     return cpu::grouped_conv(input, weight, output, g, bias);
   }
-  if (cpu::few_outputs_applies(input, g, output.size(1))) {
+  if (cpu::few_outputs_applies(input, g, output.size(1), cpu::FewOutputsPass::kForward)) {
     return cpu::few_outputs_conv(input, weight, output, g, bias);
   }
   cpu::gemm_conv(input, weight, output, g, bias);
@@ -123,7 +123,7 @@ void dense_conv_transpose_cpu(const at::Tensor& input, const at::Tensor& weight,
   if (cpu::grouped_applies(input, g, input.size(1))) {
     return cpu::grouped_conv_transpose(input, weight, output, g);
   }
-  if (cpu::few_outputs_applies(input, g, g.channels, /*transposed=*/true)) {
+  if (cpu::few_outputs_applies(input, g, g.channels, cpu::FewOutputsPass::kTranspose)) {
     return cpu::few_outputs_conv_transpose(input, weight, output, g);
   }
   if (few_channels_transpose(input, weight, output, g)) return;
@@ -138,7 +138,7 @@ void dense_weight_grad_cpu(const at::Tensor& grad_output, const at::Tensor& inpu
   if (cpu::grouped_applies(input, g, grad_output.size(1))) {
     return cpu::grouped_weight_grad(grad_output, input, grad_weight, g);
   }
-  if (cpu::few_outputs_applies(input, g, grad_output.size(1))) {
+  if (cpu::few_outputs_applies(input, g, grad_output.size(1), cpu::FewOutputsPass::kWeightGrad)) {
     return cpu::few_outputs_weight_grad(grad_output, input, grad_weight, g);
   }
   cpu::gemm_conv_weight_grad(grad_output, input, grad_weight, g);

@@ -407,20 +407,28 @@ void run_weight_grad(const at::Tensor& grad_output, const at::Tensor& input,
 }  // namespace
 
 bool few_outputs_applies(const at::Tensor& t, const ConvGeometry& g, int64_t out_channels,
-                         bool transposed) {
+                         FewOutputsPass pass) {
   if (conv_algorithm() != ConvAlgorithm::kAuto) return false;
   if (t.scalar_type() != at::kFloat && t.scalar_type() != at::kDouble) return false;
-  if (g.groups != 1 || out_channels > kFewOutputsMax || g.is_pointwise()) return false;
-  if (transposed) {
+  if (g.groups != 1 || out_channels > kFewOutputsMax) return false;
+  // Runs of whole vectors: with fewer than 16 input channels a kernel row's run ends in scalar
+  // steps (3 -> 3 9x9 224x224 N4 channels_last: weight gradient 26.6 ms against the engine's
+  // 8.1; 4 -> 4 3x3 112x112 forward 1.0 against 0.2 in NCHW).
+  const int64_t in_channels = pass == FewOutputsPass::kTranspose ? t.size(1) : g.channels;
+  if (in_channels < 16) return false;
+  // A 1x1 conv is memory-bound: one pass over a channels_last input (up to 4 outputs) beats a
+  // GEMM 3 columns wide (256 -> 3 200x200 N2, a detector's objectness head: 4.4 -> 2.0 ms,
+  // torch 2.7); NCHW runs it as GEMMs along the planes, at speed; the weight gradient's GEMM
+  // reads the input once for every output channel (1.2 ms against the runs' 2.3).
+  if (g.is_pointwise()) {
+    return pass == FewOutputsPass::kForward && g.channels_last && out_channels <= kChannelsPerPass;
+  }
+  if (pass == FewOutputsPass::kTranspose) {
     for (int d = 0; d < kSpatialDims; ++d) {
       if (g.stride[d] != 1) return false;
     }
   }
-  // Runs of whole vectors: with fewer than 16 input channels a kernel row's run ends in scalar
-  // steps (3 -> 3 9x9 224x224 N4 channels_last: weight gradient 26.6 ms against the engine's
-  // 8.1; 4 -> 4 3x3 112x112 forward 1.0 against 0.2 in NCHW).
-  const int64_t in_channels = transposed ? t.size(1) : g.channels;
-  return in_channels >= 16;
+  return true;
 }
 
 void few_outputs_conv(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& output,

@@ -15,10 +15,12 @@
 
 namespace convpool::cpu {
 
-// Whether the kernel computes this conv (output channels out_channels, dtype of t): the forward,
-// or with `transposed` the stride-1 conv_transpose (an input gradient) with that many outputs.
+enum class FewOutputsPass { kForward, kTranspose, kWeightGrad };
+
+// Whether the kernel computes this pass of a conv (out_channels: of the conv, or for kTranspose
+// of the stride-1 conv_transpose, an input gradient; dtype of t, the pass's input).
 bool few_outputs_applies(const at::Tensor& t, const ConvGeometry& g, int64_t out_channels,
-                         bool transposed = false);
+                         FewOutputsPass pass);
 
 // The dense engine's signatures (gemm_conv_cpu.h): output in the input's memory format; the
 // forward adds the bias (an undefined tensor: none).
