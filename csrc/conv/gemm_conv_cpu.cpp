@@ -1147,9 +1147,10 @@ bool stride_one(const ConvGeometry& g) {
 // gradient), on the tensors as they are: either layout, the weight in its own, so no weight
 // relayout. Float32 and float64 only: the transforms lose about a decimal digit, which bfloat16's
 // three cannot spare (and AMX makes its GEMM fast anyway). Where a value is not finite Winograd
-// declines, and the GEMM engine computes (and overwrites) y.
+// declines, and the GEMM engine computes (and overwrites) y. A bias (defined: bias_fusable's) is
+// added as the tiles are written.
 bool run_winograd(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& y,
-                  const ConvGeometry& g, bool transposed) {
+                  const ConvGeometry& g, bool transposed, const at::Tensor& bias = {}) {
   const auto type = x.scalar_type();
   if ((type != at::kFloat && type != at::kDouble) || weight.scalar_type() != type) return false;
   if (transposed && !stride_one(g)) return false;
@@ -1164,8 +1165,11 @@ bool run_winograd(const at::Tensor& x, const at::Tensor& weight, const at::Tenso
       x, y, conv, [&](const at::Tensor& in, const at::Tensor& out, const ConvGeometry& c) {
         bool ran = false;
         AT_DISPATCH_FLOATING_TYPES(type, "winograd_conv", [&] {
+          const WinogradOutput<scalar_t> output{
+              1, bias.defined() ? bias.const_data_ptr<scalar_t>() : nullptr};
           ran = winograd_conv(in.const_data_ptr<scalar_t>(), w.const_data_ptr<scalar_t>(),
-                              out.data_ptr<scalar_t>(), c, batch, out_channels, {w_cl, transposed});
+                              out.data_ptr<scalar_t>(), c, batch, out_channels, {w_cl, transposed},
+                              output);
         });
         return ran;
       });
@@ -1280,10 +1284,12 @@ bool conv_by_taps_for(const at::Tensor& input, const at::Tensor& weight, const a
 void gemm_conv(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& output,
                const ConvGeometry& g, const at::Tensor& bias) {
   check_dtype(input, "gemm_conv");
-  if (run_winograd(input, weight, output, g, /*transposed=*/false) ||
-      brgemm_conv(input, weight, output, g)) {
-    return add_bias(output, bias);
+  const bool fusable = bias_fusable(bias, input);
+  if (run_winograd(input, weight, output, g, /*transposed=*/false, fusable ? bias : at::Tensor())) {
+    if (!fusable) add_bias(output, bias);
+    return;
   }
+  if (brgemm_conv(input, weight, output, g)) return add_bias(output, bias);
   if (conv_by_taps_for(input, weight, output, g, bias)) return;
   if (small_image_conv(input, weight, bias, output, g)) return;
   const bool pixel_rows =
@@ -1297,7 +1303,6 @@ void gemm_conv(const at::Tensor& input, const at::Tensor& weight, const at::Tens
   }
   AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, input.scalar_type(), "gemm_conv", [&] {
     std::vector<scalar_t> storage;
-    const bool fusable = bias_fusable(bias, input);
     const bool added = conv_any(
         input.const_data_ptr<scalar_t>(), weight_in_layout(weight, g.channels_last, storage),
         output.data_ptr<scalar_t>(), g, Shape{input.size(0), output.size(1)}, identity_placement(g),

@@ -227,6 +227,7 @@ template <typename T, int B>
   const int64_t OW = p.OW * s, plane_numel = p.OH * s * OW;
   for (int64_t r = 0; r < rows; ++r) {
     const OutputChannel ch = output_channel(p, k0 + r);
+    const T* bias = static_cast<const T*>(p.bias);
     const int64_t shift = ch.phase_h * OW + ch.phase_w;
     const int64_t delta =
         p.channels_last ? shift * channels + ch.k : ch.k * p.out_depth * plane_numel + shift;
@@ -237,6 +238,9 @@ template <typename T, int B>
       for (int j = 0; j < kAlpha; ++j) output_transform(m + j, kAlpha, cols + j, kAlpha);
       V out[kOutputs];  // A^T m A
       for (int i = 0; i < kTile; ++i) output_transform(cols + i * kAlpha, 1, out + i * kTile, 1);
+      if (bias) {
+        for (int o = 0; o < kOutputs; ++o) out[o] += bias[ch.k];
+      }
       const int64_t n = std::min(L, live - l0);
       for (int64_t l = 0; l < n; ++l) {
         const int64_t* tile_base = base[l0 + l];
@@ -343,12 +347,13 @@ bool input_panels_any(const double* x, const Plan& p, int64_t first, int64_t t0,
 
 template <typename T>
 bool conv_batched(const T* x, const T* w, T* y, const ConvGeometry& g, int64_t batch,
-                  int64_t out_channels, WinogradWeight weight, WinogradOutput output) {
+                  int64_t out_channels, WinogradWeight weight, WinogradOutput<T> output) {
   constexpr int64_t P = kPanelTiles<T>, L = kLanes<T>, size = sizeof(T);
   Plan p = make_plan<T>(g, batch, out_channels);
   p.weight_channels_last = weight.channels_last;
   p.weight_flipped_transpose = weight.flipped_transpose;
   p.interleave = output.interleave;
+  p.bias = output.bias;
   const int64_t rows_max = std::min(kTaskChannels, p.K);
   const int64_t blocks = std::max<int64_t>(
       1, (kPoints * rows_max * p.Cp * size + kWeightBlockBytes - 1) / kWeightBlockBytes);
@@ -498,12 +503,12 @@ bool winograd_batched_pays(const ConvGeometry& g, int64_t batch, int64_t out_cha
 
 bool winograd_conv_batched(const float* x, const float* w, float* y, const ConvGeometry& g,
                            int64_t batch, int64_t out_channels, WinogradWeight weight,
-                           WinogradOutput output) {
+                           WinogradOutput<float> output) {
   return conv_batched(x, w, y, g, batch, out_channels, weight, output);
 }
 bool winograd_conv_batched(const double* x, const double* w, double* y, const ConvGeometry& g,
                            int64_t batch, int64_t out_channels, WinogradWeight weight,
-                           WinogradOutput output) {
+                           WinogradOutput<double> output) {
   return conv_batched(x, w, y, g, batch, out_channels, weight, output);
 }
 bool winograd_weight_grad_batched(const float* gy, const float* x, float* gw, const ConvGeometry& g,

@@ -117,7 +117,7 @@ bool run_blocks_any(const double* x, const double* U, double* y, const Plan& p, 
 
 template <typename T>
 bool winograd_conv_impl(const T* x, const T* w, T* y, const ConvGeometry& g, int64_t batch,
-                        int64_t out_channels, WinogradWeight weight, WinogradOutput output) {
+                        int64_t out_channels, WinogradWeight weight, WinogradOutput<T> output) {
   if (winograd_batched_pays(g, batch, out_channels)) {
     return winograd_conv_batched(x, w, y, g, batch, out_channels, weight, output);
   }
@@ -125,6 +125,7 @@ bool winograd_conv_impl(const T* x, const T* w, T* y, const ConvGeometry& g, int
   p.weight_channels_last = weight.channels_last;
   p.weight_flipped_transpose = weight.flipped_transpose;
   p.interleave = output.interleave;
+  p.bias = output.bias;
   // Slots 2 and 3: run_blocks takes 0 and 1 on every thread, this one included. Kept from call
   // to call: fresh megabytes per call faulted in (5x5 C64 -> 192 on 27x27, N4, inside AlexNet
   // 6.4 ms per call against 4.8 alone).
@@ -183,13 +184,13 @@ bool winograd_planewise(const ConvGeometry& g) {
 }
 
 bool winograd_conv(const float* x, const float* w, float* y, const ConvGeometry& g, int64_t batch,
-                   int64_t out_channels, WinogradWeight weight, WinogradOutput output) {
+                   int64_t out_channels, WinogradWeight weight, WinogradOutput<float> output) {
   return winograd_conv_impl(x, w, y, g, batch, out_channels, weight, output);
 }
 
 bool winograd_conv(const double* x, const double* w, double* y, const ConvGeometry& g,
                    int64_t batch, int64_t out_channels, WinogradWeight weight,
-                   WinogradOutput output) {
+                   WinogradOutput<double> output) {
   return winograd_conv_impl(x, w, y, g, batch, out_channels, weight, output);
 }
 

@@ -53,9 +53,13 @@ struct WinogradWeight {
 
 // Where the outputs go: as they are, or interleaved s x s: output channel (a * s + b) * K + k of
 // output (oh, ow) is channel k of output (s * oh + a, s * ow + b) of y [N, K, s * OH, s * OW]
-// (a strided conv_transpose computed as one 3x3 conv, gemm_conv_cpu.cpp's run_winograd_phases).
+// (a strided conv_transpose computed as one 3x3 conv, gemm_conv_cpu.cpp's run_winograd_phases);
+// plus a bias [K] where one is given, added as each tile is written (a pass of its own over the
+// output was 2.5 % of squeezenet's channels_last inference).
+template <typename T>
 struct WinogradOutput {
   int64_t interleave = 1;
+  const T* bias = nullptr;
 };
 
 // y = conv(x, w) for a geometry winograd_applies to, in g's layout (NCHW or channels_last).
@@ -63,10 +67,10 @@ struct WinogradOutput {
 // tile's values (inf - inf = NaN where a direct sum gives inf), so such data is left to the GEMM
 // engine, which gives torch's answer. The weight gradient likewise.
 bool winograd_conv(const float* x, const float* w, float* y, const ConvGeometry& g, int64_t batch,
-                   int64_t out_channels, WinogradWeight weight, WinogradOutput output = {});
+                   int64_t out_channels, WinogradWeight weight, WinogradOutput<float> output = {});
 bool winograd_conv(const double* x, const double* w, double* y, const ConvGeometry& g,
                    int64_t batch, int64_t out_channels, WinogradWeight weight,
-                   WinogradOutput output = {});
+                   WinogradOutput<double> output = {});
 
 // grad_weight [K, C, 3, 3] of such a conv from its grad_output [N, K, grid...] and input, all in
 // g's layout (winograd_weight_grad_cpu.cpp).
@@ -81,10 +85,10 @@ bool winograd_weight_grad(const double* grad_output, const double* x, double* gr
 bool winograd_batched_pays(const ConvGeometry& g, int64_t batch, int64_t out_channels);
 bool winograd_conv_batched(const float* x, const float* w, float* y, const ConvGeometry& g,
                            int64_t batch, int64_t out_channels, WinogradWeight weight,
-                           WinogradOutput output = {});
+                           WinogradOutput<float> output = {});
 bool winograd_conv_batched(const double* x, const double* w, double* y, const ConvGeometry& g,
                            int64_t batch, int64_t out_channels, WinogradWeight weight,
-                           WinogradOutput output = {});
+                           WinogradOutput<double> output = {});
 bool winograd_weight_grad_batched(const float* gy, const float* x, float* gw, const ConvGeometry& g,
                                   int64_t batch, int64_t out_channels);
 bool winograd_weight_grad_batched(const double* gy, const double* x, double* gw,

@@ -86,7 +86,7 @@ bool winograd_conv_transpose_phases(const at::Tensor& x, const at::Tensor& weigh
     ran = winograd_in_layout(
         x, y, conv, [&](const at::Tensor& in, const at::Tensor& out, const ConvGeometry& c) {
           return winograd_conv(in.const_data_ptr<scalar_t>(), w3.data(), out.data_ptr<scalar_t>(),
-                               c, batch, out_channels, {false, false}, {s});
+                               c, batch, out_channels, {false, false}, WinogradOutput<scalar_t>{s});
         });
   });
   return ran;

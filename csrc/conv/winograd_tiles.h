@@ -105,6 +105,8 @@ struct Plan {
   // K / (s * s), the output's channels, is a whole number of 64-byte vectors, so a vector of
   // channels stays in one phase.
   int64_t interleave;
+  // The bias [K] (of the plan's element type) added to the outputs, or null.
+  const void* bias;
   int64_t k_chunk, k_chunks;  // output channels per chunk (whole vectors), chunks
   int64_t block_tiles, blocks;
 };
@@ -507,6 +509,13 @@ template <typename T, int B = 64>
       V out[kTile * kTile];  // A^T m A
       for (int i = 0; i < kTile; ++i) output_transform(cols + i * kAlpha, 1, out + i * kTile, 1);
       const OutputChannel channel = output_channel(p, k);
+      if (p.bias) {
+        // Lanes past the last channel stay 0 (never stored).
+        V b{};
+        std::memcpy(&b, static_cast<const T*>(p.bias) + channel.k,
+                    static_cast<size_t>(lanes) * sizeof(T));
+        for (int o = 0; o < kTile * kTile; ++o) out[o] += b;
+      }
       for (int i = 0; i < tile.rows; ++i) {
         for (int j = 0; j < tile.cols; ++j) {
           const V& o = out[i * kTile + j];
@@ -560,6 +569,7 @@ Plan make_plan(const ConvGeometry& g, int64_t batch, int64_t out_channels) {
   p.weight_channels_last = g.channels_last;
   p.weight_flipped_transpose = false;
   p.interleave = 1;
+  p.bias = nullptr;
   // The transformed weights of one output channel chunk stay within kWeightBytes; the blocks of
   // tiles then hold their transformed inputs and GEMM outputs within block_bytes().
   const int64_t per_channel = p.subkernels * kPoints * p.Cp * static_cast<int64_t>(sizeof(T));
