@@ -178,15 +178,17 @@ def test_wide_strided_stems_match_torch(data):
 
 @given(data=st.data())
 def test_few_output_channels_match_torch(data):
-    """Convs into 1-12 output channels (a decoder's last layer, 64 -> 3) and stride-1
-    conv_transposes into 1-12 (their input gradients), 16+ channels in, 1-3 dims, both layouts:
+    """Convs into 1-12 output channels per group (a decoder's last layer, 64 -> 3; groups of 16+
+    channels into 1-3) and stride-1 conv_transposes into 1-12 (their input gradients), 16+
+    channels in, 1-3 dims, both layouts:
     the dot-product kernel's merged kernel rows, dilated runs, windows cut by the edges (padding
     up to past the kernel's reach, where the transpose's conv crops), runs off the vector width,
     and its weight gradient."""
     dims = data.draw(st.integers(1, 3))
     transpose = data.draw(st.booleans())
-    cin = data.draw(st.integers(14, 40))
-    cout = data.draw(st.integers(1, 13))
+    groups = 1 if transpose else data.draw(st.sampled_from([1, 1, 2, 3]))
+    cin = groups * data.draw(st.integers(14, 40 if groups == 1 else 20))
+    cout = groups * data.draw(st.integers(1, 13))
     kernel = [data.draw(st.integers(1, 5 if dims < 3 else 3)) for _ in range(dims)]
     dilation = [data.draw(st.integers(1, 2)) for _ in range(dims)]
     stride = [1] * dims if transpose else [data.draw(st.integers(1, 3)) for _ in range(dims)]
@@ -198,11 +200,14 @@ def test_few_output_channels_match_torch(data):
     batch = data.draw(st.sampled_from([None, 1, 2]))
     layout = data.draw(LAYOUT)
     x = data.draw(tensors(((batch,) if batch else ()) + (cin, *spatial), layout))
-    w = data.draw(tensors((cin, cout, *kernel) if transpose else (cout, cin, *kernel), layout))
+    w = data.draw(tensors((cin, cout, *kernel) if transpose else (cout, cin // groups, *kernel),
+                          layout))
     b = data.draw(tensors((cout,))) if data.draw(st.booleans()) else None
     leaves([t for t in (x, w, b) if t is not None])
     name = f"conv_transpose{dims}d" if transpose else f"conv{dims}d"
     kw = dict(stride=tuple(stride), padding=tuple(padding), dilation=tuple(dilation))
+    if groups > 1:
+        kw["groups"] = groups
     with vector_width(data.draw(st.sampled_from([256, 512]))):  # AVX2's blocks, AVX-512's
         compare(lambda *a: CF.__dict__[name](*a, **kw), lambda *a: F.__dict__[name](*a, **kw),
                 (x, w, b), **TOL)
@@ -210,12 +215,14 @@ def test_few_output_channels_match_torch(data):
 
 @given(data=st.data())
 def test_few_channel_transposes_match_torch(data):
-    """Stride-1 conv_transposes from 1-16 channels into more (the input gradients of convs into
-    few channels): computed as the conv with the flipped, transposed weight by the line kernel,
-    padding up to the kernel's reach (beyond it, the GEMM engine's phases)."""
+    """Stride-1 conv_transposes from 1-16 channels into more, or grouped from 1-12 per group into
+    14-24 (the input gradients of convs into few channels): computed as the conv with the flipped,
+    transposed weight by the line kernel, padding up to the kernel's reach (beyond it, the GEMM
+    engine's phases)."""
     dims = data.draw(st.integers(1, 3))
-    cin = data.draw(st.integers(1, 16))
-    cout = data.draw(st.integers(8, 40))
+    groups = data.draw(st.sampled_from([1, 1, 2, 3]))
+    cin = groups * data.draw(st.integers(1, 16 if groups == 1 else 12))
+    cout = groups * data.draw(st.integers(8, 40) if groups == 1 else st.integers(14, 24))
     kernel = [data.draw(st.integers(2, 5 if dims < 3 else 3)) for _ in range(dims)]
     dilation = [data.draw(st.integers(1, 2)) for _ in range(dims)]
     reach = [d * (k - 1) for d, k in zip(dilation, kernel)]
@@ -224,11 +231,11 @@ def test_few_channel_transposes_match_torch(data):
     batch = data.draw(st.sampled_from([None, 1, 2]))
     layout = data.draw(LAYOUT)
     x = data.draw(tensors(((batch,) if batch else ()) + (cin, *spatial), layout))
-    w = data.draw(tensors((cin, cout, *kernel), layout))
+    w = data.draw(tensors((cin, cout // groups, *kernel), layout))
     b = data.draw(tensors((cout,))) if data.draw(st.booleans()) else None
     leaves([t for t in (x, w, b) if t is not None])
     name = f"conv_transpose{dims}d"
-    kw = dict(padding=tuple(padding), dilation=tuple(dilation))
+    kw = dict(padding=tuple(padding), dilation=tuple(dilation), groups=groups)
     compare(lambda *a: CF.__dict__[name](*a, **kw), lambda *a: F.__dict__[name](*a, **kw),
             (x, w, b), **TOL)
 

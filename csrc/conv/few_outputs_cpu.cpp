@@ -45,8 +45,9 @@ template <typename T, int B>
   }
 }
 
-// One run of a window: `len` consecutive input values from x (plus the pixel's offset) against
-// the same run of every output channel's weight, `w` values into the channel's [kernel..., C].
+// One run of a window: `len` consecutive input values from x (plus the pixel's and the group's
+// offsets) against the same run of every output channel's weight, `w` values into the channel's
+// [kernel..., C / groups].
 template <typename T>
 struct Run {
   const T* x;
@@ -63,7 +64,7 @@ struct RowRuns {
   int64_t interior_begin, interior_end;  // the columns whose window lies inside the image
 };
 
-// x [N, D, H, W, C] channels_last, w [K, kernel..., C], y and gy [N, OD, OH, OW, K]: the
+// x [N, D, H, W, C] channels_last, w [K, kernel..., C / groups], y and gy [N, OD, OH, OW, K]: the
 // forward's output, the weight gradient's output gradient.
 template <typename T>
 struct Problem {
@@ -76,11 +77,16 @@ struct Problem {
   int64_t K;
 };
 
-// Fills lists.rows, lists.interior and the interior columns of output row `row` (n, od, oh).
+// Whether a kernel row's taps read one run of kw x C values: all channels are the group's, and
+// the width is not dilated.
+inline bool merged_rows(const ConvGeometry& g) { return g.groups == 1 && g.dilation[2] == 1; }
+
+// Fills lists.rows, lists.interior and the interior columns of output row `row` (n, od, oh), the
+// runs of group 0 (a group adds its first channel to the pixel offset).
 template <typename T>
 void build_runs(const T* x, const ConvGeometry& g, int64_t row, RowRuns<T>& lists) {
-  const int64_t C = g.channels, W = g.image[2], OW = g.grid[2], KW = g.kernel[2];
-  const int64_t sw = g.stride[2], pw = g.pad[2], dw = g.dilation[2];
+  const int64_t C = g.channels, cg = C / g.groups, W = g.image[2], OW = g.grid[2];
+  const int64_t KW = g.kernel[2], sw = g.stride[2], pw = g.pad[2], dw = g.dilation[2];
   const int64_t oh = row % g.grid[1], od = row / g.grid[1] % g.grid[0];
   const int64_t n = row / (g.grid[1] * g.grid[0]);
   lists.rows.clear();
@@ -92,13 +98,13 @@ void build_runs(const T* x, const ConvGeometry& g, int64_t row, RowRuns<T>& list
       const int64_t ih = oh * g.stride[1] - g.pad[1] + kh * g.dilation[1];
       if (ih < 0 || ih >= g.image[1]) continue;
       const T* x_row = x + ((n * g.image[0] + id) * g.image[1] + ih) * W * C;
-      const int64_t w_row = (kd * g.kernel[1] + kh) * KW * C;
+      const int64_t w_row = (kd * g.kernel[1] + kh) * KW * cg;
       lists.rows.emplace_back(x_row, w_row);
-      if (dw == 1) {
+      if (merged_rows(g)) {
         lists.interior.push_back({x_row, w_row, KW * C});
       } else {
         for (int64_t kw = 0; kw < KW; ++kw) {
-          lists.interior.push_back({x_row + kw * dw * C, w_row + kw * C, C});
+          lists.interior.push_back({x_row + kw * dw * C, w_row + kw * cg, cg});
         }
       }
     }
@@ -111,20 +117,22 @@ void build_runs(const T* x, const ConvGeometry& g, int64_t row, RowRuns<T>& list
                                 std::min(OW, last_start >= 0 ? last_start / sw + 1 : int64_t{0}));
 }
 
-// Fills lists.clipped with the runs of column c's window that lie inside the image (absolute).
+// Fills lists.clipped with the runs of column c's window that lie inside the image (absolute
+// for group 0).
 template <typename T>
 void clip_runs(const ConvGeometry& g, int64_t c, RowRuns<T>& lists) {
-  const int64_t C = g.channels, W = g.image[2], KW = g.kernel[2], dw = g.dilation[2];
+  const int64_t C = g.channels, cg = C / g.groups, W = g.image[2], KW = g.kernel[2];
+  const int64_t dw = g.dilation[2];
   const int64_t iw0 = c * g.stride[2] - g.pad[2];
   const int64_t lo = iw0 >= 0 ? 0 : (-iw0 + dw - 1) / dw;
   const int64_t hi = W - 1 - iw0 >= 0 ? std::min(KW, (W - 1 - iw0) / dw + 1) : 0;
   lists.clipped.clear();
   for (const auto& [x_row, w_row] : lists.rows) {
-    if (dw == 1 && hi > lo) {
+    if (merged_rows(g) && hi > lo) {
       lists.clipped.push_back({x_row + (iw0 + lo) * C, w_row + lo * C, (hi - lo) * C});
     } else {
       for (int64_t kw = lo; kw < hi; ++kw) {
-        lists.clipped.push_back({x_row + (iw0 + kw * dw) * C, w_row + kw * C, C});
+        lists.clipped.push_back({x_row + (iw0 + kw * dw) * C, w_row + kw * cg, cg});
       }
     }
   }
@@ -184,14 +192,15 @@ template <typename T, int KC>
   for (int k = 0; k < KC; ++k) y[k] = bias ? sums[k] + bias[k] : sums[k];
 }
 
-// Output row `row`, channels [k0, k0 + KC), with lists built for the row.
+// Output row `row`, channels [k0, k0 + KC) of the group whose input channels start at c0, with
+// lists built for the row.
 template <typename T, int B, int KC>
-[[gnu::always_inline]] inline void forward_row(const Problem<T>& a, int64_t row, int64_t k0,
-                                               RowRuns<T>& lists) {
+[[gnu::always_inline]] inline void forward_row(const Problem<T>& a, int64_t row, int64_t c0,
+                                               int64_t k0, RowRuns<T>& lists) {
   constexpr int P = block_pixels(B, KC);
   const ConvGeometry& g = a.g;
   const int64_t C = g.channels, OW = g.grid[2], sw = g.stride[2], pw = g.pad[2];
-  const int64_t weight_stride = g.kernel_numel() * C;
+  const int64_t weight_stride = g.kernel_numel() * (C / g.groups);
   T* y = a.y + row * OW * a.K + k0;
   const T* w = a.w + k0 * weight_stride;
   const T* bias = a.bias ? a.bias + k0 : nullptr;
@@ -199,18 +208,19 @@ template <typename T, int B, int KC>
   T sums[P][KC];
   int64_t ow = lists.interior_begin;
   for (; ow + P <= lists.interior_end; ow += P) {
-    dot_block<T, B, KC, P>(runs.data(), runs.size(), (ow * sw - pw) * C, sw * C, w, weight_stride,
-                           sums);
+    dot_block<T, B, KC, P>(runs.data(), runs.size(), (ow * sw - pw) * C + c0, sw * C, w,
+                           weight_stride, sums);
     for (int p = 0; p < P; ++p) store_pixel<T, KC>(y + (ow + p) * a.K, sums[p], bias);
   }
   for (; ow < lists.interior_end; ++ow) {
-    dot_block<T, B, KC, 1>(runs.data(), runs.size(), (ow * sw - pw) * C, 0, w, weight_stride, sums);
+    dot_block<T, B, KC, 1>(runs.data(), runs.size(), (ow * sw - pw) * C + c0, 0, w, weight_stride,
+                           sums);
     store_pixel<T, KC>(y + ow * a.K, sums[0], bias);
   }
   const int64_t begin = lists.interior_begin, end = lists.interior_end;
   for (int64_t c = edge_column(0, begin, end); c < OW; c = edge_column(c + 1, begin, end)) {
     clip_runs(g, c, lists);
-    dot_block<T, B, KC, 1>(lists.clipped.data(), lists.clipped.size(), 0, 0, w, weight_stride,
+    dot_block<T, B, KC, 1>(lists.clipped.data(), lists.clipped.size(), c0, 0, w, weight_stride,
                            sums);
     store_pixel<T, KC>(y + c * a.K, sums[0], bias);
   }
@@ -279,33 +289,34 @@ template <typename T, int B, int KC>
 
 // gw [K, kernel..., C] += the weight gradient of output row `row`, channels [k0, k0 + KC).
 template <typename T, int B, int KC>
-[[gnu::always_inline]] inline void weight_grad_row(const Problem<T>& a, int64_t row, int64_t k0,
-                                                   RowRuns<T>& lists, T* gw) {
+[[gnu::always_inline]] inline void weight_grad_row(const Problem<T>& a, int64_t row, int64_t c0,
+                                                   int64_t k0, RowRuns<T>& lists, T* gw) {
   const ConvGeometry& g = a.g;
   const int64_t C = g.channels, OW = g.grid[2], sw = g.stride[2], pw = g.pad[2];
-  const int64_t weight_stride = g.kernel_numel() * C;
+  const int64_t weight_stride = g.kernel_numel() * (C / g.groups);
   const T* gy = a.gy + row * OW * a.K + k0;
   T* w = gw + k0 * weight_stride;
   const int64_t begin = lists.interior_begin, end = lists.interior_end;
   if (end > begin) {
-    accumulate_runs<T, B, KC>(lists.interior.data(), lists.interior.size(), (begin * sw - pw) * C,
-                              sw * C, gy + begin * a.K, a.K, end - begin, w, weight_stride);
+    accumulate_runs<T, B, KC>(lists.interior.data(), lists.interior.size(),
+                              (begin * sw - pw) * C + c0, sw * C, gy + begin * a.K, a.K,
+                              end - begin, w, weight_stride);
   }
   for (int64_t c = edge_column(0, begin, end); c < OW; c = edge_column(c + 1, begin, end)) {
     clip_runs(g, c, lists);
-    accumulate_runs<T, B, KC>(lists.clipped.data(), lists.clipped.size(), 0, 0, gy + c * a.K, a.K,
+    accumulate_runs<T, B, KC>(lists.clipped.data(), lists.clipped.size(), c0, 0, gy + c * a.K, a.K,
                               1, w, weight_stride);
   }
 }
 
 // One pass of output row `row`: the forward into a.y, or (gw given) the weight gradient into gw.
 template <typename T, int B, int KC>
-[[gnu::always_inline]] inline void row_pass(const Problem<T>& a, int64_t row, int64_t k0,
-                                            RowRuns<T>& lists, T* gw) {
+[[gnu::always_inline]] inline void row_pass(const Problem<T>& a, int64_t row, int64_t c0,
+                                            int64_t k0, RowRuns<T>& lists, T* gw) {
   if (gw) {
-    weight_grad_row<T, B, KC>(a, row, k0, lists, gw);
+    weight_grad_row<T, B, KC>(a, row, c0, k0, lists, gw);
   } else {
-    forward_row<T, B, KC>(a, row, k0, lists);
+    forward_row<T, B, KC>(a, row, c0, k0, lists);
   }
 }
 
@@ -315,20 +326,24 @@ template <typename T, int B>
   RowRuns<T> lists;
   for (int64_t row = begin; row < end; ++row) {
     build_runs(a.x, a.g, row, lists);
-    for (int64_t k0 = 0; k0 < a.K; k0 += kChannelsPerPass) {
-      switch (std::min<int64_t>(kChannelsPerPass, a.K - k0)) {
-        case 1:
-          row_pass<T, B, 1>(a, row, k0, lists, gw);
-          break;
-        case 2:
-          row_pass<T, B, 2>(a, row, k0, lists, gw);
-          break;
-        case 3:
-          row_pass<T, B, 3>(a, row, k0, lists, gw);
-          break;
-        default:
-          row_pass<T, B, 4>(a, row, k0, lists, gw);
-          break;
+    const int64_t groups = a.g.groups, cg = a.g.channels / groups, kg = a.K / groups;
+    for (int64_t gi = 0; gi < groups; ++gi) {
+      const int64_t c0 = gi * cg, k_end = (gi + 1) * kg;
+      for (int64_t k0 = gi * kg; k0 < k_end; k0 += kChannelsPerPass) {
+        switch (std::min<int64_t>(kChannelsPerPass, k_end - k0)) {
+          case 1:
+            row_pass<T, B, 1>(a, row, c0, k0, lists, gw);
+            break;
+          case 2:
+            row_pass<T, B, 2>(a, row, c0, k0, lists, gw);
+            break;
+          case 3:
+            row_pass<T, B, 3>(a, row, c0, k0, lists, gw);
+            break;
+          default:
+            row_pass<T, B, 4>(a, row, c0, k0, lists, gw);
+            break;
+        }
       }
     }
   }
@@ -372,15 +387,16 @@ void run_forward(const at::Tensor& input, const at::Tensor& w, const at::Tensor&
 }
 
 // The weight gradient sums a fixed number of chunks of output rows, each into its own partial
-// [K, kernel..., C] in one task, and adds the partials in order: the same bits for any number of
-// threads.
+// [K, kernel..., C / groups] in one task, and adds the partials in order: the same bits for any
+// number of threads.
 constexpr int64_t kWeightGradChunks = 8;
 
 void run_weight_grad(const at::Tensor& grad_output, const at::Tensor& input,
                      const at::Tensor& grad_weight, const ConvGeometry& g) {
   const auto x = channels_last_view(input);
   const auto gy = channels_last_view(grad_output);
-  const int64_t K = grad_output.size(1), size = K * g.kernel_numel() * g.channels;
+  const int64_t K = grad_output.size(1), cg = g.channels / g.groups;
+  const int64_t size = K * g.kernel_numel() * cg;
   const int64_t rows = output_rows(input, g), chunks = std::min(kWeightGradChunks, rows);
   const auto partials = at::zeros({std::max<int64_t>(chunks, 1), size}, input.options());
   AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "few_outputs_weight_grad", [&] {
@@ -397,10 +413,10 @@ void run_weight_grad(const at::Tensor& grad_output, const at::Tensor& input,
       for (int64_t i = 0; i < size; ++i) sums[i] += partial[i];
     }
   });
-  // [K, kernel..., C] into grad_weight [K, C, kernel...] (either layout).
+  // [K, kernel..., C / groups] into grad_weight [K, C / groups, kernel...] (either layout).
   std::vector<int64_t> sizes{K};
   for (int64_t d = 2; d < grad_weight.dim(); ++d) sizes.push_back(grad_weight.size(d));
-  sizes.push_back(g.channels);
+  sizes.push_back(cg);
   grad_weight.copy_(partials[0].view(sizes).movedim(-1, 1));
 }
 
@@ -410,12 +426,17 @@ bool few_outputs_applies(const at::Tensor& t, const ConvGeometry& g, int64_t out
                          FewOutputsPass pass) {
   if (conv_algorithm() != ConvAlgorithm::kAuto) return false;
   if (t.scalar_type() != at::kFloat && t.scalar_type() != at::kDouble) return false;
-  if (g.groups != 1 || out_channels > kFewOutputsMax) return false;
+  // Groups of 16+ input channels into up to 12 each (the grouped kernels take multiples of 4 up
+  // to 64 channels per group first): a grouped_cpu.h kernel computes in vectors of output
+  // channels, which here would be mostly empty.
+  const int64_t groups = g.groups;
+  if (out_channels % groups != 0 || out_channels / groups > kFewOutputsMax) return false;
+  if (groups > 1 && pass == FewOutputsPass::kTranspose) return false;
   // Runs of whole vectors: with fewer than 16 input channels a kernel row's run ends in scalar
   // steps (3 -> 3 9x9 224x224 N4 channels_last: weight gradient 26.6 ms against the engine's
   // 8.1; 4 -> 4 3x3 112x112 forward 1.0 against 0.2 in NCHW).
   const int64_t in_channels = pass == FewOutputsPass::kTranspose ? t.size(1) : g.channels;
-  if (in_channels < 16) return false;
+  if (in_channels / groups < 16) return false;
   // A 1x1 conv is memory-bound: one pass over a channels_last input (up to 4 outputs) beats a
   // GEMM 3 columns wide (256 -> 3 200x200 N2, a detector's objectness head: 4.4 -> 2.0 ms,
   // torch 2.7); NCHW runs it as GEMMs along the planes, at speed; the weight gradient's GEMM
