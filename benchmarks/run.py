@@ -143,6 +143,13 @@ CASES = [
                    dtype=torch.bfloat16),
     *_both_layouts("conv 1x1 bfloat16, N8 C256 14x14 -> 1024", 8, 256, 14, 1024, 1,
                    dtype=torch.bfloat16),
+    # Few output channels: an image decoder's last layer (CycleGAN / pix2pix), a style network's
+    *_both_layouts("conv 7x7 into 3 channels (decoder), N4 C64 128x128 -> 3", 4, 64, 128, 3, 7,
+                   padding=3),
+    *_both_layouts("conv 9x9 into 3 channels (style transfer), N4 C32 224x224 -> 3", 4, 32, 224, 3,
+                   9, padding=4),
+    *_both_layouts("grouped 3x3 (16 per group into 1), N4 C512 56x56 -> 32", 4, 512, 56, 32, 3,
+                   padding=1, groups=32),
     _conv_transpose_case("conv_transpose 4x4 stride 2, N8 C64 28x28 -> 32", 8, 64, 28, 32, 4, 2, 1),
     _conv_transpose_case("conv_transpose 4x4 stride 2, N8 C64 28x28 -> 32", 8, 64, 28, 32, 4, 2, 1,
                          channels_last=True),

@@ -491,14 +491,18 @@ bool weight_grad_batched(const T* gy, const T* x, T* gw, const ConvGeometry& g, 
 
 }  // namespace
 
-// From 128 x 128 channels on, the batched variant was as fast or faster in every measured case
-// (C128 28x28: 6.2 against 6.4 ms forward, 14.9 against 16.0 with the weight gradient; C256
-// 14x14: 8.6 against 11.6; one thread, when it still went through BLAS; its own micro-kernel on
-// L2-resident weights made it faster since: C512 7x7 N8 forward 7.0 -> 5.5 ms, two threads).
-// Below, the fused blocks win (C64 56x56: 6.9 against 9.3 ms).
+// From 128 x 128 channels on, on planes of at most 16 tiles (maps up to 16x16: ResNet's 14x14
+// and 7x7 stages), the batched variant is faster: C256 14x14 N8 channels_last 3.7 against 4.7
+// ms forward; C512 7x7 N8 forward 5.5 against 7.0. On larger planes the fused blocks win since
+// their transforms went through register transposes (Xeon, N8, channels_last, batched -> fused,
+// ms: C128 28x28 forward 4.4 -> 2.6, input gradient 4.9 -> 2.9, weight gradient 4.3 -> 2.9;
+// squeezenet's C64 27x27 -> 256 N4 2.5 -> 1.7; NCHW C256 20x20 8.3 -> 6.7). Below 128 x 128
+// channels the fused blocks win everywhere (C64 56x56: 6.9 against 9.3 ms).
 bool winograd_batched_pays(const ConvGeometry& g, int64_t batch, int64_t out_channels) {
   (void)batch;
-  return winograd_planewise(g) && g.channels * out_channels >= 128 * 128;
+  const int64_t plane_tiles =
+      tiles_along(g.grid[1], g.dilation[1]) * tiles_along(g.grid[2], g.dilation[2]);
+  return winograd_planewise(g) && g.channels * out_channels >= 128 * 128 && plane_tiles <= 16;
 }
 
 bool winograd_conv_batched(const float* x, const float* w, float* y, const ConvGeometry& g,
