@@ -560,9 +560,9 @@ bool brgemm_conv(const at::Tensor& input, const at::Tensor& weight, const at::Te
   const MicroKernel mk = kernel_for(input, weight);
   if (mk == MicroKernel::kNone) return false;
   if (!pays(mk, g, g.channels / g.groups, output.size(1) / g.groups)) return false;
-  const bool w_cl = weight.dim() >= 4 && !weight.is_contiguous() &&
-                    weight.is_contiguous(channels_last_format(weight));
-  const auto w = w_cl ? weight : weight.contiguous();
+  const WeightLayout staged = weight_in_own_layout(weight);
+  const at::Tensor& w = staged.tensor;
+  const bool w_cl = staged.channels_last;
   const int64_t K = output.size(1), G = g.groups;
   conv_forward(mk, input.const_data_ptr<bf16>(), g.channels_last,
                conv_weight(w.const_data_ptr<bf16>(), w_cl, K / G, g.channels / G, g.kernel_numel()),
@@ -588,9 +588,9 @@ bool brgemm_conv_transpose(const at::Tensor& input, const at::Tensor& weight,
     t.grid[d] = g.image[d];
     t.pad[d] = g.dilation[d] * (g.kernel[d] - 1) - g.pad[d];
   }
-  const bool w_cl = weight.dim() >= 4 && !weight.is_contiguous() &&
-                    weight.is_contiguous(channels_last_format(weight));
-  const auto w = w_cl ? weight : weight.contiguous();
+  const WeightLayout staged = weight_in_own_layout(weight);
+  const at::Tensor& w = staged.tensor;
+  const bool w_cl = staged.channels_last;
   conv_forward(mk, input.const_data_ptr<bf16>(), g.channels_last,
                transposed_weight(w.const_data_ptr<bf16>(), w_cl, C / G, K / G, g.kernel_numel()),
                output.data_ptr<bf16>(), g.channels_last, t, input.size(0), C);

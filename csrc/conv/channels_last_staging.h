@@ -17,6 +17,20 @@ inline at::MemoryFormat channels_last_format(const at::Tensor& t) {
   return t.dim() == 5 ? at::MemoryFormat::ChannelsLast3d : at::MemoryFormat::ChannelsLast;
 }
 
+// A weight as the kernels that read either layout take it: as it lies where it is channels_last
+// (a channels_last model's, also under autocast), else contiguous. A weight that is both (one
+// input channel, or 1x1) counts as plain.
+struct WeightLayout {
+  at::Tensor tensor;
+  bool channels_last;
+};
+
+inline WeightLayout weight_in_own_layout(const at::Tensor& weight) {
+  const bool cl = weight.dim() >= 4 && !weight.is_contiguous() &&
+                  weight.is_contiguous(channels_last_format(weight));
+  return {cl ? weight : weight.contiguous(), cl};
+}
+
 // Runs `compute` on channels_last copies of `inputs` into a channels_last result, then copies
 // that into `result` (NCHW).
 template <typename Compute>

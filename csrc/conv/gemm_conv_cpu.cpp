@@ -1158,9 +1158,9 @@ bool run_winograd(const at::Tensor& x, const at::Tensor& weight, const at::Tenso
   const ConvGeometry conv = transposed ? stride_one_transpose_geometry(g, x.size(1)) : g;
   if (conv_algorithm_for(conv, batch, out_channels, ConvPass::kForward) != ConvAlgorithm::kWinograd)
     return false;
-  const bool w_cl = weight.dim() >= 4 && !weight.is_contiguous() &&
-                    weight.is_contiguous(channels_last_format(weight));
-  const auto w = w_cl ? weight : weight.contiguous();
+  const WeightLayout staged = weight_in_own_layout(weight);
+  const at::Tensor& w = staged.tensor;
+  const bool w_cl = staged.channels_last;
   return winograd_in_layout(
       x, y, conv, [&](const at::Tensor& in, const at::Tensor& out, const ConvGeometry& c) {
         bool ran = false;
@@ -1261,9 +1261,9 @@ bool conv_by_taps_for(const at::Tensor& input, const at::Tensor& weight, const a
     });
     return true;
   }
-  const bool w_cl = weight.dim() >= 4 && !weight.is_contiguous() &&
-                    weight.is_contiguous(channels_last_format(weight));
-  const auto w = w_cl ? weight : weight.contiguous();
+  const WeightLayout staged = weight_in_own_layout(weight);
+  const at::Tensor& w = staged.tensor;
+  const bool w_cl = staged.channels_last;
   const int64_t K = output.size(1), cg = g.channels / g.groups, kg = K / g.groups;
   const int64_t taps = g.kernel_numel();
   const bool fusable = bias_fusable(bias, input);
@@ -1386,9 +1386,9 @@ bool transpose_by_taps(const at::Tensor& input, const at::Tensor& weight, const 
     });
     return true;
   }
-  const bool w_cl = weight.dim() >= 4 && !weight.is_contiguous() &&
-                    weight.is_contiguous(channels_last_format(weight));
-  const auto w = w_cl ? weight : weight.contiguous();
+  const WeightLayout staged = weight_in_own_layout(weight);
+  const at::Tensor& w = staged.tensor;
+  const bool w_cl = staged.channels_last;
   const int64_t G = g.groups, kg = K / G, cg = C / G, taps = g.kernel_numel();
   AT_DISPATCH_FLOATING_TYPES(type, "transpose_by_taps", [&] {
     const scalar_t* data = w.const_data_ptr<scalar_t>();
@@ -1431,9 +1431,9 @@ void gemm_conv_transpose(const at::Tensor& input, const at::Tensor& weight,
           output.data_ptr<scalar_t>(), g, Shape{input.size(0), input.size(1)});
     }
     // The phases' sub-weights are built from either layout directly: no relayout pass.
-    const bool w_cl = weight.dim() >= 4 && !weight.is_contiguous() &&
-                      weight.is_contiguous(channels_last_format(weight));
-    const auto w = w_cl ? weight : weight.contiguous();
+    const WeightLayout staged = weight_in_own_layout(weight);
+    const at::Tensor& w = staged.tensor;
+    const bool w_cl = staged.channels_last;
     conv_transpose_phases(input.const_data_ptr<scalar_t>(), w.const_data_ptr<scalar_t>(), w_cl,
                           output.data_ptr<scalar_t>(), g, Shape{input.size(0), input.size(1)});
   });
