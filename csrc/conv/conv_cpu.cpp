@@ -99,8 +99,9 @@ void dense_conv_cpu(const at::Tensor& input, const at::Tensor& weight, const at:
 // picks the line kernel (N4 channels_last, ms: 9x9 3 -> 32 224x224 12.8 -> 8.0, torch 7.4; 3x3
 // 8 -> 32 112x112 1.25 -> 0.72, torch 0.68); grouped, for the convs whose forward
 // few_outputs_cpu.h computes (groups of 16+ channels into up to 12: 3x3 512 -> 32 in 32 groups
-// 56x56 7.5 -> 1.4, torch 1.4). Not where the transpose's padding exceeds the kernel's reach
-// (the conv would crop).
+// 56x56 7.5 -> 1.4, torch 1.4; in channels_last: NCHW's engine was faster than the line
+// kernel's staged bands there, 1.3 against 1.8). Not where the transpose's padding exceeds the
+// kernel's reach (the conv would crop).
 bool transpose_by_line_kernel(const at::Tensor& input, const at::Tensor& weight,
                               const at::Tensor& output, const ConvGeometry& g) {
   for (int d = 0; d < kSpatialDims; ++d) {
@@ -112,7 +113,8 @@ bool transpose_by_line_kernel(const at::Tensor& input, const at::Tensor& weight,
     if (conv.pad[d] < 0) return false;
   }
   if (G == 1 ? !cpu::few_channels_applies(input, conv, C)
-             : !cpu::few_outputs_applies(output, g, K, cpu::FewOutputsPass::kForward)) {
+             : !g.channels_last ||
+                   !cpu::few_outputs_applies(output, g, K, cpu::FewOutputsPass::kForward)) {
     return false;
   }
   // [K, C / G, kernel...] -> [C, K / G, kernel...] per group, flipped in every spatial dim.
