@@ -5,7 +5,6 @@
 
 #include <algorithm>
 #include <cstring>
-#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -55,7 +54,7 @@ struct Run {
   int64_t len;
 };
 
-// The runs of one output row, built once per row and output channel pass.
+// The runs of one output row, built once per row for all its groups and passes.
 template <typename T>
 struct RowRuns {
   std::vector<std::pair<const T*, int64_t>> rows;  // kernel rows inside the image: input row, w
