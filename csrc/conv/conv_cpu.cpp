@@ -92,23 +92,30 @@ void dense_conv_cpu(const at::Tensor& input, const at::Tensor& weight, const at:
   cpu::gemm_conv(input, weight, output, g, bias);
 }
 
-// A stride-1 conv_transpose with few input channels per group (the input gradient of a conv
-// into few channels) as the conv of its input with the flipped, transposed weight, where that
-// conv takes the forward's line kernel: the transpose's phases reduce over only those few
-// channels per tap, and gather them one by one. With one group, where few_channels_applies
-// picks the line kernel (N4 channels_last, ms: 9x9 3 -> 32 224x224 12.8 -> 8.0, torch 7.4; 3x3
-// 8 -> 32 112x112 1.25 -> 0.72, torch 0.68); grouped, for the convs whose forward
-// few_outputs_cpu.h computes (groups of 16+ channels into up to 12: 3x3 512 -> 32 in 32 groups
-// 56x56 7.5 -> 1.4, torch 1.4; in channels_last: NCHW's engine was faster than the line
-// kernel's staged bands there, 1.3 against 1.8). Not where the transpose's padding exceeds the
-// kernel's reach (the conv would crop).
-bool transpose_by_line_kernel(const at::Tensor& input, const at::Tensor& weight,
-                              const at::Tensor& output, const ConvGeometry& g) {
+// A stride-1 conv_transpose as the conv of its input with the flipped, transposed weight, where
+// that conv has a direct kernel: into few channels (the input gradient of a conv from few
+// channels), the few-output kernel; from few channels per group (the input gradient of a conv
+// into few channels), the forward's line kernel, where the transpose's phases would reduce over
+// only those few channels per tap and gather them one by one.
+// With one group, where few_channels_applies picks the line kernel (N4 channels_last, ms: 9x9 3
+// -> 32 224x224 12.8 -> 8.0, torch 7.4; 3x3 8 -> 32 112x112 1.25 -> 0.72, torch 0.68); grouped,
+// for the convs whose forward few_outputs_cpu.h computes (groups of 16+ channels into up to 12:
+// 3x3 512 -> 32 in 32 groups 56x56 7.5 -> 1.4, torch 1.4; in channels_last: NCHW's engine was
+// faster than the line kernel's staged bands there, 1.3 against 1.8). The line kernel not where
+// the transpose's padding exceeds the kernel's reach (the conv would crop; the few-output kernel
+// crops).
+bool transpose_as_conv(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& output,
+                       const ConvGeometry& g) {
   for (int d = 0; d < kSpatialDims; ++d) {
     if (g.stride[d] != 1) return false;
   }
   const int64_t G = g.groups, K = input.size(1), C = g.channels;
   const ConvGeometry conv = cpu::stride_one_transpose_geometry(g, K);
+  if (cpu::few_outputs_applies(input, g, C, cpu::FewOutputsPass::kTranspose)) {
+    cpu::few_outputs_conv(input, cpu::stride_one_transpose_weight(weight, G), output, conv,
+                          at::Tensor());
+    return true;
+  }
   for (int d = 0; d < kSpatialDims; ++d) {
     if (conv.pad[d] < 0) return false;
   }
@@ -117,15 +124,7 @@ bool transpose_by_line_kernel(const at::Tensor& input, const at::Tensor& weight,
                    !cpu::few_outputs_applies(output, g, K, cpu::FewOutputsPass::kForward)) {
     return false;
   }
-  // [K, C / G, kernel...] -> [C, K / G, kernel...] per group, flipped in every spatial dim.
-  std::vector<int64_t> spatial, grouped{G, K / G, C / G}, conv_sizes{C, K / G};
-  for (int64_t d = 2; d < weight.dim(); ++d) {
-    spatial.push_back(d);
-    grouped.push_back(weight.size(d));
-    conv_sizes.push_back(weight.size(d));
-  }
-  const auto w = weight.view(grouped).transpose(1, 2).reshape(conv_sizes).flip(spatial);
-  cpu::grouped_conv(input, w, output, conv, at::Tensor());
+  cpu::grouped_conv(input, cpu::stride_one_transpose_weight(weight, G), output, conv, at::Tensor());
   return true;
 }
 
@@ -137,10 +136,7 @@ void dense_conv_transpose_cpu(const at::Tensor& input, const at::Tensor& weight,
   if (cpu::grouped_applies(input, g, input.size(1))) {
     return cpu::grouped_conv_transpose(input, weight, output, g);
   }
-  if (cpu::few_outputs_applies(input, g, g.channels, cpu::FewOutputsPass::kTranspose)) {
-    return cpu::few_outputs_conv_transpose(input, weight, output, g);
-  }
-  if (transpose_by_line_kernel(input, weight, output, g)) return;
+  if (transpose_as_conv(input, weight, output, g)) return;
   cpu::gemm_conv_transpose(input, weight, output, g);
 }
 

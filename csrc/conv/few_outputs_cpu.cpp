@@ -12,7 +12,6 @@
 #include "channels_last_staging.h"
 #include "conv_algorithm.h"
 #include "conv_driver.h"
-#include "gemm_conv_cpu.h"
 #include "winograd_tiles.h"
 
 namespace convpool::cpu {
@@ -461,16 +460,6 @@ void few_outputs_conv(const at::Tensor& input, const at::Tensor& weight, const a
 void few_outputs_weight_grad(const at::Tensor& grad_output, const at::Tensor& input,
                              const at::Tensor& grad_weight, const ConvGeometry& g) {
   run_weight_grad(grad_output, input, grad_weight, g);
-}
-
-void few_outputs_conv_transpose(const at::Tensor& input, const at::Tensor& weight,
-                                const at::Tensor& output, const ConvGeometry& g) {
-  // The conv's weight: the forward weight [K, C, kernel...] flipped in every spatial dim, as
-  // [C, kernel..., K].
-  std::vector<int64_t> spatial;
-  for (int64_t d = 2; d < weight.dim(); ++d) spatial.push_back(d);
-  const auto w = weight.flip(spatial).movedim(0, -1).contiguous();
-  run_forward(input, w, at::Tensor(), output, stride_one_transpose_geometry(g, input.size(1)));
 }
 
 }  // namespace convpool::cpu

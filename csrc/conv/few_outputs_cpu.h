@@ -26,8 +26,6 @@ bool few_outputs_applies(const at::Tensor& t, const ConvGeometry& g, int64_t out
 // forward adds the bias (an undefined tensor: none).
 void few_outputs_conv(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& output,
                       const ConvGeometry& g, const at::Tensor& bias);
-void few_outputs_conv_transpose(const at::Tensor& input, const at::Tensor& weight,
-                                const at::Tensor& output, const ConvGeometry& g);
 void few_outputs_weight_grad(const at::Tensor& grad_output, const at::Tensor& input,
                              const at::Tensor& grad_weight, const ConvGeometry& g);
 

@@ -1215,6 +1215,17 @@ ConvGeometry stride_one_transpose_geometry(const ConvGeometry& g, int64_t channe
   return phase_geometry(g, ph, channels);
 }
 
+at::Tensor stride_one_transpose_weight(const at::Tensor& weight, int64_t groups) {
+  const int64_t K = weight.size(0), C = weight.size(1) * groups;
+  std::vector<int64_t> spatial, grouped{groups, K / groups, C / groups}, conv_sizes{C, K / groups};
+  for (int64_t d = 2; d < weight.dim(); ++d) {
+    spatial.push_back(d);
+    grouped.push_back(weight.size(d));
+    conv_sizes.push_back(weight.size(d));
+  }
+  return weight.view(grouped).transpose(1, 2).reshape(conv_sizes).flip(spatial);
+}
+
 // bfloat16 GEMMs only where the CPU multiplies bfloat16 natively (AVX512-BF16; AMX-BF16 comes
 // with it). Elsewhere at::mm emulates them, 30x slower than float32 (3x3 C64 56x56: 563 against
 // 17 ms on an AVX2 EPYC), and the conv is computed in float32 and rounded once, as float16 is:

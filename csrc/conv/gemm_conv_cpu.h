@@ -39,6 +39,10 @@ void gemm_conv_transpose(const at::Tensor& input, const at::Tensor& weight,
 // `channels` channels (the transpose's input channels).
 ConvGeometry stride_one_transpose_geometry(const ConvGeometry& g, int64_t channels);
 
+// That conv's weight: the transpose's [K, C / groups, kernel...] as [C, K / groups, kernel...],
+// transposed per group and flipped in every spatial dim.
+at::Tensor stride_one_transpose_weight(const at::Tensor& weight, int64_t groups);
+
 // grad_weight [K, C / groups, kernel...] = sum over batch and grid of grad_output x im2col(input),
 // written in the input's memory format.
 void gemm_conv_weight_grad(const at::Tensor& grad_output, const at::Tensor& input,
