@@ -43,6 +43,14 @@ EDGES = {
     "conv1d": (1, 2, 9, (50,), 24, 5, dict(padding=2)),
     "conv3d": (3, 2, 8, (6, 7, 8), 16, 3, dict(padding=1)),
     "conv3d stride 2": (3, 1, 5, (7, 8, 9), 6, 3, dict(padding=1, stride=2)),
+    # Our AMX tiles on gathered rows (strided, up to 32 channels per group): runs cut across the
+    # 32-value steps, several pieces per step, column blocks, blocks across lines and samples.
+    "gathered: groups, dilation 2, stride 2": (2, 2, 12, (17, 15), 20, 3,
+                                               dict(stride=2, padding=2, dilation=2, groups=2)),
+    "gathered: stride (2, 1), 5x5": (2, 3, 24, (19, 23), 40, 5, dict(stride=(2, 1), padding=(2, 0))),
+    "gathered: 4x4 stride 4 (patchify stem)": (2, 2, 3, (16, 20), 96, 4, dict(stride=4)),
+    "gathered: conv1d stride 2, 80 outputs": (1, 2, 32, (61,), 80, 7, dict(stride=2, padding=3)),
+    "gathered: many pixel blocks": (2, 3, 8, (70, 45), 16, 3, dict(stride=2, padding=1)),
 }
 
 
@@ -74,20 +82,22 @@ def test_brgemm_conv_transpose_stride_1(padding, channels_last, kernel):
 
 
 @pytest.mark.parametrize("kernel", KERNELS)
-def test_brgemm_inf_and_nan_propagate_as_torch(kernel):
+@pytest.mark.parametrize("channels, stride", [(16, 1), (8, 2)])
+def test_brgemm_inf_and_nan_propagate_as_torch(channels, stride, kernel):
     # An inf in the input makes NaN (inf * 0) only where torch's conv makes it: the weight
-    # gradient's dropped pixels must not reach the result.
-    x, w, b = _operands(2, 2, 16, (10, 12), 16, 3, 1, True)
+    # gradient's dropped pixels, and the values a gathered row's loads read past its runs, must
+    # not reach the result.
+    x, w, b = _operands(2, 2, channels, (10, 12), 16, 3, 1, True)
     x = x.detach().clone()
     x[0, 3, 4, 5] = float("inf")
     x[1, 2, 0, 0] = float("nan")
     xs, ws = x.clone().requires_grad_(), w.clone().requires_grad_()
     with gemm_kernel(kernel):
-        y = CONV[2][0](xs, ws, b, padding=1)
+        y = CONV[2][0](xs, ws, b, padding=1, stride=stride)
         gy = torch.ones_like(y)
         gx, gw = torch.autograd.grad(y, (xs, ws), gy)
     xt, wt = x.clone().requires_grad_(), w.clone().requires_grad_()
-    yt = CONV[2][1](xt, wt, b, padding=1)
+    yt = CONV[2][1](xt, wt, b, padding=1, stride=stride)
     gxt, gwt = torch.autograd.grad(yt, (xt, wt), gy)
     for ours, theirs in ((y, yt), (gx, gxt), (gw, gwt)):
         assert torch.equal(ours.isnan(), theirs.isnan())

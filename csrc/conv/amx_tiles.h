@@ -13,6 +13,7 @@
 #include <c10/util/BFloat16.h>
 
 #include <cstdint>
+#include <vector>
 
 namespace convpool::cpu::amx_tiles {
 
@@ -33,5 +34,25 @@ constexpr int64_t kStepDepth = 32;
 // L1: 39 against 6 cycles per tile).
 void batch_reduce(int64_t M, int64_t N, int64_t lda, const c10::BFloat16* a, const int64_t* offsets,
                   int64_t steps, const c10::BFloat16* b, float* c, int64_t ldc);
+
+// How the a row of an output pixel is gathered where a cannot be read in place (a strided conv,
+// few channels): runs of `length` values, run r from offsets[r] past the pixel's first value,
+// one after another in the row, zero-filled to whole steps of kStepDepth. Each step of the row is
+// built in a register from the pieces of runs it holds and stored whole, 64-byte aligned: stores
+// of runs at their own, unaligned places split cache lines and took as long as the AMX products
+// of a 7x7 stem. A piece's load reads 64 bytes whatever lanes it keeps: up to 31 values before
+// or past its run, inside the padded image (its slack) where the runs are a conv's windows.
+struct RowGather {
+  std::vector<int64_t> offset;  // per piece: where its lane 0 reads, from the pixel's first value
+  std::vector<uint32_t> lanes;  // per piece: the lanes of its step it fills
+  int64_t steps = 0;
+  int64_t pieces = 0;  // per step (steps with fewer hold pieces that fill no lane)
+};
+RowGather plan_row_gather(const std::vector<int64_t>& offsets, int64_t length);
+
+// out [M, plan.steps * kStepDepth] (row stride ld, rows 64-byte aligned): row i gathered from the
+// pixel at image + pixels[i].
+void gather_rows(const c10::BFloat16* image, const int64_t* pixels, int64_t M,
+                 const RowGather& plan, c10::BFloat16* out, int64_t ld);
 
 }  // namespace convpool::cpu::amx_tiles

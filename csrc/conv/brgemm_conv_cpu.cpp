@@ -109,10 +109,12 @@ struct PaddedImage {
   int64_t volume() const { return dims[0] * dims[1] * dims[2]; }
 };
 
-// block: B, a divisor of the group's channel count, or 0 for one block.
-PaddedImage pad_image(const bf16* x, bool x_cl, const ConvGeometry& g, int64_t N, int64_t block) {
+// block: B, a divisor of the group's channel count, or 0 for one block. even: Cp rounded up to
+// even (not for gathered rows, which pair values wherever they fall).
+PaddedImage pad_image(const bf16* x, bool x_cl, const ConvGeometry& g, int64_t N, int64_t block,
+                      bool even = true) {
   PaddedImage p;
-  const int64_t C = g.channels, G = g.groups, cg = C / G, Cp = round_up(cg, 2);
+  const int64_t C = g.channels, G = g.groups, cg = C / G, Cp = even ? round_up(cg, 2) : cg;
   for (int d = 0; d < kSpatialDims; ++d) {
     p.dims[d] = (g.grid[d] - 1) * g.stride[d] + (g.kernel[d] - 1) * g.dilation[d] + 1;
   }
@@ -233,28 +235,35 @@ WeightView transposed_weight(const bf16* w, bool w_cl, int64_t kg, int64_t cg, i
   return {w + (taps - 1) * t_step, cg * kg * taps, w_cl ? 1 : taps, kg * taps, -t_step};
 }
 
+// one_panel: every run in one panel per (group, column block), the runs' rows one after another
+// and zero rows up to whole steps of 32 at the end (a gathered a's rows, conv_forward_gathered).
 PackedWeight pack_weight(MicroKernel mk, const WeightView& w, int64_t K, int64_t G, int64_t cg,
-                         int64_t Cp, int64_t taps, const TapRuns& runs) {
+                         int64_t Cp, int64_t taps, const TapRuns& runs, bool one_panel = false) {
   PackedWeight pw;
-  const int64_t kg = K / G;
+  const int64_t kg = K / G, run_count = static_cast<int64_t>(runs.first.size());
+  const int64_t run_rows = runs.width * Cp;
   pw.blocks = ceil_div(kg, kMaxColumns);
   pw.columns = round_up(ceil_div(kg, pw.blocks), kTile);
-  pw.runs = static_cast<int64_t>(runs.first.size());
-  pw.run_rows = runs.width * Cp;
+  pw.runs = one_panel ? 1 : run_count;
+  pw.run_rows = one_panel ? round_up(run_count * run_rows, amx_tiles::kStepDepth) : run_rows;
   pw.panel_numel = pw.run_rows * pw.columns;
   pw.data = aligned<bf16>(pw.storage, G * pw.blocks * pw.runs * pw.panel_numel);
   const int64_t per_block = ceil_div(kg, pw.blocks);
   at::parallel_for(0, G * pw.blocks * pw.runs, 1, [&](int64_t begin, int64_t end) {
     std::vector<bf16> plain(pw.panel_numel);
     for (int64_t i = begin; i < end; ++i) {
-      const int64_t run = i % pw.runs, block = i / pw.runs % pw.blocks,
+      const int64_t panel = i % pw.runs, block = i / pw.runs % pw.blocks,
                     gi = i / (pw.runs * pw.blocks);
       const int64_t k0 = block * per_block, k1 = std::min(kg, k0 + per_block);
       std::fill(plain.begin(), plain.end(), bf16(0));
-      for (int64_t t = 0; t < runs.width; ++t) {
-        // Rows k, columns c -> plain rows c, columns k.
-        blocked_transpose(w.at(gi, k0, 0, runs.first[run] + t), w.k_step, w.c_step, k1 - k0, cg,
-                          plain.data() + t * Cp * pw.columns, pw.columns, int64_t{1});
+      const int64_t r0 = one_panel ? 0 : panel, r1 = one_panel ? run_count : panel + 1;
+      for (int64_t run = r0; run < r1; ++run) {
+        for (int64_t t = 0; t < runs.width; ++t) {
+          // Rows k, columns c -> plain rows c, columns k.
+          blocked_transpose(w.at(gi, k0, 0, runs.first[run] + t), w.k_step, w.c_step, k1 - k0, cg,
+                            plain.data() + ((run - r0) * run_rows + t * Cp) * pw.columns,
+                            pw.columns, int64_t{1});
+        }
       }
       pack_panel(mk, pw.run_rows, pw.columns, plain.data(), pw.data + i * pw.panel_numel);
     }
@@ -293,9 +302,93 @@ std::vector<int64_t> tile_steps(const TapRuns& runs, const PaddedImage& p) {
   return steps;
 }
 
+// One output pixel's sums, acc[0, width) -> output channels k0 to k0 + width of pixel `pixel` of
+// sample n, rounded once (scratch: width values, for an NCHW y).
+void write_pixel(const float* acc, int64_t width, bf16* y, bool y_cl, int64_t n, int64_t pixel,
+                 int64_t k0, int64_t K, int64_t grid, bf16* scratch) {
+  if (y_cl) return bf16_gemm::round_to_bfloat16(acc, width, y + (n * grid + pixel) * K + k0);
+  bf16_gemm::round_to_bfloat16(acc, width, scratch);
+  bf16* to = y + (n * K + k0) * grid + pixel;
+  for (int64_t k = 0; k < width; ++k) to[k * grid] = scratch[k];
+}
+
+// Our AMX tiles where they cannot read the padded image in place: strided convs (in place, a
+// block would be a piece of one output line, 7-28 pixels of the 32 rows a pass computes) and
+// convs on few channels (a ResNet stem's 3: a tap's channels are no whole step of 32). Each block
+// of up to 128 output pixels, across lines and planes, first gathers its rows of a: the runs of
+// taps (a kernel row's KW taps x C channels, contiguous in the padded image) one after another,
+// zero-filled to whole steps of 32 at the end, into a [rows, steps x 32] buffer of aligned rows
+// that stays in L2. A 7x7 stem on 3 channels is 5 steps (147 values; 49 steps of one tap's 4
+// channels in place). Output channels in column blocks of up to 64, each over the same rows.
+bool gathered_applies(MicroKernel mk, const ConvGeometry& g) {
+  return mk == MicroKernel::kAmx && amx_tiles::available() && bf16_gemm::available() &&
+         forward_kernel(mk, g) == mk;
+}
+
+void conv_forward_gathered(const bf16* x, bool x_cl, const WeightView& w, bf16* y, bool y_cl,
+                           const ConvGeometry& g, int64_t N, int64_t K) {
+  constexpr int64_t kDepth = amx_tiles::kStepDepth, kRowBlock = amx_tiles::kRowBlock;
+  const int64_t G = g.groups, cg = g.channels / G, kg = K / G, taps = g.kernel_numel();
+  const PaddedImage p = pad_image(x, x_cl, g, N, 0, /*even=*/false);
+  const TapRuns runs = tap_runs(g, p);
+  const PackedWeight pw = pack_weight(MicroKernel::kTiles, w, K, G, cg, cg, taps, runs, true);
+  const int64_t run_count = static_cast<int64_t>(runs.offset.size()), length = runs.width * cg;
+  const int64_t row_numel = pw.run_rows, steps = row_numel / kDepth;
+  std::vector<int64_t> step_offsets(steps), run_offsets(run_count);
+  for (int64_t s = 0; s < steps; ++s) step_offsets[s] = s * kDepth;
+  for (int64_t r = 0; r < run_count; ++r) run_offsets[r] = runs.offset[r] * cg;
+  const amx_tiles::RowGather plan = amx_tiles::plan_row_gather(run_offsets, length);
+  const int64_t OH = g.grid[1], OW = g.grid[2], grid = g.grid_numel();
+  const int64_t per_sample = ceil_div(grid, kMaxRows);
+  const int64_t rows = round_up(ceil_div(grid, per_sample), kRowBlock);
+  const int64_t columns = pw.columns, per_block = ceil_div(kg, pw.blocks);
+  const int64_t pixel_blocks = N * G * per_sample;
+  at::parallel_for(0, pixel_blocks * pw.blocks, 1, [&](int64_t begin, int64_t end) {
+    at::Tensor acc_storage, rows_storage;
+    float* acc = aligned<float>(acc_storage, rows * columns);
+    // Rows past a last block's end are computed and dropped: zeros, not stale bits.
+    bf16* a = aligned<bf16>(rows_storage, rows * row_numel);
+    std::fill(a, a + rows * row_numel, bf16(0));
+    std::vector<int64_t> pixels(rows);
+    std::vector<bf16> rounded(columns);
+    int64_t gathered = -1;
+    for (int64_t t = begin; t < end; ++t) {
+      const int64_t block = t % pw.blocks, pb = t / pw.blocks;
+      const int64_t j = pb % per_sample, gi = pb / per_sample % G, n = pb / (per_sample * G);
+      const int64_t q0 = j * rows, M = std::min(rows, grid - q0);
+      if (pb != gathered) {
+        // The padded image's first value of each pixel's window, walking the grid from q0.
+        int64_t ow = q0 % OW, oh = q0 / OW % OH, od = q0 / (OW * OH);
+        for (int64_t i = 0; i < M; ++i) {
+          pixels[i] =
+              ((od * g.stride[0] * p.dims[1] + oh * g.stride[1]) * p.dims[2] + ow * g.stride[2]) *
+              cg;
+          if (++ow == OW) {
+            ow = 0;
+            if (++oh == OH) oh = 0, ++od;
+          }
+        }
+        amx_tiles::gather_rows(p.data + (n * G + gi) * p.volume() * cg, pixels.data(), M, plan, a,
+                               row_numel);
+        gathered = pb;
+      }
+      amx_tiles::batch_reduce(M, columns, row_numel, a, step_offsets.data(), steps,
+                              pw.panel(gi, block, 0), acc, columns);
+      const int64_t k0 = gi * kg + block * per_block;
+      const int64_t width = std::min(kg, (block + 1) * per_block) - block * per_block;
+      for (int64_t i = 0; i < M; ++i) {
+        const int64_t pixel = q0 + i;
+        write_pixel(acc + i * columns, width, y, y_cl, n, pixel, k0, K, grid, rounded.data());
+      }
+    }
+  });
+}
+
 // y [N, K, grid] (y_cl: channels_last) = conv(x, w).
 void conv_forward(MicroKernel amx_or_vector, const bf16* x, bool x_cl, const WeightView& w, bf16* y,
                   bool y_cl, const ConvGeometry& g, int64_t N, int64_t K) {
+  if (gathered_applies(amx_or_vector, g))
+    return conv_forward_gathered(x, x_cl, w, y, y_cl, g, N, K);
   const int64_t G = g.groups, cg = g.channels / G, kg = K / G, taps = g.kernel_numel();
   const MicroKernel mk = forward_kernel(amx_or_vector, g);
   const bool tiles = mk == MicroKernel::kTiles;
@@ -350,14 +443,7 @@ void conv_forward(MicroKernel amx_or_vector, const bf16* x, bool x_cl, const Wei
         const int64_t oh = virtual_rows ? q / Wp : oh0, ow = virtual_rows ? q % Wp : q;
         if (ow >= OW) continue;
         const int64_t pixel = (od * OH + oh) * OW + ow;
-        const float* from = acc + i * columns;
-        if (y_cl) {
-          bf16_gemm::round_to_bfloat16(from, width, y + (n * grid + pixel) * K + k0);
-        } else {
-          bf16_gemm::round_to_bfloat16(from, width, rounded.data());
-          bf16* to = y + (n * K + k0) * grid + pixel;
-          for (int64_t k = 0; k < width; ++k) to[k * grid] = rounded[k];
-        }
+        write_pixel(acc + i * columns, width, y, y_cl, n, pixel, k0, K, grid, rounded.data());
       }
     }
     release(mk);
@@ -553,20 +639,42 @@ bool pays(MicroKernel mk, const ConvGeometry& g, int64_t in_channels, int64_t ou
   return true;
 }
 
+// Strided convs on up to 32 channels per group, where the GEMM engine ran instead. N8
+// channels_last, ms, engine -> gathered (torch's oneDNN): 7x7 stride 2 3 -> 64 224x224 (ResNet's
+// stem) 4.2 -> 2.1 (1.2); 3x3 stride 2 3 -> 32 224x224 1.47 -> 0.89 (0.53-0.63); 32 -> 64
+// 112x112 1.38 -> 1.09 (0.72); 4x4 stride 4 3 -> 96 (ConvNeXt's stem) 0.73 -> 0.67 (0.57). With
+// 64 channels it ties, with 128 it loses (0.66 -> 0.74); at stride 1 the taps read in place win
+// (3x3 16 -> 32 112x112 1.21 against 1.69; 9x9 3 -> 32 1.32 against 1.42): the gather costs
+// about 20 cycles a pixel, and our tiles reach about half of oneDNN's speed.
+constexpr int64_t kMaxGatheredChannels = 32;
+
+bool gathered_pays(const ConvGeometry& g, int64_t in_channels) {
+  if (g.is_pointwise() || in_channels > kMaxGatheredChannels) return false;
+  return g.stride[0] != 1 || g.stride[1] != 1 || g.stride[2] != 1;
+}
+
 }  // namespace
 
 bool brgemm_conv(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& output,
                  const ConvGeometry& g) {
   const MicroKernel mk = kernel_for(input, weight);
   if (mk == MicroKernel::kNone) return false;
-  if (!pays(mk, g, g.channels / g.groups, output.size(1) / g.groups)) return false;
+  const int64_t cg = g.channels / g.groups;
+  const bool gathered = gathered_applies(mk, g) && gathered_pays(g, cg);
+  if (!gathered && !pays(mk, g, cg, output.size(1) / g.groups)) return false;
   const WeightLayout staged = weight_in_own_layout(weight);
   const at::Tensor& w = staged.tensor;
   const bool w_cl = staged.channels_last;
   const int64_t K = output.size(1), G = g.groups;
-  conv_forward(mk, input.const_data_ptr<bf16>(), g.channels_last,
-               conv_weight(w.const_data_ptr<bf16>(), w_cl, K / G, g.channels / G, g.kernel_numel()),
-               output.data_ptr<bf16>(), g.channels_last, g, input.size(0), K);
+  const WeightView view =
+      conv_weight(w.const_data_ptr<bf16>(), w_cl, K / G, g.channels / G, g.kernel_numel());
+  const bf16* x = input.const_data_ptr<bf16>();
+  bf16* y = output.data_ptr<bf16>();
+  if (gathered) {
+    conv_forward_gathered(x, g.channels_last, view, y, g.channels_last, g, input.size(0), K);
+  } else {
+    conv_forward(mk, x, g.channels_last, view, y, g.channels_last, g, input.size(0), K);
+  }
   return true;
 }
 
