@@ -36,6 +36,12 @@ EDGES = {
     "AMX tiles: 7x7 maps, rows past the last pixel": (2, 3, 64, (7, 7), 64, 3, dict(padding=1)),
     "AMX tiles: conv1d": (1, 2, 64, (37,), 32, 3, dict(padding=1)),
     "AMX tiles: conv3d": (3, 1, 32, (4, 5, 6), 40, 3, dict(padding=1)),
+    # The weight gradient on our tiles (48-96 channels per group): a group's rows rounded up to
+    # 32 read the next group's planes and, after the last, the zero planes.
+    "AMX weight-gradient tiles: 2 groups of 48": (2, 2, 96, (11, 9), 40, 3,
+                                                  dict(padding=1, groups=2)),
+    "AMX weight-gradient tiles: conv3d, 64 channels": (3, 1, 64, (3, 5, 6), 24, 3,
+                                                       dict(padding=1)),
     "1x1": (2, 2, 32, (9, 9), 48, 1, {}),
     "1x1 stride 2": (2, 2, 32, (9, 9), 48, 1, dict(stride=2)),
     "1x1 groups 2": (2, 2, 32, (9, 9), 48, 1, dict(groups=2)),

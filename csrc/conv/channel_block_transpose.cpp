@@ -18,7 +18,8 @@ namespace {
 
 constexpr int64_t kTile = 16;
 
-void transpose_scalar(const float* src, int64_t src_stride, int64_t rows, int64_t cols, float* dst,
+template <typename T>
+void transpose_scalar(const T* src, int64_t src_stride, int64_t rows, int64_t cols, T* dst,
                       int64_t dst_stride) {
   for (int64_t r = 0; r < rows; ++r) {
     for (int64_t c = 0; c < cols; ++c) dst[c * dst_stride + r] = src[r * src_stride + c];
@@ -90,6 +91,42 @@ __attribute__((target("avx2"))) void tile16_avx2(const float* src, int64_t src_s
   }
 }
 
+// 16-bit values (bfloat16, float16): dst[c * dst_stride + r] = src[r * src_stride + c], r, c <
+// 16, in four rounds of unpacks (pairs, quads, octets of rows) and a swap of 128-bit halves.
+__attribute__((target("avx2"))) void tile16_16bit(const uint16_t* src, int64_t src_stride,
+                                                  uint16_t* dst, int64_t dst_stride) {
+  __m256i r[16], a[16], b[16], c[16];
+  for (int i = 0; i < 16; ++i) {
+    r[i] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + i * src_stride));
+  }
+  // a[2i]: rows 2i, 2i + 1 interleaved, columns 0-3 | 8-11 (the two 128-bit halves); a[2i + 1]:
+  // columns 4-7 | 12-15.
+  for (int i = 0; i < 8; ++i) {
+    a[2 * i] = _mm256_unpacklo_epi16(r[2 * i], r[2 * i + 1]);
+    a[2 * i + 1] = _mm256_unpackhi_epi16(r[2 * i], r[2 * i + 1]);
+  }
+  // b[4q + m]: rows 4q to 4q + 3, columns 2m, 2m + 1 | 8 + 2m, 9 + 2m.
+  for (int q = 0; q < 4; ++q) {
+    b[4 * q] = _mm256_unpacklo_epi32(a[4 * q], a[4 * q + 2]);
+    b[4 * q + 1] = _mm256_unpackhi_epi32(a[4 * q], a[4 * q + 2]);
+    b[4 * q + 2] = _mm256_unpacklo_epi32(a[4 * q + 1], a[4 * q + 3]);
+    b[4 * q + 3] = _mm256_unpackhi_epi32(a[4 * q + 1], a[4 * q + 3]);
+  }
+  // c[8o + k]: rows 8o to 8o + 7, column k | 8 + k.
+  for (int o = 0; o < 2; ++o) {
+    for (int m = 0; m < 4; ++m) {
+      c[8 * o + 2 * m] = _mm256_unpacklo_epi64(b[8 * o + m], b[8 * o + 4 + m]);
+      c[8 * o + 2 * m + 1] = _mm256_unpackhi_epi64(b[8 * o + m], b[8 * o + 4 + m]);
+    }
+  }
+  for (int k = 0; k < 8; ++k) {
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + k * dst_stride),
+                        _mm256_permute2x128_si256(c[k], c[8 + k], 0x20));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + (8 + k) * dst_stride),
+                        _mm256_permute2x128_si256(c[k], c[8 + k], 0x31));
+  }
+}
+
 bool has_avx2() {
   static const bool yes = __builtin_cpu_supports("avx2");
   return yes;
@@ -129,13 +166,12 @@ void transpose16(const float* src, int64_t src_stride, int64_t rows, int64_t col
   }
 }
 
-}  // namespace
-
-void transpose_matrix(const float* src, int64_t src_stride, int64_t rows, int64_t cols, float* dst,
-                      int64_t dst_stride) {
+// Whole tiles through `tile` (null: none), the edges element by element.
+template <typename T, typename TileFn>
+void transpose_in_tiles(TileFn tile, const T* src, int64_t src_stride, int64_t rows, int64_t cols,
+                        T* dst, int64_t dst_stride) {
   int64_t full_rows = 0, full_cols = 0;
-#ifdef CONVPOOL_HAVE_AVX512_TILE
-  if (const Tile tile = tile_transpose()) {
+  if (tile) {
     full_rows = rows / kTile * kTile;
     full_cols = cols / kTile * kTile;
     for (int64_t r = 0; r < full_rows; r += kTile) {
@@ -144,12 +180,31 @@ void transpose_matrix(const float* src, int64_t src_stride, int64_t rows, int64_
       }
     }
   }
-#endif
   // The edges past whole tiles: the columns right of them, then the rows below.
   transpose_scalar(src + full_cols, src_stride, full_rows, cols - full_cols,
                    dst + full_cols * dst_stride, dst_stride);
   transpose_scalar(src + full_rows * src_stride, src_stride, rows - full_rows, cols,
                    dst + full_rows, dst_stride);
+}
+
+}  // namespace
+
+void transpose_matrix(const float* src, int64_t src_stride, int64_t rows, int64_t cols, float* dst,
+                      int64_t dst_stride) {
+  void (*tile)(const float*, int64_t, float*, int64_t) = nullptr;
+#ifdef CONVPOOL_HAVE_AVX512_TILE
+  tile = tile_transpose();
+#endif
+  transpose_in_tiles(tile, src, src_stride, rows, cols, dst, dst_stride);
+}
+
+void transpose_matrix_16bit(const uint16_t* src, int64_t src_stride, int64_t rows, int64_t cols,
+                            uint16_t* dst, int64_t dst_stride) {
+  void (*tile)(const uint16_t*, int64_t, uint16_t*, int64_t) = nullptr;
+#ifdef CONVPOOL_HAVE_AVX512_TILE
+  if (has_avx2()) tile = tile16_16bit;
+#endif
+  transpose_in_tiles(tile, src, src_stride, rows, cols, dst, dst_stride);
 }
 
 void planes_to_block16(const float* planes, int64_t plane_stride, int64_t pixels, float* block) {
