@@ -143,6 +143,9 @@ CASES = [
                    dtype=torch.bfloat16),
     *_both_layouts("conv 1x1 bfloat16, N8 C256 14x14 -> 1024", 8, 256, 14, 1024, 1,
                    dtype=torch.bfloat16),
+    # The stem's input gradient (computed here, never in a model) is the GEMM engine's
+    *_both_layouts("conv 7x7 stride 2 bfloat16 (stem), N8 C3 224x224 -> 64", 8, 3, 224, 64, 7,
+                   stride=2, padding=3, dtype=torch.bfloat16),
     # Few output channels: an image decoder's last layer (CycleGAN / pix2pix), a style network's
     *_both_layouts("conv 7x7 into 3 channels (decoder), N4 C64 128x128 -> 3", 4, 64, 128, 3, 7,
                    padding=3),

@@ -7,7 +7,8 @@
 // and channels (K = 576 for a 3x3 conv of 64 channels).
 //
 // a comes in steps of 32 values of the reduction (a channel block of one tap), each its own
-// pointer, so a blocked image ([..., pixels, 32 channels]) feeds it with no copy.
+// pointer, so a blocked image ([..., pixels, 32 channels]) feeds it with no copy; where a cannot
+// be read in place, gather_rows builds its rows.
 // b is packed as bf16_gemm::pack packs it ([K / 2][N][2], pairs of rows interleaved: the VNNI
 // layout an AMX tile of b reads, 16 pairs of rows by 16 columns).
 #include <c10/util/BFloat16.h>

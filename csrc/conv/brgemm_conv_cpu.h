@@ -11,7 +11,8 @@
 // [KW * C, K] straight from the image, with no column matrix. With stride 1 a block runs over
 // "virtual" pixels oh * Wp + ow of the padded width Wp, so it spans output lines (small 7x7
 // images still fill the AMX tiles); the Wp - OW pixels past each line's end are computed and
-// dropped.
+// dropped. Strided convs on few channels per group (stems) instead gather each block's rows of
+// taps into an aligned buffer for our AMX tiles (conv_forward_gathered).
 //
 // Determinism: every output is summed by one thread in a fixed order of taps; blocks depend on
 // the shapes only.
