@@ -387,8 +387,6 @@ void conv_forward_gathered(const bf16* x, bool x_cl, const WeightView& w, bf16* 
 // y [N, K, grid] (y_cl: channels_last) = conv(x, w).
 void conv_forward(MicroKernel amx_or_vector, const bf16* x, bool x_cl, const WeightView& w, bf16* y,
                   bool y_cl, const ConvGeometry& g, int64_t N, int64_t K) {
-  if (gathered_applies(amx_or_vector, g))
-    return conv_forward_gathered(x, x_cl, w, y, y_cl, g, N, K);
   const int64_t G = g.groups, cg = g.channels / G, kg = K / G, taps = g.kernel_numel();
   const MicroKernel mk = forward_kernel(amx_or_vector, g);
   const bool tiles = mk == MicroKernel::kTiles;
