@@ -7,8 +7,8 @@ taps staged through our channels_last copies (and the copies themselves), few pi
 output channels (the GEMM blocks cut along the channels), small NCHW images with a large weight
 (the weight as the GEMM's broadcast operand), the taps engine (64+ channels per group, strided
 or reading padding), the bfloat16 implicit GEMM on AMX (stride 1, <= 128 channels per group)
-and our AMX tiles (32-channel blocks), the dot-product kernel of convs into few output
-channels, and stride-1 conv_transposes from few channels (the line kernel). Values and the
+and our AMX tiles (32-channel blocks; on gathered rows for strided convs), the dot-product
+kernel of convs into few output channels, and stride-1 conv_transposes from few channels (the line kernel). Values and the
 gradients of input, weight and bias against torch (float64), or against float64 within the
 bfloat16 bounds of test_bfloat16_conv.py; both memory layouts, batch 1 and unbatched."""
 import torch
@@ -302,6 +302,44 @@ def test_bfloat16_amx_tiles_within_bounds(data):
                          else torch.channels_last_3d)
     b = torch.randn(cout, generator=g).bfloat16()
     kw = dict(padding=padding, dilation=dilation, groups=groups)
+    ours_fn, torch_fn = getattr(CF, f"conv{dims}d"), getattr(F, f"conv{dims}d")
+    ours, grad_out = _value_and_grads(ours_fn, x, w, b, **kw)
+    length = _reduction_lengths(x, w, ours[0], False)
+    exact, bounds = _exact_and_bounds(torch_fn, x, w, b, grad_out, length, **kw)
+    for what, o, e, bound in zip(("output", "input grad", "weight grad"), ours, exact, bounds):
+        worst = ((o.double() - e).abs() / bound.clamp_min(1e-30)).max().item()
+        assert worst <= 1, f"seed {seed}, {what}: error {worst:.2f}x the bound"
+
+
+@given(data=st.data())
+def test_bfloat16_gathered_rows_within_bounds(data):
+    """bfloat16 strided convs on up to 32 channels per group: our AMX tiles on rows gathered per
+    block of pixels where the CPU has AMX (stems, grouped stride-2 convs). 1-3 dims, strides 2-4
+    in some dims, kernels up to 7, runs cut across the 32-value steps, groups, output channels
+    over one or two column blocks, padding and dilation; every element of the output and both
+    gradients within its bound against float64."""
+    dims = data.draw(st.integers(1, 3))
+    groups = data.draw(st.integers(1, 3))
+    cg = data.draw(st.integers(1, 32))
+    kernel = [data.draw(st.integers(1, 7 if dims < 3 else 3)) for _ in range(dims)]
+    stride = [data.draw(st.integers(1, 4)) for _ in range(dims)]
+    assume(any(st_ > 1 for st_ in stride) and max(kernel) > 1)
+    cout = groups * data.draw(st.integers(1, 70))
+    batch = data.draw(st.integers(1, 2))
+    spatial = [data.draw(st.integers(1, 20 if dims < 3 else 7)) for _ in range(dims)]
+    padding = [data.draw(st.integers(0, 3)) for _ in range(dims)]
+    dilation = [data.draw(st.integers(1, 2)) for _ in range(dims)]
+    padding = [min(p, k // 2) for p, k in zip(padding, kernel)]
+    assume(all(d * (k - 1) < s + 2 * p for d, k, s, p in zip(dilation, kernel, spatial, padding)))
+    seed = data.draw(st.integers(0, 2**31 - 1))
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(batch, groups * cg, *spatial, generator=g).bfloat16()
+    if dims > 1 and data.draw(st.booleans()):
+        x = x.contiguous(memory_format=torch.channels_last if dims == 2
+                         else torch.channels_last_3d)
+    w = torch.randn(cout, cg, *kernel, generator=g).bfloat16()
+    b = torch.randn(cout, generator=g).bfloat16()
+    kw = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
     ours_fn, torch_fn = getattr(CF, f"conv{dims}d"), getattr(F, f"conv{dims}d")
     ours, grad_out = _value_and_grads(ours_fn, x, w, b, **kw)
     length = _reduction_lengths(x, w, ours[0], False)
