@@ -8,9 +8,10 @@ output channels (the GEMM blocks cut along the channels), small NCHW images with
 (the weight as the GEMM's broadcast operand), the taps engine (64+ channels per group, strided
 or reading padding), the bfloat16 implicit GEMM on AMX (stride 1, <= 128 channels per group)
 and our AMX tiles (32-channel blocks; on gathered rows for strided convs), the dot-product
-kernel of convs into few output channels, and stride-1 conv_transposes from few channels (the line kernel). Values and the
-gradients of input, weight and bias against torch (float64), or against float64 within the
-bfloat16 bounds of test_bfloat16_conv.py; both memory layouts, batch 1 and unbatched."""
+kernel of convs into few output channels, and stride-1 conv_transposes from few channels (the
+line kernel). Values and the gradients of input, weight and bias against torch (float64), or
+against float64 within the bfloat16 bounds of test_bfloat16_conv.py; both memory layouts, batch
+1 and unbatched."""
 import torch
 import torch.nn.functional as F
 from fuzz_support import compare, leaves, size_arg, tensors
