@@ -196,8 +196,9 @@ void batch_reduce(int64_t, int64_t, int64_t, const c10::BFloat16*, const int64_t
                   const c10::BFloat16*, float*, int64_t) {
   TORCH_INTERNAL_ASSERT(false, "amx_tiles::batch_reduce: no AMX kernels in this build");
 }
-void gather_runs(const c10::BFloat16*, const int64_t*, int64_t, int64_t, int64_t, c10::BFloat16*) {
-  TORCH_INTERNAL_ASSERT(false, "amx_tiles::gather_runs: no AMX kernels in this build");
+void gather_rows(const c10::BFloat16*, const int64_t*, int64_t, const RowGather&, c10::BFloat16*,
+                 int64_t) {
+  TORCH_INTERNAL_ASSERT(false, "amx_tiles::gather_rows: no AMX kernels in this build");
 }
 
 #endif
