@@ -190,12 +190,15 @@ CONVPOOL_INLINE void line_impl(T* out, int64_t out_step, int64_t count, const Ta
 // Pixels per block: P * N accumulators, N weight registers and a broadcast must fit the register
 // file (32 with AVX-512, 16 with AVX2) or the accumulators spill. With AVX-512, 6 pixels of 2
 // vectors (12 chains, not the 8 that just cover the FMA's latency): N4 9x9 3 -> 32 224x224
-// channels_last 10.4 -> 9.2 ms (torch 8.4), AlexNet's stem 2.3 -> 2.0.
+// channels_last 10.4 -> 9.2 ms (torch 8.4), AlexNet's stem 2.3 -> 2.0. Three and four vectors
+// (48 and 64 channels) take 8 and 6 pixels (24 accumulators; 4 and 3 before, which loaded a
+// weight vector per two FMAs): 3x3/2 3 -> 48 224x224 N8 1.14 -> 0.99 ms, 1x1 16 -> 64 112x112
+// 1.10 -> 1.02.
 template <typename T, int V, int B>
 constexpr int kBlockPixels = B == 64 ? (Regs<T, V, B>::N == 1   ? 8
                                         : Regs<T, V, B>::N == 2 ? 6
-                                        : Regs<T, V, B>::N == 3 ? 4
-                                                                : 3)
+                                        : Regs<T, V, B>::N == 3 ? 8
+                                                                : 6)
                                      : (Regs<T, V, B>::N == 1   ? 8
                                         : Regs<T, V, B>::N == 2 ? 6
                                         : Regs<T, V, B>::N == 3 ? 4
@@ -339,13 +342,12 @@ int chunk(int64_t n) { return n % 16 == 0 ? 16 : n % 8 == 0 ? 8 : 4; }
 // every output pixel written whole in one pass, the input line read once. N8 channels_last, two
 // passes -> one (torch), ms: 1x1 16 -> 48 112x112 1.84 -> 1.47 (1.64), 16 -> 64 2.33 -> 2.00
 // (1.97), 16 -> 40 56x56 0.41 -> 0.31 (0.38); 3x3 stride 2 3 -> 48 224x224 2.49 -> 1.89 (2.10),
-// 3x3 16 -> 64 56x56 1.64 -> 1.51. Not with many taps: the 7x7 stem 3 -> 64 took 10.7 -> 13.3
-// (its blocks of 3 pixels, against 4 of the 32-channel vectors, pay more at the line edges).
-constexpr int64_t kMaxWideBlockTaps = 9;
-
+// 3x3 16 -> 64 56x56 1.64 -> 1.51. With blocks of 6 pixels (kBlockPixels) the wide vector also
+// pays on large kernels: the ResNet stem 7x7/2 3 -> 64 5.8 -> 5.3 ms against two passes of 32
+// channels (torch 5.2-5.8), AlexNet's 11x11/4 3 -> 64 (N4) 2.14 -> 1.72 (1.5).
 int forward_chunk(const ConvGeometry& g, int64_t kg) {
   if (g.groups > 1) return chunk(kg);
-  if (wide_vector_registers() && kg > 32 && kg <= 64 && g.kernel_numel() <= kMaxWideBlockTaps) {
+  if (wide_vector_registers() && kg > 32 && kg <= 64) {
     return kg <= 48 ? 48 : 64;
   }
   // One group: any channel count, the last vector padded (shufflenet's 58 and 116 channels).
