@@ -169,6 +169,7 @@ def test_channel_vector_weight_gradient_is_independent_of_threads(channels_last)
 # row at stride 1, 5 at stride 2, in blocks of 8 output pixels whose taps all lie in the image;
 # the input gradient at stride 1 walks its rows backwards. Interior widths on both sides of whole
 # blocks, kernels of other widths beside them (taken tap by tap), and dilation 2 (tap by tap).
+# The forward's sums start from the bias (every other case has one).
 @pytest.mark.parametrize("channels_last", [False, True])
 @pytest.mark.parametrize("width", [9, 10, 18, 27])
 @pytest.mark.parametrize("kernel", [(3, 3), (5, 5), (3, 5), (5, 3), (1, 3), (3, 7), (7, 7)])
@@ -178,11 +179,12 @@ def test_row_kernels(kernel, width, channels_last):
             x = _layout(torch.randn(2, channels, max(6, 2 * kernel[0]), width, dtype=dtype),
                         channels_last)
             w = torch.randn(channels, 1, *kernel, dtype=dtype)
+            b = torch.randn(channels, dtype=dtype) if stride == padding else None
             kw = dict(stride=stride, padding=padding, dilation=dilation, groups=channels)
             x.requires_grad_()
             w.requires_grad_()
-            out = CF.conv2d(x, w, **kw)
-            expected = F.conv2d(x, w, **kw)
+            out = CF.conv2d(x, w, b, **kw)
+            expected = F.conv2d(x, w, b, **kw)
             tol = dict(rtol=1e-10, atol=1e-10) if dtype == torch.double else {}
             torch.testing.assert_close(out, expected, **tol)
             grad = torch.randn_like(out)
@@ -203,7 +205,8 @@ def test_row_kernels_3d(channels_last):
 
 # Channel counts that are no multiple of a register finish in half and quarter registers before
 # the scalar loop (depthwise_cl_lines.cpp): every split of a 16-float register, in both vector
-# widths, through the line interiors, the row kernels and the weight-gradient sums.
+# widths, through the line interiors, the row kernels and the weight-gradient sums; the forward
+# with a bias (its sums start from it) where the stride is 1.
 @pytest.mark.parametrize("bits", [256, 512])
 # 256: pixels 1 KiB apart (rows with AVX-512, taps one by one with AVX2).
 @pytest.mark.parametrize("channels", [1, 3, 4, 7, 12, 20, 29, 58, 72, 256])
@@ -212,14 +215,15 @@ def test_channel_tails_channels_last(channels, bits):
     for kernel, stride, padding in [(3, 1, 1), (5, 2, 2), (7, 1, 3)]:
         x = torch.randn(2, channels, 11, 19).to(memory_format=torch.channels_last)
         w = torch.randn(channels, 1, kernel, kernel)
+        b = torch.randn(channels) if stride == 1 else None
         x.requires_grad_()
         w.requires_grad_()
         kw = dict(stride=stride, padding=padding, groups=channels)
         with vector_width(bits):
-            out = CF.conv2d(x, w, **kw)
+            out = CF.conv2d(x, w, b, **kw)
             grad = torch.randn_like(out)
             ours = torch.autograd.grad(out, (x, w), grad)
-        expected = F.conv2d(x, w, **kw)
+        expected = F.conv2d(x, w, b, **kw)
         torch.testing.assert_close(out, expected)
         for a, b in zip(ours, torch.autograd.grad(expected, (x, w), grad)):
             torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-4)

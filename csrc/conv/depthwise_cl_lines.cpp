@@ -50,10 +50,11 @@ constexpr int64_t kPrefetch = 8;
 // The channels c .. c + W * L of pixel j with each tap's range checked (the line's edges).
 template <typename T, int B, int W>
 CONVPOOL_INLINE void edge_vectors(T* out, int64_t j, const LineTap<T>* taps, int64_t ntaps,
-                                  int64_t step, int64_t c) {
+                                  int64_t step, int64_t c, const T* bias) {
   using V = typename Vec<T, B>::type;
   constexpr int64_t L = Vec<T, B>::kLanes;
-  V acc[W] = {};
+  V acc[W];
+  for (int w = 0; w < W; ++w) acc[w] = bias ? load<B>(bias + c + w * L) : V{};
   for (int64_t t = 0; t < ntaps; ++t) {
     if (j >= taps[t].lo && j < taps[t].hi) {
       for (int w = 0; w < W; ++w) {
@@ -69,16 +70,17 @@ CONVPOOL_INLINE void edge_vectors(T* out, int64_t j, const LineTap<T>* taps, int
 // every pixel is an edge pixel: up to 49 dependent FMAs per register).
 template <typename T, int B>
 CONVPOOL_INLINE void edge_pixel(T* out, int64_t j, const LineTap<T>* taps, int64_t ntaps,
-                                int64_t step, int64_t channels, int64_t c0 = 0) {
+                                int64_t step, int64_t channels, const T* bias, int64_t c0 = 0) {
   constexpr int64_t L = Vec<T, B>::kLanes, W = 256 / B;
   int64_t c = c0;
-  for (; c + W * L <= channels; c += W * L) edge_vectors<T, B, W>(out, j, taps, ntaps, step, c);
-  for (; c + L <= channels; c += L) edge_vectors<T, B, 1>(out, j, taps, ntaps, step, c);
+  for (; c + W * L <= channels; c += W * L)
+    edge_vectors<T, B, W>(out, j, taps, ntaps, step, c, bias);
+  for (; c + L <= channels; c += L) edge_vectors<T, B, 1>(out, j, taps, ntaps, step, c, bias);
   if constexpr (B > kNarrowest) {
-    return edge_pixel<T, B / 2>(out, j, taps, ntaps, step, channels, c);
+    return edge_pixel<T, B / 2>(out, j, taps, ntaps, step, channels, bias, c);
   }
   for (; c < channels; ++c) {
-    T sum = T(0);
+    T sum = bias ? bias[c] : T(0);
     for (int64_t t = 0; t < ntaps; ++t) {
       if (j >= taps[t].lo && j < taps[t].hi) sum += taps[t].w[c] * taps[t].src[j * step + c];
     }
@@ -90,10 +92,14 @@ CONVPOOL_INLINE void edge_pixel(T* out, int64_t j, const LineTap<T>* taps, int64
 // accumulators (4 AVX-512 or 8 AVX2 registers).
 template <typename T, int B, int W>
 CONVPOOL_INLINE void inner_vectors(T* out, int64_t out_step, int64_t j, const LineTap<T>* taps,
-                                   int64_t ntaps, int64_t step, int64_t c) {
+                                   int64_t ntaps, int64_t step, int64_t c, const T* bias) {
   using V = typename Vec<T, B>::type;
   constexpr int64_t L = Vec<T, B>::kLanes;
-  V acc[kPixels][W] = {};
+  V acc[kPixels][W];
+  for (int w = 0; w < W; ++w) {
+    const V start = bias ? load<B>(bias + c + w * L) : V{};
+    for (int64_t p = 0; p < kPixels; ++p) acc[p][w] = start;
+  }
   for (int64_t t = 0; t < ntaps; ++t) {
     const T* src = taps[t].src + j * step + c;
     for (int w = 0; w < W; ++w) {
@@ -112,21 +118,23 @@ CONVPOOL_INLINE void inner_vectors(T* out, int64_t out_step, int64_t j, const Li
 // kPixels pixels from j on, every tap in range, channels c0 and up.
 template <typename T, int B>
 CONVPOOL_INLINE void inner_block(T* out, int64_t out_step, int64_t j, const LineTap<T>* taps,
-                                 int64_t ntaps, int64_t step, int64_t channels, int64_t c0 = 0) {
+                                 int64_t ntaps, int64_t step, int64_t channels, const T* bias,
+                                 int64_t c0 = 0) {
   constexpr int64_t L = Vec<T, B>::kLanes, W = 64 / B;
   int64_t c = c0;
   for (; c + W * L <= channels; c += W * L) {
-    inner_vectors<T, B, W>(out, out_step, j, taps, ntaps, step, c);
+    inner_vectors<T, B, W>(out, out_step, j, taps, ntaps, step, c, bias);
   }
   if constexpr (W > 1) {
     for (; c + L <= channels; c += L)
-      inner_vectors<T, B, 1>(out, out_step, j, taps, ntaps, step, c);
+      inner_vectors<T, B, 1>(out, out_step, j, taps, ntaps, step, c, bias);
   }
   if constexpr (B > kNarrowest) {
-    return inner_block<T, B / 2>(out, out_step, j, taps, ntaps, step, channels, c);
+    return inner_block<T, B / 2>(out, out_step, j, taps, ntaps, step, channels, bias, c);
   }
   for (; c < channels; ++c) {
-    T sum[kPixels] = {};
+    T sum[kPixels];
+    for (int64_t p = 0; p < kPixels; ++p) sum[p] = bias ? bias[c] : T(0);
     for (int64_t t = 0; t < ntaps; ++t) {
       const T* src = taps[t].src + j * step + c;
       for (int64_t p = 0; p < kPixels; ++p) sum[p] += taps[t].w[c] * src[p * step];
@@ -152,9 +160,10 @@ constexpr int64_t kRowPixels = 8;
 template <typename T, int B, int S, int KW>
 CONVPOOL_INLINE void row_vectors(T* out, int64_t out_step, int64_t j, const LineTap<T>* taps,
                                  int64_t nrows, bool backwards, int64_t step, int64_t pixel,
-                                 int64_t c) {
+                                 int64_t c, const T* bias) {
   using V = typename Vec<T, B>::type;
-  V acc[kRowPixels] = {};
+  V acc[kRowPixels];
+  for (int64_t p = 0; p < kRowPixels; ++p) acc[p] = bias ? load<B>(bias + c) : V{};
   for (int64_t r = 0; r < nrows; ++r) {
     const LineTap<T>* row = taps + r * KW;
     V wv[KW];
@@ -182,7 +191,7 @@ CONVPOOL_INLINE void row_vectors(T* out, int64_t out_step, int64_t j, const Line
 template <typename T, int B, int S, int KW>
 CONVPOOL_INLINE int64_t row_blocks(T* out, int64_t out_step, int64_t j, int64_t hi,
                                    const LineTap<T>* taps, int64_t ntaps, int64_t step,
-                                   int64_t channels, TapRows rows) {
+                                   int64_t channels, TapRows rows, const T* bias) {
   constexpr int64_t L = Vec<T, B>::kLanes;
   const bool backwards = rows.src_step < 0;
   const int64_t pixel = backwards ? -rows.src_step : rows.src_step;
@@ -190,11 +199,11 @@ CONVPOOL_INLINE int64_t row_blocks(T* out, int64_t out_step, int64_t j, int64_t 
     T* o = out + j * out_step;
     int64_t c = 0;
     for (; c + L <= channels; c += L) {
-      row_vectors<T, B, S, KW>(o, out_step, j, taps, ntaps / KW, backwards, step, pixel, c);
+      row_vectors<T, B, S, KW>(o, out_step, j, taps, ntaps / KW, backwards, step, pixel, c, bias);
     }
     if (c == channels) continue;
     for (int64_t p = 0; p < kRowPixels; p += kPixels) {
-      inner_block<T, B>(o + p * out_step, out_step, j + p, taps, ntaps, step, channels, c);
+      inner_block<T, B>(o + p * out_step, out_step, j + p, taps, ntaps, step, channels, bias, c);
     }
   }
   return j;
@@ -227,7 +236,8 @@ int64_t row_kernel(const LineTap<T>* taps, int64_t ntaps, int64_t step, TapRows 
 
 template <typename T, int B>
 CONVPOOL_INLINE void tap_line(T* out, int64_t out_step, int64_t count, const LineTap<T>* taps,
-                              int64_t ntaps, int64_t step, int64_t channels, TapRows rows) {
+                              int64_t ntaps, int64_t step, int64_t channels, TapRows rows,
+                              const T* bias) {
   int64_t lo = 0, hi = count;
   for (int64_t t = 0; t < ntaps; ++t) {
     lo = std::max(lo, taps[t].lo);
@@ -236,7 +246,7 @@ CONVPOOL_INLINE void tap_line(T* out, int64_t out_step, int64_t count, const Lin
   lo = std::min(lo, count);
   hi = std::max(hi, lo);
   int64_t j = 0;
-  for (; j < lo; ++j) edge_pixel<T, B>(out + j * out_step, j, taps, ntaps, step, channels);
+  for (; j < lo; ++j) edge_pixel<T, B>(out + j * out_step, j, taps, ntaps, step, channels, bias);
   if (hi - j >= kRowPixels) {
     // Row kernels for 3 and 7 taps at stride 1 and 5 at strides 1 and 2, chosen by cases: a
     // callee reached through a function pointer would be compiled for the baseline ISA, not for
@@ -245,20 +255,20 @@ CONVPOOL_INLINE void tap_line(T* out, int64_t out_step, int64_t count, const Lin
     // C96 112x112 0.80-0.89, C144 56x56 N16 0.76; in cache, C128 56x56 1.22, N2 C96 1.31).
     const int64_t k = row_kernel<T, B>(taps, ntaps, step, rows);
     if (k == kind(2, 3) && rows.streams)
-      j = row_blocks<T, B, 2, 3>(out, out_step, j, hi, taps, ntaps, step, channels, rows);
+      j = row_blocks<T, B, 2, 3>(out, out_step, j, hi, taps, ntaps, step, channels, rows, bias);
     if (k == kind(1, 3))
-      j = row_blocks<T, B, 1, 3>(out, out_step, j, hi, taps, ntaps, step, channels, rows);
+      j = row_blocks<T, B, 1, 3>(out, out_step, j, hi, taps, ntaps, step, channels, rows, bias);
     if (k == kind(1, 5))
-      j = row_blocks<T, B, 1, 5>(out, out_step, j, hi, taps, ntaps, step, channels, rows);
+      j = row_blocks<T, B, 1, 5>(out, out_step, j, hi, taps, ntaps, step, channels, rows, bias);
     if (k == kind(2, 5))
-      j = row_blocks<T, B, 2, 5>(out, out_step, j, hi, taps, ntaps, step, channels, rows);
+      j = row_blocks<T, B, 2, 5>(out, out_step, j, hi, taps, ntaps, step, channels, rows, bias);
     if (k == kind(1, 7))
-      j = row_blocks<T, B, 1, 7>(out, out_step, j, hi, taps, ntaps, step, channels, rows);
+      j = row_blocks<T, B, 1, 7>(out, out_step, j, hi, taps, ntaps, step, channels, rows, bias);
   }
   for (; j + kPixels <= hi; j += kPixels) {
-    inner_block<T, B>(out + j * out_step, out_step, j, taps, ntaps, step, channels);
+    inner_block<T, B>(out + j * out_step, out_step, j, taps, ntaps, step, channels, bias);
   }
-  for (; j < count; ++j) edge_pixel<T, B>(out + j * out_step, j, taps, ntaps, step, channels);
+  for (; j < count; ++j) edge_pixel<T, B>(out + j * out_step, j, taps, ntaps, step, channels, bias);
 }
 
 // One tap's sums of channels c .. c + W * L: two accumulators per register, even and odd j (the
@@ -559,10 +569,11 @@ CONVPOOL_INLINE void padded_plane_any(const T* staged, const T* w, const T* bias
 
 template <typename T>
 CONVPOOL_INLINE void tap_line_any(T* out, int64_t out_step, int64_t count, const LineTap<T>* taps,
-                                  int64_t ntaps, int64_t step, int64_t channels, TapRows rows) {
+                                  int64_t ntaps, int64_t step, int64_t channels, TapRows rows,
+                                  const T* bias) {
   if (wide_vector_registers())
-    return tap_line<T, 64>(out, out_step, count, taps, ntaps, step, channels, rows);
-  tap_line<T, 32>(out, out_step, count, taps, ntaps, step, channels, rows);
+    return tap_line<T, 64>(out, out_step, count, taps, ntaps, step, channels, rows, bias);
+  tap_line<T, 32>(out, out_step, count, taps, ntaps, step, channels, rows, bias);
 }
 
 template <typename T>
@@ -578,13 +589,13 @@ CONVPOOL_INLINE void tap_sums_any(const T* grad, int64_t grad_step, const LineTa
 
 CONVPOOL_CLONES void depthwise_tap_line(float* out, int64_t out_step, int64_t count,
                                         const LineTap<float>* taps, int64_t ntaps, int64_t step,
-                                        int64_t channels, TapRows rows) {
-  tap_line_any(out, out_step, count, taps, ntaps, step, channels, rows);
+                                        int64_t channels, TapRows rows, const float* bias) {
+  tap_line_any(out, out_step, count, taps, ntaps, step, channels, rows, bias);
 }
 CONVPOOL_CLONES void depthwise_tap_line(double* out, int64_t out_step, int64_t count,
                                         const LineTap<double>* taps, int64_t ntaps, int64_t step,
-                                        int64_t channels, TapRows rows) {
-  tap_line_any(out, out_step, count, taps, ntaps, step, channels, rows);
+                                        int64_t channels, TapRows rows, const double* bias) {
+  tap_line_any(out, out_step, count, taps, ntaps, step, channels, rows, bias);
 }
 CONVPOOL_CLONES void depthwise_tap_sums(const float* grad, int64_t grad_step,
                                         const LineTap<float>* taps, int64_t ntaps, int64_t step,

@@ -32,12 +32,16 @@ struct TapRows {
   bool streams = false;
 };
 
-// out[j * out_step + c] = sum over the taps valid at j of w[c] * src[j * step + c], for
-// j < count and c < channels (a pixel no tap reaches gets zero).
+// out[j * out_step + c] = bias[c] + sum over the taps valid at j of w[c] * src[j * step + c],
+// for j < count and c < channels (a pixel no tap reaches gets the bias). bias: [channels], or
+// nullptr for zero; the sums start from it (a separate pass over the output cost a third of a
+// 3x3 forward: N8 C256 28x28 channels_last 0.48 -> 0.34 ms).
 void depthwise_tap_line(float* out, int64_t out_step, int64_t count, const LineTap<float>* taps,
-                        int64_t ntaps, int64_t step, int64_t channels, TapRows rows);
+                        int64_t ntaps, int64_t step, int64_t channels, TapRows rows,
+                        const float* bias = nullptr);
 void depthwise_tap_line(double* out, int64_t out_step, int64_t count, const LineTap<double>* taps,
-                        int64_t ntaps, int64_t step, int64_t channels, TapRows rows);
+                        int64_t ntaps, int64_t step, int64_t channels, TapRows rows,
+                        const double* bias = nullptr);
 
 // sums[c] += sum over lo <= j < hi of grad[j * grad_step + c] * src[j * step + c], per tap, in
 // an order fixed by the line (deterministic); taps grouped by kernel row as `rows` says (w_step
