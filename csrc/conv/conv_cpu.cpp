@@ -19,6 +19,7 @@
 #include "grouped_patch_cpu.h"
 #include "gemm_conv_cpu.h"
 #include "im2col.h"
+#include "live_taps.h"
 
 namespace convpool {
 namespace {
@@ -71,6 +72,25 @@ void col2im_cpu(const at::Tensor& col, const at::Tensor& image, const ConvGeomet
   });
 }
 
+// Kernel rows, columns or planes that read only padding for every output pixel are dropped
+// before any kernel is chosen (live_kernel): ASPP's dilation 24 and 36 on DeepLabV3-MobileNet's
+// 14x14 maps leave a 3x3 kernel only its centre tap, and the conv runs as the 1x1 conv it is (N2
+// C960 -> 256 channels_last: 1.95 -> 0.86 ms, torch 1.2; NCHW 2.8 -> 0.8, torch 6.8).
+// The live taps of a weight-shaped tensor: a view.
+at::Tensor live_window(const at::Tensor& weight, const LiveKernel& live) {
+  const int64_t spatial = weight.dim() - 2;
+  at::Tensor w = weight;
+  for (int64_t i = 0; i < spatial; ++i) {
+    const int d = static_cast<int>(kSpatialDims - spatial + i);
+    w = w.narrow(2 + i, live.first[d], live.g.kernel[d]);
+  }
+  return w;
+}
+
+at::Tensor live_weight(const at::Tensor& weight, const LiveKernel& live) {
+  return live_window(weight, live).contiguous(weight.suggest_memory_format());
+}
+
 // Grouped convs with few channels per group take the direct grouped kernels (stride 1:
 // grouped_patch_cpu.h, else grouped_cpu.h), the
 // other dense convs the GEMM engine. The kernels compute in channels_last; NCHW gradients go
@@ -79,6 +99,9 @@ void col2im_cpu(const at::Tensor& col, const at::Tensor& image, const ConvGeomet
 // group: C208 14x14 6.7 -> 2.1 ms forward through whole copies, torch 2.8).
 void dense_conv_cpu(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& bias,
                     const at::Tensor& output, const ConvGeometry& g) {
+  if (const LiveKernel live = live_kernel(g); live.cropped) {
+    return dense_conv_cpu(input, live_weight(weight, live), bias, output, live.g);
+  }
   if (cpu::grouped_patch_applies(input, g, output.size(1))) {
     return cpu::grouped_patch_conv(input, weight, output, g, bias);
   }
@@ -130,6 +153,9 @@ bool transpose_as_conv(const at::Tensor& input, const at::Tensor& weight, const 
 
 void dense_conv_transpose_cpu(const at::Tensor& input, const at::Tensor& weight,
                               const at::Tensor& output, const ConvGeometry& g) {
+  if (const LiveKernel live = live_kernel(g); live.cropped) {
+    return dense_conv_transpose_cpu(input, live_weight(weight, live), output, live.g);
+  }
   if (cpu::grouped_patch_transpose_applies(input, g, input.size(1))) {
     return cpu::grouped_patch_conv_transpose(input, weight, output, g);
   }
@@ -142,6 +168,16 @@ void dense_conv_transpose_cpu(const at::Tensor& input, const at::Tensor& weight,
 
 void dense_weight_grad_cpu(const at::Tensor& grad_output, const at::Tensor& input,
                            const at::Tensor& grad_weight, const ConvGeometry& g) {
+  // The dropped taps' gradients are sums of products with padding zeros: zero.
+  if (const LiveKernel live = live_kernel(g); live.cropped) {
+    const auto window = live_window(grad_weight, live);
+    const auto live_grad = at::empty(
+        window.sizes(), grad_weight.options().memory_format(grad_weight.suggest_memory_format()));
+    dense_weight_grad_cpu(grad_output, input, live_grad, live.g);
+    grad_weight.zero_();
+    window.copy_(live_grad);
+    return;
+  }
   if (cpu::grouped_patch_applies(input, g, grad_output.size(1))) {
     return cpu::grouped_patch_weight_grad(grad_output, input, grad_weight, g);
   }

@@ -68,6 +68,28 @@ int64_t tap_positions(const std::vector<TapSpan>& spans) {
 
 }  // namespace
 
+LiveKernel live_kernel(const ConvGeometry& g) {
+  LiveKernel live{g, {0, 0, 0}, false};
+  for (int d = 0; d < kSpatialDims; ++d) {
+    int64_t lo = -1, hi = -1;
+    for (int64_t k = 0; k < g.kernel[d]; ++k) {
+      const TapRun run = tap_run(k, g.stride[d], g.pad[d], g.dilation[d], g.image[d], g.grid[d]);
+      if (run.lo >= run.hi) continue;
+      if (lo < 0) lo = k;
+      hi = k;
+    }
+    if (lo < 0) continue;
+    // Leading taps are dropped only down to padding 0: the kernels take no negative padding.
+    lo = std::min(lo, g.pad[d] / g.dilation[d]);
+    if (lo == 0 && hi == g.kernel[d] - 1) continue;
+    live.g.kernel[d] = hi - lo + 1;
+    live.g.pad[d] = g.pad[d] - lo * g.dilation[d];
+    live.first[d] = lo;
+    live.cropped = true;
+  }
+  return live;
+}
+
 std::optional<std::vector<Region>> live_tap_regions(const ConvGeometry& g, int64_t macs_per_tap,
                                                     int64_t weights_per_tap) {
   std::vector<TapSpan> chosen[kSpatialDims];

@@ -32,6 +32,18 @@ using Region = std::array<TapSpan, kSpatialDims>;
 std::optional<std::vector<Region>> live_tap_regions(const ConvGeometry& g, int64_t macs_per_tap,
                                                     int64_t weights_per_tap);
 
+// The kernel cropped to the taps that land inside the image for some grid position, along each
+// dim (`first`: the first such tap per dim); `cropped` says whether any tap was dropped. The
+// dropped taps read only padding, so the cropped conv computes the same outputs: its padding
+// before each dim is shortened by the dropped leading taps (the padding after is implied by the
+// grid, which stays). A dim where no tap lands inside is left whole.
+struct LiveKernel {
+  ConvGeometry g;
+  int64_t first[kSpatialDims];
+  bool cropped;
+};
+LiveKernel live_kernel(const ConvGeometry& g);
+
 // The padding-free conv of one region: grid = its spans, kernel = its live taps, the padding
 // shifted so that grid position 0 and tap 0 are the region's first output and first live tap.
 // kernel_numel() == 0: no tap of the region lands inside the image (its outputs are zero).
