@@ -9,6 +9,7 @@
 
 #include "../common/isa_clones.h"
 #include "../common/output_memory.h"
+#include "channel_block_transpose.h"
 
 namespace convpool::cpu {
 namespace {
@@ -172,10 +173,10 @@ template <typename T, int64_t P>
     }
     for (int64_t k = 0; k < kc; ++k) std::fill(panel + k * P + n, panel + (k + 1) * P, T(0));
     if (sk == 1) {
-      // Line by line of the source (contiguous in k, as transposed weights are).
-      for (int64_t i = 0; i < n; ++i) {
-        for (int64_t k = 0; k < kc; ++k) panel[k * P + i] = src[i * si + k * sk];
-      }
+      // Contiguous in k (a channels_last weight's output channels, as the taps engine packs
+      // them): a transpose in register tiles. Element by element it took two fifths of the GEMM
+      // time of ASPP's dilation 12 on a 14x14 map (C960 -> 256, N2).
+      transpose_matrix(src, si, n, kc, panel, P);
     } else {
       // Row k of the panel from nearby values (an NCHW weight's flipped taps: i steps over the
       // 9 taps, k over whole [C, taps] blocks); walking k inside jumped a block per value.
