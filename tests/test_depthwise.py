@@ -175,7 +175,8 @@ def test_channel_vector_weight_gradient_is_independent_of_threads(channels_last)
 @pytest.mark.parametrize("kernel", [(3, 3), (5, 5), (3, 5), (5, 3), (1, 3), (3, 7), (7, 7)])
 def test_row_kernels(kernel, width, channels_last):
     for stride, padding, dilation in [(1, 1, 1), (1, 0, 1), (2, 2, 1), (1, 2, 2)]:
-        for channels, dtype in [(9, torch.double), (24, torch.float32)]:
+        # 40 float32 channels: two-vector row blocks (5 taps, AVX-512), then a tail.
+        for channels, dtype in [(9, torch.double), (24, torch.float32), (40, torch.float32)]:
             x = _layout(torch.randn(2, channels, max(6, 2 * kernel[0]), width, dtype=dtype),
                         channels_last)
             w = torch.randn(channels, 1, *kernel, dtype=dtype)
