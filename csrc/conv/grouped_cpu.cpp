@@ -549,6 +549,9 @@ void for_each_band(int64_t batch, int64_t groups, int64_t depths, int64_t rows, 
   });
 }
 
+// Output planes an NCHW task writes at once (one register tile's worth).
+constexpr int64_t kPlaneStrip = 16;
+
 // The forward on NCHW tensors without whole-tensor layout copies: one task per (sample, group,
 // output depth, band of output rows) transposes the input rows the band reads into a
 // channels_last scratch, runs the line kernel into a second scratch and transposes that into the
@@ -595,10 +598,14 @@ void conv_nchw(const T* x, const T* wp, T* y, const ConvGeometry& g, int64_t bat
                 static_cast<int>(std::min<int64_t>(dims.v, dims.kg - b * dims.v)));
           }
         }
-        transpose_matrix(
-            out, dims.kg, (oh1 - oh0) * dims.OW, dims.kg,
-            y + ((n * K + gr * dims.kg) * dims.OD + od) * dims.OH * dims.OW + oh0 * dims.OW,
-            out_plane);
+        // 16 output planes at a time: a tile row at a time over all of them, the writes went
+        // to 64 planes at once and the NCHW ResNet stem (N8 7x7/2 3 -> 64) took 7.6-11 ms
+        // against 7.0-7.2 this way (5.0 in channels_last).
+        T* planes = y + ((n * K + gr * dims.kg) * dims.OD + od) * dims.OH * dims.OW + oh0 * dims.OW;
+        for (int64_t c0 = 0; c0 < dims.kg; c0 += kPlaneStrip) {
+          transpose_matrix(out + c0, dims.kg, (oh1 - oh0) * dims.OW,
+                           std::min(kPlaneStrip, dims.kg - c0), planes + c0 * out_plane, out_plane);
+        }
       });
 }
 
