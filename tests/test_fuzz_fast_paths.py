@@ -294,13 +294,9 @@ def test_bfloat16_amx_tiles_within_bounds(data):
     seed = data.draw(st.integers(0, 2**31 - 1))
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(batch, groups * cg, *spatial, generator=g).bfloat16()
-    if dims > 1 and data.draw(st.booleans()):
-        x = x.contiguous(memory_format=torch.channels_last if dims == 2
-                         else torch.channels_last_3d)
+    x = _maybe_channels_last(data, x)
     w = torch.randn(cout, cg, *kernel, generator=g).bfloat16()
-    if dims > 1 and data.draw(st.booleans()):
-        w = w.contiguous(memory_format=torch.channels_last if dims == 2
-                         else torch.channels_last_3d)
+    w = _maybe_channels_last(data, w)
     b = torch.randn(cout, generator=g).bfloat16()
     kw = dict(padding=padding, dilation=dilation, groups=groups)
     ours_fn, torch_fn = getattr(CF, f"conv{dims}d"), getattr(F, f"conv{dims}d")
@@ -310,6 +306,47 @@ def test_bfloat16_amx_tiles_within_bounds(data):
     for what, o, e, bound in zip(("output", "input grad", "weight grad"), ours, exact, bounds):
         worst = ((o.double() - e).abs() / bound.clamp_min(1e-30)).max().item()
         assert worst <= 1, f"seed {seed}, {what}: error {worst:.2f}x the bound"
+
+
+def _maybe_channels_last(data, t):
+    """t, or (as hypothesis draws) its channels_last copy where it has 2 or 3 spatial dims."""
+    dims = t.dim() - 2
+    if dims > 1 and data.draw(st.booleans()):
+        return t.contiguous(memory_format=torch.channels_last if dims == 2
+                            else torch.channels_last_3d)
+    return t
+
+
+@given(data=st.data())
+def test_dead_taps_cropped_match_torch(data):
+    """Kernels cropped to their live taps (live_taps.cpp): dilated kernels reaching past small
+    images, padding up to the kernel's reach, strides, groups, 1-3 dims, either layout; float64
+    values and all three gradients against torch's."""
+    dims = data.draw(st.integers(1, 3))
+    groups = data.draw(st.integers(1, 2))
+    kernel = [data.draw(st.integers(1, 5 if dims < 3 else 3)) for _ in range(dims)]
+    dilation = [data.draw(st.integers(1, 9)) for _ in range(dims)]
+    stride = [data.draw(st.integers(1, 3)) for _ in range(dims)]
+    spatial = [data.draw(st.integers(1, 10 if dims < 3 else 5)) for _ in range(dims)]
+    padding = [data.draw(st.integers(0, d * (k - 1) + 1)) for d, k in zip(dilation, kernel)]
+    assume(all(d * (k - 1) < s + 2 * p for d, k, s, p in zip(dilation, kernel, spatial, padding)))
+    seed = data.draw(st.integers(0, 2**31 - 1))
+    g = torch.Generator().manual_seed(seed)
+    cin = groups * data.draw(st.integers(1, 6))
+    cout = groups * data.draw(st.integers(1, 6))
+    x = _maybe_channels_last(
+        data, torch.randn(data.draw(st.integers(1, 2)), cin, *spatial, generator=g).double())
+    w = _maybe_channels_last(
+        data, torch.randn(cout, cin // groups, *kernel, generator=g).double())
+    b = torch.randn(cout, generator=g).double()
+    kw = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+    ours_fn, torch_fn = getattr(CF, f"conv{dims}d"), getattr(F, f"conv{dims}d")
+    args = [t.requires_grad_() for t in (x, w, b)]
+    out, ref = ours_fn(*args, **kw), torch_fn(*args, **kw)
+    torch.testing.assert_close(out, ref, rtol=1e-10, atol=1e-10)
+    grad = torch.randn(ref.shape, generator=g, dtype=torch.double)
+    for a, e in zip(torch.autograd.grad(out, args, grad), torch.autograd.grad(ref, args, grad)):
+        torch.testing.assert_close(a, e, rtol=1e-10, atol=1e-10)
 
 
 @given(data=st.data())
@@ -335,9 +372,7 @@ def test_bfloat16_gathered_rows_within_bounds(data):
     seed = data.draw(st.integers(0, 2**31 - 1))
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(batch, groups * cg, *spatial, generator=g).bfloat16()
-    if dims > 1 and data.draw(st.booleans()):
-        x = x.contiguous(memory_format=torch.channels_last if dims == 2
-                         else torch.channels_last_3d)
+    x = _maybe_channels_last(data, x)
     w = torch.randn(cout, cg, *kernel, generator=g).bfloat16()
     b = torch.randn(cout, generator=g).bfloat16()
     kw = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
