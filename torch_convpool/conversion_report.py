@@ -23,8 +23,10 @@ class ConversionReport:
     Attributes:
         replaced: torch layer classes swapped for ours, with how many of each.
         kept: the convolution and pooling layers left as they were, and why.
-        functional: whether the model's ``forward`` runs with torch's functional convolution and
-            pooling calls rerouted to ours (:func:`torch_convpool.enabled`).
+        functional: whether convert() was asked to reroute torch's functional convolution and
+            pooling calls to ours (:func:`torch_convpool.enabled`).
+        rerouting: whether the model's ``forward`` runs under that rerouting: where
+            ``functional`` and the model's code names one of those functions.
         rerouted: functional calls sent to ours so far, per torch function (counted in eager runs
             of the converted model, and in the run on ``example_inputs`` when given).
         left_to_torch: functional calls that stayed with torch so far, per (function, reason).
@@ -33,6 +35,7 @@ class ConversionReport:
     replaced: collections.Counter = field(default_factory=collections.Counter)
     kept: list[KeptLayer] = field(default_factory=list)
     functional: bool = True
+    rerouting: bool = True
     rerouted: collections.Counter = field(default_factory=collections.Counter)
     left_to_torch: collections.Counter = field(default_factory=collections.Counter)
 
@@ -45,6 +48,10 @@ class ConversionReport:
             out.append(f"  kept      {layer.path or '(model)'} ({layer.type_name}): {layer.reason}")
         if not self.functional:
             out.append("functional calls in forward: not rerouted (functional=False)")
+            return "\n".join(out)
+        if not self.rerouting:
+            out.append("functional calls in forward: none in the model's code (its forward runs "
+                       "as it is; torch_convpool.enabled() reroutes calls made by other means)")
             return "\n".join(out)
         out.append("functional calls in forward: rerouted to torch_convpool "
                    "(counted in eager runs so far)")

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from . import nn as ours
+from ._code_scan import may_call_spatial_functions
 from .conversion_report import ConversionReport, KeptLayer
 from .reroute import RerouteMode
 
@@ -59,7 +60,10 @@ def convert(model: nn.Module, inplace: bool = False, *, functional: bool = True,
             while the model is called, submodules' included) to ours, as
             :func:`torch_convpool.enabled` does: the model's ``forward`` becomes its class's
             ``forward`` run under that mode (a ``functools.partial``: it pickles, deep-copies,
-            compiles and exports with the model). Default: ``True``
+            compiles and exports with the model). Only where the model's code names such a
+            function (its layers' methods, the functions they call, hooks; the report says
+            which): the mode costs a few microseconds per torch call of the forward, and most
+            models (resnet18, regnet, efficientnet) make no such call. Default: ``True``
         example_inputs (sequence, optional): positional arguments for one forward pass (under
             ``torch.no_grad``, buffers such as BatchNorm statistics restored after), so that the
             report lists the functional calls too. Default: ``None``
@@ -102,10 +106,12 @@ def convert(model: nn.Module, inplace: bool = False, *, functional: bool = True,
     if isinstance(earlier, ConversionReport):  # converted before: the call counts go on
         report.rerouted, report.left_to_torch = earlier.rerouted, earlier.left_to_torch
     model.__dict__["_convpool_report"] = report
-    if functional and not type(model).__module__.startswith("torch_convpool"):
+    if isinstance(model.__dict__.get("forward"), functools.partial):
+        del model.forward  # converted before: decided again below
+    report.rerouting = (functional and not type(model).__module__.startswith("torch_convpool")
+                        and may_call_spatial_functions(model))
+    if report.rerouting:
         model.forward = functools.partial(_rerouted_forward, model)
-    elif isinstance(model.__dict__.get("forward"), functools.partial):
-        del model.forward  # functional=False on a model converted with True
     if example_inputs is not None:
         _run_once(model, tuple(example_inputs))
     if verbose:

@@ -119,6 +119,10 @@ class RerouteMode(TorchFunctionMode):
     that stayed with torch, per ``(function, reason)``. Counting happens in eager runs only (not
     while torch.compile or torch.export traces: the counters are Python state)."""
 
+    # (_eager.PASSTHROUGH) Every call it does not reroute goes straight to torch: our own
+    # functions switch it off while they run (_eager.outside_passthrough_modes).
+    _convpool_passthrough = True
+
     def __init__(self, rerouted: Optional[collections.Counter] = None,
                  left_to_torch: Optional[collections.Counter] = None) -> None:
         super().__init__()

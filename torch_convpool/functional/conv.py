@@ -7,7 +7,7 @@ import torch
 from torch import Tensor
 
 from .._args import IntOrTuple, check_batched, conv_padding, ntuple
-from .._eager import direct
+from .._eager import direct, outside_passthrough_modes
 from .._library import _C
 from . import _conv_other_dtypes as other_dtypes
 from . import _conv_taps as taps
@@ -39,6 +39,7 @@ def _under_transforms(transposed: bool, op: str, x: Tensor, weight: Tensor,
     return taps.convolution(transposed, op, x, weight, bias, stride, pad, dilation, groups)
 
 
+@outside_passthrough_modes
 def _conv(op: str, dims: int, input: Tensor, weight: Tensor, bias: Optional[Tensor], stride,
           padding, dilation, groups: int) -> Tensor:
     batched = check_batched(input, dims, op)
@@ -78,6 +79,7 @@ def conv_transpose_padding(padding, output_padding, stride, dilation, dims: int,
     return pad + [p - op_ for p, op_ in zip(pad, out_pad)]
 
 
+@outside_passthrough_modes
 def _conv_transpose(op: str, dims: int, input: Tensor, weight: Tensor, bias: Optional[Tensor],
                     stride, padding, output_padding, groups: int, dilation) -> Tensor:
     batched = check_batched(input, dims, op)

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from .._args import IntOrTuple, check_batched, ntuple, same_padding
-from .._eager import direct
+from .._eager import direct, outside_passthrough_modes
 from .._library import _C
 from . import _pool_taps as pool_taps
 from ._conv_taps import transforms_active
@@ -53,6 +53,7 @@ def _window(op: str, dims: int, x: Tensor, kernel_size, stride, padding, dilatio
     return kernel, stride, pad + pad, dilation, False
 
 
+@outside_passthrough_modes
 def _max_pool(op, dims, input, kernel_size, stride, padding, dilation, ceil_mode, return_indices):
     batched = check_batched(input, dims, op)
     x = input if batched else input.unsqueeze(0)
@@ -81,6 +82,7 @@ def _max_pool(op, dims, input, kernel_size, stride, padding, dilation, ceil_mode
     return (out, indices) if return_indices else out
 
 
+@outside_passthrough_modes
 def _avg_pool(op, dims, input, kernel_size, stride, padding, ceil_mode, count_include_pad,
               divisor_override):
     if dims == 2 and input.dim() < 3:
@@ -153,6 +155,7 @@ def _check_output_size_type(op: str, dims: int, input: Tensor, output_size: Outp
         raise ValueError(f"Input dimension should be at least {len(output_size) + 1}")
 
 
+@outside_passthrough_modes
 def _adaptive(op, dims, input, output_size, maximum: bool, return_indices: bool = False):
     _check_output_size_type(op, dims, input, output_size)
     if not maximum and dims > 1 and _ones(output_size) and input.dim() not in (dims + 1, dims + 2):
@@ -236,6 +239,7 @@ def _non_negative(sizes: list) -> list:
     return sizes
 
 
+@outside_passthrough_modes
 def _max_unpool(op, dims, input, indices, kernel_size, stride, padding, output_size):
     batched = check_batched(input, dims, op)
     x = input if batched else input.unsqueeze(0)
