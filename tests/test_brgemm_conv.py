@@ -64,15 +64,19 @@ EDGES = {
 @pytest.mark.parametrize("channels_last", [False, True])
 @pytest.mark.parametrize("case", list(EDGES))
 def test_brgemm_edges(case, channels_last, kernel):
-    dims, batch, channels, spatial, out_channels, size, kw = EDGES[case]
+    _run_case(case, EDGES[case], channels_last, kernel, transpose=False)
+
+
+def _run_case(name, case, channels_last, kernel, transpose):
+    dims, batch, channels, spatial, out_channels, size, kw = case
     if channels_last and dims != 2:
         pytest.skip("the shared helper makes 2-d channels_last operands only")
     x, w, b = _operands(dims, batch, channels, spatial, out_channels, size, kw.get("groups", 1),
-                        channels_last)
-    if channels_last:  # as a channels_last model's weights are: read in place
+                        channels_last, transpose=transpose)
+    if channels_last and not transpose:  # as a channels_last model's weights are: read in place
         w = w.contiguous(memory_format=torch.channels_last)
     with gemm_kernel(kernel):
-        _check(case, *CONV[dims], x, w, b, **kw)
+        _check(name, *(CONV_T if transpose else CONV)[dims], x, w, b, transpose=transpose, **kw)
 
 
 @pytest.mark.parametrize("kernel", KERNELS)
@@ -85,6 +89,29 @@ def test_brgemm_conv_transpose_stride_1(padding, channels_last, kernel):
     with gemm_kernel(kernel):
         _check(f"conv_transpose padding {padding}", *CONV_T[2], x, w, b, transpose=True,
                padding=padding)
+
+
+# Strided conv_transposes, one stride-1 conv per phase (residue of the output position):
+# (dims, batch, channels in, spatial, channels out, kernel, kwargs).
+STRIDED_TRANSPOSES = {
+    "4x4 stride 2 (a decoder's upsampling)": (2, 2, 32, (7, 9), 16, 4, dict(stride=2, padding=1)),
+    "7x7 stride 2 into 3 (a stem's input gradient)": (2, 2, 64, (8, 8), 3, 7,
+                                                       dict(stride=2, padding=3, output_padding=1)),
+    "3x3 stride 2 output padding": (2, 1, 16, (5, 6), 24, 3,
+                                    dict(stride=2, padding=1, output_padding=1)),
+    "stride 3, kernel 2: phases no tap reaches": (2, 2, 8, (4, 5), 8, 2, dict(stride=3)),
+    "stride (2, 1) groups 2": (2, 2, 32, (6, 7), 20, 3, dict(stride=(2, 1), padding=1, groups=2)),
+    "stride 2 dilation 2": (2, 2, 16, (6, 6), 8, 3, dict(stride=2, dilation=2, padding=1)),
+    "conv_transpose1d stride 4": (1, 2, 32, (9,), 16, 8, dict(stride=4, padding=2)),
+    "conv_transpose3d stride 2": (3, 1, 32, (3, 4, 5), 8, 4, dict(stride=2, padding=1)),
+}
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("case", list(STRIDED_TRANSPOSES))
+def test_brgemm_conv_transpose_strided(case, channels_last, kernel):
+    _run_case(case, STRIDED_TRANSPOSES[case], channels_last, kernel, transpose=True)
 
 
 @pytest.mark.parametrize("kernel", KERNELS)

@@ -20,6 +20,7 @@
 #include "conv_algorithm.h"
 #include "conv_driver.h"
 #include "conv_lines.h"
+#include "conv_phases.h"
 #include "layout_copy.h"
 #include "live_taps.h"
 #include "small_image_gemm_cpu.h"
@@ -619,50 +620,6 @@ bool conv_any(const T* x, const T* w, T* y, const ConvGeometry& g, Shape s, cons
   return bias_added;
 }
 
-// One residue class of a strided conv_transpose along one dim: the taps that reach image
-// positions s * j + r, as a stride-1 sub-kernel (see the header).
-struct Phase {
-  int64_t first_tap = 0, taps = 0, tap_step = 1;  // taps first_tap + m * tap_step, m < taps
-  int64_t positions = 0;                          // image positions with this residue
-  int64_t pad = 0, dilation = 1;                  // of the stride-1 sub-conv over the grid
-};
-
-Phase phase_of(const ConvGeometry& g, int d, int64_t r) {
-  Phase p;
-  const int64_t s = g.stride[d], dil = g.dilation[d], pad = g.pad[d];
-  p.positions = r < g.image[d] ? (g.image[d] - r + s - 1) / s : 0;
-  const int64_t common = std::gcd(s, dil);
-  p.tap_step = s / common;
-  p.dilation = dil / common;
-  p.first_tap = -1;
-  for (int64_t t = 0; t < g.kernel[d] && p.first_tap < 0; ++t) {
-    if (((r + pad - t * dil) % s + s) % s == 0) p.first_tap = t;
-  }
-  if (p.first_tap < 0) return p;
-  p.taps = (g.kernel[d] - 1 - p.first_tap) / p.tap_step + 1;
-  // Tap m reads grid position j + c0 - m * dilation; flipped (m' = taps - 1 - m) it is a conv.
-  const int64_t c0 = (r + pad - p.first_tap * dil) / s;
-  p.pad = (p.taps - 1) * p.dilation - c0;
-  return p;
-}
-
-// The stride-1 conv one phase (a residue per dim) of a conv_transpose computes: the phase's taps
-// of the flipped kernel over the transpose's input, which has `channels` channels.
-ConvGeometry phase_geometry(const ConvGeometry& g, const Phase (&ph)[kSpatialDims],
-                            int64_t channels) {
-  ConvGeometry sub = g;
-  for (int d = 0; d < kSpatialDims; ++d) {
-    sub.image[d] = g.grid[d];
-    sub.grid[d] = ph[d].positions;
-    sub.kernel[d] = ph[d].taps;
-    sub.stride[d] = 1;
-    sub.pad[d] = ph[d].pad;
-    sub.dilation[d] = ph[d].dilation;
-  }
-  sub.channels = channels;
-  return sub;
-}
-
 template <typename T>
 void conv_transpose_phases(const T* x, const T* w, bool w_channels_last, T* y,
                            const ConvGeometry& g, Shape s) {
@@ -720,9 +677,8 @@ void conv_transpose_phases(const T* x, const T* w, bool w_channels_last, T* y,
             const int64_t m = task / G, gi = task % G;
             const int64_t mw = m % ph[2].taps, mh = m / ph[2].taps % ph[1].taps;
             const int64_t md = m / (ph[2].taps * ph[1].taps);
-            const int64_t td = ph[0].first_tap + (ph[0].taps - 1 - md) * ph[0].tap_step;
-            const int64_t th = ph[1].first_tap + (ph[1].taps - 1 - mh) * ph[1].tap_step;
-            const int64_t tw = ph[2].first_tap + (ph[2].taps - 1 - mw) * ph[2].tap_step;
+            const int64_t td = phase_tap(ph[0], md), th = phase_tap(ph[1], mh);
+            const int64_t tw = phase_tap(ph[2], mw);
             const int64_t t = (td * g.kernel[1] + th) * g.kernel[2] + tw;
             blocked_transpose(w + gi * kg * w_k + t * w_t, w_k, w_c, kg, cg,
                               sub_w + gi * cg * s_c + m * s_t, s_c, s_k);

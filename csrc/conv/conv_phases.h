@@ -1,0 +1,62 @@
+#pragma once
+// A strided conv_transpose as stride-1 convs, one per phase: the output positions of one residue
+// modulo the stride per dim, each reached by every stride-th tap of the flipped kernel. The
+// engines that compute a phase as a plain conv (gemm_conv_cpu.cpp's conv_transpose_phases, the
+// bfloat16 AMX path in brgemm_conv_cpu.cpp) share this geometry.
+#include <cstdint>
+#include <numeric>
+
+#include "../common/conv_geometry.h"
+
+namespace convpool::cpu {
+
+// One residue class of a strided conv_transpose along one dim: the taps that reach image
+// positions s * j + r, as a stride-1 sub-kernel.
+struct Phase {
+  int64_t first_tap = 0, taps = 0, tap_step = 1;  // taps first_tap + m * tap_step, m < taps
+  int64_t positions = 0;                          // image positions with this residue
+  int64_t pad = 0, dilation = 1;                  // of the stride-1 sub-conv over the grid
+};
+
+inline Phase phase_of(const ConvGeometry& g, int d, int64_t r) {
+  Phase p;
+  const int64_t s = g.stride[d], dil = g.dilation[d], pad = g.pad[d];
+  p.positions = r < g.image[d] ? (g.image[d] - r + s - 1) / s : 0;
+  const int64_t common = std::gcd(s, dil);
+  p.tap_step = s / common;
+  p.dilation = dil / common;
+  p.first_tap = -1;
+  for (int64_t t = 0; t < g.kernel[d] && p.first_tap < 0; ++t) {
+    if (((r + pad - t * dil) % s + s) % s == 0) p.first_tap = t;
+  }
+  if (p.first_tap < 0) return p;
+  p.taps = (g.kernel[d] - 1 - p.first_tap) / p.tap_step + 1;
+  // Tap m reads grid position j + c0 - m * dilation; flipped (m' = taps - 1 - m) it is a conv.
+  const int64_t c0 = (r + pad - p.first_tap * dil) / s;
+  p.pad = (p.taps - 1) * p.dilation - c0;
+  return p;
+}
+
+// The kernel tap of sub-kernel tap m (the phase's taps flipped).
+inline int64_t phase_tap(const Phase& p, int64_t m) {
+  return p.first_tap + (p.taps - 1 - m) * p.tap_step;
+}
+
+// The stride-1 conv one phase (a residue per dim) of a conv_transpose computes: the phase's taps
+// of the flipped kernel over the transpose's input, which has `channels` channels.
+inline ConvGeometry phase_geometry(const ConvGeometry& g, const Phase (&ph)[kSpatialDims],
+                                   int64_t channels) {
+  ConvGeometry sub = g;
+  for (int d = 0; d < kSpatialDims; ++d) {
+    sub.image[d] = g.grid[d];
+    sub.grid[d] = ph[d].positions;
+    sub.kernel[d] = ph[d].taps;
+    sub.stride[d] = 1;
+    sub.pad[d] = ph[d].pad;
+    sub.dilation[d] = ph[d].dilation;
+  }
+  sub.channels = channels;
+  return sub;
+}
+
+}  // namespace convpool::cpu
