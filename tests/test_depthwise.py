@@ -127,6 +127,38 @@ def test_half_types_accumulate_in_float32(dtype):
     torch.testing.assert_close(ours, exact, rtol=eps, atol=eps * exact.abs().max().item())
 
 
+# bfloat16 channels_last forwards in bands of output rows widened to float32 (2-d, multiplier
+# 1): the same bits as the float32 conv rounded once (the sums and their order are its), in
+# channels_last; bands of one row (a wide image), a partial last band, NaN inputs, the bias.
+@pytest.mark.parametrize("geometry", [
+    dict(size=(17, 23), kernel=3, stride=1, padding=1, dilation=1, channels=40),
+    dict(size=(56, 56), kernel=3, stride=2, padding=1, dilation=1, channels=24),
+    dict(size=(9, 600), kernel=5, stride=1, padding=2, dilation=1, channels=40),
+    dict(size=(11, 10), kernel=3, stride=(2, 1), padding=2, dilation=2, channels=7),
+    dict(size=(7, 7), kernel=7, stride=1, padding=3, dilation=1, channels=96),
+    dict(size=(30, 4), kernel=(5, 1), stride=3, padding=(1, 0), dilation=1, channels=1),
+], ids=lambda g: f"{g['size']} k{g['kernel']} s{g['stride']} C{g['channels']}")
+@pytest.mark.parametrize("bias", [False, True])
+def test_bfloat16_channels_last_is_float32_rounded_once(geometry, bias):
+    channels, kernel = geometry["channels"], geometry["kernel"]
+    kernel = (kernel, kernel) if isinstance(kernel, int) else kernel
+    x = torch.randn(3, channels, *geometry["size"]).bfloat16()
+    x[1, 0, 2, 3] = float("nan")
+    x = x.contiguous(memory_format=torch.channels_last)
+    w = torch.randn(channels, 1, *kernel).bfloat16()
+    b = torch.randn(channels).bfloat16() if bias else None
+    kw = dict(stride=geometry["stride"], padding=geometry["padding"],
+              dilation=geometry["dilation"], groups=channels)
+    out = CF.conv2d(x, w, b, **kw)
+    expected = F.conv2d(x.double(), w.double(), None if b is None else b.double(), **kw)
+    once = CF.conv2d(x.float(), w.float(), None if b is None else b.float(), **kw).bfloat16()
+    assert out.dtype == torch.bfloat16 and out.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(out.isnan(), once.isnan()) and out.isnan().any()
+    assert torch.equal(out.nan_to_num(0).view(torch.int16), once.nan_to_num(0).view(torch.int16))
+    eps = torch.finfo(torch.bfloat16).eps
+    torch.testing.assert_close(out.double(), expected, rtol=eps, atol=eps, equal_nan=True)
+
+
 # The channel-vector kernels (multiplier 1, float32/float64): NCHW through 16-channel blocks,
 # channels_last as it is. Channel counts around the block and vector widths, strides that
 # split the image columns into phases for the input gradient, dilation, padding, 3-d.

@@ -13,6 +13,7 @@
 #include "conv_algorithm.h"
 #include "conv_driver.h"
 #include "conv_lines.h"
+#include "depthwise_channels_last.h"
 #include "depthwise_cpu.h"
 #include "few_outputs_cpu.h"
 #include "grouped_cpu.h"
@@ -204,7 +205,9 @@ const ConvBackend kCpuBackend{im2col_cpu,
                               dense_weight_grad_cpu,
                               use_gemm_engine,
                               cpu::all_finite,
-                              cpu::gemm_engine_computes};
+                              cpu::gemm_engine_computes,
+                              /*mixed_precision_bmm=*/nullptr,
+                              cpu::depthwise_bfloat16_forward_applies};
 
 // CPU tensors take the CPU's kernels, or the CUDA kernels' bodies while CUDA emulation is on.
 const ConvBackend& cpu_or_emulated_backend() {

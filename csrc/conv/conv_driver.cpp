@@ -121,7 +121,9 @@ at::Tensor conv_nchw(const at::Tensor& input, const at::Tensor& weight,
   const auto sizes = conv_output_sizes(g, ConvRole::kConv, batch, out_channels, input.dim() - 2);
   const bool depthwise = backend.depthwise_conv != nullptr && groups == g.channels;
   const bool dense = !depthwise && dense_engine(backend, input, g);
-  if (upcasts(input, dense, backend)) {
+  const bool depthwise_as_is = depthwise && backend.depthwise_conv_computes != nullptr &&
+                               backend.depthwise_conv_computes(input, out_channels, g);
+  if (upcasts(input, dense || depthwise_as_is, backend)) {
     return in_float32(conv_nchw, input, weight, bias, g, out_channels, backend);
   }
   const at::Tensor b = bias.has_value() ? *bias : at::Tensor();

@@ -64,6 +64,11 @@ struct ConvBackend {
   bool (*dense_engine_computes)(at::ScalarType type) = nullptr;
   // Required where upcast_reduced_precision is false.
   MixedPrecisionBmm mixed_precision_bmm = nullptr;
+  // Optional, where upcast_reduced_precision: whether depthwise_conv computes this float16 /
+  // bfloat16 forward as it is (float32 sums, one rounding; the output in the input's dtype)
+  // rather than on float32 copies.
+  bool (*depthwise_conv_computes)(const at::Tensor& input, int64_t out_channels,
+                                  const ConvGeometry& g) = nullptr;
 };
 
 // output [N, K, ...] += bias [K] (none, or undefined: nothing), either layout.

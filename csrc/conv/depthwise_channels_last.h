@@ -29,6 +29,17 @@ inline std::vector<T> weights_by_tap(const at::Tensor& weight, int64_t taps) {
 bool depthwise_vector_kernels(const at::Tensor& input, const at::Tensor& output,
                               const ConvGeometry& g);
 
+// Whether depthwise_forward_bfloat16 computes a bfloat16 forward as it is: depth multiplier 1,
+// a 2-d channels_last input (NCHW and 3-d ones are computed in float32) whose rows under one
+// kernel window fit a band in L2.
+bool depthwise_bfloat16_forward_applies(const at::Tensor& input, int64_t out_channels,
+                                        const ConvGeometry& g);
+// bfloat16 in and out (channels_last, g.channels_last), float32 sums started from the bias
+// (undefined: none), rounded once.
+void depthwise_forward_bfloat16(const at::Tensor& input, const at::Tensor& weight,
+                                const at::Tensor& bias, const at::Tensor& output,
+                                const ConvGeometry& g);
+
 // Adds the bias (undefined: none) too.
 void depthwise_forward_vectors(const at::Tensor& input, const at::Tensor& weight,
                                const at::Tensor& bias, const at::Tensor& output,

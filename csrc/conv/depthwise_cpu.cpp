@@ -554,6 +554,9 @@ bool staged(const at::Tensor& t, const ConvGeometry& g, int64_t below) {
 
 void depthwise_conv(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& bias,
                     const at::Tensor& output, const ConvGeometry& g) {
+  if (g.channels_last && depthwise_bfloat16_forward_applies(input, output.size(1), g)) {
+    return depthwise_forward_bfloat16(input, weight, bias, output, g);
+  }
   if (depthwise_vector_kernels(input, output, g)) {
     return depthwise_forward_vectors(input, weight, bias, output, g);
   }
