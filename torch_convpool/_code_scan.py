@@ -41,6 +41,7 @@ _FUNCTIONS = frozenset(id(f) for f in (*REROUTED, *UNSUPPORTED))
 class _Scan:
     def __init__(self) -> None:
         self.seen: set[int] = set()
+        self.classes: set[type] = set()  # layer classes whose code has been read
 
     def code(self, code: types.CodeType, globals_: dict, depth: int) -> bool:
         if id(code) in self.seen:
@@ -90,7 +91,8 @@ class _Scan:
 
     def module(self, module: nn.Module) -> bool:
         cls = type(module)
-        if not isinstance(module, torch.jit.ScriptModule):
+        if cls not in self.classes and not isinstance(module, torch.jit.ScriptModule):
+            self.classes.add(cls)
             for klass in cls.__mro__:
                 if klass.__module__.startswith("torch_convpool"):
                     break  # ours, and the torch class it overrides: they call our functions
