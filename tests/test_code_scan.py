@@ -140,7 +140,57 @@ def test_reconverting_decides_again():
     fast = convert(DirectCall())
     assert "forward" in fast.__dict__
     again = convert(fast, inplace=True, functional=False)
-    assert "forward" not in again.__dict__ and not conversion_report(again).rerouting
+    assert not any("forward" in m.__dict__ for m in again.modules())
+    assert not conversion_report(again).rerouting
+
+
+class _Features(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU())
+
+    def forward(self, x):
+        return torch.relu(self.body(x))
+
+
+class DenseNetStyle(nn.Module):
+    """A top-level forward with a functional pooling call, and children without any."""
+
+    def __init__(self):
+        super().__init__()
+        self.features, self.fc = _Features(), nn.Linear(4, 2)
+
+    def forward(self, x):
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(self.features(x), 1), 1))
+
+
+def test_children_without_functional_calls_run_outside_the_mode():
+    torch.manual_seed(0)
+    model = DenseNetStyle().eval()
+    fast = convert(model)
+    seen = collections.Counter()
+    original = RerouteMode.__torch_function__
+
+    def counting(self, func, types, args=(), kwargs=None):
+        seen[getattr(func, "__name__", str(func))] += 1
+        return original(self, func, types, args, kwargs)
+
+    x = torch.randn(2, 3, 8, 8)
+    RerouteMode.__torch_function__ = counting
+    try:
+        out = fast(x)
+    finally:
+        RerouteMode.__torch_function__ = original
+    # the top level's own calls only: none of the children's batch_norm and relu
+    assert seen == {"adaptive_avg_pool2d": 1, "flatten": 1}
+    assert conversion_report(fast).rerouted == {"F.adaptive_avg_pool2d": 1}
+    assert_close(out, model(x))
+    assert not _torch_spatial_ops(fast, x)
+    assert "forward" in fast.features.__dict__ and "forward" in fast.fc.__dict__
+    # Called on its own, a child computes as before (with or without a mode).
+    assert_close(fast.features(x), model.features(x))
+    with torch_convpool.enabled():
+        assert_close(fast.features(x), model.features(x))
 
 
 class _Counting(TorchFunctionMode):

@@ -22,7 +22,7 @@ from torch import nn
 
 from .reroute import REROUTED, UNSUPPORTED
 
-__all__ = ["may_call_spatial_functions"]
+__all__ = ["ModelScan", "may_call_spatial_functions"]
 
 _MAX_DEPTH = 4
 # Code no torch_convpool-visible conv/pool call comes from.
@@ -40,13 +40,18 @@ _FUNCTIONS = frozenset(id(f) for f in (*REROUTED, *UNSUPPORTED))
 
 class _Scan:
     def __init__(self) -> None:
-        self.seen: set[int] = set()
-        self.classes: set[type] = set()  # layer classes whose code has been read
+        # Answers per code object and per layer class (a code object being read counts as
+        # False for the calls it makes to itself).
+        self.codes: dict[int, bool] = {}
+        self.classes: dict[type, bool] = {}
 
     def code(self, code: types.CodeType, globals_: dict, depth: int) -> bool:
-        if id(code) in self.seen:
-            return False
-        self.seen.add(id(code))
+        if id(code) not in self.codes:
+            self.codes[id(code)] = False
+            self.codes[id(code)] = self._reads(code, globals_, depth)
+        return self.codes[id(code)]
+
+    def _reads(self, code: types.CodeType, globals_: dict, depth: int) -> bool:
         if _NAMES.intersection(code.co_names):
             return True
         for const in code.co_consts:
@@ -89,17 +94,23 @@ class _Scan:
                 return True
         return self.code(obj.__code__, obj.__globals__, depth)
 
-    def module(self, module: nn.Module) -> bool:
-        cls = type(module)
-        if cls not in self.classes and not isinstance(module, torch.jit.ScriptModule):
-            self.classes.add(cls)
+    def layer_class(self, cls: type) -> bool:
+        if cls not in self.classes:
+            self.classes[cls] = False
             for klass in cls.__mro__:
                 if klass.__module__.startswith("torch_convpool"):
                     break  # ours, and the torch class it overrides: they call our functions
                 if klass in _SKIPPED_CLASSES:
                     continue
                 if any(self.callable(attr) for attr in vars(klass).values()):
-                    return True
+                    self.classes[cls] = True
+                    break
+        return self.classes[cls]
+
+    def module(self, module: nn.Module) -> bool:
+        """Whether ``module``'s own code (not its children's) can make such a call."""
+        if not isinstance(module, torch.jit.ScriptModule) and self.layer_class(type(module)):
+            return True
         hooks = (module._forward_hooks, module._forward_pre_hooks, module._backward_hooks,
                  module._backward_pre_hooks)
         if any(self.callable(hook) for table in hooks for hook in table.values()):
@@ -113,7 +124,37 @@ class _Scan:
         return False
 
 
+class ModelScan:
+    """Which parts of a model can call a torch function that RerouteMode handles."""
+
+    def __init__(self) -> None:
+        self._scan = _Scan()
+        self._subtrees: dict[int, bool] = {}
+
+    def needs(self, module: nn.Module) -> bool:
+        """Whether running ``module`` (its children included) can make such a call."""
+        if id(module) not in self._subtrees:
+            self._subtrees[id(module)] = self._scan.module(module) or any(
+                self.needs(child) for child in module.children())
+        return self._subtrees[id(module)]
+
+    def free_subtrees(self, model: nn.Module) -> list[nn.Module]:
+        """The largest submodules of ``model`` that cannot make such a call while ``model`` can:
+        they may run outside the mode."""
+        found: dict[int, nn.Module] = {}
+
+        def collect(module: nn.Module) -> None:
+            for child in module.children():
+                if self.needs(child):
+                    collect(child)
+                else:
+                    found.setdefault(id(child), child)
+
+        if self.needs(model):
+            collect(model)
+        return list(found.values())
+
+
 def may_call_spatial_functions(model: nn.Module) -> bool:
     """Whether running ``model`` can call a torch function that RerouteMode handles."""
-    scan = _Scan()
-    return any(scan.module(m) for m in model.modules())
+    return ModelScan().needs(model)

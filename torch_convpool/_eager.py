@@ -10,7 +10,7 @@ from typing import Any, Callable, TypeVar
 
 import torch
 
-__all__ = ["direct", "PASSTHROUGH", "outside_passthrough_modes"]
+__all__ = ["direct", "PASSTHROUGH", "only_passthrough_modes", "outside_passthrough_modes"]
 
 _PLAIN = (torch.Tensor, torch.nn.Parameter)
 _mode_enabled = torch._C._is_torch_function_mode_enabled
@@ -37,7 +37,9 @@ def direct(*tensors) -> bool:
     return not _mode_enabled() and not _is_compiling()
 
 
-def _only_passthrough_modes(args: tuple, kwargs: dict) -> bool:
+def only_passthrough_modes(args: tuple, kwargs: dict) -> bool:
+    """Whether the only active torch function modes are passthrough ones (and there is one),
+    outside torch.compile, with every tensor argument plain."""
     if _is_compiling() or not _mode_enabled():
         return False
     for i in range(_stack_length()):
@@ -56,7 +58,7 @@ def outside_passthrough_modes(fn: F) -> F:
 
     @functools.wraps(fn)
     def run(*args: Any, **kwargs: Any) -> Any:
-        if _only_passthrough_modes(args, kwargs):
+        if only_passthrough_modes(args, kwargs):
             with _DisableTorchFunction():
                 return fn(*args, **kwargs)
         return fn(*args, **kwargs)

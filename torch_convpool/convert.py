@@ -10,7 +10,8 @@ import torch
 from torch import nn
 
 from . import nn as ours
-from ._code_scan import may_call_spatial_functions
+from ._code_scan import ModelScan
+from ._eager import only_passthrough_modes
 from .conversion_report import ConversionReport, KeptLayer
 from .reroute import RerouteMode
 
@@ -63,7 +64,9 @@ def convert(model: nn.Module, inplace: bool = False, *, functional: bool = True,
             compiles and exports with the model). Only where the model's code names such a
             function (its layers' methods, the functions they call, hooks; the report says
             which): the mode costs a few microseconds per torch call of the forward, and most
-            models (resnet18, regnet, efficientnet) make no such call. Default: ``True``
+            models (resnet18, regnet, efficientnet) make no such call. Submodules whose code
+            makes none run outside the mode (their ``forward`` is wrapped likewise).
+            Default: ``True``
         example_inputs (sequence, optional): positional arguments for one forward pass (under
             ``torch.no_grad``, buffers such as BatchNorm statistics restored after), so that the
             report lists the functional calls too. Default: ``None``
@@ -106,12 +109,19 @@ def convert(model: nn.Module, inplace: bool = False, *, functional: bool = True,
     if isinstance(earlier, ConversionReport):  # converted before: the call counts go on
         report.rerouted, report.left_to_torch = earlier.rerouted, earlier.left_to_torch
     model.__dict__["_convpool_report"] = report
-    if isinstance(model.__dict__.get("forward"), functools.partial):
-        del model.forward  # converted before: decided again below
+    for module in model.modules():  # converted before: decided again below
+        forward = module.__dict__.get("forward")
+        if isinstance(forward, functools.partial) and forward.func in (_rerouted_forward,
+                                                                       _forward_outside_mode):
+            del module.forward
+    scan = ModelScan()
     report.rerouting = (functional and not type(model).__module__.startswith("torch_convpool")
-                        and may_call_spatial_functions(model))
+                        and scan.needs(model))
     if report.rerouting:
         model.forward = functools.partial(_rerouted_forward, model)
+        for sub in scan.free_subtrees(model):
+            if _may_leave_mode(sub):
+                sub.forward = functools.partial(_forward_outside_mode, sub)
     if example_inputs is not None:
         _run_once(model, tuple(example_inputs))
     if verbose:
@@ -139,6 +149,28 @@ def _rerouted_forward(module: nn.Module, *args: Any, **kwargs: Any) -> Any:
     report = module.__dict__["_convpool_report"]
     with RerouteMode(report.rerouted, report.left_to_torch):
         return type(module).forward(module, *args, **kwargs)
+
+
+def _forward_outside_mode(module: nn.Module, *args: Any, **kwargs: Any) -> Any:
+    """``module``'s class ``forward`` with the rerouting mode off where it is the only mode
+    active: the module's code calls nothing the mode reroutes, and under it each torch call
+    the module makes (batch_norm, relu, cat, ...) cost microseconds of Python (DenseNet-121's
+    forward under the mode makes ~600)."""
+    forward = type(module).forward
+    if only_passthrough_modes(args, kwargs):
+        with torch._C.DisableTorchFunction():
+            return forward(module, *args, **kwargs)
+    return forward(module, *args, **kwargs)
+
+
+def _may_leave_mode(module: nn.Module) -> bool:
+    """Whether a submodule whose code makes no rerouted call may run with torch function handling
+    off: its own forward (none set on the instance), and plain parameters and buffers (a tensor
+    subclass's __torch_function__ must still see its calls)."""
+    if "forward" in module.__dict__ or isinstance(module, torch.jit.ScriptModule):
+        return False
+    plain = (torch.Tensor, nn.Parameter)
+    return all(type(t) in plain for t in (*module.parameters(), *module.buffers()))
 
 
 def _run_once(model: nn.Module, example_inputs: tuple) -> None:
