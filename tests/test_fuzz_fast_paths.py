@@ -386,6 +386,68 @@ def test_bfloat16_gathered_rows_within_bounds(data):
 
 
 @given(data=st.data())
+def test_bfloat16_strided_transposes_within_bounds(data):
+    """bfloat16 strided conv_transposes, one stride-1 conv per phase on the bfloat16 micro-kernels
+    (brgemm_conv_cpu.cpp): 1-3 dims, strides 2-3 in some dims, kernels shorter than the stride
+    (phases no tap reaches), output_padding, groups, dilation; every element of the output and
+    both gradients within its bound against float64."""
+    dims = data.draw(st.integers(1, 3))
+    groups = data.draw(st.integers(1, 2))
+    cin, cout = groups * data.draw(st.integers(1, 40)), groups * data.draw(st.integers(1, 12))
+    kernel = [data.draw(st.integers(1, 5 if dims < 3 else 3)) for _ in range(dims)]
+    stride = [data.draw(st.integers(1, 3)) for _ in range(dims)]
+    assume(any(s_ > 1 for s_ in stride))
+    dilation = [data.draw(st.integers(1, 2)) for _ in range(dims)]
+    padding = [data.draw(st.integers(0, d * (k - 1))) for d, k in zip(dilation, kernel)]
+    output_padding = [data.draw(st.integers(0, max(s_, d) - 1)) for s_, d in zip(stride, dilation)]
+    spatial = [data.draw(st.integers(1, 9 if dims < 3 else 4)) for _ in range(dims)]
+    batch = data.draw(st.integers(1, 2))
+    seed = data.draw(st.integers(0, 2**31 - 1))
+    g = torch.Generator().manual_seed(seed)
+    x = _maybe_channels_last(data, torch.randn(batch, cin, *spatial, generator=g).bfloat16())
+    w = torch.randn(cin, cout // groups, *kernel, generator=g).bfloat16()
+    b = torch.randn(cout, generator=g).bfloat16()
+    kw = dict(stride=stride, padding=padding, output_padding=output_padding, groups=groups,
+              dilation=dilation)
+    torch_fn = getattr(F, f"conv_transpose{dims}d")
+    try:
+        torch_fn(x[:1, :, ...].double(), w.double(), None, **kw)
+    except RuntimeError:
+        assume(False)  # a geometry torch rejects (an empty output)
+    ours, grad_out = _value_and_grads(getattr(CF, f"conv_transpose{dims}d"), x, w, b, **kw)
+    length = _reduction_lengths(x, w, ours[0], True)
+    exact, bounds = _exact_and_bounds(torch_fn, x, w, b, grad_out, length, **kw)
+    for what, o, e, bound in zip(("output", "input grad", "weight grad"), ours, exact, bounds):
+        worst = ((o.double() - e).abs() / bound.clamp_min(1e-30)).max().item()
+        assert worst <= 1, f"seed {seed}, {what}: error {worst:.2f}x the bound"
+
+
+@given(data=st.data())
+def test_bfloat16_channels_last_depthwise_is_float32_rounded_once(data):
+    """bfloat16 channels_last depthwise forwards in bands of rows (depthwise_channels_last.cpp):
+    the bits of our float32 conv rounded once, for any kernel, stride, dilation, padding and
+    channel count, with and without a bias."""
+    channels = data.draw(st.integers(1, 70))
+    kernel = [data.draw(st.integers(1, 7)) for _ in range(2)]
+    stride = [data.draw(st.integers(1, 3)) for _ in range(2)]
+    dilation = [data.draw(st.integers(1, 2)) for _ in range(2)]
+    padding = [data.draw(st.integers(0, d * (k - 1))) for d, k in zip(dilation, kernel)]
+    spatial = [data.draw(st.integers(1, 40)) for _ in range(2)]
+    assume(all(d * (k - 1) < s + 2 * p for d, k, s, p in zip(dilation, kernel, spatial, padding)))
+    seed = data.draw(st.integers(0, 2**31 - 1))
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(data.draw(st.integers(1, 3)), channels, *spatial, generator=g).bfloat16()
+    x = x.contiguous(memory_format=torch.channels_last)
+    w = torch.randn(channels, 1, *kernel, generator=g).bfloat16()
+    b = torch.randn(channels, generator=g).bfloat16() if data.draw(st.booleans()) else None
+    kw = dict(stride=stride, padding=padding, dilation=dilation, groups=channels)
+    out = CF.conv2d(x, w, b, **kw)
+    once = CF.conv2d(x.float(), w.float(), None if b is None else b.float(), **kw).bfloat16()
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(out.view(torch.int16), once.view(torch.int16)), f"seed {seed}"
+
+
+@given(data=st.data())
 def test_packed_gemm_matches_torch(data):
     """Dense convs and their transposes over our own GEMM (gemm_kernel("packed")), GEMM engine or
     Winograd: output channels and inner sizes around its 16/32-column panels and 256-row blocks,

@@ -774,10 +774,7 @@ bool strided_transpose(MicroKernel mk, const at::Tensor& input, const at::Tensor
     at::Tensor sub_storage;
     bf16* sub_w = aligned<bf16>(sub_storage, C * kg * sub_taps);
     for (int64_t m = 0; m < sub_taps; ++m) {
-      const int64_t mw = m % sub.kernel[2], mh = m / sub.kernel[2] % sub.kernel[1];
-      const int64_t md = m / (sub.kernel[2] * sub.kernel[1]);
-      const int64_t t = (phase_tap(ph[0], md) * g.kernel[1] + phase_tap(ph[1], mh)) * g.kernel[2] +
-                        phase_tap(ph[2], mw);
+      const int64_t t = phase_kernel_tap(g, ph, m);
       for (int64_t gi = 0; gi < G; ++gi) {
         for (int64_t c = 0; c < cg; ++c) {
           for (int64_t k = 0; k < kg; ++k) {

@@ -37,9 +37,16 @@ inline Phase phase_of(const ConvGeometry& g, int d, int64_t r) {
   return p;
 }
 
-// The kernel tap of sub-kernel tap m (the phase's taps flipped).
-inline int64_t phase_tap(const Phase& p, int64_t m) {
-  return p.first_tap + (p.taps - 1 - m) * p.tap_step;
+// The kernel tap (flat, of g's kernel) of the phases' sub-kernel tap m (flat, of their taps):
+// per dim, the phase's taps flipped.
+inline int64_t phase_kernel_tap(const ConvGeometry& g, const Phase (&ph)[kSpatialDims], int64_t m) {
+  int64_t t = 0;
+  for (int d = kSpatialDims - 1, step = 1; d >= 0; step *= g.kernel[d], --d) {
+    const int64_t md = m % ph[d].taps;
+    m /= ph[d].taps;
+    t += (ph[d].first_tap + (ph[d].taps - 1 - md) * ph[d].tap_step) * step;
+  }
+  return t;
 }
 
 // The stride-1 conv one phase (a residue per dim) of a conv_transpose computes: the phase's taps

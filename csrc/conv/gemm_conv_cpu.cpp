@@ -675,11 +675,7 @@ void conv_transpose_phases(const T* x, const T* w, bool w_channels_last, T* y,
         at::parallel_for(0, sub_taps * G, grain, [&](int64_t begin, int64_t end) {
           for (int64_t task = begin; task < end; ++task) {
             const int64_t m = task / G, gi = task % G;
-            const int64_t mw = m % ph[2].taps, mh = m / ph[2].taps % ph[1].taps;
-            const int64_t md = m / (ph[2].taps * ph[1].taps);
-            const int64_t td = phase_tap(ph[0], md), th = phase_tap(ph[1], mh);
-            const int64_t tw = phase_tap(ph[2], mw);
-            const int64_t t = (td * g.kernel[1] + th) * g.kernel[2] + tw;
+            const int64_t t = phase_kernel_tap(g, ph, m);
             blocked_transpose(w + gi * kg * w_k + t * w_t, w_k, w_c, kg, cg,
                               sub_w + gi * cg * s_c + m * s_t, s_c, s_k);
           }
