@@ -263,14 +263,9 @@ def test_bfloat16_stride_one_within_bounds(data):
         w = w.contiguous(memory_format=torch.channels_last)
     b = torch.randn(cout, generator=g).bfloat16()
     kw = dict(padding=padding, dilation=dilation, groups=groups)
-    ours, grad_out = _value_and_grads(CF.conv2d, x, w, b, **kw)
-    length = _reduction_lengths(x, w, ours[0], False)
-    exact, bounds = _exact_and_bounds(F.conv2d, x, w, b, grad_out, length, **kw)
     # Each element within its bound. (test_bfloat16_conv.py also compares the RMS error with
     # torch's own bfloat16 conv; over the few dozen elements drawn here that ratio is chance.)
-    for what, o, e, bound in zip(("output", "input grad", "weight grad"), ours, exact, bounds):
-        worst = ((o.double() - e).abs() / bound.clamp_min(1e-30)).max().item()
-        assert worst <= 1, f"seed {seed}, {what}: error {worst:.2f}x the bound"
+    _assert_within_bounds(seed, CF.conv2d, F.conv2d, x, w, b, **kw)
 
 
 @given(data=st.data())
@@ -300,8 +295,14 @@ def test_bfloat16_amx_tiles_within_bounds(data):
     b = torch.randn(cout, generator=g).bfloat16()
     kw = dict(padding=padding, dilation=dilation, groups=groups)
     ours_fn, torch_fn = getattr(CF, f"conv{dims}d"), getattr(F, f"conv{dims}d")
+    _assert_within_bounds(seed, ours_fn, torch_fn, x, w, b, **kw)
+
+
+def _assert_within_bounds(seed, ours_fn, torch_fn, x, w, b, transpose=False, **kw):
+    """Every element of ours_fn's output and both gradients within its error bound against
+    torch_fn in float64 (test_bfloat16_conv.py's bounds)."""
     ours, grad_out = _value_and_grads(ours_fn, x, w, b, **kw)
-    length = _reduction_lengths(x, w, ours[0], False)
+    length = _reduction_lengths(x, w, ours[0], transpose)
     exact, bounds = _exact_and_bounds(torch_fn, x, w, b, grad_out, length, **kw)
     for what, o, e, bound in zip(("output", "input grad", "weight grad"), ours, exact, bounds):
         worst = ((o.double() - e).abs() / bound.clamp_min(1e-30)).max().item()
@@ -377,12 +378,7 @@ def test_bfloat16_gathered_rows_within_bounds(data):
     b = torch.randn(cout, generator=g).bfloat16()
     kw = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
     ours_fn, torch_fn = getattr(CF, f"conv{dims}d"), getattr(F, f"conv{dims}d")
-    ours, grad_out = _value_and_grads(ours_fn, x, w, b, **kw)
-    length = _reduction_lengths(x, w, ours[0], False)
-    exact, bounds = _exact_and_bounds(torch_fn, x, w, b, grad_out, length, **kw)
-    for what, o, e, bound in zip(("output", "input grad", "weight grad"), ours, exact, bounds):
-        worst = ((o.double() - e).abs() / bound.clamp_min(1e-30)).max().item()
-        assert worst <= 1, f"seed {seed}, {what}: error {worst:.2f}x the bound"
+    _assert_within_bounds(seed, ours_fn, torch_fn, x, w, b, **kw)
 
 
 @given(data=st.data())
@@ -414,12 +410,8 @@ def test_bfloat16_strided_transposes_within_bounds(data):
         torch_fn(x[:1, :, ...].double(), w.double(), None, **kw)
     except RuntimeError:
         assume(False)  # a geometry torch rejects (an empty output)
-    ours, grad_out = _value_and_grads(getattr(CF, f"conv_transpose{dims}d"), x, w, b, **kw)
-    length = _reduction_lengths(x, w, ours[0], True)
-    exact, bounds = _exact_and_bounds(torch_fn, x, w, b, grad_out, length, **kw)
-    for what, o, e, bound in zip(("output", "input grad", "weight grad"), ours, exact, bounds):
-        worst = ((o.double() - e).abs() / bound.clamp_min(1e-30)).max().item()
-        assert worst <= 1, f"seed {seed}, {what}: error {worst:.2f}x the bound"
+    _assert_within_bounds(seed, getattr(CF, f"conv_transpose{dims}d"), torch_fn, x, w, b,
+                          transpose=True, **kw)
 
 
 @given(data=st.data())
