@@ -667,3 +667,32 @@ def test_taps_engine_matches_torch(data):
     with tc.set_conv_algorithm("gemm"), gemm_kernel("packed"):
         compare(lambda x, w, b: CF.__dict__[name](x, w, b, *args),
                 lambda x, w, b: F.__dict__[name](x, w, b, *args), operands, **TOL)
+
+
+@given(data=st.data())
+def test_bfloat16_grouped_few_channels_within_bounds(data):
+    """bfloat16 grouped convs with 4-16 channels per group (ResNeXt, RegNet): the patch kernel on
+    pairs of channels (vdpbf16ps) for the forward and the stride-1 input gradient, the float32
+    patch kernel on float32 copies for the weight gradient, the float32 line kernels for strided
+    input gradients. 1-3 dims, group counts that leave the last register of groups short, strides
+    up to 4, kernels 1-5, padding, dilation, both layouts; every element of the output and both
+    gradients within its bound against float64."""
+    dims = data.draw(st.integers(1, 3))
+    cg = data.draw(st.sampled_from([4, 8, 12, 16, 32]))
+    groups = data.draw(st.integers(2, 9))
+    kernel = [data.draw(st.integers(1, 5 if dims < 3 else 3)) for _ in range(dims)]
+    stride = [data.draw(st.integers(1, 4)) for _ in range(dims)]
+    dilation = [data.draw(st.integers(1, 2)) for _ in range(dims)]
+    padding = [data.draw(st.integers(0, k // 2)) for k in kernel]
+    spatial = [data.draw(st.integers(1, 16 if dims < 3 else 6)) for _ in range(dims)]
+    assume(all(d * (k - 1) < s + 2 * p for d, k, s, p in zip(dilation, kernel, spatial, padding)))
+    batch = data.draw(st.integers(1, 2))
+    seed = data.draw(st.integers(0, 2**31 - 1))
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(batch, groups * cg, *spatial, generator=g).bfloat16()
+    x = _maybe_channels_last(data, x)
+    w = torch.randn(groups * cg, cg, *kernel, generator=g).bfloat16()
+    b = torch.randn(groups * cg, generator=g).bfloat16()
+    kw = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+    ours_fn, torch_fn = getattr(CF, f"conv{dims}d"), getattr(F, f"conv{dims}d")
+    _assert_within_bounds(seed, ours_fn, torch_fn, x, w, b, **kw)

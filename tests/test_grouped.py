@@ -161,3 +161,20 @@ def test_patch_kernel_strided(cg, stride, shape, channels_last):
     """The patch kernel's phase planes (one per stride phase), odd sizes that leave a phase a
     column short, unequal strides; stride 5 is past kMaxPatchStride (the line kernels)."""
     _check(2, channels_last, cg, cg, groups=3, stride=stride, dtype=torch.float, shape=shape)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("cg", [4, 8, 16, 32])
+@pytest.mark.parametrize("stride,shape,groups", [(1, (28, 28), 6), (1, (14, 9), 5),
+                                                 (2, (28, 28), 6), (2, (15, 12), 3)])
+def test_bfloat16_within_bounds(cg, stride, shape, groups, channels_last):
+    """bfloat16 on ResNeXt / RegNet-sized maps: the patch kernel on channel pairs (rows in blocks
+    of 7 pixels, several bands, a short last register of groups), float32 copies for the weight
+    gradient and the strided input gradient; output and gradients within their bounds."""
+    from test_fuzz_fast_paths import _assert_within_bounds
+
+    g = torch.Generator().manual_seed(cg * 100 + stride)
+    x = _layout(torch.randn(2, cg * groups, *shape, generator=g).bfloat16(), channels_last)
+    w = torch.randn(cg * groups, cg, 3, 3, generator=g).bfloat16()
+    b = torch.randn(cg * groups, generator=g).bfloat16()
+    _assert_within_bounds(0, CF.conv2d, F.conv2d, x, w, b, stride=stride, padding=1, groups=groups)

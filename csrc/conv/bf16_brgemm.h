@@ -29,5 +29,9 @@ void brgemm(int64_t M, int64_t N, int64_t K, int64_t lda, int64_t ldc, bool accu
 // out[i] = in[i] rounded to nearest even, 16 at a time where vcvtneps2bf16 is available (which
 // flushes float32 denormals to zero, as torch's oneDNN convolutions round).
 void round_to_bfloat16(const float* in, int64_t n, c10::BFloat16* out);
+// The same for `count` runs of n values, in_step and out_step apart (a band's pixels into a
+// channels_last output).
+void round_runs_to_bfloat16(const float* in, int64_t in_step, int64_t count, int64_t n,
+                            c10::BFloat16* out, int64_t out_step);
 
 }  // namespace convpool::cpu::bf16_gemm

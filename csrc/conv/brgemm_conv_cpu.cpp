@@ -700,6 +700,8 @@ bool gathered_pays(const ConvGeometry& g, int64_t in_channels) {
 
 }  // namespace
 
+bool bfloat16_convs_on_amx() { return micro_kernel() == MicroKernel::kAmx; }
+
 bool brgemm_conv(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& output,
                  const ConvGeometry& g) {
   const MicroKernel mk = kernel_for(input, weight);

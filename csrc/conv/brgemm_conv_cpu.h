@@ -25,6 +25,9 @@ namespace convpool::cpu {
 // Each computes what gemm_conv / gemm_conv_transpose / gemm_conv_weight_grad compute and returns
 // true, or returns false having done nothing where it does not apply (not bfloat16, no AMX
 // packing on this CPU or in this torch build, or a geometry it leaves to the GEMM engine).
+// Whether bfloat16 convs multiply on AMX here (else our AVX512-BF16 kernel or the GEMM engine).
+bool bfloat16_convs_on_amx();
+
 bool brgemm_conv(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& output,
                  const ConvGeometry& g);
 bool brgemm_conv_transpose(const at::Tensor& input, const at::Tensor& weight,

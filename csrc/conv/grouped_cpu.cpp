@@ -790,8 +790,12 @@ bool nchw_staged(const at::Tensor& input, const at::Tensor& output) {
 }  // namespace
 
 bool grouped_applies(const at::Tensor& t, const ConvGeometry& g, int64_t grid_channels) {
+  return (t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble) &&
+         grouped_shape_applies(g, grid_channels);
+}
+
+bool grouped_shape_applies(const ConvGeometry& g, int64_t grid_channels) {
   if (conv_algorithm() != ConvAlgorithm::kAuto) return false;
-  if (t.scalar_type() != at::kFloat && t.scalar_type() != at::kDouble) return false;
   if (g.groups <= 1 || g.groups >= g.channels) return false;
   const int64_t cg = g.channels / g.groups, kg = grid_channels / g.groups;
   return cg >= 4 && cg <= 64 && cg % 4 == 0 && kg >= 4 && kg <= 64 && kg % 4 == 0;

@@ -16,6 +16,8 @@ namespace convpool::cpu {
 // Whether the grouped kernels compute this conv (image channels g.channels, grid channels
 // grid_channels, dtype of t).
 bool grouped_applies(const at::Tensor& t, const ConvGeometry& g, int64_t grid_channels);
+// The same, whatever the dtype: groups of 4-64 channels (multiples of 4) in and out.
+bool grouped_shape_applies(const ConvGeometry& g, int64_t grid_channels);
 
 // Whether the grouped forward kernel computes this conv with one group: few input channels (an
 // RGB stem, up to 16) in channels_last, where Winograd does not take it.
