@@ -203,6 +203,25 @@ def test_channels_last(device, dims):
 
 
 @pytest.mark.parametrize("dims", [1, 2, 3])
+@pytest.mark.parametrize("groups", [1, 3])
+@pytest.mark.parametrize("batch", [1, 5])
+def test_pointwise_channels_last(dims, groups, batch):
+    """1x1 stride-1 conv_transposes (a 1x1 conv's input gradient) in channels_last: the forward's
+    blocks of pixels over the whole batch with the weight as it lies; float64 values and all
+    three gradients against torch."""
+    fmt = {1: torch.contiguous_format, 2: torch.channels_last, 3: torch.channels_last_3d}[dims]
+    spatial = {1: (37,), 2: (9, 7), 3: (3, 5, 4)}[dims]
+    x = torch.randn(batch, 6 * groups, *spatial, dtype=torch.double).to(memory_format=fmt)
+    w = torch.randn(6 * groups, 5, *([1] * dims), dtype=torch.double).to(memory_format=fmt)
+    b = torch.randn(5 * groups, dtype=torch.double)
+    x, w, b = (t.requires_grad_() for t in (x, w, b))
+    out = CONV_T[dims](x, w, b, groups=groups)
+    expected = getattr(torch.nn.functional, f"conv_transpose{dims}d")(x, w, b, groups=groups)
+    assert_close(out, expected)
+    check_grads(out, expected, (x, w, b))
+
+
+@pytest.mark.parametrize("dims", [1, 2, 3])
 def test_zero_batch(device, dims):
     kw = dict(stride=2, padding=1, output_padding=1, groups=2)
     x, w, b = make_case(dims, 2, device, batch=0, requires_grad=True)

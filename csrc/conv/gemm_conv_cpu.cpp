@@ -458,10 +458,10 @@ int64_t channel_parts(int64_t total, int64_t channels) {
 
 // channels_last: blocks of output pixels over the whole batch (or, for few pixels, of output
 // channels: channel_parts); per group
-// out[block, kg] = rows[block, taps * cg] x weight^T[taps * cg, kg], w in channels_last layout.
-template <typename T>
-void conv_cl(const T* x, const T* w, T* y, const ConvGeometry& g, Shape s, const Placement& place,
-             const T* bias) {
+// out[block, kg] = rows[block, taps * cg] x weight_t(group)[taps * cg, kg].
+template <typename T, typename WeightT>
+void conv_cl_with(const T* x, WeightT&& weight_t, T* y, const ConvGeometry& g, Shape s,
+                  const Placement& place, const T* bias) {
   const int64_t C = g.channels, G = g.groups, K = s.out_channels, cg = C / G, kg = K / G;
   const int64_t taps = g.kernel_numel(), rows = taps * cg, grid = g.grid_numel();
   const int64_t total = s.batch * grid, out_numel = place.numel();
@@ -479,12 +479,12 @@ void conv_cl(const T* x, const T* w, T* y, const ConvGeometry& g, Shape s, const
   const int64_t parts = place.identity && !packed_gemm ? channel_parts(total, kg) : int64_t{1};
   const int64_t P = parts > 1 ? total : block_pixels(total, rows * static_cast<int64_t>(sizeof(T)));
   const int64_t part = (kg + parts - 1) / parts;
-  // The channels_last weight [kg, taps * cg] of each group, transposed: rows (tap, channel) like
-  // the gathered rows. Our GEMM takes it packed once here rather than in every block.
-  const auto weight_of = [&](int64_t gi) { return matrix(w + gi * kg * rows, rows, kg, 1, rows); };
-  const auto packed_weights = pack_weights<T>(
-      G, [&](int64_t gi) { return StridedMatrix<T>{w + gi * kg * rows, 1, rows}; }, rows, kg,
-      packed_gemm);
+  // Our GEMM takes the weight packed once here rather than in every block.
+  const auto weight_of = [&](int64_t gi) {
+    const StridedMatrix<T> b = weight_t(gi);
+    return matrix(b.data, rows, kg, b.row, b.col);
+  };
+  const auto packed_weights = pack_weights<T>(G, weight_t, rows, kg, packed_gemm);
   at::parallel_for(0, (total + P - 1) / P * parts, 1, [&](int64_t begin, int64_t end) {
     const ThreadScratch<T> col(0, pointwise ? 0 : rows * P);
     const ThreadScratch<T> staged(1, place.identity ? 0 : P * kg);
@@ -511,6 +511,16 @@ void conv_cl(const T* x, const T* w, T* y, const ConvGeometry& g, Shape s, const
       }
     }
   });
+}
+
+// conv_cl_with on the channels_last weight [kg, taps * cg] of each group, transposed: rows (tap,
+// channel) like the gathered rows.
+template <typename T>
+void conv_cl(const T* x, const T* w, T* y, const ConvGeometry& g, Shape s, const Placement& place,
+             const T* bias) {
+  const int64_t rows = g.kernel_numel() * (g.channels / g.groups), kg = s.out_channels / g.groups;
+  const auto weight_t = [&](int64_t gi) { return StridedMatrix<T>{w + gi * kg * rows, 1, rows}; };
+  conv_cl_with(x, weight_t, y, g, s, place, bias);
 }
 
 // Whether every value is finite: no element has an all-ones exponent. Integer tests on the bits
@@ -1278,12 +1288,15 @@ void gemm_conv(const at::Tensor& input, const at::Tensor& weight, const at::Tens
 // the weight transposed per group; with pixels as the GEMM's rows that transposed operand is the
 // weight as it lies, [K, C / G] per group, packed straight from it (the phases first transposed
 // it into a fresh weight of their own). Input gradients of 1x1 convs on 7x7 maps, N8, ms: C2048
-// -> 512 7.2-7.7 -> 5.7-6.0 (torch 5.3-5.9), C512 -> 2048 7.7-8.8 -> 6.6 (5.2-5.8).
+// -> 512 7.2-7.7 -> 5.7-6.0 (torch 5.3-5.9), C512 -> 2048 7.7-8.8 -> 6.6 (5.2-5.8). In
+// channels_last, the forward's blocks of pixels over the whole batch (conv_cl_with) on that
+// operand (N4, ms: C2048 -> 1024 7x7 4.4 -> 3.25, torch 4.3; C1024 -> 512 14x14 3.3 -> 2.8,
+// torch 2.8).
 bool pointwise_transpose_by_pixel_rows(const at::Tensor& input, const at::Tensor& weight,
                                        const at::Tensor& output, const ConvGeometry& g) {
   const auto type = input.scalar_type();
-  if (g.channels_last || (type != at::kFloat && type != at::kDouble) ||
-      weight.scalar_type() != type || input.size(0) == 0) {
+  if ((type != at::kFloat && type != at::kDouble) || weight.scalar_type() != type ||
+      input.size(0) == 0) {
     return false;
   }
   for (int d = 0; d < kSpatialDims; ++d) {
@@ -1291,7 +1304,9 @@ bool pointwise_transpose_by_pixel_rows(const at::Tensor& input, const at::Tensor
   }
   const int64_t K = input.size(1), C = g.channels, G = g.groups;
   const ConvGeometry sub = stride_one_transpose_geometry(g, K);
-  if (!pixel_rows_preferred(sub, input.size(0), C, input.element_size())) return false;
+  if (!g.channels_last && !pixel_rows_preferred(sub, input.size(0), C, input.element_size())) {
+    return false;
+  }
   const auto w = weight.contiguous();
   AT_DISPATCH_FLOATING_TYPES(type, "pointwise_transpose_by_pixel_rows", [&] {
     const scalar_t* data = w.const_data_ptr<scalar_t>();
@@ -1299,8 +1314,15 @@ bool pointwise_transpose_by_pixel_rows(const at::Tensor& input, const at::Tensor
     const auto weight_t = [&](int64_t gi) {
       return StridedMatrix<scalar_t>{data + gi * kg * cg, cg, 1};
     };
-    conv_nchw_pixel_rows(input.const_data_ptr<scalar_t>(), weight_t, output.data_ptr<scalar_t>(),
-                         sub, Shape{input.size(0), C}, static_cast<const scalar_t*>(nullptr));
+    const scalar_t* x = input.const_data_ptr<scalar_t>();
+    scalar_t* y = output.data_ptr<scalar_t>();
+    const Shape shape{input.size(0), C};
+    if (g.channels_last) {
+      conv_cl_with(x, weight_t, y, sub, shape, identity_placement(sub),
+                   static_cast<const scalar_t*>(nullptr));
+    } else {
+      conv_nchw_pixel_rows(x, weight_t, y, sub, shape, static_cast<const scalar_t*>(nullptr));
+    }
   });
   return true;
 }
