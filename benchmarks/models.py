@@ -20,7 +20,8 @@ import torch_convpool
 MODELS = {
     "resnet18": dict(batch=8, size=224, autocast=True),
     "mobilenet_v2": dict(batch=8, size=224, autocast=False),
-    "regnet_y_400mf": dict(batch=8, size=224, autocast=False),
+    "regnet_y_400mf": dict(batch=8, size=224, autocast=True),
+    "resnext50_32x4d": dict(batch=4, size=224, autocast=True),
 }
 
 
