@@ -735,7 +735,7 @@ bool brgemm_conv(const at::Tensor& input, const at::Tensor& weight, const at::Te
 bool strided_transpose(MicroKernel mk, const at::Tensor& input, const at::Tensor& weight,
                        const at::Tensor& output, const ConvGeometry& g) {
   const int64_t K = input.size(1), C = output.size(1), G = g.groups, N = input.size(0);
-  const int64_t kg = K / G, cg = C / G, taps = g.kernel_numel();
+  const int64_t kg = K / G, cg = C / G;
   struct PhaseOf {
     Phase ph[kSpatialDims];
     int64_t residue[kSpatialDims];
@@ -772,20 +772,9 @@ bool strided_transpose(MicroKernel mk, const at::Tensor& input, const at::Tensor
     const Phase(&ph)[kSpatialDims] = phase.ph;
     const ConvGeometry sub = phase_geometry(g, ph, K);
     const int64_t sub_taps = sub.kernel_numel(), grid = sub.grid_numel();
-    // The phase's conv weight [C, kg, sub taps] from the transpose's [K, cg, taps].
     at::Tensor sub_storage;
     bf16* sub_w = aligned<bf16>(sub_storage, C * kg * sub_taps);
-    for (int64_t m = 0; m < sub_taps; ++m) {
-      const int64_t t = phase_kernel_tap(g, ph, m);
-      for (int64_t gi = 0; gi < G; ++gi) {
-        for (int64_t c = 0; c < cg; ++c) {
-          for (int64_t k = 0; k < kg; ++k) {
-            sub_w[((gi * cg + c) * kg + k) * sub_taps + m] =
-                wt[((gi * kg + k) * cg + c) * taps + t];
-          }
-        }
-      }
-    }
+    phase_weight(g, ph, K, wt, sub_w);
     at::Tensor out_storage;
     bf16* out = aligned<bf16>(out_storage, N * C * grid);
     conv_forward(mk, input.const_data_ptr<bf16>(), g.channels_last,

@@ -152,10 +152,11 @@ bool transpose_as_conv(const at::Tensor& input, const at::Tensor& weight, const 
   return true;
 }
 
-// The strided input gradients of bfloat16 grouped convs with few channels per group run on the
-// float32 line kernels through float32 copies, rounded once: the phases of the bfloat16 kernels
-// reduce over a group's few channels per tap (N4 channels_last 3x3 stride 2, ms: 8 per group
-// 56x56 -> 28x28 18.8 -> 3.4 (torch 1.5-1.8); 16 per group 28x28 -> 14x14 7.9 -> 2.4 (1.05)).
+// The strided input gradients of bfloat16 grouped convs with few channels per group that the
+// patch kernel's phases do not take (16+ channels per group on AMX, groups of unequal width, ...)
+// run on the float32 line kernels through float32 copies, rounded once: the phases of the
+// bfloat16 GEMM kernels reduce over a group's few channels per tap (N4 channels_last 3x3 stride
+// 2, ms: 16 per group 28x28 -> 14x14 7.9 -> 2.4, torch 1.05).
 bool strided_bfloat16_grouped(const at::Tensor& input, const ConvGeometry& g) {
   bool strided = false;
   for (int d = 0; d < kSpatialDims; ++d) strided = strided || g.stride[d] != 1;

@@ -66,4 +66,24 @@ inline ConvGeometry phase_geometry(const ConvGeometry& g, const Phase (&ph)[kSpa
   return sub;
 }
 
+// The conv weight of one phase, [C, K / G, sub taps] (output c of group gi, reduced k), from the
+// transpose's contiguous weight [K, C / G, taps]: input gi * K / G + k, output c, and per
+// sub-kernel tap m the kernel's tap phase_kernel_tap(m). C: the transpose's output channels.
+template <typename T>
+void phase_weight(const ConvGeometry& g, const Phase (&ph)[kSpatialDims], int64_t K, const T* w,
+                  T* sub_w) {
+  const int64_t G = g.groups, kg = K / G, cg = g.channels / G, taps = g.kernel_numel();
+  const int64_t sub_taps = ph[0].taps * ph[1].taps * ph[2].taps;
+  for (int64_t m = 0; m < sub_taps; ++m) {
+    const int64_t t = phase_kernel_tap(g, ph, m);
+    for (int64_t gi = 0; gi < G; ++gi) {
+      for (int64_t c = 0; c < cg; ++c) {
+        for (int64_t k = 0; k < kg; ++k) {
+          sub_w[((gi * cg + c) * kg + k) * sub_taps + m] = w[((gi * kg + k) * cg + c) * taps + t];
+        }
+      }
+    }
+  }
+}
+
 }  // namespace convpool::cpu

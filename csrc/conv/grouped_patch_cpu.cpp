@@ -40,6 +40,7 @@
 #include "channels_last_staging.h"
 #include "conv_algorithm.h"
 #include "conv_driver.h"
+#include "conv_phases.h"
 #include "channel_block_transpose.h"
 #include "grouped_cpu.h"
 
@@ -901,6 +902,62 @@ bool stride_one(const ConvGeometry& g) {
   return true;
 }
 
+// Grids (the transpose's input) up to 14x14 in float32, any in bfloat16 (transpose_by_phases).
+constexpr int64_t kMaxPhasesPixels = 14 * 14;
+
+bool phases_pay(const at::Tensor& t, const ConvGeometry& g) {
+  return t.scalar_type() == at::kBFloat16 || g.grid[0] * g.grid[1] * g.grid[2] <= kMaxPhasesPixels;
+}
+
+// A strided conv_transpose (the input gradient of a strided conv) as one stride-1 patch conv per
+// phase (conv_phases.h): the phase's taps of the flipped kernel, with a group's channels
+// swapped, over the transpose's input, into a buffer whose pixels then go to every stride-th
+// output pixel. w: the float32 weight [K, C / G, kernel].
+//
+// Where it pays (phases_pay), against the line kernels' scatter (grouped_cpu.h) on float32 or
+// bfloat16 copies: stride 2, N8 channels_last input gradients, ms: 8 per group C440 14x14
+// 1.39 -> 0.77 (torch 0.55-0.64), C208 28x28 1.62 -> 1.12 (0.55-0.9); bfloat16 (the pairs
+// kernel) 4 per group C256 56x56 N4 3.1 -> 2.1 (1.6-1.8), NCHW 4.3 -> 3.8 (2.7). Each phase
+// copies the whole input into its patches for few taps: on larger float32 grids the line
+// kernels win (C104 56x56 1.9 against 2.6, 16 per group C128 56x56 2.3 against 3.3).
+void transpose_by_phases(const at::Tensor& input, const at::Tensor& w, const at::Tensor& output,
+                         const ConvGeometry& g) {
+  const int64_t K = input.size(1), C = g.channels, G = g.groups;
+  const int64_t kg = K / G, spatial = output.dim() - 2;
+  const float* weight = w.const_data_ptr<float>();
+  int64_t r[kSpatialDims];
+  for (r[0] = 0; r[0] < g.stride[0]; ++r[0]) {
+    for (r[1] = 0; r[1] < g.stride[1]; ++r[1]) {
+      for (r[2] = 0; r[2] < g.stride[2]; ++r[2]) {
+        Phase ph[kSpatialDims];
+        bool reached = true, any_pixel = true;
+        at::Tensor pixels = output;  // the phase's output pixels
+        for (int d = 0; d < kSpatialDims; ++d) {
+          ph[d] = phase_of(g, d, r[d]);
+          reached = reached && ph[d].taps > 0;
+          any_pixel = any_pixel && ph[d].positions > 0;
+          const int64_t dim = 2 + d - (kSpatialDims - spatial);
+          if (dim >= 2) pixels = pixels.slice(dim, r[d], output.size(dim), g.stride[d]);
+        }
+        if (!any_pixel) continue;
+        if (!reached) {
+          pixels.zero_();
+          continue;
+        }
+        const ConvGeometry sub = phase_geometry(g, ph, K);
+        const auto sub_w = at::empty({C * kg * sub.kernel_numel()}, w.options());
+        float* sw = sub_w.data_ptr<float>();
+        phase_weight(g, ph, K, weight, sw);
+        const auto phase_out = at::empty(
+            pixels.sizes(), output.options().memory_format(output.suggest_memory_format()));
+        const Problem pb = problem(input.size(0), K, G, C, sub.image, sub.grid, sub);
+        compute(pb, input, phase_out, {sw, false}, nullptr);
+        pixels.copy_(phase_out);
+      }
+    }
+  }
+}
+
 // bfloat16 forwards and input gradients take the pairs kernel where it beats the GEMM engine's
 // bfloat16 kernels (brgemm_conv_cpu.h), whose per-group GEMMs reduce over only cg x taps values.
 // N4 channels_last 3x3, ms, engine -> pairs (torch): on AMX, 4 per group 56x56 6.2 -> 2.0
@@ -940,8 +997,10 @@ bool grouped_patch_weight_grad_applies(const at::Tensor& t, const ConvGeometry& 
 
 bool grouped_patch_transpose_applies(const at::Tensor& t, const ConvGeometry& g,
                                      int64_t grid_channels) {
+  bool strides = true;
+  for (int d = 0; d < kSpatialDims; ++d) strides = strides && g.stride[d] <= kMaxPatchStride;
   return computes_dtype(t, g.channels / g.groups) && grouped_shape_applies(g, grid_channels) &&
-         stride_one(g) && grid_channels == g.channels &&
+         strides && (stride_one(g) || phases_pay(t, g)) && grid_channels == g.channels &&
          patch_shape(g.channels / g.groups).bytes != 0;
 }
 
@@ -963,9 +1022,10 @@ void grouped_patch_conv(const at::Tensor& input, const at::Tensor& weight, const
 // patch then starts inside the image).
 void grouped_patch_conv_transpose(const at::Tensor& input, const at::Tensor& weight,
                                   const at::Tensor& output, const ConvGeometry& g) {
+  const auto w = weight.to(at::kFloat).contiguous();
+  if (!stride_one(g)) return transpose_by_phases(input, w, output, g);
   Problem pb = problem(input.size(0), input.size(1), g.groups, g.channels, g.grid, g.image, g);
   for (int d = 0; d < kSpatialDims; ++d) pb.pad[d] = g.dilation[d] * (g.kernel[d] - 1) - g.pad[d];
-  const auto w = weight.to(at::kFloat).contiguous();
   compute(pb, input, output, {w.const_data_ptr<float>(), true}, nullptr);
 }
 

@@ -6,7 +6,8 @@
 // through float32 copies. Each task copies what it reads into a zero-padded
 // patch (one plane per stride phase), so that no output pixel has an edge case; the kernels keep
 // G groups in one vector register (G = 16 / channels per group with AVX-512: two groups of 8,
-// four of 4). Strided input gradients stay with the line kernels (grouped_cpu.h).
+// four of 4). Strided input gradients run one stride-1 patch conv per phase where that pays
+// (small grids, bfloat16), else the line kernels (grouped_cpu.h).
 #include <ATen/core/Tensor.h>
 
 #include "../common/conv_geometry.h"
