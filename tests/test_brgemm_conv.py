@@ -36,6 +36,9 @@ EDGES = {
     "AMX tiles: 7x7 maps, rows past the last pixel": (2, 3, 64, (7, 7), 64, 3, dict(padding=1)),
     "AMX tiles: conv1d": (1, 2, 64, (37,), 32, 3, dict(padding=1)),
     "AMX tiles: conv3d": (3, 1, 32, (4, 5, 6), 40, 3, dict(padding=1)),
+    # Beyond 128 channels per group and 768 taps x channels: b read from L2, 5 channel blocks.
+    "AMX tiles: 256 channels": (2, 2, 256, (6, 7), 72, 3, dict(padding=1)),
+    "AMX tiles: 5x5, 2 groups of 160": (2, 1, 320, (8, 6), 64, 5, dict(padding=2, groups=2)),
     # The weight gradient on our tiles (48-96 channels per group): a group's rows rounded up to
     # 32 read the next group's planes and, after the last, the zero planes.
     "AMX weight-gradient tiles: 2 groups of 48": (2, 2, 96, (11, 9), 40, 3,
@@ -99,6 +102,8 @@ STRIDED_TRANSPOSES = {
                                                        dict(stride=2, padding=3, output_padding=1)),
     "3x3 stride 2 output padding": (2, 1, 16, (5, 6), 24, 3,
                                     dict(stride=2, padding=1, output_padding=1)),
+    "3x3 stride 2, 64 channels: a 1x1 phase on the tiles": (2, 2, 64, (5, 6), 24, 3,
+                                                            dict(stride=2, padding=1)),
     "stride 3, kernel 2: phases no tap reaches": (2, 2, 8, (4, 5), 8, 2, dict(stride=3)),
     "stride (2, 1) groups 2": (2, 2, 32, (6, 7), 20, 3, dict(stride=(2, 1), padding=1, groups=2)),
     "stride 2 dilation 2": (2, 2, 16, (6, 6), 8, 3, dict(stride=2, dilation=2, padding=1)),

@@ -273,21 +273,22 @@ PackedWeight pack_weight(MicroKernel mk, const WeightView& w, int64_t K, int64_t
   return pw;
 }
 
-// Our AMX tiles where ATen's brgemm would run, stride 1 along H and W, on channel blocks of 32,
-// where the 32 columns of b one block of c reads over the whole reduction fit in L1 (48 KiB:
-// taps x channels <= 768, a 3x3 of 64 channels per group): each step's two tiles of b then come
-// from L1 (tiles read at half the speed from L2). N8 channels_last, 2 threads, ms, ATen's
-// brgemm -> tiles (torch's oneDNN): 3x3 C64 56x56 1.04-1.06 -> 0.87-0.90 (0.63-0.68); C128
-// 28x28, beyond the rule, 1.10 -> 1.20 (0.50).
-constexpr int64_t kMaxTileReduction = 768;
+// Our AMX tiles (amx_tiles.h) where they read the padded image in place: stride 1 along H and W,
+// channel blocks of 32. They keep a block's sums in the tile registers over the whole reduction;
+// ATen's brgemm loads and stores them around each run of KW taps. Their b comes from L1 while one
+// block's 32 columns over the reduction fit there (a 3x3 of 64 channels), from L2 beyond (about
+// 70 % of the L1 rate, one core), and still ahead: N8 channels_last forward, 2 threads, ms,
+// ATen's brgemm or the GEMM engine -> tiles (torch's oneDNN): 3x3 C64 56x56 1.04-1.06 ->
+// 0.87-0.90 (0.63-0.68); C128 28x28 1.39 -> 1.34 (0.80); C256 14x14 1.73 -> 1.20 (1.00); C512
+// 7x7 1.86 -> 1.43 (2.28); 5x5 C64 28x28 0.78 -> 0.71 (0.62); 7x7 C32 -> 64 56x56 2.59 -> 2.13
+// (1.84).
+bool tiles_apply(MicroKernel mk, const ConvGeometry& g, int64_t in_channels) {
+  return mk == MicroKernel::kAmx && amx_tiles::available() && bf16_gemm::available() &&
+         in_channels % amx_tiles::kStepDepth == 0 && g.stride[1] == 1 && g.stride[2] == 1;
+}
 
 MicroKernel forward_kernel(MicroKernel mk, const ConvGeometry& g) {
-  const int64_t cg = g.channels / g.groups;
-  const bool tiles = mk == MicroKernel::kAmx && amx_tiles::available() && bf16_gemm::available() &&
-                     cg % amx_tiles::kStepDepth == 0 &&
-                     g.kernel_numel() * cg <= kMaxTileReduction && g.stride[1] == 1 &&
-                     g.stride[2] == 1;
-  return tiles ? MicroKernel::kTiles : mk;
+  return tiles_apply(mk, g, g.channels / g.groups) ? MicroKernel::kTiles : mk;
 }
 
 // The a offsets of our AMX tiles' steps, from a block's tap-(0,0,0) pixel, in the order of the
@@ -671,17 +672,26 @@ constexpr int64_t kMaxGroupChannels = 128;
 // 4.63 -> 5.46, C96 2.65 -> 3.24): two column panels, or a panel read from L2.
 constexpr int64_t kMaxVectorChannels = 64;
 
+bool channels_pay(MicroKernel mk, int64_t in_channels, int64_t out_channels) {
+  return mk == MicroKernel::kVector
+             ? in_channels <= kMaxVectorChannels && out_channels <= kMaxVectorChannels
+             : in_channels <= kMaxGroupChannels;
+}
+
 bool pays(MicroKernel mk, const ConvGeometry& g, int64_t in_channels, int64_t out_channels) {
-  if (g.is_pointwise()) return false;
-  if (mk == MicroKernel::kVector
-          ? in_channels > kMaxVectorChannels || out_channels > kMaxVectorChannels
-          : in_channels > kMaxGroupChannels) {
-    return false;
-  }
+  if (g.is_pointwise() || !channels_pay(mk, in_channels, out_channels)) return false;
   for (int d = 0; d < kSpatialDims; ++d) {
     if (g.stride[d] != 1) return false;
   }
   return true;
+}
+
+// A forward's products (or those of a stride-1 conv_transpose computed as one): on our AMX
+// tiles also beyond kMaxGroupChannels, where the GEMM engine ran.
+bool forward_pays(MicroKernel mk, const ConvGeometry& g, int64_t in_channels,
+                  int64_t out_channels) {
+  if (!g.is_pointwise() && tiles_apply(mk, g, in_channels)) return true;
+  return pays(mk, g, in_channels, out_channels);
 }
 
 // Strided convs on up to 32 channels per group, where the GEMM engine ran instead. N8
@@ -708,7 +718,7 @@ bool brgemm_conv(const at::Tensor& input, const at::Tensor& weight, const at::Te
   if (mk == MicroKernel::kNone) return false;
   const int64_t cg = g.channels / g.groups;
   const bool gathered = gathered_applies(mk, g) && gathered_pays(g, cg);
-  if (!gathered && !pays(mk, g, cg, output.size(1) / g.groups)) return false;
+  if (!gathered && !forward_pays(mk, g, cg, output.size(1) / g.groups)) return false;
   const WeightLayout staged = weight_in_own_layout(weight);
   const at::Tensor& w = staged.tensor;
   const bool w_cl = staged.channels_last;
@@ -758,7 +768,13 @@ bool strided_transpose(MicroKernel mk, const at::Tensor& input, const at::Tensor
           unreached = true;
           continue;
         }
-        if (!pays(mk, phase_geometry(g, ph, K), kg, cg)) return false;
+        // Up to kMaxGroupChannels (beyond, the phases' small grids lost to the GEMM engine: 3x3
+        // stride 2 C256 -> 512 14x14 N8 channels_last 1.7 against 5.0 ms on the tiles), with a
+        // phase of a single tap among them (the 1x1 of a 3x3 stride 2), which the GEMM engine
+        // would run alone as a plain GEMM: C64 -> 128 56x56 2.1-2.3 -> 1.7-1.9 ms.
+        const ConvGeometry sub = phase_geometry(g, ph, K);
+        if (!channels_pay(mk, kg, cg)) return false;
+        if (!sub.is_pointwise() && !pays(mk, sub, kg, cg)) return false;
         phases.push_back(phase);
       }
     }
@@ -815,7 +831,7 @@ bool brgemm_conv_transpose(const at::Tensor& input, const at::Tensor& weight,
     if (g.pad[d] > g.dilation[d] * (g.kernel[d] - 1)) return false;
   }
   const int64_t K = input.size(1), C = output.size(1), G = g.groups;
-  if (!pays(mk, g, K / G, C / G)) return false;
+  if (!forward_pays(mk, g, K / G, C / G)) return false;
   ConvGeometry t = g;
   t.channels = K;
   for (int d = 0; d < kSpatialDims; ++d) {
