@@ -60,6 +60,12 @@ EDGES = {
     "gathered: 4x4 stride 4 (patchify stem)": (2, 2, 3, (16, 20), 96, 4, dict(stride=4)),
     "gathered: conv1d stride 2, 80 outputs": (1, 2, 32, (61,), 80, 7, dict(stride=2, padding=3)),
     "gathered: many pixel blocks": (2, 3, 8, (70, 45), 16, 3, dict(stride=2, padding=1)),
+    # The strided weight gradient on our tiles (gathered_weight_grad.cpp): lines of output pixels
+    # in blocks of 32 (the last one partial), each line split by stride phase.
+    "gathered weight gradient: 64 channels, a partial block": (2, 2, 64, (9, 75), 40, 3,
+                                                               dict(stride=2, padding=1)),
+    "gathered weight gradient: stride 3, dilation 2": (2, 2, 6, (14, 29), 24, 3,
+                                                       dict(stride=3, padding=2, dilation=2)),
 }
 
 

@@ -14,6 +14,7 @@
 #include "blocked_transpose.h"
 #include "channels_last_staging.h"
 #include "conv_phases.h"
+#include "gathered_weight_grad.h"
 #include "gemm_conv_cpu.h"
 #include "packed_gemm.h"
 
@@ -851,6 +852,10 @@ bool brgemm_conv_transpose(const at::Tensor& input, const at::Tensor& weight,
 bool brgemm_conv_weight_grad(const at::Tensor& grad_output, const at::Tensor& input,
                              const at::Tensor& grad_weight, const ConvGeometry& g) {
   const MicroKernel mk = kernel_for(input, grad_output);
+  if (mk == MicroKernel::kAmx && gathered_weight_grad_applies(g)) {
+    gathered_weight_grad(grad_output, input, grad_weight, g);
+    return true;
+  }
   if (mk == MicroKernel::kNone || g.stride[1] != 1 || g.stride[2] != 1) return false;
   if (!pays(mk, g, g.channels / g.groups, grad_output.size(1) / g.groups)) return false;
   // Dropped virtual pixels multiply image values by zero: an inf there would give NaN.
