@@ -580,6 +580,28 @@ def test_small_nchw_image_large_weight_matches_torch(data):
 
 
 @given(data=st.data())
+def test_large_pointwise_nchw_via_channels_last_matches_torch(data):
+    """NCHW 1x1 convs on maps of fewer than 256 pixels with a weight over 2 MiB (ResNet-50's last
+    stage) run forward and input gradient on channels_last copies (gemm_conv_cpu.cpp
+    large_pointwise_nchw): 2-d and 3-d, groups, with and without bias, batch 2-3."""
+    dims = data.draw(st.integers(2, 3))
+    groups = data.draw(st.sampled_from([1, 2]))
+    cin = groups * data.draw(st.integers(520 // groups, 560 // groups))
+    cout = groups * data.draw(st.integers(512, 530))
+    assume(cin // groups * (cout // groups) * 8 > 2 * 1024 * 1024)
+    batch = data.draw(st.integers(2, 3))
+    spatial = [data.draw(st.integers(1, 9 if dims == 2 else 4)) for _ in range(dims)]
+    x = data.draw(tensors((batch, cin, *spatial), "contiguous"))
+    w = data.draw(tensors((cout, cin // groups) + (1,) * dims))
+    b = data.draw(tensors((cout,))) if data.draw(st.booleans()) else None
+    args = (x, w) if b is None else (x, w, b)
+    leaves(args)
+    fns = {2: (CF.conv2d, F.conv2d), 3: (CF.conv3d, F.conv3d)}[dims]
+    compare(lambda x, w, b=None: fns[0](x, w, b, 1, 0, 1, groups),
+            lambda x, w, b=None: fns[1](x, w, b, 1, 0, 1, groups), args, **TOL)
+
+
+@given(data=st.data())
 def test_layout_copy_matches_torch(data):
     """Our NCHW <-> channels_last copy (the staging of every NCHW path above) against torch's,
     over shapes around its 16 x 16 register tiles and 128 x 128 blocks, 4-d and 5-d."""

@@ -1058,6 +1058,22 @@ bool small_nchw_image(const at::Tensor& t, const ConvGeometry& g, int64_t pixels
          !g.is_pointwise();
 }
 
+// A 1x1 conv in NCHW on small maps with a weight of megabytes (ResNet-50's last stage) runs on
+// channels_last copies too, forward and input gradient, where its GEMMs do not take the pixels as
+// rows (pixel_rows_preferred): per sample, MKL's [K, C] x [C, 49] streamed the whole weight for
+// 49 columns; in channels_last it is one [N * 49, C] x [C, K] over the batch. Input gradients,
+// N8 7x7, ms: C2048 -> 512 5.65 -> 3.73 (torch 3.34-3.59), C512 -> 2048 5.68 -> 3.36 (3.36-3.81),
+// C1024 -> 2048 11.9 -> 7.4 (6.0-7.1). N8 7x7, ms, NCHW ->
+// copies (torch): C2048 -> 512 4.72 -> 3.82 (3.45), C512 -> 2048 4.69 -> 3.70 (3.14), C1024 ->
+// 2048 9.08 -> 6.87 (6.50). With smaller weights the copies cost more than they save (C160 ->
+// 960 0.67 -> 0.73, C1024 -> 256 14x14 3.22 -> 3.91).
+bool large_pointwise_nchw(const at::Tensor& t, const ConvGeometry& g, int64_t out_channels) {
+  const int64_t weight_bytes =
+      g.channels / g.groups * (out_channels / g.groups) * static_cast<int64_t>(t.element_size());
+  return !g.channels_last && t.dim() >= 4 && t.size(0) >= 2 && g.is_pointwise() &&
+         g.grid_numel() < kMinPixels && weight_bytes > kMaxColumnsWeightBytes;
+}
+
 // The weight gradient of an NCHW 1x1 conv on maps of fewer than 64 pixels also runs on
 // channels_last copies: per sample it is a GEMM over a few dozen pixels that reads and writes the
 // whole gradient; in channels_last, one over a block of the batch. 2 threads, N8, 7x7 maps, ms
@@ -1269,6 +1285,7 @@ void gemm_conv(const at::Tensor& input, const at::Tensor& weight, const at::Tens
       (input.scalar_type() == at::kFloat || input.scalar_type() == at::kDouble) &&
       pixel_rows_preferred(g, input.size(0), output.size(1), input.element_size());
   if (!pixel_rows && (small_nchw_image(input, g, g.grid_numel()) ||
+                      large_pointwise_nchw(input, g, output.size(1)) ||
                       many_taps_nchw(input, g, output.size(1), kMinStagedTapsForward))) {
     return via_channels_last({input}, output, g, [&](auto& in, auto& out, auto& cl) {
       gemm_conv(in[0], weight, out, cl, bias);
@@ -1403,6 +1420,7 @@ void gemm_conv_transpose(const at::Tensor& input, const at::Tensor& weight,
   // A single sample takes the channels_last route too: its NCHW phases ran one task (N1 C512
   // 7x7 input gradient: 20.5 ms NCHW, 4.9 through channels_last, torch 2.2).
   if (small_nchw_image(input, g, g.image_numel(), /*min_batch=*/1) ||
+      large_pointwise_nchw(input, g, input.size(1)) ||
       many_taps_nchw(input, g, input.size(1), kMinStagedTapsGradients)) {
     return via_channels_last({input}, output, g, [&](auto& in, auto& out, auto& cl) {
       gemm_conv_transpose(in[0], weight, out, cl);
