@@ -2,7 +2,8 @@
 // Channels_last convolution as a sum over taps of indirect GEMMs: for each tap, the output pixels
 // whose window has that tap inside the image are multiplied by the tap's [Cg, Kg] weight, each
 // pixel's input row read where it lies (packed_gemm_rows: a table of row pointers, no gathered
-// copy) and added into its output row. Only the products by image values are computed, pixel by
+// copy) and added into its output row (a forward's taps of one kernel row as one product where
+// they lie side by side: conv_by_taps). Only the products by image values are computed, pixel by
 // pixel: DeepLab's ASPP (dilation 12-36 on 28x28 maps) reads padding with half to seven eighths
 // of its taps.
 //
