@@ -48,6 +48,8 @@ EDGES = {
     "1x1": (2, 2, 32, (9, 9), 48, 1, {}),
     "1x1 stride 2": (2, 2, 32, (9, 9), 48, 1, dict(stride=2)),
     "1x1 groups 2": (2, 2, 32, (9, 9), 48, 1, dict(groups=2)),
+    # channels_last 1x1s as two GEMMs over the batch: halves of the output channels from 128 on.
+    "1x1 into 160 channels": (2, 3, 32, (5, 7), 160, 1, {}),
     "padding larger than the kernel reach": (2, 2, 4, (6, 6), 4, 3, dict(padding=3)),
     "conv1d": (1, 2, 9, (50,), 24, 5, dict(padding=2)),
     "conv3d": (3, 2, 8, (6, 7, 8), 16, 3, dict(padding=1)),
