@@ -456,16 +456,23 @@ int64_t channel_parts(int64_t total, int64_t channels) {
   return parts >= 2 ? parts / 2 * 2 : 1;
 }
 
-// A bfloat16 1x1 conv in channels_last (oneDNN's GEMM, AMX where the CPU has it) in two halves
-// of its pixels, each one GEMM over half the batch. In blocks of a few hundred pixels, each call
-// re-packed the whole weight; in halves of the output channels, each read the whole input. N8,
-// 2 threads, ms, blocks -> halves (torch): C256 -> 1024 14x14 0.90 -> 0.51 (0.54), C1024 -> 256
-// 0.87 -> 0.54 (0.58), C128 -> 512 28x28 0.96 -> 0.60 (0.65), C512 -> 128 0.92 -> 0.56 (0.57),
-// C256 -> 64 56x56 0.94 -> 0.58 (0.69); N4 C2048 -> 512 7x7 0.67 -> 0.53 (0.88). Two whatever the
-// thread count: every output is one GEMM's dot product over a fixed block.
+// The pixels per block of a channels_last forward's GEMMs, each row `rows` values. bfloat16
+// GEMMs (oneDNN's, AMX where the CPU has it) pack their weight operand again in every call, so
+// their blocks are four times as large (at most halves of the batch; float32 ones go through
+// MKL or our GEMM on a weight packed once). N8, 2 threads, ms, blocks of block_pixels -> these
+// (torch): 1x1 C256 -> 1024 14x14 0.90 -> 0.51-0.57 (0.54-0.61), C512 -> 128 28x28 0.92 ->
+// 0.56-0.61 (0.57-0.60), C256 -> 64 56x56 0.94 -> 0.58-0.65 (0.60-0.69); 3x3 stride 2 C64 ->
+// 128 56x56 1.16 -> 0.95 (0.73), C128 -> 256 28x28 1.09 -> 0.86 (0.63); 1x1 stride 2 C64 -> 128
+// 56x56 0.47 -> 0.30 (0.28), C512 -> 1024 28x28 0.91 -> 0.71 (0.61). Every output is still one
+// GEMM's dot product over a block fixed by the shapes.
 template <typename T>
-bool bfloat16_pointwise_in_halves(const ConvGeometry& g, const Placement& place) {
-  return std::is_same_v<T, c10::BFloat16> && g.is_pointwise() && place.identity;
+int64_t gemm_block_pixels(int64_t total, int64_t rows) {
+  const int64_t p = block_pixels(total, rows * static_cast<int64_t>(sizeof(T)));
+  if (!std::is_same_v<T, c10::BFloat16>) return p;
+  int64_t blocks = (total + 4 * p - 1) / (4 * p);
+  blocks += blocks % 2 == 1 && blocks > 1 ? 1 : 0;
+  if (blocks == 1 && total >= 2 * 32) blocks = 2;
+  return (total + blocks - 1) / blocks;
 }
 
 // channels_last: blocks of output pixels over the whole batch (or, for few pixels, of output
@@ -488,12 +495,10 @@ void conv_cl_with(const T* x, WeightT&& weight_t, T* y, const ConvGeometry& g, S
       packed_gemm_preferred(rows * kg * static_cast<int64_t>(sizeof(T)), total) ||
       (packed_gemm_preferred(0) && place.identity && channel_parts(total, kg) == 1 && total >= 64);
   // The channel split is for BLAS's GEMM on outputs written in place.
-  const bool halves = bfloat16_pointwise_in_halves<T>(g, place);
+  const bool bfloat16 = std::is_same_v<T, c10::BFloat16>;
   const int64_t parts =
-      place.identity && !packed_gemm && !halves ? channel_parts(total, kg) : int64_t{1};
-  const int64_t P = parts > 1 ? total
-                    : halves  ? (total + 1) / 2
-                              : block_pixels(total, rows * static_cast<int64_t>(sizeof(T)));
+      place.identity && !packed_gemm && !bfloat16 ? channel_parts(total, kg) : int64_t{1};
+  const int64_t P = parts > 1 ? total : gemm_block_pixels<T>(total, rows);
   const int64_t part = (kg + parts - 1) / parts;
   // Our GEMM takes the weight packed once here rather than in every block.
   const auto weight_of = [&](int64_t gi) {
