@@ -306,14 +306,21 @@ std::vector<int64_t> tile_steps(const TapRuns& runs, const PaddedImage& p) {
   return steps;
 }
 
-// One output pixel's sums, acc[0, width) -> output channels k0 to k0 + width of pixel `pixel` of
-// sample n, rounded once (scratch: width values, for an NCHW y).
-void write_pixel(const float* acc, int64_t width, bf16* y, bool y_cl, int64_t n, int64_t pixel,
-                 int64_t k0, int64_t K, int64_t grid, bf16* scratch) {
-  if (y_cl) return bf16_gemm::round_to_bfloat16(acc, width, y + (n * grid + pixel) * K + k0);
-  bf16_gemm::round_to_bfloat16(acc, width, scratch);
-  bf16* to = y + (n * K + k0) * grid + pixel;
-  for (int64_t k = 0; k < width; ++k) to[k * grid] = scratch[k];
+// `count` output pixels' sums, acc[i * columns, + width) for the i-th -> output channels k0 to
+// k0 + width of pixels pixel + i of sample n, rounded once (scratch: width values, for an NCHW
+// y). A channels_last run is one call (per pixel, the calls cost a tenth of a 3x3 C64 forward).
+void write_pixels(const float* acc, int64_t columns, int64_t count, int64_t width, bf16* y,
+                  bool y_cl, int64_t n, int64_t pixel, int64_t k0, int64_t K, int64_t grid,
+                  bf16* scratch) {
+  if (y_cl) {
+    return bf16_gemm::round_runs_to_bfloat16(acc, columns, count, width,
+                                             y + (n * grid + pixel) * K + k0, K);
+  }
+  for (int64_t i = 0; i < count; ++i) {
+    bf16_gemm::round_to_bfloat16(acc + i * columns, width, scratch);
+    bf16* to = y + (n * K + k0) * grid + pixel + i;
+    for (int64_t k = 0; k < width; ++k) to[k * grid] = scratch[k];
+  }
 }
 
 // Our AMX tiles where they cannot read the padded image in place: strided convs (in place, a
@@ -380,10 +387,7 @@ void conv_forward_gathered(const bf16* x, bool x_cl, const WeightView& w, bf16* 
                               pw.panel(gi, block, 0), acc, columns);
       const int64_t k0 = gi * kg + block * per_block;
       const int64_t width = std::min(kg, (block + 1) * per_block) - block * per_block;
-      for (int64_t i = 0; i < M; ++i) {
-        const int64_t pixel = q0 + i;
-        write_pixel(acc + i * columns, width, y, y_cl, n, pixel, k0, K, grid, rounded.data());
-      }
+      write_pixels(acc, columns, M, width, y, y_cl, n, q0, k0, K, grid, rounded.data());
     }
   });
 }
@@ -440,12 +444,19 @@ void conv_forward(MicroKernel amx_or_vector, const bf16* x, bool x_cl, const Wei
       }
       const int64_t k0 = gi * kg + block * per_block;
       const int64_t width = std::min(kg, (block + 1) * per_block) - block * per_block;
-      for (int64_t i = 0; i < M; ++i) {
+      // Runs of the block's pixels along one output line (virtual rows past a line's end are
+      // dropped).
+      for (int64_t i = 0; i < M;) {
         const int64_t q = q0 + i;
         const int64_t oh = virtual_rows ? q / Wp : oh0, ow = virtual_rows ? q % Wp : q;
-        if (ow >= OW) continue;
-        const int64_t pixel = (od * OH + oh) * OW + ow;
-        write_pixel(acc + i * columns, width, y, y_cl, n, pixel, k0, K, grid, rounded.data());
+        if (ow >= OW) {
+          ++i;
+          continue;
+        }
+        const int64_t count = std::min(M - i, OW - ow);
+        write_pixels(acc + i * columns, columns, count, width, y, y_cl, n, (od * OH + oh) * OW + ow,
+                     k0, K, grid, rounded.data());
+        i += count;
       }
     }
     release(mk);
