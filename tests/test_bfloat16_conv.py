@@ -39,6 +39,8 @@ CASES = {
     # channels_last its whole-batch column matrix passes 16 MiB (blocks there too)
     "many blocks": (2, 16, 8, (32, 32), 16, 3, dict(padding=1), False),
     "many blocks channels_last": (2, 32, 32, (32, 32), 16, 3, dict(padding=1), True),
+    # a reduction over 2048 channels, which oneDNN split between threads where it planned for two
+    "1x1 over 2048 channels channels_last": (2, 4, 2048, (7, 7), 64, 1, {}, True),
 }
 
 
@@ -164,7 +166,8 @@ def test_non_finite_bfloat16_matches_torch(op):
     assert torch.equal(a.isnan(), e.isnan()) and torch.equal(a.isinf(), e.isinf())
 
 
-@pytest.mark.parametrize("case", ["3x3 channels_last", "many blocks", "many blocks channels_last"])
+@pytest.mark.parametrize("case", ["3x3 channels_last", "many blocks", "many blocks channels_last",
+                                  "1x1 over 2048 channels channels_last"])
 def test_bfloat16_bitwise_deterministic_across_thread_counts(case):
     """Every bfloat16 GEMM runs single-threaded on a fixed block or column slice, and partial sums
     are added in a fixed order: 1 and 2 threads give the same bits."""
