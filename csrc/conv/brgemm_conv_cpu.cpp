@@ -282,10 +282,17 @@ PackedWeight pack_weight(MicroKernel mk, const WeightView& w, int64_t K, int64_t
 // ATen's brgemm or the GEMM engine -> tiles (torch's oneDNN): 3x3 C64 56x56 1.04-1.06 ->
 // 0.87-0.90 (0.63-0.68); C128 28x28 1.39 -> 1.34 (0.80); C256 14x14 1.73 -> 1.20 (1.00); C512
 // 7x7 1.86 -> 1.43 (2.28); 5x5 C64 28x28 0.78 -> 0.71 (0.62); 7x7 C32 -> 64 56x56 2.59 -> 2.13
-// (1.84).
+// (1.84). Dilated convs keep to reductions that fit L1 (taps x channels <= 768, the rule before):
+// the tiles compute every tap, where beyond 128 channels the GEMM engine skips the taps that
+// read padding (live_taps.h: ASPP's dilation 24 on 28x28 C2048 N2, 16.5 against 70 ms).
+constexpr int64_t kMaxDilatedTileReduction = 768;
+
 bool tiles_apply(MicroKernel mk, const ConvGeometry& g, int64_t in_channels) {
+  bool dilated = false;
+  for (int d = 0; d < kSpatialDims; ++d) dilated |= g.dilation[d] != 1;
   return mk == MicroKernel::kAmx && amx_tiles::available() && bf16_gemm::available() &&
-         in_channels % amx_tiles::kStepDepth == 0 && g.stride[1] == 1 && g.stride[2] == 1;
+         in_channels % amx_tiles::kStepDepth == 0 && g.stride[1] == 1 && g.stride[2] == 1 &&
+         (!dilated || g.kernel_numel() * in_channels <= kMaxDilatedTileReduction);
 }
 
 MicroKernel forward_kernel(MicroKernel mk, const ConvGeometry& g) {
