@@ -118,16 +118,6 @@ CONVPOOL_BF16_TARGET void pack_pairs(int64_t K, int64_t N, int64_t ldb, const bf
   }
 }
 
-CONVPOOL_BF16_TARGET void round_vectors(const float* in, int64_t n, bf16* out) {
-  int64_t i = 0;
-  for (; i + kLanes <= n; i += kLanes) {
-    const __m256bh v = _mm512_cvtneps_pbh(_mm512_loadu_ps(in + i));
-    std::memcpy(out + i, &v, sizeof(v));
-  }
-  for (; i < n; ++i) out[i] = bf16(in[i]);
-}
-
-// Short runs (a pixel's 16-64 channels) without a call or a scalar tail each: masked vectors.
 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) void round_runs(
     const float* in, int64_t in_step, int64_t count, int64_t n, bf16* out, int64_t out_step) {
   const __mmask16 tail = static_cast<__mmask16>((1u << (n % kLanes)) - 1);
@@ -145,11 +135,6 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) void round_runs(
 }
 
 }  // namespace
-
-void round_to_bfloat16(const float* in, int64_t n, c10::BFloat16* out) {
-  if (available()) return round_vectors(in, n, out);
-  for (int64_t i = 0; i < n; ++i) out[i] = c10::BFloat16(in[i]);
-}
 
 void round_runs_to_bfloat16(const float* in, int64_t in_step, int64_t count, int64_t n,
                             c10::BFloat16* out, int64_t out_step) {
@@ -189,8 +174,11 @@ void brgemm(int64_t M, int64_t N, int64_t K, int64_t lda, int64_t ldc, bool accu
 #else  // not x86-64 GCC/Clang: never available, never called
 
 bool available() { return false; }
-void round_to_bfloat16(const float* in, int64_t n, c10::BFloat16* out) {
-  for (int64_t i = 0; i < n; ++i) out[i] = c10::BFloat16(in[i]);
+void round_runs_to_bfloat16(const float* in, int64_t in_step, int64_t count, int64_t n,
+                            c10::BFloat16* out, int64_t out_step) {
+  for (int64_t c = 0; c < count; ++c) {
+    for (int64_t i = 0; i < n; ++i) out[c * out_step + i] = c10::BFloat16(in[c * in_step + i]);
+  }
 }
 void pack(int64_t, int64_t, int64_t, const c10::BFloat16*, c10::BFloat16*) {
   TORCH_INTERNAL_ASSERT(false, "bf16_gemm::pack: no AVX512-BF16 kernels in this build");
@@ -201,5 +189,9 @@ void brgemm(int64_t, int64_t, int64_t, int64_t, int64_t, bool, const c10::BFloat
 }
 
 #endif
+
+void round_to_bfloat16(const float* in, int64_t n, c10::BFloat16* out) {
+  round_runs_to_bfloat16(in, n, 1, n, out, n);
+}
 
 }  // namespace convpool::cpu::bf16_gemm
