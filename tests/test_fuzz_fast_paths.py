@@ -270,21 +270,21 @@ def test_bfloat16_stride_one_within_bounds(data):
 
 @given(data=st.data())
 def test_bfloat16_amx_tiles_within_bounds(data):
-    """bfloat16 stride-1 convs in blocks of 32 channels per group with taps x channels <= 768:
-    our AMX tile kernel (amx_tiles.cpp) where the CPU has AMX. 1-3 dims, groups, output
-    channels off the 16-column tiles, images whose last block of 32 rows runs past the last
-    pixel, padding and dilation; every element of the output and both gradients within its
-    bound against float64."""
+    """bfloat16 stride-1 convs in blocks of 32 channels per group: our AMX tile kernel
+    (amx_tiles.cpp) where the CPU has AMX, at any channel count undilated, taps x channels <= 768
+    dilated. 1-3 dims, groups, output channels off the 16-column tiles, images whose last block
+    of 32 rows runs past the last pixel, padding and dilation; every element of the output and
+    both gradients within its bound against float64."""
     dims = data.draw(st.integers(1, 3))
     groups = data.draw(st.integers(1, 2))
-    cg = data.draw(st.sampled_from([32, 64]))
+    cg = data.draw(st.sampled_from([32, 64, 96, 160, 256]))
     kernel = [data.draw(st.integers(1, 3)) for _ in range(dims)]
-    assume(cg * torch.Size(kernel).numel() <= 768)
     cout = groups * data.draw(st.integers(1, 40))
     batch = data.draw(st.integers(1, 2))
     spatial = [data.draw(st.integers(1, 12 if dims < 3 else 5)) for _ in range(dims)]
     padding = [data.draw(st.integers(0, 2)) for _ in range(dims)]
     dilation = [data.draw(st.integers(1, 2)) for _ in range(dims)]
+    assume(cg * torch.Size(kernel).numel() <= 768 or all(d == 1 for d in dilation))
     assume(all(d * (k - 1) < s + 2 * p for d, k, s, p in zip(dilation, kernel, spatial, padding)))
     seed = data.draw(st.integers(0, 2**31 - 1))
     g = torch.Generator().manual_seed(seed)
@@ -294,6 +294,38 @@ def test_bfloat16_amx_tiles_within_bounds(data):
     w = _maybe_channels_last(data, w)
     b = torch.randn(cout, generator=g).bfloat16()
     kw = dict(padding=padding, dilation=dilation, groups=groups)
+    ours_fn, torch_fn = getattr(CF, f"conv{dims}d"), getattr(F, f"conv{dims}d")
+    _assert_within_bounds(seed, ours_fn, torch_fn, x, w, b, **kw)
+
+
+@given(data=st.data())
+def test_bfloat16_strided_weight_grad_within_bounds(data):
+    """bfloat16 strided convs of up to 64 channels per group, whose weight gradients run on our
+    AMX tiles from stride-phase lines where the CPU has AMX (gathered_weight_grad.cpp): 1-3
+    dims, groups, strides 2-3 (one dim may stay 1), dilation, padding, lines of output pixels
+    longer than a block of 32, both layouts; every element of the output and both gradients
+    within its bound against float64."""
+    dims = data.draw(st.integers(1, 3))
+    groups = data.draw(st.integers(1, 2))
+    cg = data.draw(st.sampled_from([1, 3, 16, 33, 64]))
+    kernel = [data.draw(st.integers(1, 5 if dims < 3 else 3)) for _ in range(dims)]
+    assume(torch.Size(kernel).numel() > 1)
+    stride = [data.draw(st.integers(1, 3)) for _ in range(dims)]
+    assume(max(stride) > 1)
+    dilation = [data.draw(st.integers(1, 2)) for _ in range(dims)]
+    padding = [data.draw(st.integers(0, (k - 1) * d // 2 + 1)) for k, d in zip(kernel, dilation)]
+    spatial = [data.draw(st.integers(1, 80 if dims == 1 else (72 if dims == 2 else 9)))
+               for _ in range(dims)]
+    assume(all(d * (k - 1) < s + 2 * p for d, k, s, p in zip(dilation, kernel, spatial, padding)))
+    cout = groups * data.draw(st.integers(1, 40))
+    batch = data.draw(st.integers(1, 2))
+    seed = data.draw(st.integers(0, 2**31 - 1))
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(batch, groups * cg, *spatial, generator=g).bfloat16()
+    x = _maybe_channels_last(data, x)
+    w = torch.randn(cout, cg, *kernel, generator=g).bfloat16()
+    b = torch.randn(cout, generator=g).bfloat16()
+    kw = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
     ours_fn, torch_fn = getattr(CF, f"conv{dims}d"), getattr(F, f"conv{dims}d")
     _assert_within_bounds(seed, ours_fn, torch_fn, x, w, b, **kw)
 
