@@ -765,6 +765,12 @@ bool strided_transpose(MicroKernel mk, const at::Tensor& input, const at::Tensor
                        const at::Tensor& output, const ConvGeometry& g) {
   const int64_t K = input.size(1), C = output.size(1), G = g.groups, N = input.size(0);
   const int64_t kg = K / G, cg = C / G;
+  // Every phase is a stride-1 conv, a 1x1 one among them where a kernel has a single tap per
+  // phase (the 3x3 of stride 2 has one), which the tiles compute as well as the others: up to
+  // kMaxGroupChannels (beyond, the phases' small grids lost to the GEMM engine: 3x3 stride 2
+  // C256 -> 512 14x14 N8 channels_last 1.7 against 5.0 ms on the tiles). With the 1x1 phase
+  // allowed, C64 -> 128 56x56 2.1-2.3 -> 1.7-1.9 ms.
+  if (!channels_pay(mk, kg, cg)) return false;
   struct PhaseOf {
     Phase ph[kSpatialDims];
     int64_t residue[kSpatialDims];
@@ -787,13 +793,6 @@ bool strided_transpose(MicroKernel mk, const at::Tensor& input, const at::Tensor
           unreached = true;
           continue;
         }
-        // Up to kMaxGroupChannels (beyond, the phases' small grids lost to the GEMM engine: 3x3
-        // stride 2 C256 -> 512 14x14 N8 channels_last 1.7 against 5.0 ms on the tiles), with a
-        // phase of a single tap among them (the 1x1 of a 3x3 stride 2), which the GEMM engine
-        // would run alone as a plain GEMM: C64 -> 128 56x56 2.1-2.3 -> 1.7-1.9 ms.
-        const ConvGeometry sub = phase_geometry(g, ph, K);
-        if (!channels_pay(mk, kg, cg)) return false;
-        if (!sub.is_pointwise() && !pays(mk, sub, kg, cg)) return false;
         phases.push_back(phase);
       }
     }

@@ -74,18 +74,22 @@ Placement identity_placement(const ConvGeometry& g) {
   return p;
 }
 
-// Pixels per block: a column block of about kColumnBytes, and small enough for kMinBlocks blocks
-// where every block still gets kMinPixels.
-// The block count is then rounded up to an even number and the blocks made equal, so that two
-// cores finish together (392 pixels: 2 x 196, not 256 + 136).
-int64_t block_pixels(int64_t total, int64_t row_bytes) {
-  int64_t p = std::max(kMinPixels, kColumnBytes / std::max<int64_t>(row_bytes, 1));
-  p = std::min(p, std::max(kMinPixels, (total + kMinBlocks - 1) / kMinBlocks));
-  p = std::max<int64_t>(1, std::min(p, total));
+// The pixels per block of `total` cut into blocks of about p: their count rounded up to an even
+// number (two where there are 64+ pixels) and the blocks made equal, so that two cores finish
+// together (392 pixels: 2 x 196, not 256 + 136).
+int64_t equal_blocks(int64_t total, int64_t p) {
   int64_t blocks = (total + p - 1) / p;
   blocks += blocks % 2 == 1 && blocks > 1 ? 1 : 0;
   if (blocks == 1 && total >= 2 * 32) blocks = 2;
   return (total + blocks - 1) / blocks;
+}
+
+// Pixels per block: a column block of about kColumnBytes, and small enough for kMinBlocks blocks
+// where every block still gets kMinPixels; equal blocks.
+int64_t block_pixels(int64_t total, int64_t row_bytes) {
+  int64_t p = std::max(kMinPixels, kColumnBytes / std::max<int64_t>(row_bytes, 1));
+  p = std::min(p, std::max(kMinPixels, (total + kMinBlocks - 1) / kMinBlocks));
+  return equal_blocks(total, std::max<int64_t>(1, std::min(p, total)));
 }
 
 // o[i] = r[S * i] for i in [lo, hi): the strided convs' gather (ResNet's downsampling and stem
@@ -468,11 +472,7 @@ int64_t channel_parts(int64_t total, int64_t channels) {
 template <typename T>
 int64_t gemm_block_pixels(int64_t total, int64_t rows) {
   const int64_t p = block_pixels(total, rows * static_cast<int64_t>(sizeof(T)));
-  if (!std::is_same_v<T, c10::BFloat16>) return p;
-  int64_t blocks = (total + 4 * p - 1) / (4 * p);
-  blocks += blocks % 2 == 1 && blocks > 1 ? 1 : 0;
-  if (blocks == 1 && total >= 2 * 32) blocks = 2;
-  return (total + blocks - 1) / blocks;
+  return std::is_same_v<T, c10::BFloat16> ? equal_blocks(total, 4 * p) : p;
 }
 
 // channels_last: blocks of output pixels over the whole batch (or, for few pixels, of output
@@ -1082,12 +1082,12 @@ bool small_nchw_image(const at::Tensor& t, const ConvGeometry& g, int64_t pixels
 // A 1x1 conv in NCHW on small maps with a weight of megabytes (ResNet-50's last stage) runs on
 // channels_last copies too, forward and input gradient, where its GEMMs do not take the pixels as
 // rows (pixel_rows_preferred): per sample, MKL's [K, C] x [C, 49] streamed the whole weight for
-// 49 columns; in channels_last it is one [N * 49, C] x [C, K] over the batch. Input gradients,
-// N8 7x7, ms: C2048 -> 512 5.65 -> 3.73 (torch 3.34-3.59), C512 -> 2048 5.68 -> 3.36 (3.36-3.81),
-// C1024 -> 2048 11.9 -> 7.4 (6.0-7.1). N8 7x7, ms, NCHW ->
-// copies (torch): C2048 -> 512 4.72 -> 3.82 (3.45), C512 -> 2048 4.69 -> 3.70 (3.14), C1024 ->
-// 2048 9.08 -> 6.87 (6.50). With smaller weights the copies cost more than they save (C160 ->
-// 960 0.67 -> 0.73, C1024 -> 256 14x14 3.22 -> 3.91).
+// 49 columns; in channels_last it is one [N * 49, C] x [C, K] over the batch. N8 7x7, ms, NCHW
+// -> copies (torch), forward: C2048 -> 512 4.72 -> 3.82 (3.45), C512 -> 2048 4.69 -> 3.70
+// (3.14), C1024 -> 2048 9.08 -> 6.87 (6.50); input gradient: C2048 -> 512 5.65 -> 3.73
+// (3.34-3.59), C512 -> 2048 5.68 -> 3.36 (3.36-3.81), C1024 -> 2048 11.9 -> 7.4 (6.0-7.1). With
+// smaller weights the copies cost more than they save (C160 -> 960 0.67 -> 0.73, C1024 -> 256
+// 14x14 3.22 -> 3.91).
 bool large_pointwise_nchw(const at::Tensor& t, const ConvGeometry& g, int64_t out_channels) {
   const int64_t weight_bytes =
       g.channels / g.groups * (out_channels / g.groups) * static_cast<int64_t>(t.element_size());
