@@ -467,7 +467,9 @@ def test_bfloat16_channels_last_depthwise_is_float32_rounded_once(data):
     kw = dict(stride=stride, padding=padding, dilation=dilation, groups=channels)
     out = CF.conv2d(x, w, b, **kw)
     once = CF.conv2d(x.float(), w.float(), None if b is None else b.float(), **kw).bfloat16()
-    assert out.is_contiguous(memory_format=torch.channels_last)
+    # An input that is also NCHW-contiguous (one pixel, or one channel) gives torch's NCHW output.
+    if not x.is_contiguous():
+        assert out.is_contiguous(memory_format=torch.channels_last)
     assert torch.equal(out.view(torch.int16), once.view(torch.int16)), f"seed {seed}"
 
 
