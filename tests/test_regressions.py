@@ -264,3 +264,32 @@ def test_max_unpool2d_issue_example():
     pooled, idx = F.max_pool2d(x, (1, 1), return_indices=True)
     expected = F.max_unpool2d(pooled, idx, (1, 1), padding=0, output_size=None, stride=(1, 1))
     assert CF.max_unpool2d(pooled, idx, (1, 1), (1, 1)).shape == expected.shape
+
+
+# ---- no input channels: torch answers with no output channels whatever the weight's first dim
+# (its empty-input path), and every gradient is zero (torch's test_conv_empty_channel) ----------
+
+@pytest.mark.parametrize("dims", [1, 2, 3])
+@pytest.mark.parametrize("batched", [True, False])
+def test_conv_of_no_input_channels_has_no_output_channels(dims, batched):
+    ours_fn, torch_fn = CONV[dims]
+    x, w, b = leaves((2, 0, *[5] * dims), (8, 0, *[2] * dims), (8,))
+    xi = x if batched else x[0]
+    out, expected = ours_fn(xi, w, b, stride=2, padding=1), torch_fn(xi, w, b, stride=2, padding=1)
+    assert out.shape == expected.shape
+    grads = torch.autograd.grad(out, (x, w, b), torch.rand_like(out))
+    for grad, leaf in zip(grads, (x, w, b)):
+        assert grad.shape == leaf.shape and not grad.any()
+
+
+@pytest.mark.parametrize("module", ["Conv1d", "Conv2d", "Conv3d"])
+def test_conv_module_of_no_input_channels_as_torch(module):
+    import torch_convpool.nn as cnn
+    dims = int(module[-2])
+    with pytest.warns(UserWarning):  # torch's: initialising a zero-element weight is a no-op
+        ours = getattr(cnn, module)(0, 8, 3, stride=2)
+    x = torch.randn(2, 0, *[9] * dims, requires_grad=True)
+    out = ours(x)
+    assert out.shape == (2, 0, *[4] * dims)
+    out.backward(torch.rand_like(out))
+    assert not ours.bias.grad.any() and ours.bias.grad.shape == (8,)

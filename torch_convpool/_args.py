@@ -63,6 +63,9 @@ def conv_padding(padding, dims: int, lengths: Sequence, kernel: Sequence[int],
         if padding == "valid":
             return [0] * (2 * dims)
         if padding == "same":
+            if any(type(s) is int and s <= 0 for s in stride):  # before same_padding divides
+                raise RuntimeError(f"{op}: non-positive stride is not supported, but got "
+                                   f"stride={list(stride)}")
             return same_padding(lengths, kernel, stride, dilation)
         raise RuntimeError(f"Invalid padding string: {padding!r} (expected 'valid', 'same' or ints)")
     pad = ntuple(padding, dims, "padding", op)

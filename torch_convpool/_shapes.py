@@ -25,7 +25,8 @@ def conv_output_shape(
         + 1
         for d in range(dims)
     ]
-    return [input_shape[0], weight_shape[0], *spatial]
+    # torch answers a conv of no input channels with no output channels (its empty-input path).
+    return [input_shape[0], 0 if input_shape[1] == 0 else weight_shape[0], *spatial]
 
 
 def conv_transpose_output_shape(

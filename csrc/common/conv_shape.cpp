@@ -93,6 +93,16 @@ ConvGeometry conv_geometry(const char* op, ConvRole role, at::IntArrayRef input_
       g.image[s] = std::max<int64_t>(out, 0);
     }
   }
+  if (role == ConvRole::kConv) {
+    // As torch's, after every dim's kernel reach: an input empty along a spatial dim must be
+    // empty in its batch or channels too, however much padding there is.
+    bool spatial_empty = false;
+    for (const auto d : c10::irange(dims))
+      spatial_empty = spatial_empty || input_sizes.at(d + 2) == 0;
+    TORCH_CHECK(!spatial_empty || input_sizes.at(0) == 0 || input_sizes.at(1) == 0, op,
+                ": only zero batch or zero channel inputs are supported, but got input of size ",
+                sizes_str(input_sizes));
+  }
   return g;
 }
 
@@ -120,7 +130,10 @@ void check_conv_tensors(const char* op, const at::Tensor& input, const at::Tenso
 
 std::vector<int64_t> conv_output_sizes(const ConvGeometry& g, ConvRole role, int64_t batch,
                                        int64_t out_channels, int64_t spatial_dims) {
-  std::vector<int64_t> sizes{batch, out_channels};
+  // torch answers a conv of no input channels with no output channels (its empty-input path),
+  // whatever the weight's first dim.
+  const bool no_channels = role == ConvRole::kConv && g.channels == 0;
+  std::vector<int64_t> sizes{batch, no_channels ? 0 : out_channels};
   const int64_t* spatial = role == ConvRole::kConv ? g.grid : g.image;
   for (int64_t d = kSpatialDims - spatial_dims; d < kSpatialDims; ++d) sizes.push_back(spatial[d]);
   return sizes;

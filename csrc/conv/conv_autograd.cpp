@@ -74,6 +74,17 @@ class ConvFunction : public torch::autograd::Function<ConvFunction> {
     const auto& grad = grads[0];
     const SavedSizes s(ctx);
     at::Tensor grad_input, grad_weight, grad_bias;
+    if (input.sym_size(1) == 0) {
+      // No input channels: torch's empty result (no output channels) depends on nothing.
+      return {ctx->needs_input_grad(0) ? at::zeros_like(input) : at::Tensor(),
+              ctx->needs_input_grad(1) ? at::zeros_like(weight) : at::Tensor(),
+              ctx->needs_input_grad(2) ? at::zeros_symint({weight.sym_size(0)}, weight.options())
+                                       : at::Tensor(),
+              at::Tensor(),
+              at::Tensor(),
+              at::Tensor(),
+              at::Tensor()};
+    }
     if (ctx->needs_input_grad(0)) {
       grad_input = ops::conv_transpose(grad, weight, std::nullopt, s.stride,
                                        input_grad_padding(input.sym_sizes(), weight.sym_sizes(),

@@ -13,7 +13,8 @@
 namespace convpool {
 
 void add_bias(const at::Tensor& output, const c10::optional<at::Tensor>& bias) {
-  if (!bias.has_value() || !bias->defined()) return;
+  // An empty output (a conv of no input channels has no output channels either) takes nothing.
+  if (!bias.has_value() || !bias->defined() || output.numel() == 0) return;
   std::vector<int64_t> shape(output.dim(), 1);
   shape[1] = bias->size(0);
   output.add_(bias->view(shape));
