@@ -179,6 +179,20 @@ def test_channel_vector_kernels_3d_and_batch_one(channels_last):
     assert _check(1, False, 33, 1, 5, 2, 2, 1, batch=1, shapes={1: (37,)})
 
 
+# Depth multipliers > 1 on the channel-vector kernels, through the image's channels repeated m
+# times (depthwise_cpu.cpp): in channels_last all three ops, in NCHW the two gradients (the
+# input gradient sums each channel's m copies).
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.double])
+@pytest.mark.parametrize("multiplier", [2, 3, 4])
+def test_multipliers_on_channel_vector_kernels(multiplier, dtype, channels_last):
+    for channels, kernel, stride, padding, dilation in [(5, 3, 1, 1, 1), (17, 3, 2, 1, 1),
+                                                        (8, 5, 1, 2, 2), (3, 7, 2, 3, 1)]:
+        assert _check(2, channels_last, channels, multiplier, kernel, stride, padding, dilation,
+                      dtype=dtype, shapes={2: (19, 23)})
+    assert _check(3, channels_last, 6, multiplier, 3, 2, 1, 1, dtype=dtype, batch=1)
+
+
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_channel_vector_weight_gradient_is_independent_of_threads(channels_last):
     x = _layout(torch.randn(3, 40, 17, 18), channels_last)

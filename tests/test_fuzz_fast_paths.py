@@ -286,16 +286,9 @@ def test_bfloat16_amx_tiles_within_bounds(data):
     dilation = [data.draw(st.integers(1, 2)) for _ in range(dims)]
     assume(cg * torch.Size(kernel).numel() <= 768 or all(d == 1 for d in dilation))
     assume(all(d * (k - 1) < s + 2 * p for d, k, s, p in zip(dilation, kernel, spatial, padding)))
-    seed = data.draw(st.integers(0, 2**31 - 1))
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(batch, groups * cg, *spatial, generator=g).bfloat16()
-    x = _maybe_channels_last(data, x)
-    w = torch.randn(cout, cg, *kernel, generator=g).bfloat16()
-    w = _maybe_channels_last(data, w)
-    b = torch.randn(cout, generator=g).bfloat16()
-    kw = dict(padding=padding, dilation=dilation, groups=groups)
-    ours_fn, torch_fn = getattr(CF, f"conv{dims}d"), getattr(F, f"conv{dims}d")
-    _assert_within_bounds(seed, ours_fn, torch_fn, x, w, b, **kw)
+    _assert_bfloat16_conv_within_bounds(data, batch, groups, cg, cout, spatial, kernel,
+                                        any_weight_layout=True, padding=padding,
+                                        dilation=dilation)
 
 
 @given(data=st.data())
@@ -319,15 +312,25 @@ def test_bfloat16_strided_weight_grad_within_bounds(data):
     assume(all(d * (k - 1) < s + 2 * p for d, k, s, p in zip(dilation, kernel, spatial, padding)))
     cout = groups * data.draw(st.integers(1, 40))
     batch = data.draw(st.integers(1, 2))
+    _assert_bfloat16_conv_within_bounds(data, batch, groups, cg, cout, spatial, kernel,
+                                        stride=stride, padding=padding, dilation=dilation)
+
+
+def _assert_bfloat16_conv_within_bounds(data, batch, groups, cg, cout, spatial, kernel,
+                                        any_weight_layout=False, **kw):
+    """Draws a seed, builds bfloat16 x (either layout), w (either layout if any_weight_layout)
+    and b of these shapes and checks our conv against torch's as _assert_within_bounds does."""
     seed = data.draw(st.integers(0, 2**31 - 1))
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(batch, groups * cg, *spatial, generator=g).bfloat16()
     x = _maybe_channels_last(data, x)
     w = torch.randn(cout, cg, *kernel, generator=g).bfloat16()
+    if any_weight_layout:
+        w = _maybe_channels_last(data, w)
     b = torch.randn(cout, generator=g).bfloat16()
-    kw = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+    dims = len(spatial)
     ours_fn, torch_fn = getattr(CF, f"conv{dims}d"), getattr(F, f"conv{dims}d")
-    _assert_within_bounds(seed, ours_fn, torch_fn, x, w, b, **kw)
+    _assert_within_bounds(seed, ours_fn, torch_fn, x, w, b, groups=groups, **kw)
 
 
 def _assert_within_bounds(seed, ours_fn, torch_fn, x, w, b, transpose=False, **kw):
@@ -402,15 +405,8 @@ def test_bfloat16_gathered_rows_within_bounds(data):
     dilation = [data.draw(st.integers(1, 2)) for _ in range(dims)]
     padding = [min(p, k // 2) for p, k in zip(padding, kernel)]
     assume(all(d * (k - 1) < s + 2 * p for d, k, s, p in zip(dilation, kernel, spatial, padding)))
-    seed = data.draw(st.integers(0, 2**31 - 1))
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(batch, groups * cg, *spatial, generator=g).bfloat16()
-    x = _maybe_channels_last(data, x)
-    w = torch.randn(cout, cg, *kernel, generator=g).bfloat16()
-    b = torch.randn(cout, generator=g).bfloat16()
-    kw = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
-    ours_fn, torch_fn = getattr(CF, f"conv{dims}d"), getattr(F, f"conv{dims}d")
-    _assert_within_bounds(seed, ours_fn, torch_fn, x, w, b, **kw)
+    _assert_bfloat16_conv_within_bounds(data, batch, groups, cg, cout, spatial, kernel,
+                                        stride=stride, padding=padding, dilation=dilation)
 
 
 @given(data=st.data())
