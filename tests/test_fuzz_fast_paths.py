@@ -49,9 +49,11 @@ def test_batched_winograd_matches_torch(data):
 
 @given(data=st.data())
 def test_depthwise_matches_torch(data):
-    """Depthwise convs (one output channel per input channel): channel counts around the
-    16-lane blocks, any kernel, stride, dilation and padding."""
+    """Depthwise convs (one group per input channel, depth multiplier 1-3: above 1 the image's
+    channels repeated): channel counts around the 16-lane blocks, any kernel, stride, dilation
+    and padding."""
     channels = data.draw(st.integers(1, 40))
+    multiplier = data.draw(st.sampled_from([1, 1, 2, 3]))
     batch = data.draw(st.sampled_from([None, 1, 2]))
     spatial = [data.draw(st.integers(1, 12)) for _ in range(2)]
     kernel = [data.draw(st.integers(1, 5)) for _ in range(2)]
@@ -59,8 +61,8 @@ def test_depthwise_matches_torch(data):
     padding = size_arg(data.draw, 2, 0, 3)
     layout = data.draw(LAYOUT)
     x = data.draw(tensors(((batch,) if batch else ()) + (channels, *spatial), layout))
-    w = data.draw(tensors((channels, 1, *kernel), layout))
-    b = data.draw(tensors((channels,)))
+    w = data.draw(tensors((channels * multiplier, 1, *kernel), layout))
+    b = data.draw(tensors((channels * multiplier,)))
     leaves((x, w, b))
     compare(lambda x, w, b: CF.conv2d(x, w, b, stride, padding, dilation, channels),
             lambda x, w, b: F.conv2d(x, w, b, stride, padding, dilation, channels), (x, w, b),
