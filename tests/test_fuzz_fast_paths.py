@@ -91,6 +91,34 @@ def test_grouped_matches_torch(data):
 
 
 @given(data=st.data())
+def test_narrow_groups_match_torch(data):
+    """Grouped convs and conv_transposes with 2-8 channels per group on either side, not both
+    multiples of 4 (depthwise lanes, grouped_lanes_cpu.h): 1-3 dims, any kernel, stride,
+    dilation and padding, either layout."""
+    dims = data.draw(st.integers(1, 3))
+    groups = data.draw(st.integers(2, 5))
+    cg, kg = data.draw(st.integers(2, 8)), data.draw(st.integers(1, 8))
+    assume(cg % 4 != 0 or kg % 4 != 0)
+    transpose = data.draw(st.booleans())
+    batch = data.draw(st.sampled_from([None, 1, 3]))
+    spatial = [data.draw(st.integers(1, 9 if dims < 3 else 5)) for _ in range(dims)]
+    kernel = [data.draw(st.integers(1, 3)) for _ in range(dims)]
+    stride, dilation = size_arg(data.draw, dims, 1, 2), size_arg(data.draw, dims, 1, 2)
+    padding = size_arg(data.draw, dims, 0, 2)
+    layout = data.draw(LAYOUT)
+    x = data.draw(tensors(((batch,) if batch else ()) + (groups * cg, *spatial), layout))
+    w_shape = (groups * cg, kg, *kernel) if transpose else (groups * kg, cg, *kernel)
+    w = data.draw(tensors(w_shape, layout))
+    b = data.draw(tensors((groups * kg,)))
+    leaves((x, w, b))
+    name = f"conv_transpose{dims}d" if transpose else f"conv{dims}d"
+    args = (stride, padding, 0, groups, dilation) if transpose else (stride, padding, dilation,
+                                                                     groups)
+    compare(lambda x, w, b: getattr(CF, name)(x, w, b, *args),
+            lambda x, w, b: getattr(F, name)(x, w, b, *args), (x, w, b), **TOL)
+
+
+@given(data=st.data())
 def test_grouped_patch_matches_torch(data):
     """Grouped convs with as many input as output channels per group, in float32: the patch
     kernel (1, 2 or 4 groups per register, blocks of 7 pixels or one run, phase planes for

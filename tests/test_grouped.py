@@ -48,12 +48,14 @@ def test_channels_per_group(cg, kg, channels_last):
     _check(2, channels_last, cg, kg, groups=3)
 
 
+# (8, 8, 2): the grouped kernels; (2, 3, 4): the depthwise lanes of narrow groups (below).
+@pytest.mark.parametrize("cg,kg,groups", [(8, 8, 2), (2, 3, 4)])
 @pytest.mark.parametrize("channels_last", [False, True])
 @pytest.mark.parametrize("kernel,stride,padding,dilation", [
     (3, 2, 1, 1), (3, 2, 0, 1), (3, 3, 2, 1), (3, 1, 2, 2), (5, 2, 2, 1), (1, 1, 0, 1),
-    (1, 2, 0, 1), (2, 1, 0, 1), (3, 1, 4, 1), (3, 2, 1, 3)])
-def test_geometry(kernel, stride, padding, dilation, channels_last):
-    _check(2, channels_last, 8, 8, groups=2, kernel=kernel, stride=stride, padding=padding,
+    (1, 2, 0, 1), (2, 1, 0, 1), (3, 1, 4, 1), (3, 2, 1, 3), (7, 1, 3, 1)])
+def test_geometry(kernel, stride, padding, dilation, channels_last, cg, kg, groups):
+    _check(2, channels_last, cg, kg, groups=groups, kernel=kernel, stride=stride, padding=padding,
            dilation=dilation)
 
 
@@ -61,6 +63,8 @@ def test_geometry(kernel, stride, padding, dilation, channels_last):
 def test_1d_and_3d(dims):
     _check(dims, True, 8, 16, groups=2, stride=2)
     _check(dims, False, 8, 8, groups=2)
+    _check(dims, True, 3, 2, groups=2, stride=2)  # narrow groups: the lanes
+    _check(dims, False, 2, 6, groups=3)
 
 
 @pytest.mark.parametrize("channels_last", [False, True])
@@ -71,10 +75,12 @@ def test_float32_batch_one_and_large(channels_last):
     _check(2, channels_last, 4, 4, groups=32, dtype=torch.float, batch=2, shape=(14, 14))
 
 
-def test_grouped_conv_transpose():
+# 4 into 4 per group: the grouped kernels; 3 into 2: the lanes.
+@pytest.mark.parametrize("channels,per_group", [(16, 4), (12, 2)])
+def test_grouped_conv_transpose(channels, per_group):
     for stride, padding, output_padding in ((1, 1, 0), (2, 1, 1), (3, 0, 2)):
-        x = torch.randn(2, 16, 7, 9, dtype=torch.double)
-        w = torch.randn(16, 4, 3, 3, dtype=torch.double)
+        x = torch.randn(2, channels, 7, 9, dtype=torch.double)
+        w = torch.randn(channels, per_group, 3, 3, dtype=torch.double)
         kw = dict(stride=stride, padding=padding, output_padding=output_padding, groups=4)
         torch.testing.assert_close(CF.conv_transpose2d(x, w, **kw),
                                    F.conv_transpose2d(x, w, **kw))
@@ -178,3 +184,35 @@ def test_bfloat16_within_bounds(cg, stride, shape, groups, channels_last):
     w = torch.randn(cg * groups, cg, 3, 3, generator=g).bfloat16()
     b = torch.randn(cg * groups, generator=g).bfloat16()
     _assert_within_bounds(0, CF.conv2d, F.conv2d, x, w, b, stride=stride, padding=1, groups=groups)
+
+
+# Groups too narrow for the grouped kernels (widths that are not a multiple of 4, up to 8 on
+# either side and 24 products per group): one depthwise conv over lanes (grouped_lanes_cpu.h),
+# computed in NCHW, a few samples at a time.
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("cg,kg", [(2, 2), (3, 3), (2, 5), (6, 3), (8, 2), (3, 8), (5, 4)])
+def test_narrow_groups(cg, kg, channels_last):
+    _check(2, channels_last, cg, kg, groups=3)
+    _check(2, channels_last, cg, kg, groups=2, stride=2, kernel=5, padding=2, dilation=2,
+           dtype=torch.float)
+
+
+def test_narrow_groups_in_chunks_of_samples():
+    """Lanes of ~2 MiB per float32 sample: chunks of two samples, the last one short (one sample
+    per chunk in float64, whose values are checked: float32 sums of 24,000 products differ from
+    torch's by their rounding)."""
+    _check(2, True, 2, 2, groups=16, batch=3, shape=(90, 90))
+    x = torch.randn(3, 32, 90, 90)
+    w = torch.randn(32, 2, 3, 3)
+    threads = torch.get_num_threads()
+    results = []
+    try:
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            wr = w.clone().requires_grad_()
+            out = CF.conv2d(x, wr, padding=1, groups=16)
+            out.backward(torch.ones_like(out))
+            results.append(wr.grad)
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(results[0], results[1])

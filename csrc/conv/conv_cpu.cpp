@@ -17,6 +17,7 @@
 #include "depthwise_cpu.h"
 #include "few_outputs_cpu.h"
 #include "grouped_cpu.h"
+#include "grouped_lanes_cpu.h"
 #include "grouped_patch_cpu.h"
 #include "gemm_conv_cpu.h"
 #include "im2col.h"
@@ -113,6 +114,9 @@ void dense_conv_cpu(const at::Tensor& input, const at::Tensor& weight, const at:
   if (cpu::few_outputs_applies(input, g, output.size(1), cpu::FewOutputsPass::kForward)) {
     return cpu::few_outputs_conv(input, weight, output, g, bias);
   }
+  if (cpu::grouped_lanes_apply(input, g, output.size(1))) {
+    return cpu::grouped_lanes_conv(input, weight, output, g, bias);
+  }
   cpu::gemm_conv(input, weight, output, g, bias);
 }
 
@@ -180,6 +184,9 @@ void dense_conv_transpose_cpu(const at::Tensor& input, const at::Tensor& weight,
     cpu::grouped_conv_transpose(input.to(at::kFloat), weight.to(at::kFloat), widened, g);
     return output.copy_(widened), void();
   }
+  if (cpu::grouped_lanes_apply(input, g, input.size(1))) {
+    return cpu::grouped_lanes_conv_transpose(input, weight, output, g);
+  }
   if (transpose_as_conv(input, weight, output, g)) return;
   cpu::gemm_conv_transpose(input, weight, output, g);
 }
@@ -204,6 +211,9 @@ void dense_weight_grad_cpu(const at::Tensor& grad_output, const at::Tensor& inpu
   }
   if (cpu::few_outputs_applies(input, g, grad_output.size(1), cpu::FewOutputsPass::kWeightGrad)) {
     return cpu::few_outputs_weight_grad(grad_output, input, grad_weight, g);
+  }
+  if (cpu::grouped_lanes_apply(input, g, grad_output.size(1))) {
+    return cpu::grouped_lanes_weight_grad(grad_output, input, grad_weight, g);
   }
   cpu::gemm_conv_weight_grad(grad_output, input, grad_weight, g);
 }
