@@ -211,3 +211,31 @@ def test_depthwise_channels_last(device, dims, multiplier, stride, padding, dila
     for got, exp in zip(grads, expected_grads):
         assert_close(got, exp, rtol=1e-4, atol=1e-4)
     assert grads[0].is_contiguous(memory_format=fmt)
+
+
+# 1-d convs reach the GEMM engine as 2-d convs of height 1 (conv_cpu.cpp as_2d): short sequences
+# over many channels take its channels_last staging and pixel-row GEMMs, long ones its NCHW
+# GEMMs; conv_transpose1d and all three gradients, strides, dilation, padding, groups.
+@pytest.mark.parametrize("length,channels,out_channels,kernel,stride,padding,dilation,groups", [
+    (16, 48, 24, 3, 3, 0, 2, 1), (16, 40, 64, 7, 1, 3, 1, 1), (9, 64, 32, 3, 2, 1, 1, 2),
+    (300, 16, 24, 5, 2, 2, 3, 1), (5, 32, 32, 1, 1, 0, 1, 1)])
+@pytest.mark.parametrize("transpose", [False, True])
+def test_conv1d_as_height_one(length, channels, out_channels, kernel, stride, padding, dilation,
+                              groups, transpose):
+    x = torch.randn(5, channels, length, dtype=torch.double)
+    if transpose:
+        w = torch.randn(channels, out_channels // groups, kernel, dtype=torch.double)
+        args = (stride, padding, 0, groups, dilation)
+        ours, theirs = CF.conv_transpose1d, torch.nn.functional.conv_transpose1d
+    else:
+        w = torch.randn(out_channels, channels // groups, kernel, dtype=torch.double)
+        args = (stride, padding, dilation, groups)
+        ours, theirs = CF.conv1d, torch.nn.functional.conv1d
+    b = torch.randn(out_channels, dtype=torch.double)
+    leaves = [t.requires_grad_() for t in (x, w, b)]
+    out, expected = ours(*leaves, *args), theirs(*leaves, *args)
+    torch.testing.assert_close(out, expected)
+    grad = torch.randn_like(expected)
+    for a, e in zip(torch.autograd.grad(out, leaves, grad),
+                    torch.autograd.grad(expected, leaves, grad)):
+        torch.testing.assert_close(a, e)

@@ -99,6 +99,12 @@ at::Tensor live_weight(const at::Tensor& weight, const LiveKernel& live) {
 // through our transposing copies (layout_copy.h), NCHW forwards transpose band by band inside
 // their tasks; both are cheaper than the GEMM engine's per-group gathers (2 threads, N4, 8 per
 // group: C208 14x14 6.7 -> 2.1 ms forward through whole copies, torch 2.8).
+// 1-d convs reach the GEMM engine as 2-d ones of height 1 (the geometry is the same: 1-d and 2-d
+// problems both have leading spatial dims of 1), where its channels_last staging of short
+// sequences and its pixel-row GEMMs over the batch apply; as 3-d tensors they ran one GEMM per
+// sample over a few dozen pixels.
+at::Tensor as_2d(const at::Tensor& t) { return t.dim() == 3 ? t.unsqueeze(2) : t; }
+
 void dense_conv_cpu(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& bias,
                     const at::Tensor& output, const ConvGeometry& g) {
   if (const LiveKernel live = live_kernel(g); live.cropped) {
@@ -117,7 +123,7 @@ void dense_conv_cpu(const at::Tensor& input, const at::Tensor& weight, const at:
   if (cpu::grouped_lanes_apply(input, g, output.size(1))) {
     return cpu::grouped_lanes_conv(input, weight, output, g, bias);
   }
-  cpu::gemm_conv(input, weight, output, g, bias);
+  cpu::gemm_conv(as_2d(input), as_2d(weight), as_2d(output), g, bias);
 }
 
 // A stride-1 conv_transpose as the conv of its input with the flipped, transposed weight, where
@@ -188,7 +194,7 @@ void dense_conv_transpose_cpu(const at::Tensor& input, const at::Tensor& weight,
     return cpu::grouped_lanes_conv_transpose(input, weight, output, g);
   }
   if (transpose_as_conv(input, weight, output, g)) return;
-  cpu::gemm_conv_transpose(input, weight, output, g);
+  cpu::gemm_conv_transpose(as_2d(input), as_2d(weight), as_2d(output), g);
 }
 
 void dense_weight_grad_cpu(const at::Tensor& grad_output, const at::Tensor& input,
@@ -215,7 +221,7 @@ void dense_weight_grad_cpu(const at::Tensor& grad_output, const at::Tensor& inpu
   if (cpu::grouped_lanes_apply(input, g, grad_output.size(1))) {
     return cpu::grouped_lanes_weight_grad(grad_output, input, grad_weight, g);
   }
-  cpu::gemm_conv_weight_grad(grad_output, input, grad_weight, g);
+  cpu::gemm_conv_weight_grad(as_2d(grad_output), as_2d(input), as_2d(grad_weight), g);
 }
 
 bool use_gemm_engine(const ConvGeometry&) { return conv_algorithm() != ConvAlgorithm::kIm2col; }
