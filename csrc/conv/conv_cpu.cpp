@@ -120,7 +120,7 @@ void dense_conv_cpu(const at::Tensor& input, const at::Tensor& weight, const at:
   if (cpu::few_outputs_applies(input, g, output.size(1), cpu::FewOutputsPass::kForward)) {
     return cpu::few_outputs_conv(input, weight, output, g, bias);
   }
-  if (cpu::grouped_lanes_apply(input, g, output.size(1))) {
+  if (cpu::grouped_lanes_apply(input, weight, g, output.size(1))) {
     return cpu::grouped_lanes_conv(input, weight, output, g, bias);
   }
   cpu::gemm_conv(as_2d(input), as_2d(weight), as_2d(output), g, bias);
@@ -190,7 +190,7 @@ void dense_conv_transpose_cpu(const at::Tensor& input, const at::Tensor& weight,
     cpu::grouped_conv_transpose(input.to(at::kFloat), weight.to(at::kFloat), widened, g);
     return output.copy_(widened), void();
   }
-  if (cpu::grouped_lanes_apply(input, g, input.size(1))) {
+  if (cpu::grouped_lanes_apply(input, weight, g, input.size(1))) {
     return cpu::grouped_lanes_conv_transpose(input, weight, output, g);
   }
   if (transpose_as_conv(input, weight, output, g)) return;
@@ -218,7 +218,7 @@ void dense_weight_grad_cpu(const at::Tensor& grad_output, const at::Tensor& inpu
   if (cpu::few_outputs_applies(input, g, grad_output.size(1), cpu::FewOutputsPass::kWeightGrad)) {
     return cpu::few_outputs_weight_grad(grad_output, input, grad_weight, g);
   }
-  if (cpu::grouped_lanes_apply(input, g, grad_output.size(1))) {
+  if (cpu::grouped_lanes_apply(input, grad_output, g, grad_output.size(1))) {
     return cpu::grouped_lanes_weight_grad(grad_output, input, grad_weight, g);
   }
   cpu::gemm_conv_weight_grad(as_2d(grad_output), as_2d(input), as_2d(grad_weight), g);

@@ -19,6 +19,7 @@
 #include "conv_algorithm.h"
 #include "conv_driver.h"
 #include "depthwise_channels_last.h"
+#include "gemm_conv_cpu.h"
 #include "grouped_cpu.h"
 
 namespace convpool::cpu {
@@ -160,15 +161,17 @@ void through_lanes(const at::Tensor& from, Spread spread_as, const at::Tensor& t
 
 }  // namespace
 
-bool grouped_lanes_apply(const at::Tensor& t, const ConvGeometry& g, int64_t grid_channels) {
+bool grouped_lanes_apply(const at::Tensor& a, const at::Tensor& b, const ConvGeometry& g,
+                         int64_t grid_channels) {
   if (conv_algorithm() != ConvAlgorithm::kAuto) return false;
-  if (t.scalar_type() != at::kFloat && t.scalar_type() != at::kDouble) return false;
+  if (a.scalar_type() != at::kFloat && a.scalar_type() != at::kDouble) return false;
   if (g.groups <= 1 || g.groups >= g.channels || grid_channels % g.groups != 0) return false;
   if (grouped_shape_applies(g, grid_channels)) return false;
   const int64_t cg = g.channels / g.groups, kg = grid_channels / g.groups;
   if (cg > kMaxLaneWidth || kg > kMaxLaneWidth || cg * kg > kMaxLanesPerGroup) return false;
   // The lanes' kernels take NCHW through blocks that must sit in cache.
-  return depthwise_vector_kernels(t, t, lanes_geometry(g, grid_channels * cg));
+  return depthwise_vector_kernels(a, a, lanes_geometry(g, grid_channels * cg)) && all_finite(a) &&
+         all_finite(b);
 }
 
 void grouped_lanes_conv(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& output,

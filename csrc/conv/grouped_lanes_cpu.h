@@ -14,9 +14,11 @@
 
 namespace convpool::cpu {
 
-// Whether the lanes compute this conv (image channels g.channels, grid channels grid_channels,
-// dtype of t).
-bool grouped_lanes_apply(const at::Tensor& t, const ConvGeometry& g, int64_t grid_channels);
+// Whether the lanes compute this conv (image channels g.channels, grid channels grid_channels)
+// reading tensors a and b (of a's dtype): not where either holds an inf or NaN, whose products
+// with padding zeros torch's GEMMs turn into NaN where the lanes, skipping the padding, would not.
+bool grouped_lanes_apply(const at::Tensor& a, const at::Tensor& b, const ConvGeometry& g,
+                         int64_t grid_channels);
 
 // The dense engine's signatures (gemm_conv_cpu.h); the forward adds the bias (undefined: none).
 void grouped_lanes_conv(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& output,
