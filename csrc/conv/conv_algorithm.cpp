@@ -56,9 +56,22 @@ ConvAlgorithm conv_algorithm() { return g_algorithm; }
 // transformed weights) and per sub-kernel (depth tap, 3x3 block of a larger kernel): beyond three
 // chunks the GEMM engine (5x5 C256 -> 256 on 14x14, 11 chunks: 59 ms against 36; C128 on 28x28,
 // 3 chunks: 22 against 32; N8, two threads).
+//
+// Kernels of more than four 3x3 blocks (7x7: nine) over fewer than 32 input channels: each
+// block's GEMMs per point reduce over those few channels only, and the transformed weights (36
+// values per block and channel pair) outweigh what they save. N8 NCHW, ms, Winograd against the
+// GEMM engine (torch): 7x7 C16 -> 384 13x13 forward 8.8 / 5.7 (4.9-5.5), and the input gradient
+// of 7x7 C384 -> 16 13x13 unpadded (a conv of 16 channels into 384) 10.3 / 6.8 (4.7-5.2), at
+// batch 1 4.7 / 1.3 (0.9). With 32 channels they are even (C32 -> 128 28x28: 14.7 / 16.2).
+constexpr int64_t kMaxBlocksOverFewChannels = 4;
+constexpr int64_t kManyChannels = 32;
+
 bool winograd_pays(const ConvGeometry& g, int64_t batch, int64_t out_channels, ConvPass pass) {
   (void)pass;  // one rule for every pass since the batched weight gradient runs in L2 blocks
   if (g.channels < 16 || out_channels < 16) return false;
+  if (cpu::winograd_blocks(g) > kMaxBlocksOverFewChannels && g.channels < kManyChannels) {
+    return false;
+  }
   if (!cpu::winograd_batched_pays(g, batch, out_channels) &&
       cpu::winograd_weight_chunks(g, out_channels) > 3) {
     return false;

@@ -173,6 +173,10 @@ int64_t winograd_weight_chunks(const ConvGeometry& g, int64_t out_channels) {
   return (bytes + kWeightBytes - 1) / kWeightBytes;
 }
 
+int64_t winograd_blocks(const ConvGeometry& g) {
+  return kernel_blocks(g.kernel[1]) * kernel_blocks(g.kernel[2]);
+}
+
 int64_t winograd_tiles_per_image(const ConvGeometry& g) {
   return g.grid[0] * winograd::tiles_along(g.grid[1], g.dilation[1]) *
          winograd::tiles_along(g.grid[2], g.dilation[2]);

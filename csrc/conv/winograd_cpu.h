@@ -40,6 +40,9 @@ bool winograd_planewise(const ConvGeometry& g);
 // (each chunk transforms the input tiles again).
 int64_t winograd_weight_chunks(const ConvGeometry& g, int64_t out_channels);
 
+// The 3x3 blocks of taps of the kernel's height x width.
+int64_t winograd_blocks(const ConvGeometry& g);
+
 // The tiles of 4x4 outputs of one image (over all depth planes and dilation phases).
 int64_t winograd_tiles_per_image(const ConvGeometry& g);
 
