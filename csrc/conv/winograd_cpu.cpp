@@ -167,14 +167,14 @@ bool winograd_applies(const ConvGeometry& g) {
          g.stride[2] == 1;
 }
 
-int64_t winograd_weight_chunks(const ConvGeometry& g, int64_t out_channels) {
-  const int64_t subkernels = g.kernel[0] * kernel_blocks(g.kernel[1]) * kernel_blocks(g.kernel[2]);
-  const int64_t bytes = subkernels * kPoints * g.channels * out_channels * int64_t{sizeof(float)};
-  return (bytes + kWeightBytes - 1) / kWeightBytes;
-}
-
 int64_t winograd_blocks(const ConvGeometry& g) {
   return kernel_blocks(g.kernel[1]) * kernel_blocks(g.kernel[2]);
+}
+
+int64_t winograd_weight_chunks(const ConvGeometry& g, int64_t out_channels) {
+  const int64_t subkernels = g.kernel[0] * winograd_blocks(g);
+  const int64_t bytes = subkernels * kPoints * g.channels * out_channels * int64_t{sizeof(float)};
+  return (bytes + kWeightBytes - 1) / kWeightBytes;
 }
 
 int64_t winograd_tiles_per_image(const ConvGeometry& g) {
